@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs Drover's build and test dependencies from Debian's packages, only when missing, so a
+# repeat run costs one dpkg-query. Safe to run as root (CI, fresh machine) or with sudo available.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  libzookeeper-mt-dev zookeeper default-jre-headless
+  libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev
+  libexpected-dev libgtest-dev libgmock-dev libbenchmark-dev
+  netcat-openbsd procps curl python3
+)
+extra=("$@")   # callers (browser tests, benchmarks) may name more packages
+packages+=("${extra[@]}")
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "install-deps: installing ${missing[*]}"
+sudo_cmd=()
+[[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,51 @@
+#include "tasks/layout.h"
+
+#include <fmt/format.h>
+
+namespace drover::tasks {
+
+Layout::Layout(std::string root) : root_(std::move(root)) {
+  while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
+}
+
+std::string Layout::worker(std::string_view id) const { return fmt::format("{}/{}", workers(), id); }
+
+int Layout::bucketIndex(std::string_view task_id) {
+  uint32_t h = 2166136261u;  // FNV-1a: stable across versions and machines
+  for (unsigned char c : task_id) {
+    h ^= c;
+    h *= 16777619u;
+  }
+  return static_cast<int>(h % kJobBuckets);
+}
+
+std::string Layout::jobBucketAt(int index) const { return fmt::format("{}/{:02x}", jobs(), index); }
+
+std::string Layout::jobBucket(std::string_view task_id) const {
+  return jobBucketAt(bucketIndex(task_id));
+}
+
+std::string Layout::job(std::string_view task_id) const {
+  return fmt::format("{}/{}", jobBucket(task_id), task_id);
+}
+
+std::string Layout::assignmentsOf(std::string_view worker_id) const {
+  return fmt::format("{}/{}", assignments(), worker_id);
+}
+
+std::string Layout::assignment(std::string_view worker_id, std::string_view task_id) const {
+  return fmt::format("{}/{}/{}", assignments(), worker_id, task_id);
+}
+
+std::string Layout::status(std::string_view task_id) const {
+  return fmt::format("{}/{}", statuses(), task_id);
+}
+
+std::vector<std::string> Layout::directories() const {
+  std::vector<std::string> dirs{root_, workers(), election(), jobs(), assignments(), statuses(),
+                                events()};
+  for (int i = 0; i < kJobBuckets; ++i) dirs.push_back(jobBucketAt(i));
+  return dirs;
+}
+
+}  // namespace drover::tasks

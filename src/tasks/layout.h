@@ -1,0 +1,49 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace drover::tasks {
+
+// The znode tree (contract, see docs/ZNODES.md), below a root such as "/drover".
+//
+// Ownership rule: while a task is not terminal exactly one "token" node exists for it, either
+// its job (/jobs/{bucket}/{id}) or its assignment (/assignments/{worker}/{id}). Every change of
+// /status/{id} after submit is made in one multi with deleting (consuming) or checking that
+// token, so two writers can never both record an outcome.
+class Layout {
+ public:
+  static constexpr int kJobBuckets = 256;
+
+  explicit Layout(std::string root = "/drover");
+
+  const std::string& root() const { return root_; }
+  std::string workers() const { return root_ + "/workers"; }
+  std::string worker(std::string_view id) const;
+  std::string election() const { return root_ + "/election"; }
+  std::string epoch() const { return root_ + "/epoch"; }
+  std::string leader() const { return root_ + "/leader"; }
+  std::string jobs() const { return root_ + "/jobs"; }
+  // The bucket a task's job lives in: /jobs/{2 hex digits of a hash of the id}.
+  std::string jobBucket(std::string_view task_id) const;
+  std::string jobBucketAt(int index) const;
+  std::string job(std::string_view task_id) const;
+  std::string assignments() const { return root_ + "/assignments"; }
+  std::string assignmentsOf(std::string_view worker_id) const;
+  std::string assignment(std::string_view worker_id, std::string_view task_id) const;
+  std::string statuses() const { return root_ + "/status"; }
+  std::string status(std::string_view task_id) const;
+  std::string events() const { return root_ + "/events"; }
+
+  // Every persistent directory the cluster needs (root, workers, election, jobs and its buckets,
+  // assignments, status, events). Create them once with coord::ensurePath.
+  std::vector<std::string> directories() const;
+
+  static int bucketIndex(std::string_view task_id);
+
+ private:
+  std::string root_;
+};
+
+}  // namespace drover::tasks

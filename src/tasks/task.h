@@ -1,0 +1,95 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+#include <tl/expected.hpp>
+
+namespace drover::tasks {
+
+using Json = nlohmann::json;
+
+// The task life cycle (contract): pending -> assigned -> running -> succeeded | failed |
+// cancelled; a retry goes back to pending with attempts + 1.
+enum class State { kPending, kAssigned, kRunning, kSucceeded, kFailed, kCancelled };
+
+std::string_view stateName(State state);
+std::optional<State> parseState(std::string_view name);
+inline bool isTerminal(State s) {
+  return s == State::kSucceeded || s == State::kFailed || s == State::kCancelled;
+}
+
+// What a client asked for. Immutable once accepted; two submissions with one id are the same
+// task only if their specs are equal.
+struct TaskSpec {
+  std::string id;
+  std::string type;
+  Json payload = Json::object();
+  int priority = 5;       // 0..9, higher runs first
+  int max_attempts = 3;   // 1..100
+  double timeout_s = 0;   // 0 = no timeout; else (0, 86400]
+
+  bool operator==(const TaskSpec&) const = default;
+};
+
+// The recorded state of a task: /status/{id}.
+struct TaskStatus {
+  TaskSpec spec;
+  State state = State::kPending;
+  int attempts = 0;          // the attempt number of the current or last execution (0: never ran)
+  std::string worker;        // the worker that holds or held it
+  Json result;               // null unless succeeded
+  std::string error;         // why the last attempt failed ("" if none)
+  int64_t submitted_at = 0;  // wall-clock ms, for display only
+  int64_t started_at = 0;
+  int64_t finished_at = 0;
+};
+
+// A task waiting for assignment: /jobs/{bucket}/{id}.
+struct Job {
+  TaskSpec spec;
+  int attempt = 1;          // the attempt number it will run as
+  int64_t not_before = 0;   // wall-clock ms before which it must not be assigned (retry backoff)
+};
+
+// A task given to a worker: /assignments/{worker}/{id}.
+struct Assignment {
+  TaskSpec spec;
+  int attempt = 1;
+};
+
+// Limits on what a client may submit.
+struct SubmitLimits {
+  size_t max_payload_bytes = 256 * 1024;  // serialised payload; well under ZooKeeper's 1 MiB
+  size_t max_batch = 1000;
+};
+
+struct ValidationError {
+  std::string field;
+  std::string detail;
+};
+
+// Reads a submission ({"id"?, "type", "payload"?, "priority"?, "max_attempts"?, "timeout_s"?}).
+// A missing id gets a generated one. Unknown fields are an error. `known_type` says which types
+// the cluster runs (nullptr: any non-empty name of valid characters).
+tl::expected<TaskSpec, ValidationError> parseSpec(const Json& body, const SubmitLimits& limits,
+                                                  bool (*known_type)(std::string_view) = nullptr);
+
+Json toJson(const TaskSpec& spec);
+Json toJson(const TaskStatus& status);
+Json toJson(const Job& job);
+Json toJson(const Assignment& assignment);
+
+// Decoders for data read back from ZooKeeper; nullopt for data this version cannot read.
+std::optional<TaskSpec> specFromJson(const Json& j);
+std::optional<TaskStatus> statusFromJson(const Json& j);
+std::optional<Job> jobFromJson(const Json& j);
+std::optional<Assignment> assignmentFromJson(const Json& j);
+
+// Parses `data` as JSON without throwing; nullopt when it is not JSON.
+std::optional<Json> parseJson(std::string_view data);
+
+}  // namespace drover::tasks
