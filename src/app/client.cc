@@ -1,0 +1,379 @@
+#include "app/client.h"
+
+#include <httplib.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+namespace drover::app {
+namespace {
+
+using Json = nlohmann::json;
+
+struct Answer {
+  int status = 0;  // 0: no answer
+  Json body;
+  std::string error;
+};
+
+// Splits "http://host:port" into a client.
+httplib::Client makeClient(const std::string& server, int read_timeout_s) {
+  httplib::Client cli(server);
+  cli.set_connection_timeout(5);
+  cli.set_read_timeout(read_timeout_s);
+  cli.set_write_timeout(10);
+  return cli;
+}
+
+Answer call(const ClientOptions& o, const std::string& method, const std::string& path,
+            const Json* body = nullptr, int read_timeout_s = 30) {
+  auto cli = makeClient(o.server, read_timeout_s);
+  httplib::Result res;
+  if (method == "GET") {
+    res = cli.Get(path);
+  } else if (method == "POST") {
+    res = cli.Post(path, body != nullptr ? body->dump() : "{}", "application/json");
+  } else {
+    res = cli.Delete(path);
+  }
+  Answer a;
+  if (!res) {
+    a.error = fmt::format("no answer from {}: {}", o.server, httplib::to_string(res.error()));
+    return a;
+  }
+  a.status = res->status;
+  a.body = Json::parse(res->body, nullptr, false);
+  return a;
+}
+
+bool useColor() { return ::isatty(STDOUT_FILENO) && std::getenv("NO_COLOR") == nullptr; }
+
+std::string paint(const std::string& state) {
+  if (!useColor()) return state;
+  const char* code = "0";
+  if (state == "succeeded") code = "32";
+  if (state == "failed") code = "31";
+  if (state == "cancelled") code = "33";
+  if (state == "running" || state == "assigned") code = "36";
+  return fmt::format("\033[{}m{}\033[0m", code, state);
+}
+
+// Reports a non-2xx answer on stderr and maps it to an exit code.
+int failure(const Answer& a) {
+  if (a.status == 0) {
+    std::cerr << "drover: " << a.error << "\n";
+    return kExitUnreachable;
+  }
+  std::string detail = a.body.is_object() ? a.body.value("detail", a.body.dump()) : "";
+  std::cerr << "drover: " << a.status << " " << detail << "\n";
+  if (a.status == 404) return kExitNotFound;
+  if (a.status >= 500) return kExitServerError;
+  return kExitRejected;
+}
+
+std::string str(const Json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return "-";
+  return it->is_string() ? it->get<std::string>() : it->dump();
+}
+
+void printTask(const Json& t) {
+  std::cout << "id:        " << str(t, "id") << "\n"
+            << "type:      " << str(t, "type") << "\n"
+            << "state:     " << paint(str(t, "state")) << "\n"
+            << "attempts:  " << str(t, "attempts") << " of " << str(t, "max_attempts") << "\n"
+            << "worker:    " << str(t, "worker") << "\n";
+  if (t.contains("result") && !t["result"].is_null()) {
+    std::cout << "result:    " << t["result"].dump() << "\n";
+  }
+  if (t.contains("error") && !t["error"].is_null()) {
+    std::cout << "error:     " << str(t, "error") << "\n";
+  }
+}
+
+bool isTerminal(const std::string& state) {
+  return state == "succeeded" || state == "failed" || state == "cancelled";
+}
+
+// Waits for every id to finish (long-polls, no busy loop). Returns the final tasks.
+int waitAll(const ClientOptions& o, const std::vector<std::string>& ids, double timeout_s,
+            std::vector<Json>& done) {
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  bool bar = ids.size() > 1 && ::isatty(STDERR_FILENO) && !o.json;
+  size_t finished = 0;
+  for (const auto& id : ids) {
+    while (true) {
+      auto left = std::chrono::duration_cast<std::chrono::seconds>(
+                      deadline - std::chrono::steady_clock::now())
+                      .count();
+      if (timeout_s > 0 && left <= 0) return kExitTimeout;
+      int wait = timeout_s > 0 ? static_cast<int>(std::min<int64_t>(left, 30)) : 30;
+      auto a = call(o, "GET", fmt::format("/v1/tasks/{}?wait={}", id, std::max(wait, 1)), nullptr,
+                    wait + 10);
+      if (a.status != 200) return failure(a);
+      if (isTerminal(a.body.value("state", ""))) {
+        done.push_back(a.body);
+        break;
+      }
+    }
+    ++finished;
+    if (bar) {
+      int width = 30;
+      int fill = static_cast<int>(width * finished / ids.size());
+      std::fprintf(stderr, "\r[%s%s] %zu/%zu", std::string(fill, '#').c_str(),
+                   std::string(width - fill, '.').c_str(), finished, ids.size());
+    }
+  }
+  if (bar) std::fprintf(stderr, "\n");
+  return kExitOk;
+}
+
+int reportFinished(const ClientOptions& o, const std::vector<Json>& tasks) {
+  int code = kExitOk;
+  for (const auto& t : tasks) {
+    if (t.value("state", "") != "succeeded") code = kExitTaskFailed;
+    if (o.json) {
+      std::cout << t.dump() << "\n";
+    } else if (tasks.size() == 1) {
+      printTask(t);
+    } else {
+      std::cout << str(t, "id") << "  " << paint(str(t, "state")) << "\n";
+    }
+  }
+  return code;
+}
+
+}  // namespace
+
+void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
+  // submit
+  auto* submit = app.add_subcommand("submit", "Submit a task (an exec task by default)");
+  submit->footer(
+      "Examples:\n"
+      "  drover submit -- echo hello\n"
+      "  drover submit --wait --timeout 10 -- sh -c 'sleep 1; date'\n"
+      "  drover submit --type sleep --payload '{\"ms\": 500}' --priority 9\n"
+      "  drover submit --file tasks.jsonl        # one task JSON per line, one batch");
+  struct SubmitArgs {
+    std::string type, payload, id, file;
+    int priority = -1, max_attempts = -1;
+    double timeout = 0;
+    bool wait = false;
+    std::vector<std::string> argv;
+  };
+  auto sa = std::make_shared<SubmitArgs>();
+  submit->add_option("--type", sa->type, "Task type (noop, echo, sleep, fail, exec, ...)");
+  submit->add_option("--payload", sa->payload, "Task payload as JSON");
+  submit->add_option("--id", sa->id, "Task id (default: generated)");
+  submit->add_option("--priority", sa->priority, "0-9, higher runs first (default 5)");
+  submit->add_option("--max-attempts", sa->max_attempts, "Attempts before failed (default 3)");
+  submit->add_option("--timeout", sa->timeout, "Per-attempt timeout in seconds");
+  submit->add_option("--file", sa->file, "Submit every task of a JSON-lines file in one batch");
+  submit->add_flag("--wait", sa->wait, "Wait for the task to finish and print it");
+  submit->add_option("argv", sa->argv, "Command and arguments of an exec task (after --)");
+  submit->callback([&o, &exit_code, sa] {
+    if (!sa->file.empty()) {
+      std::FILE* f = std::fopen(sa->file.c_str(), "r");
+      if (f == nullptr) {
+        std::cerr << "drover: cannot open " << sa->file << "\n";
+        exit_code = kExitUsage;
+        return;
+      }
+      Json tasks = Json::array();
+      char* line = nullptr;
+      size_t cap = 0;
+      int lineno = 0;
+      while (getline(&line, &cap, f) > 0) {
+        ++lineno;
+        std::string text(line);
+        if (text.find_first_not_of(" \t\r\n") == std::string::npos) continue;
+        Json t = Json::parse(text, nullptr, false);
+        if (t.is_discarded()) {
+          std::cerr << "drover: " << sa->file << ":" << lineno << ": not JSON\n";
+          std::free(line);
+          std::fclose(f);
+          exit_code = kExitUsage;
+          return;
+        }
+        tasks.push_back(t);
+      }
+      std::free(line);
+      std::fclose(f);
+      Json body = {{"tasks", tasks}};
+      auto a = call(o, "POST", "/v1/tasks/batch", &body);
+      if (a.status != 200 && a.status != 202) {
+        exit_code = failure(a);
+        return;
+      }
+      std::vector<std::string> ids = a.body.value("ids", std::vector<std::string>{});
+      if (!sa->wait) {
+        for (const auto& id : ids) std::cout << id << "\n";
+        exit_code = kExitOk;
+        return;
+      }
+      std::vector<Json> done;
+      exit_code = waitAll(o, ids, 0, done);
+      if (exit_code == kExitOk) exit_code = reportFinished(o, done);
+      return;
+    }
+    Json body = Json::object();
+    if (!sa->argv.empty()) {
+      if (!sa->type.empty() && sa->type != "exec") {
+        std::cerr << "drover: a command after -- makes an exec task; drop --type\n";
+        exit_code = kExitUsage;
+        return;
+      }
+      body["type"] = "exec";
+      body["payload"] = {{"argv", sa->argv}};
+    } else if (sa->type.empty()) {
+      std::cerr << "drover: give a command after -- or a --type\n";
+      exit_code = kExitUsage;
+      return;
+    } else {
+      body["type"] = sa->type;
+    }
+    if (!sa->payload.empty()) {
+      Json p = Json::parse(sa->payload, nullptr, false);
+      if (p.is_discarded()) {
+        std::cerr << "drover: --payload is not JSON\n";
+        exit_code = kExitUsage;
+        return;
+      }
+      body["payload"] = p;
+    }
+    if (!sa->id.empty()) body["id"] = sa->id;
+    if (sa->priority >= 0) body["priority"] = sa->priority;
+    if (sa->max_attempts >= 0) body["max_attempts"] = sa->max_attempts;
+    if (sa->timeout > 0) body["timeout_s"] = sa->timeout;
+    auto a = call(o, "POST", "/v1/tasks", &body);
+    if (a.status != 200 && a.status != 202) {
+      exit_code = failure(a);
+      return;
+    }
+    std::string id = a.body.value("id", "");
+    if (!sa->wait) {
+      std::cout << (o.json ? a.body.dump() : id) << "\n";
+      exit_code = kExitOk;
+      return;
+    }
+    std::vector<Json> done;
+    exit_code = waitAll(o, {id}, 0, done);
+    if (exit_code == kExitOk) exit_code = reportFinished(o, done);
+  });
+
+  // status
+  auto* status = app.add_subcommand("status", "Show one task");
+  auto status_id = std::make_shared<std::string>();
+  status->add_option("id", *status_id, "Task id")->required();
+  status->callback([&o, &exit_code, status_id] {
+    auto a = call(o, "GET", "/v1/tasks/" + *status_id);
+    if (a.status != 200) {
+      exit_code = failure(a);
+      return;
+    }
+    if (o.json) {
+      std::cout << a.body.dump() << "\n";
+    } else {
+      printTask(a.body);
+    }
+    exit_code = kExitOk;
+  });
+
+  // wait
+  auto* wait = app.add_subcommand("wait", "Wait until tasks finish; exit 1 if any did not succeed");
+  wait->footer("Examples:\n  drover wait ID\n  drover wait --timeout 60 ID1 ID2 ID3");
+  auto wait_ids = std::make_shared<std::vector<std::string>>();
+  auto wait_timeout = std::make_shared<double>(0);
+  wait->add_option("ids", *wait_ids, "Task ids")->required();
+  wait->add_option("--timeout", *wait_timeout, "Give up after this many seconds (exit 7)");
+  wait->callback([&o, &exit_code, wait_ids, wait_timeout] {
+    std::vector<Json> done;
+    exit_code = waitAll(o, *wait_ids, *wait_timeout, done);
+    if (exit_code == kExitOk) exit_code = reportFinished(o, done);
+  });
+
+  // cancel
+  auto* cancel = app.add_subcommand("cancel", "Cancel a task (pending: at once; running: killed)");
+  auto cancel_id = std::make_shared<std::string>();
+  cancel->add_option("id", *cancel_id, "Task id")->required();
+  cancel->callback([&o, &exit_code, cancel_id] {
+    auto a = call(o, "DELETE", "/v1/tasks/" + *cancel_id);
+    if (a.status != 200 && a.status != 202) {
+      exit_code = failure(a);
+      return;
+    }
+    std::cout << (o.json ? a.body.dump() : *cancel_id + " " + paint(str(a.body, "state"))) << "\n";
+    exit_code = kExitOk;
+  });
+
+  // tasks
+  auto* list = app.add_subcommand("tasks", "List tasks");
+  auto list_state = std::make_shared<std::string>();
+  auto list_limit = std::make_shared<int>(100);
+  list->add_option("--state", *list_state, "Only tasks in this state");
+  list->add_option("--limit", *list_limit, "At most this many (1-1000)");
+  list->callback([&o, &exit_code, list_state, list_limit] {
+    std::string path = fmt::format("/v1/tasks?limit={}", *list_limit);
+    if (!list_state->empty()) path += "&state=" + *list_state;
+    auto a = call(o, "GET", path);
+    if (a.status != 200) {
+      exit_code = failure(a);
+      return;
+    }
+    if (o.json) {
+      std::cout << a.body.dump() << "\n";
+    } else {
+      std::cout << fmt::format("{:<34} {:<8} {:<10} {:>8}  {}\n", "ID", "TYPE", "STATE",
+                               "ATTEMPTS", "WORKER");
+      for (const auto& t : a.body.value("tasks", Json::array())) {
+        std::cout << fmt::format("{:<34} {:<8} {:<10} {:>8}  {}\n", str(t, "id"), str(t, "type"),
+                                 str(t, "state"), str(t, "attempts"), str(t, "worker"));
+      }
+    }
+    exit_code = kExitOk;
+  });
+
+  // workers
+  auto* workers = app.add_subcommand("workers", "List live workers");
+  workers->callback([&o, &exit_code] {
+    auto a = call(o, "GET", "/v1/workers");
+    if (a.status != 200) {
+      exit_code = failure(a);
+      return;
+    }
+    if (o.json) {
+      std::cout << a.body.dump() << "\n";
+    } else {
+      Json list = a.body.is_array() ? a.body : a.body.value("workers", Json::array());
+      std::cout << fmt::format("{:<40} {:>5} {:>7}  {}\n", "ID", "SLOTS", "RUNNING", "ROLE");
+      for (const auto& w : list) {
+        std::cout << fmt::format("{:<40} {:>5} {:>7}  {}\n", str(w, "id"), str(w, "slots"),
+                                 str(w, "running"), w.value("leader", false) ? "leader" : "");
+      }
+    }
+    exit_code = kExitOk;
+  });
+
+  // cluster
+  auto* cluster = app.add_subcommand("cluster", "Show the cluster: leader, epoch, task counts");
+  cluster->callback([&o, &exit_code] {
+    auto a = call(o, "GET", "/v1/cluster");
+    if (a.status != 200) {
+      exit_code = failure(a);
+      return;
+    }
+    std::cout << (o.json ? a.body.dump() : a.body.dump(2)) << "\n";
+    exit_code = kExitOk;
+  });
+
+  for (auto* sub : {submit, status, wait, cancel, list, workers, cluster}) {
+    sub->add_option("--server", o.server, "Drover API URL")->envname("DROVER_SERVER");
+    sub->add_flag("--json", o.json, "Machine-readable output");
+  }
+}
+
+}  // namespace drover::app

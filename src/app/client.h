@@ -1,0 +1,31 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+namespace drover::app {
+
+// Exit codes of the client commands (documented in docs/CLI.md).
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitTaskFailed = 1,    // wait/submit --wait: a task ended failed or cancelled
+  kExitUsage = 2,         // bad flags or arguments
+  kExitUnreachable = 3,   // no answer from the server
+  kExitNotFound = 4,      // no such task
+  kExitRejected = 5,      // the server refused the request (4xx other than 404)
+  kExitServerError = 6,   // 5xx (e.g. 503: ZooKeeper has no quorum)
+  kExitTimeout = 7,       // wait --timeout passed before the tasks finished
+};
+
+struct ClientOptions {
+  std::string server = "http://127.0.0.1:8080";
+  bool json = false;
+};
+
+// Adds submit, status, wait, cancel, tasks, workers and cluster to `app`. Each subcommand stores
+// its exit code in `exit_code` when it runs.
+void addClientCommands(CLI::App& app, ClientOptions& options, int& exit_code);
+
+}  // namespace drover::app

@@ -1,0 +1,724 @@
+#include "coord/zk/zk_coordination.h"
+
+#include <spdlog/spdlog.h>
+#include <zookeeper/zookeeper.h>
+
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "base/executor.h"
+
+namespace drover::coord {
+namespace {
+
+Code toCode(int rc) {
+  switch (rc) {
+    case ZOK: return Code::kOk;
+    case ZNONODE: return Code::kNoNode;
+    case ZNODEEXISTS: return Code::kNodeExists;
+    case ZBADVERSION: return Code::kBadVersion;
+    case ZNOTEMPTY: return Code::kNotEmpty;
+    case ZNOCHILDRENFOREPHEMERALS: return Code::kNoChildrenForEphemerals;
+    case ZCONNECTIONLOSS: return Code::kConnectionLoss;
+    case ZOPERATIONTIMEOUT: return Code::kOperationTimeout;
+    case ZSESSIONEXPIRED: return Code::kSessionExpired;
+    // The handle is expired or auth-failed: the client refuses to send anything on it.
+    case ZINVALIDSTATE: return Code::kSessionExpired;
+    case ZSESSIONMOVED: return Code::kSessionMoved;
+    case ZNOAUTH: return Code::kNoAuth;
+    case ZAUTHFAILED: return Code::kAuthFailed;
+    case ZINVALIDACL: return Code::kInvalidAcl;
+    case ZBADARGUMENTS: return Code::kBadArguments;
+    case ZCLOSING: return Code::kClosing;
+    case ZMARSHALLINGERROR: return Code::kMarshallingError;
+    case ZRUNTIMEINCONSISTENCY: return Code::kRuntimeInconsistency;
+    case ZUNIMPLEMENTED: return Code::kUnimplemented;
+    default: return Code::kSystemError;
+  }
+}
+
+Error toError(int rc, const std::string& path) {
+  return Error(toCode(rc), fmt::format("{} (zk rc {})", path, rc));
+}
+
+Stat toStat(const ::Stat* s) {
+  Stat out;
+  if (s == nullptr) return out;
+  out.czxid = s->czxid;
+  out.mzxid = s->mzxid;
+  out.pzxid = s->pzxid;
+  out.ctime_ms = s->ctime;
+  out.mtime_ms = s->mtime;
+  out.version = s->version;
+  out.cversion = s->cversion;
+  out.ephemeral_owner = s->ephemeralOwner;
+  out.data_length = s->dataLength;
+  out.num_children = s->numChildren;
+  return out;
+}
+
+int toMode(CreateMode mode) {
+  switch (mode) {
+    case CreateMode::kPersistent: return ZOO_PERSISTENT;
+    case CreateMode::kEphemeral: return ZOO_EPHEMERAL;
+    case CreateMode::kPersistentSequential: return ZOO_PERSISTENT_SEQUENTIAL;
+    case CreateMode::kEphemeralSequential: return ZOO_EPHEMERAL_SEQUENTIAL;
+    case CreateMode::kContainer: return ZOO_CONTAINER;
+  }
+  return ZOO_PERSISTENT;
+}
+
+// An ACL in the C client's layout, owning its strings. Empty = world:anyone with all rights.
+class CAcl {
+ public:
+  explicit CAcl(const Acl& acl) {
+    for (const auto& e : acl) {
+      schemes_.push_back(e.scheme);
+      ids_.push_back(e.id);
+    }
+    entries_.resize(acl.size());
+    for (size_t i = 0; i < acl.size(); ++i) {
+      entries_[i].perms = acl[i].perms;
+      entries_[i].id.scheme = schemes_[i].data();
+      entries_[i].id.id = ids_[i].data();
+    }
+    vec_.count = static_cast<int32_t>(entries_.size());
+    vec_.data = entries_.data();
+  }
+  CAcl(const CAcl&) = delete;
+  CAcl& operator=(const CAcl&) = delete;
+  const struct ACL_vector* get() const {
+    return entries_.empty() ? &ZOO_OPEN_ACL_UNSAFE : &vec_;
+  }
+
+ private:
+  std::vector<std::string> schemes_, ids_;
+  std::vector<struct ACL> entries_;
+  struct ACL_vector vec_ {};
+};
+
+// Per-call watchers live in one process-wide table keyed by a number, and the C client carries
+// only that number. A watcher is taken out of the table when it fires or when its session ends,
+// so a late or repeated call from the client never touches freed memory.
+struct WatchEntry {
+  Watcher fn;
+  const void* owner;
+  uint64_t generation;
+};
+std::mutex g_watch_mu;
+std::unordered_map<uint64_t, WatchEntry> g_watches;
+std::atomic<uint64_t> g_next_watch{1};
+
+void* registerWatch(Watcher fn, const void* owner, uint64_t generation) {
+  uint64_t id = g_next_watch++;
+  std::lock_guard lock(g_watch_mu);
+  g_watches.emplace(id, WatchEntry{std::move(fn), owner, generation});
+  return reinterpret_cast<void*>(id);  // NOLINT(performance-no-int-to-ptr)
+}
+
+void dropWatch(void* ctx) {
+  std::lock_guard lock(g_watch_mu);
+  g_watches.erase(reinterpret_cast<uint64_t>(ctx));
+}
+
+void dropWatchesOf(const void* owner, uint64_t generation) {
+  std::lock_guard lock(g_watch_mu);
+  std::erase_if(g_watches, [&](const auto& kv) {
+    return kv.second.owner == owner && kv.second.generation <= generation;
+  });
+}
+
+void nodeWatcher(zhandle_t*, int type, int state, const char* path, void* ctx) {
+  // Session events reach every registered watcher too; they are the session listener's business.
+  if (type == ZOO_SESSION_EVENT || type == ZOO_NOTWATCHING_EVENT) return;
+  Watcher fn;
+  {
+    std::lock_guard lock(g_watch_mu);
+    auto it = g_watches.find(reinterpret_cast<uint64_t>(ctx));
+    if (it == g_watches.end()) return;
+    fn = std::move(it->second.fn);
+    g_watches.erase(it);
+  }
+  EventType event = EventType::kDataChanged;
+  if (type == ZOO_CREATED_EVENT) event = EventType::kCreated;
+  if (type == ZOO_DELETED_EVENT) event = EventType::kDeleted;
+  if (type == ZOO_CHILD_EVENT) event = EventType::kChildrenChanged;
+  if (fn) fn(WatchEvent{event, path != nullptr ? path : ""});
+}
+
+void zkLog(const char* message) { spdlog::debug("zookeeper client: {}", message); }
+
+size_t opBytes(const Op& op) {
+  return std::visit(
+      [](const auto& o) -> size_t {
+        using T = std::decay_t<decltype(o)>;
+        size_t n = o.path.size() + 64;
+        if constexpr (std::is_same_v<T, CreateOp> || std::is_same_v<T, SetOp>) n += o.data.size();
+        return n;
+      },
+      op);
+}
+
+const std::string& opPath(const Op& op) {
+  return std::visit([](const auto& o) -> const std::string& { return o.path; }, op);
+}
+
+}  // namespace
+
+// One zhandle_t and the generation (session incarnation) it serves.
+struct Handle {
+  zhandle_t* zh = nullptr;
+  uint64_t generation = 0;
+  ZkCoordination::Impl* impl = nullptr;
+  bool was_connected = false;  // guarded by Impl::mu_
+};
+
+struct ZkCoordination::Impl {
+  explicit Impl(ZkOptions o) : options(std::move(o)), manager("zk-manager") {}
+
+  ZkOptions options;
+  mutable std::mutex mu;
+  mutable std::condition_variable cv;
+  std::unique_ptr<Handle> handle;  // the current session's handle; null once closed
+  SessionEvent state{SessionState::kConnecting, 0, 1, std::chrono::milliseconds(0)};
+  bool closed = false;
+  std::vector<std::pair<std::string, std::string>> auths;
+  std::map<uint64_t, SessionListener> listeners;
+  uint64_t next_listener = 1;
+  base::ThreadExecutor manager;  // rebuilds handles after expiry; never the completion thread
+
+  static void sessionWatcher(zhandle_t* zh, int type, int zstate, const char* path, void* ctx);
+
+  Result<std::unique_ptr<Handle>> open(uint64_t generation) {
+    auto h = std::make_unique<Handle>();
+    h->generation = generation;
+    h->impl = this;
+    h->zh = zookeeper_init2(options.connect.c_str(), &Impl::sessionWatcher,
+                            static_cast<int>(options.session_timeout.count()), nullptr, h.get(),
+                            0, &zkLog);
+    if (h->zh == nullptr) {
+      return fail(Code::kBadArguments,
+                  fmt::format("cannot open a ZooKeeper client for '{}': {}", options.connect,
+                              std::strerror(errno)));
+    }
+    for (const auto& [scheme, cred] : auths) {
+      zoo_add_auth(h->zh, scheme.c_str(), cred.data(), static_cast<int>(cred.size()), nullptr,
+                   nullptr);
+    }
+    return h;
+  }
+
+  void publish(const SessionEvent& event) {
+    std::vector<SessionListener> copy;
+    {
+      std::lock_guard lock(mu);
+      state = event;
+      for (const auto& [id, l] : listeners) copy.push_back(l);
+    }
+    cv.notify_all();
+    for (const auto& l : copy) l(event);
+  }
+
+  void onSession(Handle* h, int zstate) {
+    SessionEvent event;
+    bool rebuild = false;
+    {
+      std::lock_guard lock(mu);
+      if (closed || handle.get() != h) return;  // an event of a replaced session: dropped
+      event = state;
+      event.generation = h->generation;
+      if (zstate == ZOO_CONNECTED_STATE) {
+        h->was_connected = true;
+        event.state = SessionState::kConnected;
+        event.session_id = zoo_client_id(h->zh)->client_id;
+        event.timeout = std::chrono::milliseconds(zoo_recv_timeout(h->zh));
+      } else if (zstate == ZOO_CONNECTING_STATE || zstate == ZOO_ASSOCIATING_STATE ||
+                 zstate == ZOO_NOTCONNECTED_STATE) {
+        event.state = h->was_connected ? SessionState::kDisconnected : SessionState::kConnecting;
+      } else if (zstate == ZOO_EXPIRED_SESSION_STATE || zstate == ZOO_AUTH_FAILED_STATE) {
+        event.state = SessionState::kExpired;
+        rebuild = true;
+      } else {
+        return;
+      }
+    }
+    if (rebuild) {
+      dropWatchesOf(this, h->generation);
+      spdlog::warn("zookeeper session 0x{:x} expired; opening a new session", event.session_id);
+      manager.post([this, gen = h->generation] { replace(gen); });
+    }
+    publish(event);
+  }
+
+  // Replaces the expired handle of generation `gen` with a new session.
+  void replace(uint64_t gen) {
+    std::unique_ptr<Handle> old;
+    {
+      std::lock_guard lock(mu);
+      if (closed || !handle || handle->generation != gen) return;
+      auto fresh = open(gen + 1);
+      if (!fresh) {
+        spdlog::error("{}", fresh.error().toString());
+        manager.postAfter(std::chrono::seconds(1), [this, gen] { replace(gen); });
+        return;
+      }
+      old = std::move(handle);
+      handle = std::move(*fresh);
+      state = SessionEvent{SessionState::kConnecting, 0, gen + 1, std::chrono::milliseconds(0)};
+    }
+    publish(SessionEvent{SessionState::kConnecting, 0, gen + 1, std::chrono::milliseconds(0)});
+    zookeeper_close(old->zh);  // completes the old session's pending calls with an error
+  }
+
+  // Runs `submit(zh)` with the current handle, or reports why there is none. `submit` returns
+  // the C client's immediate return code; non-ZOK means the completion will never run.
+  template <class Submit>
+  int withHandle(Submit&& submit, uint64_t* generation = nullptr) {
+    std::lock_guard lock(mu);
+    if (closed || !handle) return ZCLOSING;
+    if (generation != nullptr) *generation = handle->generation;
+    return submit(handle->zh);
+  }
+
+  Error sizeError(size_t bytes) const {
+    return Error(Code::kBadArguments,
+                 fmt::format("request of {} bytes is over the {}-byte limit", bytes,
+                             options.max_request_bytes));
+  }
+};
+
+void ZkCoordination::Impl::sessionWatcher(zhandle_t*, int type, int zstate, const char*,
+                                          void* ctx) {
+  if (type != ZOO_SESSION_EVENT) return;
+  auto* h = static_cast<Handle*>(ctx);
+  h->impl->onSession(h, zstate);
+}
+
+namespace {
+
+// Completion contexts: one heap object per call, freed by its completion.
+template <class T>
+struct Call {
+  Promise<T> promise;
+  std::string path;
+  void* watch = nullptr;
+};
+
+template <class T>
+Future<T> failNow(Promise<T>& p, Error e) {
+  p.set(tl::unexpected(std::move(e)));
+  return p.future();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ZkCoordination>> ZkCoordination::connect(ZkOptions options) {
+  static std::once_flag once;
+  std::call_once(once, [] { zoo_set_debug_level(ZOO_LOG_LEVEL_WARN); });
+  auto impl = std::make_unique<Impl>(std::move(options));
+  auto h = impl->open(1);
+  if (!h) return tl::unexpected(h.error());
+  impl->handle = std::move(*h);
+  return std::unique_ptr<ZkCoordination>(new ZkCoordination(std::move(impl)));
+}
+
+ZkCoordination::ZkCoordination(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ZkCoordination::~ZkCoordination() {
+  close();
+  impl_->manager.stop();
+}
+
+Future<std::string> ZkCoordination::create(CreateOp op) {
+  auto* call = new Call<std::string>{{}, op.path};
+  Future<std::string> f = call->promise.future();
+  if (op.data.size() + op.path.size() > impl_->options.max_request_bytes) {
+    delete call;
+    Promise<std::string> p;
+    return failNow(p, impl_->sizeError(op.data.size()));
+  }
+  CAcl acl(op.acl);
+  int rc = impl_->withHandle([&](zhandle_t* zh) {
+    return zoo_acreate(
+        zh, op.path.c_str(), op.data.data(), static_cast<int>(op.data.size()), acl.get(),
+        toMode(op.mode),
+        [](int rc, const char* value, const void* data) {
+          std::unique_ptr<Call<std::string>> c(
+              static_cast<Call<std::string>*>(const_cast<void*>(data)));
+          if (rc == ZOK) {
+            c->promise.set(std::string(value != nullptr ? value : ""));
+          } else {
+            c->promise.set(tl::unexpected(toError(rc, c->path)));
+          }
+        },
+        call);
+  });
+  if (rc != ZOK) {
+    Promise<std::string> p = call->promise;
+    delete call;
+    return failNow(p, toError(rc, op.path));
+  }
+  return f;
+}
+
+Future<void> ZkCoordination::remove(const std::string& path, int32_t version) {
+  auto* call = new Call<void>{{}, path};
+  Future<void> f = call->promise.future();
+  int rc = impl_->withHandle([&](zhandle_t* zh) {
+    return zoo_adelete(
+        zh, path.c_str(), version,
+        [](int rc, const void* data) {
+          std::unique_ptr<Call<void>> c(static_cast<Call<void>*>(const_cast<void*>(data)));
+          if (rc == ZOK) {
+            c->promise.set({});
+          } else {
+            c->promise.set(tl::unexpected(toError(rc, c->path)));
+          }
+        },
+        call);
+  });
+  if (rc != ZOK) {
+    Promise<void> p = call->promise;
+    delete call;
+    return failNow(p, toError(rc, path));
+  }
+  return f;
+}
+
+Future<Stat> ZkCoordination::set(const std::string& path, std::string data, int32_t version) {
+  if (data.size() + path.size() > impl_->options.max_request_bytes) {
+    Promise<Stat> p;
+    return failNow(p, impl_->sizeError(data.size()));
+  }
+  auto* call = new Call<Stat>{{}, path};
+  Future<Stat> f = call->promise.future();
+  int rc = impl_->withHandle([&](zhandle_t* zh) {
+    return zoo_aset(
+        zh, path.c_str(), data.data(), static_cast<int>(data.size()), version,
+        [](int rc, const ::Stat* stat, const void* d) {
+          std::unique_ptr<Call<Stat>> c(static_cast<Call<Stat>*>(const_cast<void*>(d)));
+          if (rc == ZOK) {
+            c->promise.set(toStat(stat));
+          } else {
+            c->promise.set(tl::unexpected(toError(rc, c->path)));
+          }
+        },
+        call);
+  });
+  if (rc != ZOK) {
+    Promise<Stat> p = call->promise;
+    delete call;
+    return failNow(p, toError(rc, path));
+  }
+  return f;
+}
+
+Future<Node> ZkCoordination::get(const std::string& path, Watcher watcher) {
+  auto* call = new Call<Node>{{}, path};
+  Future<Node> f = call->promise.future();
+  int rc = impl_->withHandle([&](zhandle_t* zh) {
+    uint64_t gen = impl_->handle->generation;
+    if (watcher) call->watch = registerWatch(std::move(watcher), impl_.get(), gen);
+    return zoo_awget(
+        zh, path.c_str(), call->watch != nullptr ? &nodeWatcher : nullptr, call->watch,
+        [](int rc, const char* value, int len, const ::Stat* stat, const void* d) {
+          std::unique_ptr<Call<Node>> c(static_cast<Call<Node>*>(const_cast<void*>(d)));
+          if (rc == ZOK) {
+            c->promise.set(Node{std::string(value != nullptr ? value : "",
+                                            value != nullptr && len > 0 ? len : 0),
+                                toStat(stat)});
+          } else {
+            if (c->watch != nullptr) dropWatch(c->watch);
+            c->promise.set(tl::unexpected(toError(rc, c->path)));
+          }
+        },
+        call);
+  });
+  if (rc != ZOK) {
+    if (call->watch != nullptr) dropWatch(call->watch);
+    Promise<Node> p = call->promise;
+    delete call;
+    return failNow(p, toError(rc, path));
+  }
+  return f;
+}
+
+Future<std::optional<Stat>> ZkCoordination::exists(const std::string& path, Watcher watcher) {
+  using T = std::optional<Stat>;
+  auto* call = new Call<T>{{}, path};
+  Future<T> f = call->promise.future();
+  int rc = impl_->withHandle([&](zhandle_t* zh) {
+    uint64_t gen = impl_->handle->generation;
+    if (watcher) call->watch = registerWatch(std::move(watcher), impl_.get(), gen);
+    return zoo_awexists(
+        zh, path.c_str(), call->watch != nullptr ? &nodeWatcher : nullptr, call->watch,
+        [](int rc, const ::Stat* stat, const void* d) {
+          std::unique_ptr<Call<T>> c(static_cast<Call<T>*>(const_cast<void*>(d)));
+          if (rc == ZOK) {
+            c->promise.set(T(toStat(stat)));
+          } else if (rc == ZNONODE) {
+            c->promise.set(T());  // the watch stays: it fires when the node is created
+          } else {
+            if (c->watch != nullptr) dropWatch(c->watch);
+            c->promise.set(tl::unexpected(toError(rc, c->path)));
+          }
+        },
+        call);
+  });
+  if (rc != ZOK) {
+    if (call->watch != nullptr) dropWatch(call->watch);
+    Promise<T> p = call->promise;
+    delete call;
+    return failNow(p, toError(rc, path));
+  }
+  return f;
+}
+
+Future<std::vector<std::string>> ZkCoordination::children(const std::string& path,
+                                                          Watcher watcher) {
+  using T = std::vector<std::string>;
+  auto* call = new Call<T>{{}, path};
+  Future<T> f = call->promise.future();
+  int rc = impl_->withHandle([&](zhandle_t* zh) {
+    uint64_t gen = impl_->handle->generation;
+    if (watcher) call->watch = registerWatch(std::move(watcher), impl_.get(), gen);
+    return zoo_awget_children(
+        zh, path.c_str(), call->watch != nullptr ? &nodeWatcher : nullptr, call->watch,
+        [](int rc, const struct String_vector* strings, const void* d) {
+          std::unique_ptr<Call<T>> c(static_cast<Call<T>*>(const_cast<void*>(d)));
+          if (rc == ZOK) {
+            T out;
+            if (strings != nullptr) {
+              out.reserve(strings->count);
+              for (int i = 0; i < strings->count; ++i) out.emplace_back(strings->data[i]);
+            }
+            c->promise.set(std::move(out));
+          } else {
+            if (c->watch != nullptr) dropWatch(c->watch);
+            c->promise.set(tl::unexpected(toError(rc, c->path)));
+          }
+        },
+        call);
+  });
+  if (rc != ZOK) {
+    if (call->watch != nullptr) dropWatch(call->watch);
+    Promise<T> p = call->promise;
+    delete call;
+    return failNow(p, toError(rc, path));
+  }
+  return f;
+}
+
+namespace {
+
+// Everything a multi needs until its completion: the ops, their buffers and the results.
+struct MultiCall {
+  Promise<std::vector<OpResult>> promise;
+  std::vector<Op> ops;
+  std::vector<std::unique_ptr<CAcl>> acls;
+  std::vector<zoo_op_t> zops;
+  std::vector<zoo_op_result_t> results;
+  std::vector<std::vector<char>> path_buffers;
+  std::vector<::Stat> stats;
+};
+
+void multiDone(int rc, const void* d) {
+  std::unique_ptr<MultiCall> c(static_cast<MultiCall*>(const_cast<void*>(d)));
+  if (rc == ZOK) {
+    std::vector<OpResult> out(c->ops.size());
+    for (size_t i = 0; i < c->ops.size(); ++i) {
+      if (std::holds_alternative<CreateOp>(c->ops[i])) {
+        out[i].path = std::string(c->path_buffers[i].data());
+      } else if (std::holds_alternative<SetOp>(c->ops[i])) {
+        out[i].stat = toStat(&c->stats[i]);
+      }
+    }
+    c->promise.set(std::move(out));
+    return;
+  }
+  // The failing op is the first whose own error is neither ok nor "rolled back".
+  for (size_t i = 0; i < c->results.size(); ++i) {
+    int err = c->results[i].err;
+    if (err != ZOK && err != ZRUNTIMEINCONSISTENCY) {
+      c->promise.set(tl::unexpected(
+          Error(toCode(err), fmt::format("multi op {} ({}): zk rc {}", i, opPath(c->ops[i]), err),
+                static_cast<int>(i))));
+      return;
+    }
+  }
+  c->promise.set(tl::unexpected(toError(rc, "multi")));
+}
+
+}  // namespace
+
+Future<std::vector<OpResult>> ZkCoordination::multi(std::vector<Op> ops) {
+  auto call = std::make_unique<MultiCall>();
+  Future<std::vector<OpResult>> f = call->promise.future();
+  if (ops.empty()) {
+    call->promise.set(std::vector<OpResult>{});
+    return f;
+  }
+  size_t bytes = 0;
+  for (const auto& op : ops) bytes += opBytes(op);
+  if (bytes > impl_->options.max_request_bytes) {
+    call->promise.set(tl::unexpected(impl_->sizeError(bytes)));
+    return f;
+  }
+  call->ops = std::move(ops);
+  size_t n = call->ops.size();
+  call->zops.resize(n);
+  call->results.resize(n);
+  call->path_buffers.resize(n);
+  call->stats.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    std::visit(
+        [&](const auto& o) {
+          using T = std::decay_t<decltype(o)>;
+          if constexpr (std::is_same_v<T, CreateOp>) {
+            call->acls.push_back(std::make_unique<CAcl>(o.acl));
+            call->path_buffers[i].assign(o.path.size() + 32, '\0');
+            zoo_create_op_init(&call->zops[i], o.path.c_str(), o.data.data(),
+                               static_cast<int>(o.data.size()), call->acls.back()->get(),
+                               toMode(o.mode), call->path_buffers[i].data(),
+                               static_cast<int>(call->path_buffers[i].size()));
+          } else if constexpr (std::is_same_v<T, DeleteOp>) {
+            zoo_delete_op_init(&call->zops[i], o.path.c_str(), o.version);
+          } else if constexpr (std::is_same_v<T, SetOp>) {
+            zoo_set_op_init(&call->zops[i], o.path.c_str(), o.data.data(),
+                            static_cast<int>(o.data.size()), o.version, &call->stats[i]);
+          } else {
+            zoo_check_op_init(&call->zops[i], o.path.c_str(), o.version);
+          }
+        },
+        call->ops[i]);
+  }
+  MultiCall* raw = call.get();
+  int rc = impl_->withHandle([&](zhandle_t* zh) {
+    return zoo_amulti(zh, static_cast<int>(n), raw->zops.data(), raw->results.data(), &multiDone,
+                      raw);
+  });
+  if (rc != ZOK) {
+    call->promise.set(tl::unexpected(toError(rc, "multi")));
+    return f;
+  }
+  call.release();  // owned by the completion now
+  return f;
+}
+
+Future<void> ZkCoordination::sync(const std::string& path) {
+  auto* call = new Call<void>{{}, path};
+  Future<void> f = call->promise.future();
+  int rc = impl_->withHandle([&](zhandle_t* zh) {
+    return zoo_async(
+        zh, path.c_str(),
+        [](int rc, const char*, const void* d) {
+          std::unique_ptr<Call<void>> c(static_cast<Call<void>*>(const_cast<void*>(d)));
+          if (rc == ZOK) {
+            c->promise.set({});
+          } else {
+            c->promise.set(tl::unexpected(toError(rc, c->path)));
+          }
+        },
+        call);
+  });
+  if (rc != ZOK) {
+    Promise<void> p = call->promise;
+    delete call;
+    return failNow(p, toError(rc, path));
+  }
+  return f;
+}
+
+Future<void> ZkCoordination::addAuth(const std::string& scheme, const std::string& credential) {
+  auto* call = new Call<void>{{}, scheme};
+  Future<void> f = call->promise.future();
+  int rc = impl_->withHandle([&](zhandle_t* zh) {
+    impl_->auths.emplace_back(scheme, credential);  // re-applied to every later session
+    return zoo_add_auth(
+        zh, scheme.c_str(), credential.data(), static_cast<int>(credential.size()),
+        [](int rc, const void* d) {
+          std::unique_ptr<Call<void>> c(static_cast<Call<void>*>(const_cast<void*>(d)));
+          if (rc == ZOK) {
+            c->promise.set({});
+          } else {
+            c->promise.set(tl::unexpected(toError(rc, "auth " + c->path)));
+          }
+        },
+        call);
+  });
+  if (rc != ZOK) {
+    Promise<void> p = call->promise;
+    delete call;
+    return failNow(p, toError(rc, "auth " + scheme));
+  }
+  return f;
+}
+
+SessionEvent ZkCoordination::session() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->state;
+}
+
+uint64_t ZkCoordination::addSessionListener(SessionListener listener) {
+  std::lock_guard lock(impl_->mu);
+  uint64_t id = impl_->next_listener++;
+  impl_->listeners.emplace(id, std::move(listener));
+  return id;
+}
+
+void ZkCoordination::removeSessionListener(uint64_t id) {
+  std::lock_guard lock(impl_->mu);
+  impl_->listeners.erase(id);
+}
+
+void ZkCoordination::close() {
+  std::unique_ptr<Handle> h;
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->closed) return;
+    impl_->closed = true;
+    h = std::move(impl_->handle);
+  }
+  if (h) {
+    zookeeper_close(h->zh);  // ends the session now: its ephemerals go at once
+    dropWatchesOf(impl_.get(), h->generation);
+  }
+  SessionEvent event = session();
+  event.state = SessionState::kClosed;
+  impl_->publish(event);
+}
+
+bool ZkCoordination::waitConnected(std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(impl_->mu);
+  return impl_->cv.wait_for(lock, timeout,
+                            [&] { return impl_->state.state == SessionState::kConnected; });
+}
+
+Status ZkCoordination::expireSessionForTesting(std::chrono::milliseconds timeout) {
+  clientid_t id{};
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->closed || !impl_->handle) return fail(Code::kClosing, "closed");
+    id = *zoo_client_id(impl_->handle->zh);
+  }
+  zhandle_t* other = zookeeper_init2(
+      impl_->options.connect.c_str(), [](zhandle_t*, int, int, const char*, void*) {},
+      static_cast<int>(impl_->options.session_timeout.count()), &id, nullptr, 0, &zkLog);
+  if (other == nullptr) return fail(Code::kSystemError, "cannot open the second handle");
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (zoo_state(other) != ZOO_CONNECTED_STATE) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      zookeeper_close(other);
+      return fail(Code::kOperationTimeout, "the second handle did not connect");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  zookeeper_close(other);
+  return {};
+}
+
+}  // namespace drover::coord

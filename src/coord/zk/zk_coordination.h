@@ -1,0 +1,61 @@
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "coord/coordination.h"
+
+namespace drover::coord {
+
+struct ZkOptions {
+  // "host:port,host:port,..." (no chroot: Drover roots its paths itself).
+  std::string connect = "127.0.0.1:2181";
+  // Requested session timeout; the server clamps it to [2, 20] x its tickTime.
+  std::chrono::milliseconds session_timeout{4000};
+  // Largest request we send. ZooKeeper drops the connection on a packet over its jute.maxbuffer
+  // (1 MiB by default) instead of answering with an error, so oversized requests are refused
+  // here with kBadArguments before they are sent.
+  size_t max_request_bytes = 1024 * 1024 - 16 * 1024;
+};
+
+// Coordination over the ZooKeeper C client (multi-threaded flavour). Callbacks, watches and
+// session listeners run on the client's completion thread. On session expiry the handle is
+// closed and a new one is built on a thread of this object's own (see Coordination).
+class ZkCoordination final : public Coordination {
+ public:
+  // Starts connecting and returns at once (state kConnecting). Fails only for a connect string
+  // the client cannot parse.
+  static Result<std::unique_ptr<ZkCoordination>> connect(ZkOptions options);
+  ~ZkCoordination() override;
+
+  Future<std::string> create(CreateOp op) override;
+  Future<void> remove(const std::string& path, int32_t version) override;
+  Future<Stat> set(const std::string& path, std::string data, int32_t version) override;
+  Future<Node> get(const std::string& path, Watcher watcher) override;
+  Future<std::optional<Stat>> exists(const std::string& path, Watcher watcher) override;
+  Future<std::vector<std::string>> children(const std::string& path, Watcher watcher) override;
+  Future<std::vector<OpResult>> multi(std::vector<Op> ops) override;
+  Future<void> sync(const std::string& path) override;
+  Future<void> addAuth(const std::string& scheme, const std::string& credential) override;
+  SessionEvent session() const override;
+  uint64_t addSessionListener(SessionListener listener) override;
+  void removeSessionListener(uint64_t id) override;
+  void close() override;
+
+  // Blocks until the session is connected or `timeout` passes.
+  bool waitConnected(std::chrono::milliseconds timeout) const;
+
+  // Test hook for the fault "forced session expiry": opens a second handle with this session's
+  // id and password and closes it, which makes the server end the session; this handle then sees
+  // kExpired and rebuilds. Blocking.
+  Status expireSessionForTesting(std::chrono::milliseconds timeout);
+
+  struct Impl;
+
+ private:
+  explicit ZkCoordination(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace drover::coord

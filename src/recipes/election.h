@@ -1,0 +1,89 @@
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "base/executor.h"
+#include "coord/coordination.h"
+
+namespace drover::recipes {
+
+struct ElectionOptions {
+  std::string election_dir;  // candidates' ephemeral-sequential nodes live here (must exist)
+  std::string epoch_path;    // persistent; its data version is the fencing token
+  std::string leader_path;   // ephemeral discovery record written by the leader
+  std::string candidate_id;  // who we are (stored in the candidate node and /leader)
+  std::string leader_data;   // JSON for /leader; "{epoch}" in it is replaced by the epoch
+  // A leader disconnected for longer than this steps down even if its session may still live.
+  base::Duration disconnect_bound = std::chrono::milliseconds(2000);
+};
+
+// Leader election with epoch fencing.
+//
+// Each candidate creates "c_{guid}_{seq}" (ephemeral sequential) and watches only the candidate
+// just below it, so a leader's death wakes exactly one candidate. The lowest leads: it syncs,
+// bumps the epoch node with a versioned set and keeps the new version E. Every write of the
+// leader must go through fenced(), which puts check(epoch, E) first: once another candidate has
+// won, such a multi fails with kBadVersion on op 0, and the owner calls stepDown().
+//
+// Callbacks run on the election's own executor thread, one at a time, in order: on_elected(E)
+// then, eventually, on_lost(reason). They may block briefly but must not call stop().
+class LeaderElection {
+ public:
+  struct Listener {
+    std::function<void(int32_t epoch)> on_elected;
+    std::function<void(const std::string& reason)> on_lost;
+    // Called for each watch notification this candidate receives (for the no-herd check).
+    std::function<void()> on_watch;
+  };
+
+  LeaderElection(coord::Coordination& coord, ElectionOptions options, Listener listener);
+  ~LeaderElection();  // stop()s
+
+  // Stands for election (asynchronously).
+  void start();
+  // Resigns: deletes the candidate node (and /leader if ours); on_lost("stopped") if leading.
+  // Blocking; idempotent.
+  void stop();
+  // Steps down after the owner saw its fence fail; stands again with a new candidate node.
+  void stepDown(const std::string& reason);
+
+  bool isLeader() const { return leading_.load(); }
+  int32_t epoch() const { return epoch_.load(); }
+  std::string candidateNode() const;
+
+ private:
+  void stand();
+  void check();
+  void lead();
+  void lose(const std::string& reason, bool restand);
+  void onSession(const coord::SessionEvent& event);
+  void verify();
+
+  coord::Coordination& coord_;
+  ElectionOptions options_;
+  Listener listener_;
+  std::string guid_;
+  uint64_t session_listener_ = 0;
+  // Executor-only state.
+  std::string node_;           // our candidate node's name ("" when none)
+  uint64_t generation_ = 0;    // the session our node belongs to
+  bool stopped_ = false;
+  base::TimerId disconnect_timer_ = 0;
+  uint64_t check_round_ = 0;   // drops stale predecessor watches
+  std::atomic<bool> leading_{false};
+  std::atomic<int32_t> epoch_{-1};
+  mutable std::mutex node_mu_;
+  std::string node_copy_;
+  std::unique_ptr<base::ThreadExecutor> executor_;  // last: stops first
+};
+
+// Returns `ops` with check(epoch_path, epoch) in front: the fence for every leader write.
+std::vector<coord::Op> fenced(const std::string& epoch_path, int32_t epoch,
+                              std::vector<coord::Op> ops);
+
+}  // namespace drover::recipes

@@ -1,0 +1,51 @@
+#include "tasks/records.h"
+
+namespace drover::tasks {
+
+Json toJson(const WorkerInfo& info) {
+  return {{"id", info.id},       {"host", info.host}, {"pid", info.pid},
+          {"slots", info.slots}, {"labels", info.labels}, {"http", info.http},
+          {"started_at", info.started_at}};
+}
+
+std::optional<WorkerInfo> workerFromJson(const Json& j) {
+  try {
+    WorkerInfo info;
+    info.id = j.at("id").get<std::string>();
+    info.host = j.value("host", "");
+    info.pid = j.value("pid", int64_t{0});
+    info.slots = j.value("slots", 1);
+    info.labels = j.value("labels", std::vector<std::string>{});
+    info.http = j.value("http", "");
+    info.started_at = j.value("started_at", int64_t{0});
+    return info;
+  } catch (const Json::exception&) {
+    return std::nullopt;
+  }
+}
+
+Json toJson(const TaskEvent& e) {
+  Json j = {{"id", e.id}, {"state", stateName(e.state)}, {"attempt", e.attempt}, {"at", e.at}};
+  if (!e.worker.empty()) j["worker"] = e.worker;
+  return j;
+}
+
+std::optional<TaskEvent> eventFromJson(const Json& j) {
+  try {
+    auto state = parseState(j.at("state").get<std::string>());
+    if (!state) return std::nullopt;
+    return TaskEvent{j.at("id").get<std::string>(), *state, j.value("attempt", 0),
+                     j.value("worker", ""), j.value("at", int64_t{0})};
+  } catch (const Json::exception&) {
+    return std::nullopt;
+  }
+}
+
+coord::CreateOp eventOp(const Layout& layout, const std::vector<TaskEvent>& events) {
+  Json arr = Json::array();
+  for (const auto& e : events) arr.push_back(toJson(e));
+  return coord::CreateOp{layout.events() + "/e-", arr.dump(), coord::CreateMode::kPersistentSequential,
+                         {}};
+}
+
+}  // namespace drover::tasks

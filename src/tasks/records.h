@@ -1,0 +1,44 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "coord/coordination.h"
+#include "tasks/layout.h"
+#include "tasks/task.h"
+
+namespace drover::tasks {
+
+// What a worker registers in /workers/{id} (ephemeral).
+struct WorkerInfo {
+  std::string id;
+  std::string host;
+  int64_t pid = 0;
+  int slots = 1;
+  std::vector<std::string> labels;
+  std::string http;        // "127.0.0.1:8080", where its REST API listens ("" if none)
+  int64_t started_at = 0;  // wall-clock ms
+};
+Json toJson(const WorkerInfo& info);
+std::optional<WorkerInfo> workerFromJson(const Json& j);
+
+// One task state change, for the cluster-wide event log (/events) that feeds /v1/events.
+struct TaskEvent {
+  std::string id;
+  State state = State::kPending;
+  int attempt = 0;
+  std::string worker;
+  int64_t at = 0;  // wall-clock ms
+};
+Json toJson(const TaskEvent& event);
+std::optional<TaskEvent> eventFromJson(const Json& j);
+
+// The op that appends one event record (a JSON array of TaskEvent) to the log: a persistent
+// sequential child "e-NNNNNNNNNN" of layout.events(). Writers put it into the same multi as the
+// status changes it reports, so the log holds exactly the changes that were committed. The
+// leader trims the log to a bounded number of records.
+coord::CreateOp eventOp(const Layout& layout, const std::vector<TaskEvent>& events);
+
+}  // namespace drover::tasks

@@ -1,0 +1,200 @@
+#include "tasks/task.h"
+
+#include <algorithm>
+#include <array>
+
+#include <fmt/format.h>
+
+#include "base/ids.h"
+
+namespace drover::tasks {
+namespace {
+
+constexpr std::array<std::string_view, 6> kStateNames = {"pending",   "assigned", "running",
+                                                         "succeeded", "failed",   "cancelled"};
+
+tl::unexpected<ValidationError> invalid(std::string field, std::string detail) {
+  return tl::unexpected(ValidationError{std::move(field), std::move(detail)});
+}
+
+// Reads an optional integer field in [lo, hi]; a float with no fraction counts as an integer.
+tl::expected<void, ValidationError> readInt(const Json& body, const char* key, int lo, int hi,
+                                            int& out) {
+  auto it = body.find(key);
+  if (it == body.end()) return {};
+  if (!it->is_number_integer() && !it->is_number_unsigned()) {
+    return invalid(key, fmt::format("must be an integer from {} to {}", lo, hi));
+  }
+  auto v = it->get<int64_t>();
+  if (v < lo || v > hi) return invalid(key, fmt::format("must be from {} to {}", lo, hi));
+  out = static_cast<int>(v);
+  return {};
+}
+
+template <class T>
+T valueOr(const Json& j, const char* key, T fallback) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  return it->get<T>();
+}
+
+}  // namespace
+
+std::string_view stateName(State state) { return kStateNames[static_cast<size_t>(state)]; }
+
+std::optional<State> parseState(std::string_view name) {
+  for (size_t i = 0; i < kStateNames.size(); ++i) {
+    if (kStateNames[i] == name) return static_cast<State>(i);
+  }
+  return std::nullopt;
+}
+
+tl::expected<TaskSpec, ValidationError> parseSpec(const Json& body, const SubmitLimits& limits,
+                                                  bool (*known_type)(std::string_view)) {
+  if (!body.is_object()) return invalid("", "a task must be a JSON object");
+  static constexpr std::array<std::string_view, 6> kKnown = {"id",           "type",
+                                                             "payload",      "priority",
+                                                             "max_attempts", "timeout_s"};
+  for (const auto& [key, value] : body.items()) {
+    if (std::find(kKnown.begin(), kKnown.end(), key) == kKnown.end()) {
+      return invalid(key, "unknown field");
+    }
+  }
+  TaskSpec spec;
+  if (auto it = body.find("id"); it != body.end() && !it->is_null()) {
+    if (!it->is_string()) return invalid("id", "must be a string");
+    spec.id = it->get<std::string>();
+    if (!base::isValidName(spec.id)) {
+      return invalid("id", "must be 1-128 characters of A-Z a-z 0-9 . _ - and not . or ..");
+    }
+  } else {
+    spec.id = base::randomHex(16);
+  }
+  auto type = body.find("type");
+  if (type == body.end() || !type->is_string()) return invalid("type", "is required (a string)");
+  spec.type = type->get<std::string>();
+  if (spec.type.size() > 64 || !base::isValidName(spec.type)) {
+    return invalid("type", "must be 1-64 characters of A-Z a-z 0-9 . _ -");
+  }
+  if (known_type != nullptr && !known_type(spec.type)) {
+    return invalid("type", fmt::format("unknown task type '{}'", spec.type));
+  }
+  if (auto it = body.find("payload"); it != body.end() && !it->is_null()) {
+    spec.payload = *it;
+    size_t size = spec.payload.dump().size();
+    if (size > limits.max_payload_bytes) {
+      return invalid("payload", fmt::format("is {} bytes; the limit is {}", size,
+                                            limits.max_payload_bytes));
+    }
+  }
+  if (auto r = readInt(body, "priority", 0, 9, spec.priority); !r) return tl::unexpected(r.error());
+  if (auto r = readInt(body, "max_attempts", 1, 100, spec.max_attempts); !r) {
+    return tl::unexpected(r.error());
+  }
+  if (auto it = body.find("timeout_s"); it != body.end() && !it->is_null()) {
+    if (!it->is_number()) return invalid("timeout_s", "must be a number of seconds");
+    spec.timeout_s = it->get<double>();
+    if (!(spec.timeout_s >= 0 && spec.timeout_s <= 86400)) {
+      return invalid("timeout_s", "must be from 0 (none) to 86400");
+    }
+  }
+  return spec;
+}
+
+Json toJson(const TaskSpec& spec) {
+  Json j = {{"id", spec.id},
+            {"type", spec.type},
+            {"payload", spec.payload},
+            {"priority", spec.priority},
+            {"max_attempts", spec.max_attempts}};
+  if (spec.timeout_s > 0) j["timeout_s"] = spec.timeout_s;
+  return j;
+}
+
+Json toJson(const TaskStatus& status) {
+  Json j = toJson(status.spec);
+  j["state"] = stateName(status.state);
+  j["attempts"] = status.attempts;
+  j["worker"] = status.worker.empty() ? Json() : Json(status.worker);
+  j["result"] = status.result;
+  j["error"] = status.error.empty() ? Json() : Json(status.error);
+  j["submitted_at"] = status.submitted_at;
+  j["started_at"] = status.started_at == 0 ? Json() : Json(status.started_at);
+  j["finished_at"] = status.finished_at == 0 ? Json() : Json(status.finished_at);
+  return j;
+}
+
+Json toJson(const Job& job) {
+  Json j = {{"spec", toJson(job.spec)}, {"attempt", job.attempt}};
+  if (job.not_before != 0) j["not_before"] = job.not_before;
+  return j;
+}
+
+Json toJson(const Assignment& assignment) {
+  return {{"spec", toJson(assignment.spec)}, {"attempt", assignment.attempt}};
+}
+
+std::optional<TaskSpec> specFromJson(const Json& j) {
+  try {
+    TaskSpec spec;
+    spec.id = j.at("id").get<std::string>();
+    spec.type = j.at("type").get<std::string>();
+    spec.payload = j.value("payload", Json::object());
+    spec.priority = j.value("priority", 5);
+    spec.max_attempts = j.value("max_attempts", 3);
+    spec.timeout_s = valueOr<double>(j, "timeout_s", 0);
+    return spec;
+  } catch (const Json::exception&) {
+    return std::nullopt;
+  }
+}
+
+std::optional<TaskStatus> statusFromJson(const Json& j) {
+  try {
+    auto spec = specFromJson(j);
+    if (!spec) return std::nullopt;
+    auto state = parseState(j.at("state").get<std::string>());
+    if (!state) return std::nullopt;
+    TaskStatus s;
+    s.spec = std::move(*spec);
+    s.state = *state;
+    s.attempts = j.value("attempts", 0);
+    s.worker = valueOr<std::string>(j, "worker", "");
+    s.result = j.value("result", Json());
+    s.error = valueOr<std::string>(j, "error", "");
+    s.submitted_at = valueOr<int64_t>(j, "submitted_at", 0);
+    s.started_at = valueOr<int64_t>(j, "started_at", 0);
+    s.finished_at = valueOr<int64_t>(j, "finished_at", 0);
+    return s;
+  } catch (const Json::exception&) {
+    return std::nullopt;
+  }
+}
+
+std::optional<Job> jobFromJson(const Json& j) {
+  try {
+    auto spec = specFromJson(j.at("spec"));
+    if (!spec) return std::nullopt;
+    return Job{std::move(*spec), j.value("attempt", 1), valueOr<int64_t>(j, "not_before", 0)};
+  } catch (const Json::exception&) {
+    return std::nullopt;
+  }
+}
+
+std::optional<Assignment> assignmentFromJson(const Json& j) {
+  try {
+    auto spec = specFromJson(j.at("spec"));
+    if (!spec) return std::nullopt;
+    return Assignment{std::move(*spec), j.value("attempt", 1)};
+  } catch (const Json::exception&) {
+    return std::nullopt;
+  }
+}
+
+std::optional<Json> parseJson(std::string_view data) {
+  Json j = Json::parse(data, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return std::nullopt;
+  return j;
+}
+
+}  // namespace drover::tasks

@@ -1,0 +1,141 @@
+#include "tasks/task.h"
+
+#include <gtest/gtest.h>
+
+#include "tasks/records.h"
+
+namespace drover::tasks {
+namespace {
+
+SubmitLimits limits() { return SubmitLimits{}; }
+
+TEST(ParseSpec, AcceptsAFullSpecAndAppliesDefaults) {
+  auto spec = parseSpec(Json::parse(R"({"id":"a-1","type":"echo","payload":{"x":1}})"), limits());
+  ASSERT_TRUE(spec) << spec.error().detail;
+  EXPECT_EQ(spec->id, "a-1");
+  EXPECT_EQ(spec->type, "echo");
+  EXPECT_EQ(spec->payload["x"], 1);
+  EXPECT_EQ(spec->priority, 5);
+  EXPECT_EQ(spec->max_attempts, 3);
+  EXPECT_EQ(spec->timeout_s, 0);
+}
+
+TEST(ParseSpec, GeneratesAnIdWhenMissing) {
+  auto a = parseSpec(Json::parse(R"({"type":"noop"})"), limits());
+  auto b = parseSpec(Json::parse(R"({"type":"noop"})"), limits());
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->id.size(), 32u);
+  EXPECT_NE(a->id, b->id);
+}
+
+TEST(ParseSpec, RejectsBadInputNamingTheField) {
+  struct Case {
+    const char* body;
+    const char* field;
+  };
+  for (const Case& c : std::vector<Case>{
+           {R"([1,2])", ""},
+           {R"({"type":"noop","bogus":1})", "bogus"},
+           {R"({"id":"a/b","type":"noop"})", "id"},
+           {R"({"id":"..","type":"noop"})", "id"},
+           {R"({"id":".","type":"noop"})", "id"},
+           {R"({"id":"","type":"noop"})", "id"},
+           {R"({"id":7,"type":"noop"})", "id"},
+           {R"({"id":"a\u0000b","type":"noop"})", "id"},
+           {R"({"id":"a\nb","type":"noop"})", "id"},
+           {R"({})", "type"},
+           {R"({"type":""})", "type"},
+           {R"({"type":"x y"})", "type"},
+           {R"({"type":"noop","priority":10})", "priority"},
+           {R"({"type":"noop","priority":-1})", "priority"},
+           {R"({"type":"noop","priority":"high"})", "priority"},
+           {R"({"type":"noop","priority":1.5})", "priority"},
+           {R"({"type":"noop","max_attempts":0})", "max_attempts"},
+           {R"({"type":"noop","timeout_s":-1})", "timeout_s"},
+           {R"({"type":"noop","timeout_s":"1"})", "timeout_s"},
+       }) {
+    auto spec = parseSpec(Json::parse(c.body), limits());
+    ASSERT_FALSE(spec) << c.body;
+    EXPECT_EQ(spec.error().field, c.field) << c.body;
+    EXPECT_FALSE(spec.error().detail.empty());
+  }
+  auto long_id = parseSpec(Json{{"id", std::string(129, 'a')}, {"type", "noop"}}, limits());
+  EXPECT_FALSE(long_id);
+  auto max_id = parseSpec(Json{{"id", std::string(128, 'a')}, {"type", "noop"}}, limits());
+  EXPECT_TRUE(max_id);
+}
+
+TEST(ParseSpec, EnforcesThePayloadCap) {
+  SubmitLimits small;
+  small.max_payload_bytes = 20;
+  EXPECT_TRUE(parseSpec(Json{{"type", "echo"}, {"payload", "short"}}, small));
+  auto big = parseSpec(Json{{"type", "echo"}, {"payload", std::string(100, 'x')}}, small);
+  ASSERT_FALSE(big);
+  EXPECT_EQ(big.error().field, "payload");
+}
+
+TEST(ParseSpec, ConsultsTheKnownTypes) {
+  auto known = [](std::string_view t) { return t == "noop"; };
+  EXPECT_TRUE(parseSpec(Json{{"type", "noop"}}, limits(), known));
+  auto spec = parseSpec(Json{{"type", "nope"}}, limits(), known);
+  ASSERT_FALSE(spec);
+  EXPECT_EQ(spec.error().field, "type");
+}
+
+TEST(Codec, StatusRoundTrips) {
+  TaskStatus s;
+  s.spec = TaskSpec{"t1", "echo", Json{{"a", 1}}, 7, 2, 1.5};
+  s.state = State::kSucceeded;
+  s.attempts = 2;
+  s.worker = "w1";
+  s.result = Json{{"ok", true}};
+  s.submitted_at = 10;
+  s.started_at = 11;
+  s.finished_at = 12;
+  auto back = statusFromJson(toJson(s));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->spec, s.spec);
+  EXPECT_EQ(back->state, s.state);
+  EXPECT_EQ(back->attempts, 2);
+  EXPECT_EQ(back->worker, "w1");
+  EXPECT_EQ(back->result, s.result);
+  EXPECT_EQ(back->finished_at, 12);
+  EXPECT_FALSE(statusFromJson(Json{{"id", "x"}}));
+  EXPECT_FALSE(statusFromJson(Json{{"id", "x"}, {"type", "noop"}, {"state", "bogus"}}));
+}
+
+TEST(Codec, JobAssignmentWorkerAndEventRoundTrip) {
+  Job job{TaskSpec{"t", "noop", Json::object(), 5, 3, 0}, 2, 99};
+  auto j = jobFromJson(toJson(job));
+  ASSERT_TRUE(j);
+  EXPECT_EQ(j->attempt, 2);
+  EXPECT_EQ(j->not_before, 99);
+  auto a = assignmentFromJson(toJson(Assignment{job.spec, 3}));
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->attempt, 3);
+  WorkerInfo w{"w1", "h", 42, 4, {"gpu"}, "127.0.0.1:1", 5};
+  auto wb = workerFromJson(toJson(w));
+  ASSERT_TRUE(wb);
+  EXPECT_EQ(wb->slots, 4);
+  EXPECT_EQ(wb->labels, std::vector<std::string>{"gpu"});
+  auto e = eventFromJson(toJson(TaskEvent{"t", State::kRunning, 1, "w1", 3}));
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->state, State::kRunning);
+  EXPECT_EQ(e->worker, "w1");
+  EXPECT_FALSE(jobFromJson(Json::array()));
+  EXPECT_FALSE(parseJson("{not json"));
+  EXPECT_TRUE(parseJson("{}"));
+}
+
+TEST(States, NamesRoundTrip) {
+  for (State s : {State::kPending, State::kAssigned, State::kRunning, State::kSucceeded,
+                  State::kFailed, State::kCancelled}) {
+    EXPECT_EQ(parseState(stateName(s)), s);
+  }
+  EXPECT_TRUE(isTerminal(State::kCancelled));
+  EXPECT_FALSE(isTerminal(State::kRunning));
+  EXPECT_FALSE(parseState("Pending"));
+}
+
+}  // namespace
+}  // namespace drover::tasks

@@ -1,0 +1,227 @@
+// The ZooKeeper implementation of Coordination against real servers: the shared contract suite
+// (the same one the fake passes), and each error branch of the session and request handling.
+#include "coord/zk/zk_coordination.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <mutex>
+
+#include "base/eventually.h"
+#include "base/ids.h"
+#include "coord/contract_suite.h"
+#include "coord/paths.h"
+#include "harness/zk_cluster.h"
+
+namespace drover::coord {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::ZkCluster;
+
+std::unique_ptr<ZkCoordination> connectTo(const std::string& connect,
+                                          std::chrono::milliseconds timeout = 4000ms) {
+  auto c = ZkCoordination::connect({connect, timeout});
+  EXPECT_TRUE(c) << c.error().toString();
+  EXPECT_TRUE((*c)->waitConnected(30s));
+  return std::move(*c);
+}
+
+struct ZkEnv : ContractEnv {
+  explicit ZkEnv(ZkCluster& zk) : zk_(zk) {}
+  std::unique_ptr<Coordination> connect() override { return connectTo(zk_.connectString()); }
+  ZkCluster& zk_;
+};
+
+INSTANTIATE_TEST_SUITE_P(
+    ZooKeeper, CoordinationContract,
+    ::testing::Values(
+        ContractParam{"standalone",
+                      [] { return std::make_unique<ZkEnv>(ZkCluster::sharedStandalone()); }},
+        ContractParam{"ensemble",
+                      [] { return std::make_unique<ZkEnv>(ZkCluster::sharedEnsemble()); }}),
+    contractParamName);
+
+// Records session events for assertions.
+struct SessionLog {
+  explicit SessionLog(Coordination& c) {
+    c.addSessionListener([this](const SessionEvent& e) {
+      std::lock_guard lock(mu);
+      events.push_back(e);
+    });
+  }
+  bool saw(SessionState s, uint64_t generation = 0) {
+    std::lock_guard lock(mu);
+    for (const auto& e : events) {
+      if (e.state == s && (generation == 0 || e.generation == generation)) return true;
+    }
+    return false;
+  }
+  std::mutex mu;
+  std::vector<SessionEvent> events;
+};
+
+class ZkCoordinationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = "/t-" + base::randomHex(6);
+    client_ = connectTo(ZkCluster::sharedStandalone().connectString());
+    ASSERT_TRUE(ensurePath(*client_, root_));
+  }
+  std::string root_;
+  std::unique_ptr<ZkCoordination> client_;
+};
+
+TEST_F(ZkCoordinationTest, ReportsTheNegotiatedSession) {
+  auto s = client_->session();
+  EXPECT_EQ(s.state, SessionState::kConnected);
+  EXPECT_NE(s.session_id, 0);
+  EXPECT_EQ(s.generation, 1u);
+  // tickTime 500 ms: the server clamps the timeout to [1 s, 10 s]; 4 s is inside.
+  EXPECT_EQ(s.timeout, 4000ms);
+}
+
+TEST_F(ZkCoordinationTest, OversizedRequestsAreRefusedLocallyAndTheSessionSurvives) {
+  std::string big(2 * 1024 * 1024, 'x');
+  auto created = client_->create({root_ + "/big", big, CreateMode::kPersistent, {}}).get();
+  ASSERT_FALSE(created);
+  EXPECT_EQ(created.error().code(), Code::kBadArguments);
+  ASSERT_TRUE(client_->create({root_ + "/small", "", CreateMode::kPersistent, {}}).get());
+  auto set = client_->set(root_ + "/small", big, kAnyVersion).get();
+  ASSERT_FALSE(set);
+  EXPECT_EQ(set.error().code(), Code::kBadArguments);
+  std::vector<Op> ops;
+  for (int i = 0; i < 20; ++i) {
+    ops.emplace_back(CreateOp{root_ + "/m" + std::to_string(i), std::string(100 * 1024, 'y'),
+                              CreateMode::kPersistent, {}});
+  }
+  auto multi = client_->multi(ops).get();
+  ASSERT_FALSE(multi);
+  EXPECT_EQ(multi.error().code(), Code::kBadArguments);
+  // Nothing was sent, so the connection is intact and nothing was written.
+  EXPECT_EQ(client_->session().state, SessionState::kConnected);
+  auto kids = client_->children(root_, nullptr).get();
+  ASSERT_TRUE(kids);
+  EXPECT_EQ(*kids, std::vector<std::string>{"small"});
+  // Just under the limit goes through.
+  EXPECT_TRUE(client_->set(root_ + "/small", std::string(900 * 1024, 'z'), kAnyVersion).get());
+}
+
+TEST_F(ZkCoordinationTest, ClosedHandleRefusesCallsAndDropsEphemeralsAtOnce) {
+  auto other = connectTo(ZkCluster::sharedStandalone().connectString());
+  SessionLog log(*other);
+  ASSERT_TRUE(other->create({root_ + "/eph", "", CreateMode::kEphemeral, {}}).get());
+  std::atomic<bool> deleted{false};
+  ASSERT_TRUE(client_
+                  ->exists(root_ + "/eph",
+                           [&](const WatchEvent& e) { deleted = e.type == EventType::kDeleted; })
+                  .get());
+  other->close();
+  EXPECT_TRUE(log.saw(SessionState::kClosed));
+  EXPECT_TRUE(base::eventually([&] { return deleted.load(); }, 5s));
+  auto r = other->get(root_, nullptr).get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), Code::kClosing);
+  other->close();  // idempotent
+}
+
+TEST_F(ZkCoordinationTest, ForcedExpiryRebuildsTheSessionAndDropsItsState) {
+  auto victim = connectTo(ZkCluster::sharedStandalone().connectString());
+  SessionLog log(*victim);
+  int64_t old_id = victim->session().session_id;
+  ASSERT_TRUE(victim->create({root_ + "/eph", "", CreateMode::kEphemeral, {}}).get());
+  std::atomic<int> stale_watch_fired{0};
+  ASSERT_TRUE(victim->get(root_, [&](const WatchEvent&) { stale_watch_fired++; }).get());
+
+  ASSERT_TRUE(victim->expireSessionForTesting(20s));
+  ASSERT_TRUE(base::eventually([&] { return log.saw(SessionState::kExpired, 1); }, 20s));
+  ASSERT_TRUE(base::eventually([&] { return log.saw(SessionState::kConnected, 2); }, 20s));
+  auto s = victim->session();
+  EXPECT_EQ(s.generation, 2u);
+  EXPECT_NE(s.session_id, old_id);
+  // The old session's ephemeral is gone; the new session works.
+  auto gone = client_->exists(root_ + "/eph", nullptr).get();
+  ASSERT_TRUE(gone);
+  EXPECT_FALSE(gone->has_value());
+  ASSERT_TRUE(victim->create({root_ + "/eph2", "", CreateMode::kEphemeral, {}}).get());
+  // A watch of the expired session never fires, even when its node changes.
+  ASSERT_TRUE(client_->set(root_, "changed", kAnyVersion).get());
+  ASSERT_TRUE(victim->sync(root_).get());
+  EXPECT_EQ(stale_watch_fired.load(), 0);
+}
+
+TEST_F(ZkCoordinationTest, AclsRefuseUnauthenticatedSessions) {
+  ASSERT_TRUE(client_->addAuth("digest", "alice:secret").get());
+  ASSERT_TRUE(client_
+                  ->create({root_ + "/private", "s3cret", CreateMode::kPersistent,
+                            Acl{AclEntry{AclEntry::kAll, "auth", ""}}})
+                  .get());
+  auto stranger = connectTo(ZkCluster::sharedStandalone().connectString());
+  auto denied = stranger->get(root_ + "/private", nullptr).get();
+  ASSERT_FALSE(denied);
+  EXPECT_EQ(denied.error().code(), Code::kNoAuth);
+  ASSERT_TRUE(stranger->addAuth("digest", "alice:secret").get());
+  auto allowed = stranger->get(root_ + "/private", nullptr).get();
+  ASSERT_TRUE(allowed) << allowed.error().toString();
+  EXPECT_EQ(allowed->data, "s3cret");
+  auto bad_acl =
+      client_->create({root_ + "/bad", "", CreateMode::kPersistent, Acl{{31, "nosuch", "x"}}})
+          .get();
+  ASSERT_FALSE(bad_acl);
+  EXPECT_EQ(bad_acl.error().code(), Code::kInvalidAcl);
+}
+
+TEST(ZkCoordinationConnect, RejectsAConnectStringTheClientCannotParse) {
+  auto c = ZkCoordination::connect({"", 4000ms});
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code(), Code::kBadArguments);
+}
+
+// Pausing the only server: calls fail with connection loss (outcome unknown), the listener hears
+// kDisconnected; resuming within the session timeout reconnects the same session.
+TEST(ZkCoordinationFaults, ServerPauseDisconnectsAndResumeReconnectsTheSameSession) {
+  auto zk = ZkCluster::standalone();
+  auto c = connectTo(zk->connectString(), 10000ms);
+  SessionLog log(*c);
+  int64_t id = c->session().session_id;
+  ASSERT_TRUE(c->create({"/p", "", CreateMode::kPersistent, {}}).get());
+  zk->pause(0);
+  // The client notices silence after about two thirds of the timeout and reports the loss.
+  auto r = c->set("/p", "during pause", kAnyVersion).get();
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().outcomeUnknown()) << r.error().toString();
+  EXPECT_TRUE(r.error().retryable());
+  ASSERT_TRUE(base::eventually([&] { return log.saw(SessionState::kDisconnected); }, 20s));
+  zk->resume(0);
+  ASSERT_TRUE(c->waitConnected(30s));
+  EXPECT_EQ(c->session().session_id, id);
+  EXPECT_EQ(c->session().generation, 1u);
+  EXPECT_FALSE(log.saw(SessionState::kExpired));
+  // The write during the pause never reached the server.
+  auto node = c->get("/p", nullptr).get();
+  ASSERT_TRUE(node);
+  EXPECT_EQ(node->data, "");
+}
+
+// A crash of the only server (kill -9) and its restart: the client reconnects by itself, and
+// what was committed before the crash is still there (ZooKeeper logs before it acknowledges).
+TEST(ZkCoordinationFaults, ServerCrashAndRestartIsSurvived) {
+  auto zk = ZkCluster::standalone();
+  auto c = connectTo(zk->connectString(), 4000ms);
+  SessionLog log(*c);
+  ASSERT_TRUE(c->create({"/durable", "kept", CreateMode::kPersistent, {}}).get());
+  zk->kill9(0);
+  ASSERT_TRUE(base::eventually([&] { return log.saw(SessionState::kDisconnected); }, 20s));
+  auto during = c->get("/durable", nullptr).get();
+  ASSERT_FALSE(during);
+  EXPECT_TRUE(during.error().retryable());
+  zk->restart(0);
+  ASSERT_TRUE(base::eventually(
+      [&] { return c->session().state == SessionState::kConnected; }, 30s));
+  auto node = c->get("/durable", nullptr).get();
+  ASSERT_TRUE(node) << node.error().toString();
+  EXPECT_EQ(node->data, "kept");
+}
+
+}  // namespace
+}  // namespace drover::coord
