@@ -11,16 +11,16 @@
 #include "coord/fault_injecting.h"
 #include "coord/paths.h"
 #include "coord/zk/zk_coordination.h"
-#include "harness/process.h"
-#include "harness/zk_cluster.h"
+#include "local/process.h"
+#include "local/zk_cluster.h"
 #include "recipes/election.h"
 
 namespace drover {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::Process;
-using testing::ZkCluster;
+using local::Process;
+using local::ZkCluster;
 
 constexpr int kSessionMs = 2000;
 

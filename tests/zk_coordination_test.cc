@@ -11,13 +11,13 @@
 #include "base/ids.h"
 #include "coord/contract_suite.h"
 #include "coord/paths.h"
-#include "harness/zk_cluster.h"
+#include "local/zk_cluster.h"
 
 namespace drover::coord {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::ZkCluster;
+using local::ZkCluster;
 
 std::unique_ptr<ZkCoordination> connectTo(const std::string& connect,
                                           std::chrono::milliseconds timeout = 4000ms) {
@@ -44,12 +44,15 @@ INSTANTIATE_TEST_SUITE_P(
 
 // Records session events for assertions.
 struct SessionLog {
-  explicit SessionLog(Coordination& c) {
-    c.addSessionListener([this](const SessionEvent& e) {
+  explicit SessionLog(Coordination& c) : coord(c) {
+    id = c.addSessionListener([this](const SessionEvent& e) {
       std::lock_guard lock(mu);
       events.push_back(e);
     });
   }
+  ~SessionLog() { coord.removeSessionListener(id); }
+  Coordination& coord;
+  uint64_t id = 0;
   bool saw(SessionState s, uint64_t generation = 0) {
     std::lock_guard lock(mu);
     for (const auto& e : events) {
@@ -197,10 +200,11 @@ TEST(ZkCoordinationFaults, ServerPauseDisconnectsAndResumeReconnectsTheSameSessi
   EXPECT_EQ(c->session().session_id, id);
   EXPECT_EQ(c->session().generation, 1u);
   EXPECT_FALSE(log.saw(SessionState::kExpired));
-  // The write during the pause never reached the server.
+  // "Outcome unknown" is meant literally: the request sat in the paused server's socket buffer
+  // and may have been applied after the resume. Either way the node is intact and readable.
   auto node = c->get("/p", nullptr).get();
   ASSERT_TRUE(node);
-  EXPECT_EQ(node->data, "");
+  EXPECT_TRUE(node->data.empty() || node->data == "during pause") << node->data;
 }
 
 // A crash of the only server (kill -9) and its restart: the client reconnects by itself, and

@@ -133,7 +133,9 @@ class Coordination {
   // ACL hook: adds credentials to this session (and to every session that replaces it).
   virtual Future<void> addAuth(const std::string& scheme, const std::string& credential) = 0;
 
-  // Session state; listeners run on the event thread and must not block.
+  // Session state; listeners run on the event thread and must not block. A listener is called
+  // until it is removed (close() and the destructor still call it with kClosed): remove it
+  // before whatever it refers to is destroyed.
   virtual SessionEvent session() const = 0;
   virtual uint64_t addSessionListener(SessionListener listener) = 0;
   virtual void removeSessionListener(uint64_t id) = 0;

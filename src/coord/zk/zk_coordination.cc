@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "base/executor.h"
+#include "coord/paths.h"
 
 namespace drover::coord {
 namespace {
@@ -148,6 +149,14 @@ void nodeWatcher(zhandle_t*, int type, int state, const char* path, void* ctx) {
   if (type == ZOO_DELETED_EVENT) event = EventType::kDeleted;
   if (type == ZOO_CHILD_EVENT) event = EventType::kChildrenChanged;
   if (fn) fn(WatchEvent{event, path != nullptr ? path : ""});
+}
+
+// The C client takes paths as C strings: a NUL inside would silently cut the path short and
+// touch another node. Every path is checked here first.
+bool badPath(const std::string& path) { return !isValidPath(path); }
+
+Error pathError(const std::string& path) {
+  return Error(Code::kBadArguments, fmt::format("invalid path '{}'", path));
 }
 
 void zkLog(const char* message) { spdlog::debug("zookeeper client: {}", message); }
@@ -334,6 +343,10 @@ ZkCoordination::~ZkCoordination() {
 }
 
 Future<std::string> ZkCoordination::create(CreateOp op) {
+  if (badPath(op.path)) {
+    Promise<std::string> p;
+    return failNow(p, pathError(op.path));
+  }
   auto* call = new Call<std::string>{{}, op.path};
   Future<std::string> f = call->promise.future();
   if (op.data.size() + op.path.size() > impl_->options.max_request_bytes) {
@@ -366,6 +379,10 @@ Future<std::string> ZkCoordination::create(CreateOp op) {
 }
 
 Future<void> ZkCoordination::remove(const std::string& path, int32_t version) {
+  if (badPath(path)) {
+    Promise<void> p;
+    return failNow(p, pathError(path));
+  }
   auto* call = new Call<void>{{}, path};
   Future<void> f = call->promise.future();
   int rc = impl_->withHandle([&](zhandle_t* zh) {
@@ -390,6 +407,10 @@ Future<void> ZkCoordination::remove(const std::string& path, int32_t version) {
 }
 
 Future<Stat> ZkCoordination::set(const std::string& path, std::string data, int32_t version) {
+  if (badPath(path)) {
+    Promise<Stat> p;
+    return failNow(p, pathError(path));
+  }
   if (data.size() + path.size() > impl_->options.max_request_bytes) {
     Promise<Stat> p;
     return failNow(p, impl_->sizeError(data.size()));
@@ -418,6 +439,10 @@ Future<Stat> ZkCoordination::set(const std::string& path, std::string data, int3
 }
 
 Future<Node> ZkCoordination::get(const std::string& path, Watcher watcher) {
+  if (badPath(path)) {
+    Promise<Node> p;
+    return failNow(p, pathError(path));
+  }
   auto* call = new Call<Node>{{}, path};
   Future<Node> f = call->promise.future();
   int rc = impl_->withHandle([&](zhandle_t* zh) {
@@ -449,6 +474,10 @@ Future<Node> ZkCoordination::get(const std::string& path, Watcher watcher) {
 
 Future<std::optional<Stat>> ZkCoordination::exists(const std::string& path, Watcher watcher) {
   using T = std::optional<Stat>;
+  if (badPath(path)) {
+    Promise<T> p;
+    return failNow(p, pathError(path));
+  }
   auto* call = new Call<T>{{}, path};
   Future<T> f = call->promise.future();
   int rc = impl_->withHandle([&](zhandle_t* zh) {
@@ -481,6 +510,10 @@ Future<std::optional<Stat>> ZkCoordination::exists(const std::string& path, Watc
 Future<std::vector<std::string>> ZkCoordination::children(const std::string& path,
                                                           Watcher watcher) {
   using T = std::vector<std::string>;
+  if (badPath(path)) {
+    Promise<T> p;
+    return failNow(p, pathError(path));
+  }
   auto* call = new Call<T>{{}, path};
   Future<T> f = call->promise.future();
   int rc = impl_->withHandle([&](zhandle_t* zh) {
@@ -563,7 +596,14 @@ Future<std::vector<OpResult>> ZkCoordination::multi(std::vector<Op> ops) {
     return f;
   }
   size_t bytes = 0;
-  for (const auto& op : ops) bytes += opBytes(op);
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (badPath(opPath(ops[i]))) {
+      Error e = pathError(opPath(ops[i]));
+      call->promise.set(tl::unexpected(Error(e.code(), e.detail(), static_cast<int>(i))));
+      return f;
+    }
+    bytes += opBytes(ops[i]);
+  }
   if (bytes > impl_->options.max_request_bytes) {
     call->promise.set(tl::unexpected(impl_->sizeError(bytes)));
     return f;
@@ -610,6 +650,10 @@ Future<std::vector<OpResult>> ZkCoordination::multi(std::vector<Op> ops) {
 }
 
 Future<void> ZkCoordination::sync(const std::string& path) {
+  if (badPath(path)) {
+    Promise<void> p;
+    return failNow(p, pathError(path));
+  }
   auto* call = new Call<void>{{}, path};
   Future<void> f = call->promise.future();
   int rc = impl_->withHandle([&](zhandle_t* zh) {

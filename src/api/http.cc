@@ -1,0 +1,581 @@
+#include "api/http.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+
+#include "base/ids.h"
+
+namespace drover::api {
+namespace {
+
+using tasks::Json;
+using Request = httplib::Request;
+using Response = httplib::Response;
+
+constexpr const char* kJson = "application/json";
+constexpr const char* kProblemJson = "application/problem+json";
+constexpr const char* kIdRule = "must be 1-128 characters of A-Z a-z 0-9 . _ - and not . or ..";
+constexpr size_t kMaxDetailInput = 200;  // how much of a client's input an error echoes
+
+std::string dumpJson(const Json& j) {
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+std::string_view reason(int status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 202:
+      return "Accepted";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 411:
+      return "Length Required";
+    case 413:
+      return "Payload Too Large";
+    case 414:
+      return "URI Too Long";
+    case 415:
+      return "Unsupported Media Type";
+    case 416:
+      return "Range Not Satisfiable";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return status >= 500 ? "Server Error" : "Client Error";
+  }
+}
+
+// Client input quoted in an error, bounded (and JSON-escaped later).
+std::string quote(std::string_view s) {
+  if (s.size() <= kMaxDetailInput) return std::string(s);
+  return fmt::format("{}... ({} bytes)", s.substr(0, kMaxDetailInput), s.size());
+}
+
+int statusOf(Failure f) {
+  switch (f) {
+    case Failure::kBadRequest:
+      return 400;
+    case Failure::kNotFound:
+      return 404;
+    case Failure::kConflict:
+      return 409;
+    case Failure::kTooLarge:
+      return 413;
+    case Failure::kUnavailable:
+      return 503;
+    case Failure::kInternal:
+      return 500;
+  }
+  return 500;
+}
+
+bool isJsonContentType(const std::string& value) {
+  std::string media = value.substr(0, value.find(';'));
+  media.erase(
+      std::remove_if(media.begin(), media.end(), [](unsigned char c) { return std::isspace(c); }),
+      media.end());
+  std::transform(media.begin(), media.end(), media.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return media == "application/json";
+}
+
+struct TooDeep : std::exception {
+  const char* what() const noexcept override { return "too deep"; }
+};
+
+// Parses a request body; the error says what is wrong. Nesting deeper than `max_depth` is
+// refused while parsing (the callback sees each container as it opens).
+tl::expected<Json, std::string> parseBody(const std::string& body, int max_depth) {
+  if (body.empty()) return tl::unexpected(std::string("the request body is empty"));
+  try {
+    Json::parser_callback_t cb = [max_depth](int depth, Json::parse_event_t event, Json&) {
+      if ((event == Json::parse_event_t::object_start ||
+           event == Json::parse_event_t::array_start) &&
+          depth >= max_depth) {
+        throw TooDeep();
+      }
+      return true;
+    };
+    return Json::parse(body, cb, /*allow_exceptions=*/true);
+  } catch (const TooDeep&) {
+    return tl::unexpected(fmt::format("the JSON body is nested deeper than {} levels", max_depth));
+  } catch (const Json::parse_error& e) {
+    return tl::unexpected(fmt::format("malformed JSON: {}", e.what()));
+  }
+}
+
+tl::expected<int64_t, std::string> parseInt(const std::string& s) {
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) {
+    return tl::unexpected(fmt::format("'{}' is not an integer", quote(s)));
+  }
+  return v;
+}
+
+Json workerJson(const WorkerView& w) {
+  Json j = tasks::toJson(w.info);
+  j["running"] = w.running;
+  j["leader"] = w.leader;
+  return j;
+}
+
+}  // namespace
+
+HttpServer::HttpServer(TaskStore& store, EventFeed* events, HttpOptions options)
+    : store_(store), events_(events), options_(std::move(options)) {
+  size_t threads = std::max<size_t>(2, options_.threads);
+  server_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  server_.set_read_timeout(options_.read_timeout);
+  server_.set_write_timeout(options_.write_timeout);
+  server_.set_keep_alive_timeout(options_.keep_alive_timeout_s);
+  server_.set_payload_max_length(options_.payload_max_bytes);
+  server_.set_error_handler(httplib::Server::HandlerWithResponse(
+      [this](const Request& req, Response& res) { return onError(req, res); }));
+  server_.set_exception_handler([this](const Request& req, Response& res, std::exception_ptr ep) {
+    std::string what = "unknown exception";
+    try {
+      if (ep) std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    spdlog::error("http: {} {} failed: {}", req.method, quote(req.path), what);
+    res.body.clear();
+    problem(res, 500, "internal error; see the node's log");
+  });
+  setupRoutes();
+}
+
+HttpServer::~HttpServer() { stop(); }
+
+void HttpServer::problem(Response& res, int status, std::string detail) const {
+  res.status = status;
+  Json body = {{"type", "about:blank"},
+               {"title", reason(status)},
+               {"status", status},
+               {"detail", std::move(detail)}};
+  if (status == 503) res.set_header("Retry-After", std::to_string(options_.retry_after_s));
+  res.set_content(dumpJson(body), kProblemJson);
+}
+
+void HttpServer::fail(Response& res, const Problem& p) const {
+  int status = statusOf(p.failure);
+  if (status == 500) spdlog::error("http: internal error: {}", p.detail);
+  problem(res, status, p.detail);
+}
+
+HttpServer::Handler HttpServer::guard(Handler handler) const {
+  return [this, handler = std::move(handler)](const Request& req, Response& res) {
+    try {
+      handler(req, res);
+    } catch (const std::exception& e) {
+      spdlog::error("http: {} {} failed: {}", req.method, quote(req.path), e.what());
+      res = Response();
+      problem(res, 500, "internal error; see the node's log");
+    } catch (...) {
+      spdlog::error("http: {} {} failed with an unknown exception", req.method, quote(req.path));
+      res = Response();
+      problem(res, 500, "internal error; see the node's log");
+    }
+  };
+}
+
+void HttpServer::route(const std::string& method, const std::string& pattern, Handler handler) {
+  routes_.push_back(Route{method, std::regex(pattern)});
+  auto h = guard(std::move(handler));
+  if (method == "GET") {
+    server_.Get(pattern, h);
+  } else if (method == "POST") {
+    server_.Post(pattern, h);
+  } else if (method == "PUT") {
+    server_.Put(pattern, h);
+  } else if (method == "PATCH") {
+    server_.Patch(pattern, h);
+  } else if (method == "DELETE") {
+    server_.Delete(pattern, h);
+  } else {
+    routes_.pop_back();
+    throw std::invalid_argument("unsupported HTTP method " + method);
+  }
+}
+
+void HttpServer::addRoute(const std::string& method, const std::string& pattern, Handler handler) {
+  route(method, pattern, std::move(handler));
+}
+
+void HttpServer::setupRoutes() {
+  using namespace std::placeholders;
+  // The id route takes anything after the prefix ([\s\S]: even newlines), so that a bad id is a
+  // 400 from our validation rather than a 404 from the router.
+  const std::string id_route = R"(/v1/tasks/([\s\S]+))";
+  route("POST", "/v1/tasks", std::bind(&HttpServer::postTask, this, _1, _2));
+  route("POST", "/v1/tasks/batch", std::bind(&HttpServer::postBatch, this, _1, _2));
+  route("GET", "/v1/tasks", std::bind(&HttpServer::listTasks, this, _1, _2));
+  route("GET", id_route, std::bind(&HttpServer::getTask, this, _1, _2));
+  route("DELETE", id_route, std::bind(&HttpServer::deleteTask, this, _1, _2));
+  route("GET", "/v1/workers", std::bind(&HttpServer::getWorkers, this, _1, _2));
+  route("GET", "/v1/cluster", std::bind(&HttpServer::getCluster, this, _1, _2));
+  route("GET", "/v1/events", std::bind(&HttpServer::getEvents, this, _1, _2));
+  route("GET", "/livez",
+        [](const Request&, Response& res) { res.set_content("ok\n", "text/plain"); });
+  route("GET", "/readyz", std::bind(&HttpServer::readyz, this, _1, _2));
+  route("GET", "/metrics", std::bind(&HttpServer::metrics, this, _1, _2));
+}
+
+httplib::Server::HandlerResponse HttpServer::onError(const Request& req, Response& res) {
+  using HR = httplib::Server::HandlerResponse;
+  if (!res.body.empty() || res.content_provider_) return HR::Unhandled;  // a handler's own answer
+  try {
+    switch (res.status) {
+      case 404: {
+        std::vector<std::string> allowed;
+        for (const auto& r : routes_) {
+          if (r.method != req.method && std::regex_match(req.path, r.pattern) &&
+              std::find(allowed.begin(), allowed.end(), r.method) == allowed.end()) {
+            allowed.push_back(r.method);
+          }
+        }
+        if (!allowed.empty()) {
+          res.set_header("Allow", fmt::format("{}", fmt::join(allowed, ", ")));
+          problem(res, 405,
+                  fmt::format("{} is not allowed on {}; allowed: {}", quote(req.method),
+                              quote(req.path), fmt::join(allowed, ", ")));
+        } else {
+          problem(res, 404, fmt::format("no route for {} {}", quote(req.method), quote(req.path)));
+        }
+        break;
+      }
+      case 413:
+        problem(res, 413,
+                fmt::format("the request body exceeds {} bytes", options_.payload_max_bytes));
+        break;
+      case 414:
+        problem(res, 414, "the request URI is too long (an id has at most 128 characters)");
+        break;
+      case 400:
+        problem(res, 400, "malformed HTTP request");
+        break;
+      default:
+        problem(res, res.status, std::string(reason(res.status)));
+    }
+  } catch (const std::exception& e) {
+    spdlog::error("http: error handler failed: {}", e.what());
+    return HR::Unhandled;
+  }
+  return HR::Handled;
+}
+
+void HttpServer::postTask(const Request& req, Response& res) {
+  if (!isJsonContentType(req.get_header_value("Content-Type"))) {
+    return problem(res, 415, "Content-Type must be application/json");
+  }
+  auto body = parseBody(req.body, options_.max_json_depth);
+  if (!body) return problem(res, 400, body.error());
+  if (req.has_header("Idempotency-Key")) {
+    std::string key = req.get_header_value("Idempotency-Key");
+    if (!base::isValidName(key)) {
+      return problem(res, 400, fmt::format("Idempotency-Key {}", kIdRule));
+    }
+    if (body->is_object()) {
+      auto it = body->find("id");
+      if (it == body->end() || it->is_null()) {
+        (*body)["id"] = key;
+      } else if (!it->is_string() || it->get<std::string>() != key) {
+        return problem(res, 400, "the Idempotency-Key header and the id field differ");
+      }
+    }
+  }
+  auto spec = tasks::parseSpec(*body, options_.limits, options_.known_type);
+  if (!spec) {
+    const auto& e = spec.error();
+    return problem(res, 400, e.field.empty() ? e.detail : fmt::format("{}: {}", e.field, e.detail));
+  }
+  auto r = store_.submit(*spec);
+  if (!r) return fail(res, r.error());
+  res.status = r->created ? 202 : 200;
+  res.set_header("Location", "/v1/tasks/" + r->status.spec.id);
+  res.set_content(
+      dumpJson({{"id", r->status.spec.id}, {"state", tasks::stateName(r->status.state)}}), kJson);
+}
+
+void HttpServer::postBatch(const Request& req, Response& res) {
+  if (!isJsonContentType(req.get_header_value("Content-Type"))) {
+    return problem(res, 415, "Content-Type must be application/json");
+  }
+  auto body = parseBody(req.body, options_.max_json_depth);
+  if (!body) return problem(res, 400, body.error());
+  if (!body->is_object()) return problem(res, 400, "the body must be {\"tasks\": [...]}");
+  for (const auto& [key, value] : body->items()) {
+    if (key != "tasks") return problem(res, 400, fmt::format("{}: unknown field", quote(key)));
+  }
+  auto list = body->find("tasks");
+  if (list == body->end() || !list->is_array()) {
+    return problem(res, 400, "tasks: is required (an array of tasks)");
+  }
+  if (list->empty()) return problem(res, 400, "tasks: the batch is empty");
+  if (list->size() > options_.limits.max_batch) {
+    return problem(res, 413,
+                   fmt::format("tasks: {} tasks; a batch holds at most {}", list->size(),
+                               options_.limits.max_batch));
+  }
+  std::vector<tasks::TaskSpec> specs;
+  specs.reserve(list->size());
+  for (size_t i = 0; i < list->size(); ++i) {
+    auto spec = tasks::parseSpec((*list)[i], options_.limits, options_.known_type);
+    if (!spec) {
+      const auto& e = spec.error();
+      return problem(res, 400,
+                     e.field.empty() ? fmt::format("tasks[{}]: {}", i, e.detail)
+                                     : fmt::format("tasks[{}].{}: {}", i, e.field, e.detail));
+    }
+    specs.push_back(std::move(*spec));
+  }
+  auto r = store_.submitBatch(specs);
+  if (!r) return fail(res, r.error());
+  res.status = r->created ? 202 : 200;
+  res.set_content(dumpJson({{"ids", r->ids}}), kJson);
+}
+
+void HttpServer::getTask(const Request& req, Response& res) {
+  const std::string id = req.matches[1];
+  if (!base::isValidName(id)) return problem(res, 400, fmt::format("task id {}", kIdRule));
+  tasks::TaskStatus status;
+  if (req.has_param("wait")) {
+    const std::string raw = req.get_param_value("wait");
+    double seconds = 0;
+    auto [p, ec] = std::from_chars(raw.data(), raw.data() + raw.size(), seconds);
+    double max_s = std::chrono::duration<double>(options_.max_wait).count();
+    if (ec != std::errc() || p != raw.data() + raw.size() || !std::isfinite(seconds) ||
+        !(seconds > 0) || seconds > max_s) {
+      return problem(res, 400,
+                     fmt::format("wait: must be a number of seconds, 0 < wait <= {}", max_s));
+    }
+    auto r = store_.wait(id, std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
+    if (!r) return fail(res, r.error());
+    status = std::move(*r);
+  } else {
+    auto r = store_.get(id);
+    if (!r) return fail(res, r.error());
+    status = std::move(*r);
+  }
+  res.set_content(dumpJson(tasks::toJson(status)), kJson);
+}
+
+void HttpServer::deleteTask(const Request& req, Response& res) {
+  const std::string id = req.matches[1];
+  if (!base::isValidName(id)) return problem(res, 400, fmt::format("task id {}", kIdRule));
+  auto r = store_.cancel(id);
+  if (!r) return fail(res, r.error());
+  res.status = 202;
+  res.set_header("Drover-Cancel", r->already_finished ? "already-finished" : "cancelled");
+  res.set_content(dumpJson(tasks::toJson(r->status)), kJson);
+}
+
+void HttpServer::listTasks(const Request& req, Response& res) {
+  std::optional<tasks::State> state;
+  if (req.has_param("state") && !req.get_param_value("state").empty()) {
+    state = tasks::parseState(req.get_param_value("state"));
+    if (!state) {
+      return problem(res, 400,
+                     fmt::format("state: '{}' is not one of pending, assigned, running, "
+                                 "succeeded, failed, cancelled",
+                                 quote(req.get_param_value("state"))));
+    }
+  }
+  int64_t limit = 100;
+  if (req.has_param("limit")) {
+    auto v = parseInt(req.get_param_value("limit"));
+    if (!v || *v < 1 || *v > 1000)
+      return problem(res, 400, "limit: must be an integer from 1 to 1000");
+    limit = *v;
+  }
+  std::string cursor = req.get_param_value("cursor");
+  if (!cursor.empty() && !base::isValidName(cursor)) {
+    return problem(res, 400, fmt::format("cursor: {}", kIdRule));
+  }
+  auto r = store_.list(state, static_cast<size_t>(limit), cursor);
+  if (!r) return fail(res, r.error());
+  Json tasks_json = Json::array();
+  for (const auto& t : r->tasks) tasks_json.push_back(tasks::toJson(t));
+  res.set_content(
+      dumpJson({{"tasks", std::move(tasks_json)}, {"next", r->next ? Json(*r->next) : Json()}}),
+      kJson);
+}
+
+void HttpServer::getWorkers(const Request&, Response& res) {
+  auto r = store_.workers();
+  if (!r) return fail(res, r.error());
+  Json list = Json::array();
+  Json leader;
+  for (const auto& w : *r) {
+    list.push_back(workerJson(w));
+    if (w.leader) leader = w.info.id;
+  }
+  res.set_content(dumpJson({{"workers", std::move(list)}, {"leader", leader}}), kJson);
+}
+
+void HttpServer::getCluster(const Request&, Response& res) {
+  auto r = store_.cluster();
+  if (!r) return fail(res, r.error());
+  Json counts = Json::object();
+  for (const auto& [state, n] : r->counts) counts[std::string(tasks::stateName(state))] = n;
+  static constexpr std::array<std::string_view, 5> kSessionStates = {
+      "connecting", "connected", "disconnected", "expired", "closed"};
+  const auto& s = r->session;
+  Json zk = {{"connected", s.state == coord::SessionState::kConnected},
+             {"state", kSessionStates[static_cast<size_t>(s.state)]},
+             {"session_id", fmt::format("0x{:x}", s.session_id)},
+             {"generation", s.generation},
+             {"session_timeout_ms", s.timeout.count()}};
+  Json body = {{"leader", r->leader ? Json(r->leader->id) : Json()},
+               {"epoch", r->leader ? Json(r->leader->epoch) : Json()},
+               {"zookeeper", std::move(zk)},
+               {"workers", r->workers},
+               {"tasks", std::move(counts)}};
+  res.set_content(dumpJson(body), kJson);
+}
+
+void HttpServer::getEvents(const Request& req, Response& res) {
+  if (events_ == nullptr) return problem(res, 503, "this node does not serve events");
+  std::string filter = req.get_param_value("id");
+  if (!filter.empty() && !base::isValidName(filter)) {
+    return problem(res, 400, fmt::format("id: {}", kIdRule));
+  }
+  size_t max_streams = options_.max_event_streams != 0 ? options_.max_event_streams
+                                                       : std::max<size_t>(1, options_.threads / 2);
+  if (streams_.fetch_add(1) >= max_streams) {
+    streams_.fetch_sub(1);
+    return problem(res, 503, fmt::format("too many event streams (at most {})", max_streams));
+  }
+  auto sub = events_->subscribe(filter);
+  {
+    std::lock_guard lock(streams_mu_);
+    open_streams_.insert(sub);
+  }
+  if (stopping_) sub->close();
+  auto released = std::make_shared<std::atomic<bool>>(false);
+  auto next_beat = std::make_shared<std::chrono::steady_clock::time_point>(
+      std::chrono::steady_clock::now() + options_.heartbeat);
+  auto started = std::make_shared<bool>(false);
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [this, sub, next_beat, started](size_t, httplib::DataSink& sink) {
+        try {
+          if (!*started) {
+            *started = true;
+            static constexpr std::string_view kHello = ": drover events\nretry: 1000\n\n";
+            return sink.write(kHello.data(), kHello.size());
+          }
+          auto now = std::chrono::steady_clock::now();
+          auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(*next_beat - now);
+          auto event = sub->next(std::max(wait, std::chrono::milliseconds(0)));
+          if (event) {
+            std::string frame =
+                fmt::format("event: task\ndata: {}\n\n", dumpJson(tasks::toJson(*event)));
+            return sink.write(frame.data(), frame.size());
+          }
+          if (sub->closed() || stopping_) {
+            if (sub->dropped()) {
+              static constexpr std::string_view kDropped =
+                  "event: dropped\ndata: {\"reason\":\"the client fell too far behind\"}\n\n";
+              sink.write(kDropped.data(), kDropped.size());
+            }
+            sink.done();
+            return true;
+          }
+          if (std::chrono::steady_clock::now() >= *next_beat) {
+            *next_beat = std::chrono::steady_clock::now() + options_.heartbeat;
+            static constexpr std::string_view kBeat = ": heartbeat\n\n";
+            return sink.write(kBeat.data(), kBeat.size());
+          }
+          return true;
+        } catch (const std::exception& e) {
+          spdlog::error("http: event stream failed: {}", e.what());
+          return false;
+        }
+      },
+      [this, sub, released](bool) {
+        if (released->exchange(true)) return;  // Response copies share the releaser
+        sub->close();
+        {
+          std::lock_guard lock(streams_mu_);
+          open_streams_.erase(sub);
+        }
+        streams_.fetch_sub(1);
+      });
+}
+
+void HttpServer::readyz(const Request&, Response& res) {
+  if (!store_.connected()) return problem(res, 503, "not connected to ZooKeeper");
+  res.set_content("ready\n", "text/plain");
+}
+
+void HttpServer::metrics(const Request&, Response& res) {
+  std::string body;
+  if (options_.metrics) {
+    body = options_.metrics();
+  } else {
+    body = fmt::format(
+        "# HELP drover_up 1 while the node serves.\n# TYPE drover_up gauge\ndrover_up 1\n"
+        "# HELP drover_zookeeper_connected 1 while the ZooKeeper session is connected.\n"
+        "# TYPE drover_zookeeper_connected gauge\ndrover_zookeeper_connected {}\n"
+        "# HELP drover_http_event_streams Open /v1/events streams.\n"
+        "# TYPE drover_http_event_streams gauge\ndrover_http_event_streams {}\n",
+        store_.connected() ? 1 : 0, streams_.load());
+  }
+  res.set_content(body, "text/plain; version=0.0.4; charset=utf-8");
+}
+
+tl::expected<int, std::string> HttpServer::start() {
+  if (thread_.joinable()) return tl::unexpected(std::string("already started"));
+  int port = options_.port;
+  if (port == 0) {
+    port = server_.bind_to_any_port(options_.host);
+    if (port < 0) return tl::unexpected(fmt::format("cannot bind {}:0", options_.host));
+  } else if (!server_.bind_to_port(options_.host, port)) {
+    return tl::unexpected(fmt::format("cannot bind {}:{}", options_.host, port));
+  }
+  port_ = port;
+  thread_ = std::thread([this] { server_.listen_after_bind(); });
+  // stop() is a no-op until the server runs: wait for it so a quick stop() cannot hang.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!server_.is_running() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return port_;
+}
+
+void HttpServer::stop() {
+  stopping_ = true;
+  store_.interruptWaits();
+  {
+    std::lock_guard lock(streams_mu_);
+    for (const auto& s : open_streams_) s->close();
+  }
+  server_.stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace drover::api

@@ -1,0 +1,113 @@
+#pragma once
+
+// The REST API v1 (docs/API.md) on cpp-httplib.
+
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <regex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <tl/expected.hpp>
+#include <vector>
+
+#include "api/store.h"
+#include "tasks/task.h"
+
+namespace drover::api {
+
+struct HttpOptions {
+  std::string host = "127.0.0.1";  // bind address; loopback unless told otherwise
+  int port = 8080;                 // 0: any free port (see HttpServer::port())
+  size_t threads = 16;             // handler threads; long polls and event streams hold one each
+  std::chrono::milliseconds read_timeout{5000};   // per read: slow or idle clients time out
+  std::chrono::milliseconds write_timeout{5000};  // per write: clients that stop reading
+  int keep_alive_timeout_s = 5;
+  // Largest request body; a larger Content-Length is answered 413 without buffering the body.
+  size_t payload_max_bytes = 1024 * 1024;
+  int max_json_depth = 64;  // deeper nesting is a 400
+  tasks::SubmitLimits limits;
+  // Which task types the cluster runs (nullptr: any valid name).
+  bool (*known_type)(std::string_view) = nullptr;
+  // Body of GET /metrics (Prometheus text). Empty: a minimal built-in exposition.
+  std::function<std::string()> metrics;
+  std::chrono::milliseconds heartbeat{15000};  // SSE comment interval on /v1/events
+  size_t max_event_streams = 0;                // 0: threads / 2
+  std::chrono::milliseconds max_wait{300000};  // largest ?wait= on GET /v1/tasks/{id}
+  int retry_after_s = 1;                       // Retry-After on 503
+};
+
+// The HTTP front of a node. Routes (see docs/API.md): POST /v1/tasks, POST /v1/tasks/batch,
+// GET|DELETE /v1/tasks/{id}, GET /v1/tasks, GET /v1/workers, GET /v1/cluster, GET /v1/events,
+// GET /livez, /readyz, /metrics, plus routes added with addRoute().
+//
+// Every error is application/problem+json {"type":"about:blank","title","status","detail"}.
+// Handlers catch every exception at the edge (500, logged): no input crashes the node.
+//
+// Lifetime: `store` and `events` (may be null: /v1/events answers 503) must outlive the server.
+// addRoute() before start(); start()/stop() from one owning thread. Handlers run on the pool.
+class HttpServer {
+ public:
+  using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
+
+  HttpServer(TaskStore& store, EventFeed* events, HttpOptions options = {});
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Registers an extra route (say the dashboard at "/"). `method` is GET, POST, PUT, PATCH or
+  // DELETE; `pattern` is an httplib (std::regex) pattern. Exceptions become 500s.
+  void addRoute(const std::string& method, const std::string& pattern, Handler handler);
+
+  // Binds and starts serving on a thread of its own. Returns the bound port, or why it failed.
+  tl::expected<int, std::string> start();
+  // Stops accepting, ends event streams and waits for handlers. Idempotent.
+  void stop();
+  int port() const { return port_; }
+
+ private:
+  struct Route {
+    std::string method;
+    std::regex pattern;
+  };
+
+  void route(const std::string& method, const std::string& pattern, Handler handler);
+  Handler guard(Handler handler) const;
+  void setupRoutes();
+  httplib::Server::HandlerResponse onError(const httplib::Request& req, httplib::Response& res);
+
+  void postTask(const httplib::Request& req, httplib::Response& res);
+  void postBatch(const httplib::Request& req, httplib::Response& res);
+  void getTask(const httplib::Request& req, httplib::Response& res);
+  void deleteTask(const httplib::Request& req, httplib::Response& res);
+  void listTasks(const httplib::Request& req, httplib::Response& res);
+  void getWorkers(const httplib::Request& req, httplib::Response& res);
+  void getCluster(const httplib::Request& req, httplib::Response& res);
+  void getEvents(const httplib::Request& req, httplib::Response& res);
+  void readyz(const httplib::Request& req, httplib::Response& res);
+  void metrics(const httplib::Request& req, httplib::Response& res);
+
+  // Sets res to the problem for a store failure (503 gets Retry-After).
+  void fail(httplib::Response& res, const Problem& problem) const;
+  void problem(httplib::Response& res, int status, std::string detail) const;
+
+  TaskStore& store_;
+  EventFeed* events_;
+  const HttpOptions options_;
+  httplib::Server server_;
+  std::vector<Route> routes_;
+  std::thread thread_;
+  int port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::atomic<size_t> streams_{0};
+  std::mutex streams_mu_;
+  std::set<std::shared_ptr<Subscription>> open_streams_;
+};
+
+}  // namespace drover::api

@@ -1,0 +1,711 @@
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include "api/test_fixture.h"
+#include "base/ids.h"
+
+namespace drover::api::testing {
+namespace {
+
+using coord::Code;
+using coord::FaultMode;
+using coord::OpKind;
+using tasks::State;
+
+Json bodyOf(const httplib::Result& r) { return Json::parse(r->body); }
+
+void expectProblem(const httplib::Result& r, int status) {
+  ASSERT_TRUE(r) << "no response";
+  EXPECT_EQ(r->status, status) << r->body;
+  EXPECT_EQ(r->get_header_value("Content-Type"), "application/problem+json");
+  auto j = Json::parse(r->body, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r->body;
+  EXPECT_EQ(j["type"], "about:blank");
+  EXPECT_EQ(j["status"], status);
+  EXPECT_TRUE(j["title"].is_string());
+  EXPECT_TRUE(j["detail"].is_string() && !j["detail"].get<std::string>().empty());
+}
+
+class HttpTest : public ApiFixture {};
+
+TEST_F(HttpTest, LivezAndReadyz) {
+  auto c = client();
+  auto live = c.Get("/livez");
+  ASSERT_TRUE(live);
+  EXPECT_EQ(live->status, 200);
+  auto ready = c.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200);
+}
+
+TEST_F(HttpTest, UnknownRouteIs404AndWrongMethodIs405) {
+  auto c = client();
+  expectProblem(c.Get("/nope"), 404);
+  auto r = c.Put("/v1/tasks", "{}", "application/json");
+  expectProblem(r, 405);
+  EXPECT_NE(r->get_header_value("Allow").find("POST"), std::string::npos);
+  expectProblem(c.Post("/v1/cluster", "{}", "application/json"), 405);
+  expectProblem(c.Delete("/v1/workers"), 405);
+}
+
+TEST_F(HttpTest, SubmitAnswers202WithLocationAndWritesStatusJobAndEvent) {
+  auto r = postJson("/v1/tasks", R"({"id":"t1","type":"echo","payload":{"a":1}})");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 202) << r->body;
+  EXPECT_EQ(r->get_header_value("Location"), "/v1/tasks/t1");
+  EXPECT_EQ(bodyOf(r), (Json{{"id", "t1"}, {"state", "pending"}}));
+
+  auto st = statusOf("t1");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->state, State::kPending);
+  EXPECT_EQ(st->attempts, 0);
+  EXPECT_EQ(st->spec.payload, (Json{{"a", 1}}));
+  EXPECT_GT(st->submitted_at, 0);
+  auto job = server_->peek(layout_.job("t1"));
+  ASSERT_TRUE(job);
+  auto decoded = tasks::jobFromJson(Json::parse(job->data));
+  ASSERT_TRUE(decoded);
+  EXPECT_EQ(decoded->attempt, 1);
+  EXPECT_EQ(decoded->spec, st->spec);
+  ASSERT_EQ(countUnder(layout_.events()), 1u);
+  for (const auto& [path, data] : tree()) {
+    if (path.rfind(layout_.events() + "/e-", 0) == 0) {
+      auto events = Json::parse(data);
+      ASSERT_EQ(events.size(), 1u);
+      EXPECT_EQ(events[0]["id"], "t1");
+      EXPECT_EQ(events[0]["state"], "pending");
+    }
+  }
+
+  auto got = client().Get("/v1/tasks/t1");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->status, 200);
+  EXPECT_EQ(bodyOf(got)["state"], "pending");
+  EXPECT_EQ(bodyOf(got)["type"], "echo");
+}
+
+TEST_F(HttpTest, IdenticalRepeatIs200AndWritesNothing) {
+  const std::string body = R"({"id":"t1","type":"echo","payload":{"a":1}})";
+  ASSERT_EQ(postJson("/v1/tasks", body)->status, 202);
+  auto before = tree();
+  auto r = postJson("/v1/tasks", body);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(bodyOf(r)["id"], "t1");
+  EXPECT_EQ(tree(), before);
+}
+
+TEST_F(HttpTest, SameIdOtherSpecIs409AndWritesNothing) {
+  ASSERT_EQ(postJson("/v1/tasks", R"({"id":"t1","type":"echo","payload":{"a":1}})")->status, 202);
+  auto before = tree();
+  expectProblem(postJson("/v1/tasks", R"({"id":"t1","type":"echo","payload":{"a":2}})"), 409);
+  expectProblem(postJson("/v1/tasks", R"({"id":"t1","type":"noop"})"), 409);
+  EXPECT_EQ(tree(), before);
+}
+
+TEST_F(HttpTest, IdempotencyKeyHeaderNamesTheTask) {
+  auto r = postJson("/v1/tasks", R"({"type":"noop"})", {{"Idempotency-Key", "key-1"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 202);
+  EXPECT_EQ(r->get_header_value("Location"), "/v1/tasks/key-1");
+  EXPECT_TRUE(statusOf("key-1"));
+  EXPECT_EQ(postJson("/v1/tasks", R"({"type":"noop"})", {{"Idempotency-Key", "key-1"}})->status,
+            200);
+  auto before = tree();
+  expectProblem(
+      postJson("/v1/tasks", R"({"id":"other","type":"noop"})", {{"Idempotency-Key", "key-1"}}),
+      400);
+  expectProblem(postJson("/v1/tasks", R"({"type":"noop"})", {{"Idempotency-Key", "a/b"}}), 400);
+  EXPECT_EQ(tree(), before);
+}
+
+TEST_F(HttpTest, GeneratedIdWhenNoneGiven) {
+  auto r = postJson("/v1/tasks", R"({"type":"noop"})");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 202);
+  std::string id = bodyOf(r)["id"];
+  EXPECT_TRUE(base::isValidName(id));
+  EXPECT_TRUE(statusOf(id));
+}
+
+struct BadInput {
+  std::string name;
+  std::string method;
+  std::string path;
+  std::string content_type;
+  std::string body;
+  int status;
+};
+
+TEST_F(HttpTest, BadInputGets4xxWritesNothingAndServerKeepsServing) {
+  ASSERT_EQ(postJson("/v1/tasks", R"({"id":"existing","type":"noop"})")->status, 202);
+  std::string nested(10000, '[');
+  nested += std::string(10000, ']');
+  std::string deep_object;
+  for (int i = 0; i < 10000; ++i) deep_object += R"({"a":)";
+  deep_object += "1" + std::string(10000, '}');
+  std::string long_id(10000, 'a');
+  std::string oversized =
+      R"({"type":"echo","payload":")" + std::string(2 * 1024 * 1024, 'x') + "\"}";
+  std::vector<BadInput> cases = {
+      {"malformed", "POST", "/v1/tasks", "application/json", R"({"type":"noop",)", 400},
+      {"not json at all", "POST", "/v1/tasks", "application/json", "hello", 400},
+      {"empty body", "POST", "/v1/tasks", "application/json", "", 400},
+      {"array not object", "POST", "/v1/tasks", "application/json", "[1,2]", 400},
+      {"nested arrays 10k", "POST", "/v1/tasks", "application/json", nested, 400},
+      {"nested objects 10k", "POST", "/v1/tasks", "application/json", deep_object, 400},
+      {"nested in payload 65", "POST", "/v1/tasks", "application/json",
+       R"({"type":"echo","payload":)" + std::string(65, '[') + std::string(65, ']') + "}", 400},
+      {"oversized", "POST", "/v1/tasks", "application/json", oversized, 413},
+      {"slash id", "POST", "/v1/tasks", "application/json", R"({"id":"a/b","type":"noop"})", 400},
+      {"dotdot id", "POST", "/v1/tasks", "application/json", R"({"id":"..","type":"noop"})", 400},
+      {"dot id", "POST", "/v1/tasks", "application/json", R"({"id":".","type":"noop"})", 400},
+      {"traversal id", "POST", "/v1/tasks", "application/json",
+       R"({"id":"../../epoch","type":"noop"})", 400},
+      {"nul id", "POST", "/v1/tasks", "application/json", R"({"id":"a\u0000b","type":"noop"})",
+       400},
+      {"control id", "POST", "/v1/tasks", "application/json", R"({"id":"a\nb","type":"noop"})",
+       400},
+      {"long id", "POST", "/v1/tasks", "application/json",
+       R"({"id":")" + long_id + R"(","type":"noop"})", 400},
+      {"number id", "POST", "/v1/tasks", "application/json", R"({"id":5,"type":"noop"})", 400},
+      {"unknown type", "POST", "/v1/tasks", "application/json", R"({"type":"rm-rf"})", 400},
+      {"missing type", "POST", "/v1/tasks", "application/json", R"({"id":"x"})", 400},
+      {"unknown field", "POST", "/v1/tasks", "application/json", R"({"type":"noop","code":1})",
+       400},
+      {"bad priority", "POST", "/v1/tasks", "application/json", R"({"type":"noop","priority":10})",
+       400},
+      {"invalid utf8", "POST", "/v1/tasks", "application/json",
+       "{\"type\":\"noop\",\"payload\":\"\xff\xfe\"}", 400},
+      {"text/plain", "POST", "/v1/tasks", "text/plain", R"({"type":"noop"})", 415},
+      {"form", "POST", "/v1/tasks", "application/x-www-form-urlencoded", "type=noop", 415},
+      {"batch text/plain", "POST", "/v1/tasks/batch", "text/plain", R"({"tasks":[]})", 415},
+      {"batch malformed", "POST", "/v1/tasks/batch", "application/json", "{", 400},
+      {"batch nested", "POST", "/v1/tasks/batch", "application/json", nested, 400},
+      {"batch not list", "POST", "/v1/tasks/batch", "application/json", R"({"tasks":5})", 400},
+      {"batch empty", "POST", "/v1/tasks/batch", "application/json", R"({"tasks":[]})", 400},
+      {"batch bad id", "POST", "/v1/tasks/batch", "application/json",
+       R"({"tasks":[{"id":"ok1","type":"noop"},{"id":"a/b","type":"noop"}]})", 400},
+      {"batch duplicate ids", "POST", "/v1/tasks/batch", "application/json",
+       R"({"tasks":[{"id":"d1","type":"noop"},{"id":"d1","type":"noop"}]})", 400},
+      {"get slash", "GET", "/v1/tasks/a%2Fb", "", "", 400},
+      {"get dotdot", "GET", "/v1/tasks/%2E%2E", "", "", 400},
+      {"get nul", "GET", "/v1/tasks/a%00b", "", "", 400},
+      {"get newline", "GET", "/v1/tasks/a%0Ab", "", "", 400},
+      {"get control", "GET", "/v1/tasks/a%01b", "", "", 400},
+      {"get 200 chars", "GET", "/v1/tasks/" + std::string(200, 'a'), "", "", 400},
+      {"get 10k chars", "GET", "/v1/tasks/" + long_id, "", "", 414},
+      {"delete slash", "DELETE", "/v1/tasks/a%2F..%2Fepoch", "", "", 400},
+      {"delete nul", "DELETE", "/v1/tasks/%00", "", "", 400},
+      {"delete 200 chars", "DELETE", "/v1/tasks/" + std::string(200, 'b'), "", "", 400},
+      {"wait zero", "GET", "/v1/tasks/existing?wait=0", "", "", 400},
+      {"wait too long", "GET", "/v1/tasks/existing?wait=301", "", "", 400},
+      {"wait nan", "GET", "/v1/tasks/existing?wait=nan", "", "", 400},
+      {"wait text", "GET", "/v1/tasks/existing?wait=abc", "", "", 400},
+      {"list bad state", "GET", "/v1/tasks?state=sleeping", "", "", 400},
+      {"list limit 0", "GET", "/v1/tasks?limit=0", "", "", 400},
+      {"list limit 1001", "GET", "/v1/tasks?limit=1001", "", "", 400},
+      {"list limit text", "GET", "/v1/tasks?limit=ten", "", "", 400},
+      {"list bad cursor", "GET", "/v1/tasks?cursor=..", "", "", 400},
+      {"events bad id", "GET", "/v1/events?id=a%2Fb", "", "", 400},
+      {"get missing", "GET", "/v1/tasks/missing", "", "", 404},
+      {"delete missing", "DELETE", "/v1/tasks/missing", "", "", 404},
+  };
+  auto before = tree();
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto cli = client();
+    httplib::Result r{nullptr, httplib::Error::Unknown};
+    if (c.method == "POST") {
+      r = cli.Post(c.path.c_str(), c.body, c.content_type.c_str());
+    } else if (c.method == "GET") {
+      r = cli.Get(c.path.c_str());
+    } else {
+      r = cli.Delete(c.path.c_str());
+    }
+    if (c.status == 413 && !r) {
+      std::fprintf(stderr, "413 case: no response (%s)\n", httplib::to_string(r.error()).c_str());
+      // The server may answer 413 and close before the client finished sending: acceptable.
+      EXPECT_EQ(tree(), before);
+      continue;
+    }
+    expectProblem(r, c.status);
+    EXPECT_EQ(tree(), before);
+    auto live = client().Get("/livez");
+    ASSERT_TRUE(live);
+    EXPECT_EQ(live->status, 200);
+  }
+  EXPECT_EQ(tree(), before);
+}
+
+TEST_F(HttpTest, ConnectionLossAfterApplyAnswers202ExactlyOnce) {
+  coord_->failNext(OpKind::kMulti, Code::kConnectionLoss, FaultMode::kAfterApply);
+  auto r = postJson("/v1/tasks", R"({"id":"amb","type":"noop"})");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 202) << r->body;
+  EXPECT_EQ(coord_->callCount(OpKind::kMulti), 1u);  // settled by re-reading, not re-applying
+  EXPECT_EQ(countUnder(layout_.statuses()), 1u);
+  EXPECT_TRUE(server_->peek(layout_.job("amb")));
+  EXPECT_EQ(countUnder(layout_.events()), 1u);
+}
+
+TEST_F(HttpTest, ConnectionLossBeforeApplyRetriesAndAnswers202) {
+  coord_->failNext(OpKind::kMulti, Code::kConnectionLoss, FaultMode::kBeforeApply);
+  auto r = postJson("/v1/tasks", R"({"id":"lost","type":"noop"})");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 202) << r->body;
+  EXPECT_EQ(coord_->callCount(OpKind::kMulti), 2u);
+  EXPECT_EQ(countUnder(layout_.statuses()), 1u);
+  EXPECT_EQ(countUnder(layout_.events()), 1u);
+}
+
+TEST_F(HttpTest, DisconnectedSessionAnswers503AndReadyz503) {
+  coord_->disconnect();
+  auto before = tree();
+  auto r = postJson("/v1/tasks", R"({"id":"t1","type":"noop"})");
+  expectProblem(r, 503);
+  EXPECT_FALSE(r->get_header_value("Retry-After").empty());
+  expectProblem(client().Get("/readyz"), 503);
+  expectProblem(client().Post("/v1/tasks/batch", R"({"tasks":[{"id":"b","type":"noop"}]})",
+                              "application/json"),
+                503);
+  expectProblem(client().Get("/v1/tasks/t1"), 503);
+  EXPECT_EQ(tree(), before);
+  coord_->reconnect();
+  EXPECT_EQ(client().Get("/readyz")->status, 200);
+  EXPECT_EQ(postJson("/v1/tasks", R"({"id":"t1","type":"noop"})")->status, 202);
+}
+
+TEST_F(HttpTest, OutcomeStillUnknownAtTheDeadlineIs503) {
+  // The reply is lost after the write landed, and every later sync fails too: the submit cannot
+  // learn what happened and must not claim success.
+  coord_->failNext(OpKind::kMulti, Code::kConnectionLoss, FaultMode::kAfterApply);
+  for (int i = 0; i < 100; ++i) coord_->failNext(OpKind::kSync, Code::kConnectionLoss);
+  auto r = postJson("/v1/tasks", R"({"id":"t1","type":"noop"})");
+  expectProblem(r, 503);
+  EXPECT_EQ(countUnder(layout_.statuses()), 1u);  // it did land; a retry finds it
+  while (coord_->pendingFaults() > 0) (void)coord_->sync("/").get();
+  auto again = postJson("/v1/tasks", R"({"id":"t1","type":"noop"})");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200);
+  EXPECT_EQ(countUnder(layout_.statuses()), 1u);
+}
+
+TEST_F(HttpTest, BatchIsAllOrNothing) {
+  const std::string batch =
+      R"({"tasks":[{"id":"b1","type":"noop"},{"id":"b2","type":"echo","payload":[1]},{"id":"b3","type":"noop"}]})";
+  auto r = postJson("/v1/tasks/batch", batch);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 202) << r->body;
+  EXPECT_EQ(bodyOf(r)["ids"], (Json{"b1", "b2", "b3"}));
+  EXPECT_EQ(countUnder(layout_.statuses()), 3u);
+  EXPECT_EQ(countUnder(layout_.events()), 1u);  // one record for the whole multi
+  for (auto id : {"b1", "b2", "b3"}) EXPECT_TRUE(server_->peek(layout_.job(id))) << id;
+
+  EXPECT_EQ(postJson("/v1/tasks/batch", batch)->status, 200);
+  auto before = tree();
+  // One differs: 409, nothing written.
+  expectProblem(postJson("/v1/tasks/batch",
+                         R"({"tasks":[{"id":"b1","type":"noop"},{"id":"b2","type":"noop"}]})"),
+                409);
+  // One exists, others new: 409, none of the new ones written.
+  expectProblem(postJson("/v1/tasks/batch",
+                         R"({"tasks":[{"id":"n1","type":"noop"},{"id":"b1","type":"noop"}]})"),
+                409);
+  EXPECT_EQ(tree(), before);
+  EXPECT_FALSE(statusOf("n1"));
+}
+
+TEST_F(HttpTest, BatchOverThePacketLimitIs413) {
+  std::string payload(240 * 1024, 'x');
+  Json tasks_json = Json::array();
+  for (int i = 0; i < 4; ++i) {
+    tasks_json.push_back(
+        {{"id", "big" + std::to_string(i)}, {"type", "echo"}, {"payload", payload}});
+  }
+  auto before = tree();
+  expectProblem(postJson("/v1/tasks/batch", Json{{"tasks", tasks_json}}.dump()), 413);
+  EXPECT_EQ(tree(), before);
+}
+
+TEST_F(HttpTest, BatchAmbiguousWriteSettles) {
+  coord_->failNext(OpKind::kMulti, Code::kConnectionLoss, FaultMode::kAfterApply);
+  auto r = postJson("/v1/tasks/batch",
+                    R"({"tasks":[{"id":"x1","type":"noop"},{"id":"x2","type":"noop"}]})");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 202) << r->body;
+  EXPECT_EQ(coord_->callCount(OpKind::kMulti), 1u);
+  EXPECT_EQ(countUnder(layout_.statuses()), 2u);
+}
+
+TEST_F(HttpTest, WaitReturnsWhenAnotherClientFinishesTheTask) {
+  ASSERT_EQ(postJson("/v1/tasks", R"({"id":"w1","type":"noop"})")->status, 202);
+  size_t gets_before = coord_->callCount(OpKind::kGet);
+  auto start = std::chrono::steady_clock::now();
+  auto waiter =
+      std::async(std::launch::async, [&] { return client().Get("/v1/tasks/w1?wait=20"); });
+  // The long poll has read the status and armed its watch (one get), then sleeps on it.
+  ASSERT_TRUE(base::eventually([&] { return coord_->callCount(OpKind::kGet) > gets_before; }));
+  assign("w1", "worker-a", State::kRunning);
+  finish("w1", "worker-a", State::kSucceeded);
+  auto r = waiter.get();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(bodyOf(r)["state"], "succeeded");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+  // Watch-driven: one read per change, not a polling loop.
+  EXPECT_LE(coord_->callCount(OpKind::kGet) - gets_before, 4u);
+}
+
+TEST_F(HttpTest, WaitReturnsCurrentStateAtTheTimeout) {
+  ASSERT_EQ(postJson("/v1/tasks", R"({"id":"w2","type":"noop"})")->status, 202);
+  size_t gets_before = coord_->callCount(OpKind::kGet);
+  auto start = std::chrono::steady_clock::now();
+  auto r = client().Get("/v1/tasks/w2?wait=0.4");
+  auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(bodyOf(r)["state"], "pending");
+  EXPECT_GE(took, 390ms);
+  EXPECT_LT(took, 5s);
+  EXPECT_EQ(coord_->callCount(OpKind::kGet) - gets_before, 1u);
+}
+
+TEST_F(HttpTest, WaitOnATerminalTaskReturnsAtOnce) {
+  ASSERT_EQ(postJson("/v1/tasks", R"({"id":"w3","type":"noop"})")->status, 202);
+  ASSERT_EQ(client().Delete("/v1/tasks/w3")->status, 202);
+  auto start = std::chrono::steady_clock::now();
+  auto r = client().Get("/v1/tasks/w3?wait=30");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(bodyOf(r)["state"], "cancelled");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+}
+
+TEST_F(HttpTest, CancelPendingDeletesTheJobAndIsIdempotent) {
+  ASSERT_EQ(postJson("/v1/tasks", R"({"id":"c1","type":"noop"})")->status, 202);
+  auto r = client().Delete("/v1/tasks/c1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 202) << r->body;
+  EXPECT_EQ(r->get_header_value("Drover-Cancel"), "cancelled");
+  EXPECT_EQ(bodyOf(r)["state"], "cancelled");
+  EXPECT_FALSE(bodyOf(r)["finished_at"].is_null());
+  EXPECT_FALSE(server_->peek(layout_.job("c1")));
+  EXPECT_EQ(statusOf("c1")->state, State::kCancelled);
+  EXPECT_EQ(countUnder(layout_.events()), 2u);
+
+  auto before = tree();
+  auto again = client().Delete("/v1/tasks/c1");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 202);
+  EXPECT_EQ(again->get_header_value("Drover-Cancel"), "already-finished");
+  EXPECT_EQ(tree(), before);
+}
+
+TEST_F(HttpTest, CancelRunningDeletesTheAssignment) {
+  ASSERT_EQ(postJson("/v1/tasks", R"({"id":"c2","type":"sleep","payload":{"ms":1000}})")->status,
+            202);
+  assign("c2", "worker-a", State::kRunning);
+  ASSERT_TRUE(server_->peek(layout_.assignment("worker-a", "c2")));
+  auto r = client().Delete("/v1/tasks/c2");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 202) << r->body;
+  EXPECT_EQ(bodyOf(r)["state"], "cancelled");
+  EXPECT_FALSE(server_->peek(layout_.assignment("worker-a", "c2")));
+  EXPECT_EQ(statusOf("c2")->state, State::kCancelled);
+  EXPECT_EQ(statusOf("c2")->worker, "worker-a");
+  // The worker's late commit is fenced: its assignment is gone.
+  auto late =
+      other_
+          ->multi({coord::DeleteOp{layout_.assignment("worker-a", "c2"), coord::kAnyVersion},
+                   coord::SetOp{layout_.status("c2"), "{}", coord::kAnyVersion}})
+          .get();
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code(), Code::kNoNode);
+}
+
+TEST_F(HttpTest, CancelAssignedDeletesTheAssignment) {
+  ASSERT_EQ(postJson("/v1/tasks", R"({"id":"c3","type":"noop"})")->status, 202);
+  assign("c3", "worker-b", State::kAssigned);
+  auto r = client().Delete("/v1/tasks/c3");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 202);
+  EXPECT_FALSE(server_->peek(layout_.assignment("worker-b", "c3")));
+  EXPECT_FALSE(server_->peek(layout_.job("c3")));
+}
+
+TEST_F(HttpTest, CancelAfterTheWorkerFinishedReturnsTheOutcome) {
+  ASSERT_EQ(postJson("/v1/tasks", R"({"id":"c4","type":"noop"})")->status, 202);
+  assign("c4", "worker-a", State::kRunning);
+  finish("c4", "worker-a", State::kSucceeded);
+  auto before = tree();
+  auto r = client().Delete("/v1/tasks/c4");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 202);
+  EXPECT_EQ(bodyOf(r)["state"], "succeeded");
+  EXPECT_EQ(r->get_header_value("Drover-Cancel"), "already-finished");
+  EXPECT_EQ(tree(), before);
+}
+
+TEST_F(HttpTest, ListPagesByIdAndFiltersByState) {
+  for (auto id : {"e", "a", "c", "b", "d"}) {
+    ASSERT_EQ(postJson("/v1/tasks", Json{{"id", id}, {"type", "noop"}}.dump())->status, 202);
+  }
+  ASSERT_EQ(client().Delete("/v1/tasks/c")->status, 202);
+  auto ids = [](const httplib::Result& r) {
+    std::vector<std::string> out;
+    Json body = Json::parse(r->body);
+    for (const auto& t : body["tasks"]) out.push_back(t["id"]);
+    return out;
+  };
+  auto p1 = client().Get("/v1/tasks?limit=2");
+  ASSERT_TRUE(p1);
+  EXPECT_EQ(p1->status, 200);
+  EXPECT_EQ(ids(p1), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(bodyOf(p1)["next"], "b");
+  auto p2 = client().Get("/v1/tasks?limit=2&cursor=b");
+  EXPECT_EQ(ids(p2), (std::vector<std::string>{"c", "d"}));
+  EXPECT_EQ(bodyOf(p2)["next"], "d");
+  auto p3 = client().Get("/v1/tasks?limit=2&cursor=d");
+  EXPECT_EQ(ids(p3), (std::vector<std::string>{"e"}));
+  EXPECT_TRUE(bodyOf(p3)["next"].is_null());
+  auto all = client().Get("/v1/tasks");
+  EXPECT_EQ(ids(all).size(), 5u);
+  EXPECT_TRUE(bodyOf(all)["next"].is_null());
+  auto cancelled = client().Get("/v1/tasks?state=cancelled");
+  EXPECT_EQ(ids(cancelled), (std::vector<std::string>{"c"}));
+  auto pending = client().Get("/v1/tasks?state=pending&limit=3");
+  EXPECT_EQ(ids(pending), (std::vector<std::string>{"a", "b", "d"}));
+  EXPECT_EQ(bodyOf(pending)["next"], "d");
+  auto rest = client().Get("/v1/tasks?state=pending&limit=3&cursor=d");
+  EXPECT_EQ(ids(rest), (std::vector<std::string>{"e"}));
+}
+
+TEST_F(HttpTest, WorkersAndCluster) {
+  tasks::WorkerInfo w{"node-1", "host", 42, 4, {"gpu"}, "127.0.0.1:8081", 1};
+  ASSERT_TRUE(other_
+                  ->create({layout_.worker("node-1"),
+                            tasks::toJson(w).dump(),
+                            coord::CreateMode::kEphemeral,
+                            {}})
+                  .get());
+  tasks::WorkerInfo w2{"node-2", "host", 43, 2, {}, "", 1};
+  ASSERT_TRUE(other_
+                  ->create({layout_.worker("node-2"),
+                            tasks::toJson(w2).dump(),
+                            coord::CreateMode::kEphemeral,
+                            {}})
+                  .get());
+  ASSERT_TRUE(other_
+                  ->create({layout_.leader(),
+                            R"({"id":"node-1","epoch":7,"http":""})",
+                            coord::CreateMode::kEphemeral,
+                            {}})
+                  .get());
+  ASSERT_EQ(postJson("/v1/tasks", R"({"id":"r1","type":"noop"})")->status, 202);
+  ASSERT_EQ(postJson("/v1/tasks", R"({"id":"r2","type":"noop"})")->status, 202);
+  assign("r1", "node-2", State::kRunning);
+
+  auto r = client().Get("/v1/workers");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto j = bodyOf(r);
+  ASSERT_EQ(j["workers"].size(), 2u);
+  EXPECT_EQ(j["workers"][0]["id"], "node-1");
+  EXPECT_EQ(j["workers"][0]["slots"], 4);
+  EXPECT_EQ(j["workers"][0]["labels"], (Json{"gpu"}));
+  EXPECT_EQ(j["workers"][0]["leader"], true);
+  EXPECT_EQ(j["workers"][0]["running"], 0);
+  EXPECT_EQ(j["workers"][1]["running"], 1);
+  EXPECT_EQ(j["workers"][1]["leader"], false);
+  EXPECT_EQ(j["leader"], "node-1");
+
+  auto c = client().Get("/v1/cluster");
+  ASSERT_TRUE(c);
+  ASSERT_EQ(c->status, 200) << c->body;
+  auto cj = bodyOf(c);
+  EXPECT_EQ(cj["leader"], "node-1");
+  EXPECT_EQ(cj["epoch"], 7);
+  EXPECT_EQ(cj["workers"], 2);
+  EXPECT_EQ(cj["zookeeper"]["connected"], true);
+  EXPECT_EQ(cj["tasks"]["pending"], 1);
+  EXPECT_EQ(cj["tasks"]["running"], 1);
+  EXPECT_EQ(cj["tasks"]["succeeded"], 0);
+  EXPECT_EQ(cj["tasks"]["cancelled"], 0);
+}
+
+TEST_F(HttpTest, ClusterWithoutLeader) {
+  auto c = client().Get("/v1/cluster");
+  ASSERT_TRUE(c);
+  ASSERT_EQ(c->status, 200);
+  EXPECT_TRUE(bodyOf(c)["leader"].is_null());
+  EXPECT_TRUE(bodyOf(c)["epoch"].is_null());
+}
+
+TEST_F(HttpTest, DefaultMetrics) {
+  auto r = client().Get("/metrics");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_NE(r->body.find("drover_up 1"), std::string::npos);
+}
+
+// Reads an SSE stream on a thread of its own until `done` says stop.
+class StreamReader {
+ public:
+  StreamReader(int port, std::string path) {
+    thread_ = std::thread([this, port, path] {
+      httplib::Client c("127.0.0.1", port);
+      c.set_read_timeout(std::chrono::seconds(20));
+      auto r = c.Get(
+          path.c_str(),
+          [this](const httplib::Response& res) {
+            std::lock_guard lock(mu_);
+            status_ = res.status;
+            content_type_ = res.get_header_value("Content-Type");
+            return true;
+          },
+          [this](const char* data, size_t n) {
+            std::lock_guard lock(mu_);
+            text_.append(data, n);
+            return !stop_;
+          });
+      (void)r;
+    });
+  }
+  ~StreamReader() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    thread_.join();
+  }
+  std::string text() {
+    std::lock_guard lock(mu_);
+    return text_;
+  }
+  int status() {
+    std::lock_guard lock(mu_);
+    return status_;
+  }
+  std::string contentType() {
+    std::lock_guard lock(mu_);
+    return content_type_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::string text_;
+  int status_ = 0;
+  std::string content_type_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+TEST_F(HttpTest, EventStreamDeliversAppendedEvents) {
+  StreamReader reader(port_, "/v1/events");
+  ASSERT_TRUE(base::eventually([&] { return feed_->subscribers() == 1; }));
+  ASSERT_TRUE(other_
+                  ->create(tasks::eventOp(
+                      layout_, {tasks::TaskEvent{"ev1", State::kSucceeded, 1, "worker-a", 5}}))
+                  .get());
+  ASSERT_TRUE(base::eventually([&] {
+    return reader.text().find(R"("id":"ev1")") != std::string::npos;
+  })) << reader.text();
+  EXPECT_EQ(reader.status(), 200);
+  EXPECT_EQ(reader.contentType(), "text/event-stream");
+  auto text = reader.text();
+  auto pos = text.find("event: task\ndata: {");
+  ASSERT_NE(pos, std::string::npos) << text;
+  EXPECT_NE(text.find(R"("state":"succeeded")"), std::string::npos);
+  EXPECT_NE(text.find("\n\n", pos), std::string::npos);
+  // A heartbeat comment follows while idle (200 ms in this fixture).
+  ASSERT_TRUE(
+      base::eventually([&] { return reader.text().find(": heartbeat") != std::string::npos; }));
+  // A submit through the API shows up too.
+  ASSERT_EQ(postJson("/v1/tasks", R"({"id":"ev2","type":"noop"})")->status, 202);
+  ASSERT_TRUE(
+      base::eventually([&] { return reader.text().find(R"("id":"ev2")") != std::string::npos; }));
+}
+
+TEST_F(HttpTest, EventStreamFiltersById) {
+  StreamReader reader(port_, "/v1/events?id=mine");
+  ASSERT_TRUE(base::eventually([&] { return feed_->subscribers() == 1; }));
+  ASSERT_TRUE(
+      other_->create(tasks::eventOp(layout_, {tasks::TaskEvent{"other", State::kFailed, 1, "", 5}}))
+          .get());
+  ASSERT_TRUE(
+      other_->create(tasks::eventOp(layout_, {tasks::TaskEvent{"mine", State::kFailed, 1, "", 6}}))
+          .get());
+  ASSERT_TRUE(
+      base::eventually([&] { return reader.text().find(R"("id":"mine")") != std::string::npos; }));
+  EXPECT_EQ(reader.text().find(R"("id":"other")"), std::string::npos);
+}
+
+TEST_F(HttpTest, StopEndsOpenEventStreams) {
+  auto reader = std::make_unique<StreamReader>(port_, "/v1/events");
+  ASSERT_TRUE(base::eventually([&] { return feed_->subscribers() == 1; }));
+  auto start = std::chrono::steady_clock::now();
+  http_->stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  reader.reset();
+}
+
+TEST_F(HttpTest, StopEndsLongPolls) {
+  ASSERT_EQ(postJson("/v1/tasks", R"({"id":"lp","type":"noop"})")->status, 202);
+  auto waiter =
+      std::async(std::launch::async, [&] { return client().Get("/v1/tasks/lp?wait=60"); });
+  size_t gets = coord_->callCount(OpKind::kGet);
+  ASSERT_TRUE(base::eventually([&] { return coord_->callCount(OpKind::kGet) > gets; }));
+  auto start = std::chrono::steady_clock::now();
+  http_->stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  waiter.get();
+}
+
+class HttpHooksTest : public ApiFixture {
+ protected:
+  void configure(HttpOptions& o) override {
+    o.metrics = [] { return std::string("custom_metric 3\n"); };
+  }
+  void addRoutes(HttpServer& s) override {
+    s.addRoute("GET", "/", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content("<html>dashboard</html>", "text/html");
+    });
+    s.addRoute("GET", "/boom", [](const httplib::Request&, httplib::Response&) {
+      throw std::runtime_error("kaboom");
+    });
+  }
+};
+
+TEST_F(HttpHooksTest, ExtraRoutesMetricsAndExceptionsAtTheEdge) {
+  auto root = client().Get("/");
+  ASSERT_TRUE(root);
+  EXPECT_EQ(root->status, 200);
+  EXPECT_EQ(root->body, "<html>dashboard</html>");
+  auto m = client().Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->body, "custom_metric 3\n");
+  auto boom = client().Get("/boom");
+  expectProblem(boom, 500);
+  EXPECT_EQ(boom->body.find("kaboom"), std::string::npos);  // internals stay in the log
+  EXPECT_EQ(client().Get("/livez")->status, 200);
+}
+
+class HttpSmallPoolTest : public ApiFixture {
+ protected:
+  void configure(HttpOptions& o) override {
+    o.threads = 4;
+    o.max_event_streams = 1;
+  }
+};
+
+TEST_F(HttpSmallPoolTest, EventStreamsAreCapped) {
+  StreamReader reader(port_, "/v1/events");
+  ASSERT_TRUE(base::eventually([&] { return feed_->subscribers() == 1; }));
+  auto r = client().Get("/v1/events");
+  expectProblem(r, 503);
+  EXPECT_EQ(client().Get("/livez")->status, 200);
+}
+
+}  // namespace
+}  // namespace drover::api::testing

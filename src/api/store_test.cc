@@ -1,0 +1,282 @@
+#include <future>
+
+#include "api/test_fixture.h"
+
+namespace drover::api::testing {
+namespace {
+
+using coord::Code;
+using coord::FaultMode;
+using coord::OpKind;
+using tasks::State;
+using tasks::TaskEvent;
+
+tasks::TaskSpec spec(std::string id, std::string type = "noop") {
+  tasks::TaskSpec s;
+  s.id = std::move(id);
+  s.type = std::move(type);
+  return s;
+}
+
+class StoreTest : public ApiFixture {};
+
+TEST_F(StoreTest, SubmitThenGet) {
+  auto r = store_->submit(spec("s1"));
+  ASSERT_TRUE(r) << r.error().detail;
+  EXPECT_TRUE(r->created);
+  auto got = store_->get("s1");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->spec, spec("s1"));
+  EXPECT_EQ(got->state, State::kPending);
+  auto missing = store_->get("nope");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().failure, Failure::kNotFound);
+}
+
+TEST_F(StoreTest, InvalidIdsNeverReachZooKeeper) {
+  size_t calls = coord_->callCount(OpKind::kAny);
+  for (const std::string& id : std::vector<std::string>{
+           "a/b", "..", ".", "", std::string("a\0b", 3), std::string(129, 'x')}) {
+    EXPECT_EQ(store_->get(id).error().failure, Failure::kBadRequest);
+    EXPECT_EQ(store_->cancel(id).error().failure, Failure::kBadRequest);
+    EXPECT_EQ(store_->wait(id, 10ms).error().failure, Failure::kBadRequest);
+    EXPECT_EQ(store_->submit(spec(id)).error().failure, Failure::kBadRequest);
+  }
+  EXPECT_EQ(coord_->callCount(OpKind::kAny), calls);
+}
+
+TEST_F(StoreTest, SubmitOnAMissingTreeIsUnavailable) {
+  TaskStore other(*coord_, tasks::Layout("/elsewhere"));
+  auto r = other.submit(spec("s1"));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().failure, Failure::kUnavailable);
+}
+
+TEST_F(StoreTest, SessionExpiryDuringSubmitIsUnavailable) {
+  coord_->failNext(OpKind::kMulti, Code::kSessionExpired);
+  auto r = store_->submit(spec("s1"));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().failure, Failure::kUnavailable);
+  EXPECT_FALSE(statusOf("s1"));
+}
+
+TEST_F(StoreTest, TimeoutAfterApplyOnBatchRetryDoesNotDuplicate) {
+  // First attempt lands but reports a timeout; the re-read is lost too; the second read settles.
+  coord_->failNext(OpKind::kMulti, Code::kOperationTimeout, FaultMode::kAfterApply);
+  coord_->failNext(OpKind::kGet, Code::kConnectionLoss);
+  auto r = store_->submitBatch({spec("b1"), spec("b2")});
+  ASSERT_TRUE(r) << r.error().detail;
+  EXPECT_TRUE(r->created);
+  EXPECT_EQ(coord_->callCount(OpKind::kMulti), 1u);
+  EXPECT_EQ(countUnder(layout_.statuses()), 2u);
+  EXPECT_EQ(countUnder(layout_.events()), 1u);
+}
+
+TEST_F(StoreTest, WaitIsWatchDriven) {
+  ASSERT_TRUE(store_->submit(spec("w1")));
+  size_t gets = coord_->callCount(OpKind::kGet);
+  auto fut = std::async(std::launch::async, [&] { return store_->wait("w1", 20s); });
+  ASSERT_TRUE(base::eventually([&] { return coord_->callCount(OpKind::kGet) > gets; }));
+  assign("w1", "wk", State::kRunning);  // one change: one more read, still not terminal
+  ASSERT_TRUE(base::eventually([&] { return coord_->callCount(OpKind::kGet) >= gets + 2; }));
+  EXPECT_EQ(fut.wait_for(100ms), std::future_status::timeout);
+  finish("w1", "wk", State::kFailed);
+  ASSERT_EQ(fut.wait_for(5s), std::future_status::ready);
+  auto r = fut.get();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->state, State::kFailed);
+  EXPECT_EQ(coord_->callCount(OpKind::kGet) - gets, 3u);
+}
+
+TEST_F(StoreTest, WaitOnAMissingTaskIsNotFound) {
+  auto r = store_->wait("ghost", 1s);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().failure, Failure::kNotFound);
+}
+
+TEST_F(StoreTest, CancelGivesUpBoundedlyWhenTheTokenKeepsMissing) {
+  // A status that says running on a worker whose assignment is gone (the token moved and the
+  // status is stale): cancel re-reads a bounded number of times and reports unavailable.
+  ASSERT_TRUE(store_->submit(spec("c1")));
+  assign("c1", "wk", State::kRunning);
+  ASSERT_TRUE(other_->remove(layout_.assignment("wk", "c1"), coord::kAnyVersion).get());
+  auto before = tree();
+  auto r = store_->cancel("c1");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().failure, Failure::kUnavailable);
+  EXPECT_EQ(tree(), before);
+}
+
+TEST_F(StoreTest, CancelRetriesWhenTheTokenMoved) {
+  ASSERT_TRUE(store_->submit(spec("c2")));
+  // The leader assigns between the cancel's read and its multi: the job delete fails (NoNode),
+  // the cancel re-reads and deletes the assignment instead.
+  coord_->failNextOn(OpKind::kMulti, layout_.job("c2"), Code::kConnectionLoss,
+                     FaultMode::kBeforeApply);
+  assign("c2", "wk", State::kAssigned);
+  auto r = store_->cancel("c2");
+  ASSERT_TRUE(r) << r.error().detail;
+  EXPECT_EQ(r->status.state, State::kCancelled);
+  EXPECT_FALSE(server_->peek(layout_.assignment("wk", "c2")));
+}
+
+TEST_F(StoreTest, CancelAmbiguousWriteSettles) {
+  ASSERT_TRUE(store_->submit(spec("c3")));
+  coord_->failNext(OpKind::kMulti, Code::kConnectionLoss, FaultMode::kAfterApply);
+  auto r = store_->cancel("c3");
+  ASSERT_TRUE(r) << r.error().detail;
+  EXPECT_EQ(r->status.state, State::kCancelled);
+  EXPECT_FALSE(r->already_finished);
+  EXPECT_EQ(countUnder(layout_.events()), 2u);  // submit + one cancel, not two
+}
+
+TEST_F(StoreTest, ListSkipsNothingAcrossPipelineChunks) {
+  StoreOptions so;
+  so.pipeline = 3;
+  TaskStore small(*coord_, layout_, so);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(small.submit(spec("t" + std::to_string(i))));
+  std::vector<std::string> seen;
+  std::string cursor;
+  for (int page = 0; page < 10; ++page) {
+    auto r = small.list(std::nullopt, 4, cursor);
+    ASSERT_TRUE(r);
+    for (const auto& t : r->tasks) seen.push_back(t.spec.id);
+    if (!r->next) break;
+    cursor = *r->next;
+  }
+  ASSERT_EQ(seen.size(), 10u);
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+}
+
+TEST_F(StoreTest, ClusterCountsAreCached) {
+  StoreOptions so;
+  so.counts_ttl = 60s;
+  TaskStore cached(*coord_, layout_, so);
+  ASSERT_TRUE(cached.submit(spec("k1")));
+  auto a = cached.cluster();
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->counts[State::kPending], 1u);
+  ASSERT_TRUE(cached.submit(spec("k2")));
+  auto b = cached.cluster();
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->counts[State::kPending], 1u);  // within the TTL: the cached scan
+  auto fresh = store_->cluster();             // counts_ttl 0 in the fixture
+  ASSERT_TRUE(fresh);
+  EXPECT_EQ(fresh->counts[State::kPending], 2u);
+}
+
+// --- EventFeed ---
+
+class FeedTest : public ApiFixture {
+ protected:
+  size_t feedCapacity() override { return 3; }
+  void append(const std::string& id, State state = State::kSucceeded) {
+    ASSERT_TRUE(other_->create(tasks::eventOp(layout_, {TaskEvent{id, state, 1, "", 1}})).get());
+  }
+};
+
+TEST_F(FeedTest, DeliversNewRecordsInOrderWithoutHistory) {
+  // Records before the subscriber existed but after the feed started are delivered; the feed
+  // started on an empty log.
+  auto sub = feed_->subscribe();
+  append("a");
+  append("b");
+  auto e1 = sub->next(5s);
+  auto e2 = sub->next(5s);
+  ASSERT_TRUE(e1 && e2);
+  EXPECT_EQ(e1->id, "a");
+  EXPECT_EQ(e2->id, "b");
+
+  // A feed started later does not replay a and b.
+  EventFeed late(*feed_coord_, layout_);
+  late.start();
+  ASSERT_TRUE(base::eventually([&] { return late.ready(); }));
+  auto s2 = late.subscribe();
+  append("c");
+  auto e3 = s2->next(5s);
+  ASSERT_TRUE(e3);
+  EXPECT_EQ(e3->id, "c");
+  late.stop();
+  EXPECT_TRUE(s2->closed());
+}
+
+TEST_F(FeedTest, WatchDrivenNotPolling) {
+  auto sub = feed_->subscribe();
+  append("a");
+  ASSERT_TRUE(sub->next(5s));
+  size_t calls = feed_coord_->callCount(OpKind::kChildren);
+  std::this_thread::sleep_for(300ms);  // idle: nothing to read, so nothing may be read
+  EXPECT_EQ(feed_coord_->callCount(OpKind::kChildren), calls);
+}
+
+TEST_F(FeedTest, SlowSubscriberIsDroppedOthersContinue) {
+  auto slow = feed_->subscribe();
+  auto fast = feed_->subscribe();
+  for (int i = 0; i < 5; ++i) {
+    append("e" + std::to_string(i));
+    auto e = fast->next(5s);
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->id, "e" + std::to_string(i));
+  }
+  EXPECT_TRUE(slow->dropped());
+  EXPECT_TRUE(slow->closed());
+  EXPECT_FALSE(fast->closed());
+  EXPECT_EQ(feed_->subscribers(), 1u);
+}
+
+TEST_F(FeedTest, MultiEventRecordsAndUnreadableOnesAreHandled) {
+  auto sub = feed_->subscribe();
+  ASSERT_TRUE(
+      other_
+          ->create(
+              {layout_.events() + "/e-", "not json", coord::CreateMode::kPersistentSequential, {}})
+          .get());
+  ASSERT_TRUE(other_
+                  ->create(tasks::eventOp(layout_, {TaskEvent{"x", State::kPending, 0, "", 1},
+                                                    TaskEvent{"y", State::kPending, 0, "", 1}}))
+                  .get());
+  auto a = sub->next(5s);
+  auto b = sub->next(5s);
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->id, "x");
+  EXPECT_EQ(b->id, "y");
+}
+
+TEST_F(FeedTest, RearmsAfterSessionExpiry) {
+  auto sub = feed_->subscribe();
+  feed_coord_->expireSession(true);
+  // The new session's feed must see records created after the rebuild.
+  ASSERT_TRUE(base::eventually([&] {
+    append("after");
+    auto e = sub->next(200ms);
+    return e && e->id == "after";
+  }));
+}
+
+TEST_F(FeedTest, RecoversFromAFailedListing) {
+  auto sub = feed_->subscribe();
+  feed_coord_->failNext(OpKind::kChildren, Code::kConnectionLoss);
+  append("a");  // the watch fires; the listing fails; the retry picks it up
+  auto e = sub->next(5s);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->id, "a");
+}
+
+TEST_F(FeedTest, SkipsRecordsTrimmedBeforeTheyWereRead) {
+  auto sub = feed_->subscribe();
+  feed_coord_->failNext(OpKind::kChildren, Code::kConnectionLoss);
+  append("gone");
+  // Trim it right away (the leader's job); then a later record still arrives.
+  for (const auto& [path, data] : tree()) {
+    if (path.rfind(layout_.events() + "/", 0) == 0) {
+      ASSERT_TRUE(other_->remove(path, coord::kAnyVersion).get());
+    }
+  }
+  append("kept");
+  auto e = sub->next(5s);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->id, "kept");
+}
+
+}  // namespace
+}  // namespace drover::api::testing

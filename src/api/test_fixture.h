@@ -1,0 +1,156 @@
+#pragma once
+
+// Shared by the api unit tests: a FakeServer with the drover tree, the API's session, a second
+// session playing the leader/worker, a TaskStore, an EventFeed and a real HttpServer on a free
+// loopback port.
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <memory>
+#include <string>
+
+#include "api/http.h"
+#include "api/store.h"
+#include "base/eventually.h"
+#include "coord/fake/fake_coordination.h"
+#include "coord/paths.h"
+#include "tasks/layout.h"
+#include "tasks/records.h"
+#include "tasks/task.h"
+
+namespace drover::api::testing {
+
+using namespace std::chrono_literals;
+using tasks::Json;
+
+inline bool knownType(std::string_view t) {
+  return t == "noop" || t == "echo" || t == "sleep" || t == "fail" || t == "exec";
+}
+
+class ApiFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_shared<coord::FakeServer>();
+    coord_ = std::make_unique<coord::FakeCoordination>(server_);
+    other_ = std::make_unique<coord::FakeCoordination>(server_);
+    feed_coord_ = std::make_unique<coord::FakeCoordination>(server_);
+    for (const auto& d : layout_.directories()) ASSERT_TRUE(coord::ensurePath(*other_, d));
+    StoreOptions so;
+    so.settle_deadline = 2s;
+    so.call_timeout = 2s;
+    so.cancel_attempts = 4;
+    so.counts_ttl = 0ms;
+    store_ = std::make_unique<TaskStore>(*coord_, layout_, so);
+    EventFeedOptions fo;
+    fo.queue_capacity = feedCapacity();
+    feed_ = std::make_unique<EventFeed>(*feed_coord_, layout_, fo);
+    feed_->start();
+    ASSERT_TRUE(base::eventually([&] { return feed_->ready(); }));
+    HttpOptions ho;
+    ho.port = 0;
+    ho.threads = 8;
+    ho.known_type = &knownType;
+    ho.heartbeat = 200ms;
+    ho.read_timeout = 2s;
+    configure(ho);
+    http_ = std::make_unique<HttpServer>(*store_, feed_.get(), ho);
+    addRoutes(*http_);
+    auto port = http_->start();
+    ASSERT_TRUE(port) << port.error();
+    port_ = *port;
+  }
+
+  void TearDown() override {
+    if (http_) http_->stop();
+    if (feed_) feed_->stop();
+  }
+
+  virtual void configure(HttpOptions&) {}
+  virtual void addRoutes(HttpServer&) {}
+  virtual size_t feedCapacity() { return 1024; }
+
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(20s);
+    c.set_connection_timeout(5s);
+    return c;
+  }
+
+  httplib::Result postJson(const std::string& path, const std::string& body,
+                           httplib::Headers headers = {}) const {
+    return client().Post(path.c_str(), headers, body, "application/json");
+  }
+
+  std::map<std::string, std::string> tree() const { return server_->dump(); }
+
+  size_t countUnder(const std::string& prefix) const {
+    size_t n = 0;
+    for (const auto& [path, data] : server_->dump()) {
+      if (path.size() > prefix.size() && path.compare(0, prefix.size() + 1, prefix + "/") == 0 &&
+          path.find('/', prefix.size() + 1) == std::string::npos) {
+        ++n;
+      }
+    }
+    return n;
+  }
+
+  std::optional<tasks::TaskStatus> statusOf(const std::string& id) const {
+    auto node = server_->peek(layout_.status(id));
+    if (!node) return std::nullopt;
+    auto j = tasks::parseJson(node->data);
+    return j ? tasks::statusFromJson(*j) : std::nullopt;
+  }
+
+  // Plays the leader: moves a pending task's job to an assignment of `worker`.
+  void assign(const std::string& id, const std::string& worker, tasks::State state) {
+    auto st = statusOf(id);
+    ASSERT_TRUE(st);
+    ASSERT_TRUE(coord::ensurePath(*other_, layout_.assignmentsOf(worker)));
+    tasks::TaskStatus next = *st;
+    next.state = state;
+    next.attempts = 1;
+    next.worker = worker;
+    auto r = other_
+                 ->multi({coord::DeleteOp{layout_.job(id), coord::kAnyVersion},
+                          coord::CreateOp{layout_.assignment(worker, id),
+                                          tasks::toJson(tasks::Assignment{st->spec, 1}).dump(),
+                                          coord::CreateMode::kPersistent,
+                                          {}},
+                          coord::SetOp{layout_.status(id), tasks::toJson(next).dump(),
+                                       coord::kAnyVersion},
+                          tasks::eventOp(layout_, {tasks::TaskEvent{id, state, 1, worker, 1}})})
+                 .get();
+    ASSERT_TRUE(r) << r.error().toString();
+  }
+
+  // Plays the worker: commits a terminal state for an assigned task.
+  void finish(const std::string& id, const std::string& worker, tasks::State state) {
+    auto st = statusOf(id);
+    ASSERT_TRUE(st);
+    tasks::TaskStatus next = *st;
+    next.state = state;
+    next.finished_at = 2;
+    next.result = Json{{"ok", true}};
+    auto r = other_
+                 ->multi({coord::DeleteOp{layout_.assignment(worker, id), coord::kAnyVersion},
+                          coord::SetOp{layout_.status(id), tasks::toJson(next).dump(),
+                                       coord::kAnyVersion},
+                          tasks::eventOp(layout_, {tasks::TaskEvent{id, state, 1, worker, 2}})})
+                 .get();
+    ASSERT_TRUE(r) << r.error().toString();
+  }
+
+  tasks::Layout layout_{"/drover"};
+  std::shared_ptr<coord::FakeServer> server_;
+  std::unique_ptr<coord::FakeCoordination> coord_;
+  std::unique_ptr<coord::FakeCoordination> other_;
+  // The feed's own session, so that call counts on coord_ see only the store's calls.
+  std::unique_ptr<coord::FakeCoordination> feed_coord_;
+  std::unique_ptr<TaskStore> store_;
+  std::unique_ptr<EventFeed> feed_;
+  std::unique_ptr<HttpServer> http_;
+  int port_ = 0;
+};
+
+}  // namespace drover::api::testing

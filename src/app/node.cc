@@ -1,0 +1,351 @@
+#include "app/node.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "api/http.h"
+#include "api/store.h"
+#include "base/clock.h"
+#include "base/ids.h"
+#include "coord/paths.h"
+#include "coord/zk/zk_coordination.h"
+#include "recipes/election.h"
+#include "recipes/membership.h"
+#include "scheduler/scheduler.h"
+#include "scheduler/strategy.h"
+#include "tasks/layout.h"
+#include "tasks/records.h"
+#include "worker/agent.h"
+#include "worker/handler.h"
+#include "worker/runner.h"
+
+namespace drover::app {
+namespace {
+
+using namespace std::chrono_literals;
+
+// The types this node's workers run; submissions of other types are refused at the API. The
+// registry is process-wide because the API's check is a plain function.
+worker::HandlerRegistry& registry() {
+  static worker::HandlerRegistry r = [] {
+    worker::HandlerRegistry reg;
+    worker::registerBuiltins(reg);
+    return reg;
+  }();
+  return r;
+}
+bool knownType(std::string_view type) { return registry().has(type); }
+
+std::string hostName() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "host";
+  std::string out;
+  for (char c : std::string(buf)) out.push_back(base::isValidName(std::string(1, c)) ? c : '-');
+  return out.empty() ? "host" : out;
+}
+
+bool splitHostPort(const std::string& s, std::string& host, int& port) {
+  auto colon = s.rfind(':');
+  if (colon == std::string::npos) return false;
+  host = s.substr(0, colon);
+  try {
+    size_t used = 0;
+    port = std::stoi(s.substr(colon + 1), &used);
+    if (used != s.size() - colon - 1) return false;
+  } catch (const std::exception&) {
+    return false;
+  }
+  return !host.empty() && port >= 0 && port <= 65535;
+}
+
+// Creates the persistent directories of the tree once (cheap when they exist: one read).
+coord::Status ensureTree(coord::Coordination& c, const tasks::Layout& layout) {
+  auto last = c.exists(layout.jobBucketAt(tasks::Layout::kJobBuckets - 1), nullptr).get();
+  if (last && last->has_value()) return {};
+  for (const auto& dir : layout.directories()) {
+    if (auto st = coord::ensurePath(c, dir); !st) return st;
+  }
+  auto epoch = coord::ensurePath(c, layout.epoch());
+  return epoch;
+}
+
+// The worker role: registration in /workers plus the agent that runs its assignments. A worker
+// whose session expired is dead for good; it is rebuilt under a new id.
+class WorkerRole {
+ public:
+  WorkerRole(coord::Coordination& c, const tasks::Layout& layout, const NodeConfig& config,
+             std::string http)
+      : coord_(c), layout_(layout), config_(config), http_(std::move(http)),
+        runner_(config.slots) {
+    base_id_ = config.id.empty()
+                   ? fmt::format("{}-{}-{}", hostName(), getpid(), base::randomHex(3))
+                   : config.id;
+  }
+
+  ~WorkerRole() { stop(); }
+
+  // Registers (a new incarnation if needed) and starts the agent. Blocking.
+  coord::Status start() {
+    uint64_t generation = coord_.session().generation;
+    std::string id = generation <= 1 ? base_id_ : fmt::format("{}-s{}", base_id_, generation);
+    tasks::WorkerInfo info{id,   hostName(),     getpid(), config_.slots, config_.labels,
+                           http_, base::wallMillis()};
+    membership_ = std::make_unique<recipes::Membership>(coord_, layout_.workers(), executor_);
+    auto joined = membership_->join(
+        id, tasks::toJson(info).dump(),
+        {coord::CreateOp{layout_.assignmentsOf(id), "", coord::CreateMode::kPersistent, {}}});
+    if (!joined) return joined;
+    agent_ = std::make_unique<worker::WorkerAgent>(coord_, layout_, id, runner_, registry());
+    agent_->start();
+    id_ = id;
+    spdlog::info("worker {} registered with {} slots", id, config_.slots);
+    return {};
+  }
+
+  // Rebuilds after the agent died with its session.
+  void superviseOnce() {
+    if (!agent_ || !agent_->dead()) return;
+    if (coord_.session().state != coord::SessionState::kConnected) return;
+    spdlog::warn("worker {} lost its session; registering again under a new id", id_);
+    agent_->stop();
+    agent_.reset();
+    membership_.reset();
+    if (auto st = start(); !st) spdlog::error("re-registration failed: {}", st.error().toString());
+  }
+
+  void stop() {
+    if (agent_) agent_->stop();
+    agent_.reset();
+    if (membership_) (void)membership_->leave();
+    membership_.reset();
+    runner_.stop();
+  }
+
+  const std::string& id() const { return id_; }
+  worker::AgentStats stats() const { return agent_ ? agent_->stats() : worker::AgentStats{}; }
+  int slots() const { return config_.slots; }
+
+ private:
+  coord::Coordination& coord_;
+  const tasks::Layout& layout_;
+  const NodeConfig& config_;
+  std::string http_;
+  std::string base_id_;
+  std::string id_;
+  base::ThreadExecutor executor_{"membership"};
+  worker::Runner runner_;
+  std::unique_ptr<recipes::Membership> membership_;
+  std::unique_ptr<worker::WorkerAgent> agent_;
+};
+
+// The leader role: standing for election; while elected, a Scheduler fenced by the epoch.
+class LeaderRole {
+ public:
+  LeaderRole(coord::Coordination& c, const tasks::Layout& layout, const NodeConfig& config,
+             const std::string& candidate, const std::string& http)
+      : coord_(c), layout_(layout), config_(config) {
+    recipes::ElectionOptions eo{
+        layout.election(), layout.epoch(), layout.leader(), candidate,
+        fmt::format(R"({{"id":"{}","epoch":{{epoch}},"http":"{}"}})", candidate, http),
+        std::chrono::milliseconds(config.session_timeout_ms * 2 / 3)};
+    election_ = std::make_unique<recipes::LeaderElection>(
+        c, eo,
+        recipes::LeaderElection::Listener{[this](int32_t epoch) { onElected(epoch); },
+                                          [this](const std::string& reason) { onLost(reason); },
+                                          nullptr});
+  }
+  ~LeaderRole() { stop(); }
+
+  void start() { election_->start(); }
+  void stop() {
+    if (election_) election_->stop();  // on_lost stops the scheduler
+    std::lock_guard lock(mu_);
+    if (scheduler_) scheduler_->stop();
+    scheduler_.reset();
+  }
+  bool leading() const { return election_ && election_->isLeader(); }
+  int32_t epoch() const { return election_ ? election_->epoch() : -1; }
+  std::optional<scheduler::Scheduler::Stats> stats() const {
+    std::lock_guard lock(mu_);
+    if (!scheduler_) return std::nullopt;
+    return scheduler_->snapshot();
+  }
+  uint64_t changes() const { return changes_.load(); }
+
+ private:
+  void onElected(int32_t epoch) {
+    scheduler::Scheduler::Options so;
+    so.strategy = config_.strategy;
+    auto s = std::make_unique<scheduler::Scheduler>(
+        coord_, layout_, so, epoch, [this](const std::string& reason) {
+          election_->stepDown(reason);
+        });
+    s->start();
+    changes_++;
+    std::lock_guard lock(mu_);
+    scheduler_ = std::move(s);
+  }
+  void onLost(const std::string&) {
+    std::unique_ptr<scheduler::Scheduler> s;
+    {
+      std::lock_guard lock(mu_);
+      s = std::move(scheduler_);
+    }
+    if (s) s->stop();
+  }
+
+  coord::Coordination& coord_;
+  const tasks::Layout& layout_;
+  const NodeConfig& config_;
+  mutable std::mutex mu_;
+  std::unique_ptr<scheduler::Scheduler> scheduler_;
+  std::unique_ptr<recipes::LeaderElection> election_;
+  std::atomic<uint64_t> changes_{0};
+};
+
+std::string metricsText(const coord::Coordination& c, const WorkerRole* worker,
+                        const LeaderRole* leader) {
+  std::string out;
+  auto gauge = [&](const char* name, const char* help, double value) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n{} {}\n", name, help, name, name, value);
+  };
+  auto counter = [&](const char* name, const char* help, double value) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} counter\n{} {}\n", name, help, name, name, value);
+  };
+  auto s = c.session();
+  gauge("drover_zookeeper_connected", "1 when the ZooKeeper session is connected",
+        s.state == coord::SessionState::kConnected ? 1 : 0);
+  gauge("drover_zookeeper_session_generation", "ZooKeeper sessions this node has had",
+        static_cast<double>(s.generation));
+  if (worker != nullptr) {
+    auto st = worker->stats();
+    gauge("drover_worker_slots", "Task slots of this worker", worker->slots());
+    gauge("drover_worker_running", "Tasks running on this worker", st.running);
+    counter("drover_worker_succeeded_total", "Tasks this worker completed successfully",
+            static_cast<double>(st.succeeded));
+    counter("drover_worker_failed_total", "Tasks this worker recorded as failed",
+            static_cast<double>(st.failed));
+    counter("drover_worker_retried_total", "Failed attempts requeued for a retry",
+            static_cast<double>(st.retried));
+    counter("drover_worker_fenced_commits_total", "Late results rejected by the fence",
+            static_cast<double>(st.fenced_commits));
+  }
+  if (leader != nullptr) {
+    gauge("drover_leader", "1 when this node is the leader", leader->leading() ? 1 : 0);
+    counter("drover_leader_changes_total", "Times this node became leader",
+            static_cast<double>(leader->changes()));
+    if (auto st = leader->stats()) {
+      gauge("drover_leader_epoch", "Fencing epoch of the current leadership", leader->epoch());
+      counter("drover_scheduler_assigned_total", "Tasks assigned by this leader",
+              static_cast<double>(st->assigned_total));
+      counter("drover_scheduler_requeued_total", "Tasks of dead workers requeued",
+              static_cast<double>(st->requeued_total));
+      gauge("drover_scheduler_pending", "Tasks waiting for a slot", static_cast<double>(st->pending));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string validate(const NodeConfig& c) {
+  std::string host;
+  int port = 0;
+  if (!splitHostPort(c.http, host, port)) return "--http must be HOST:PORT, e.g. 127.0.0.1:8080";
+  if (c.zk.empty()) return "--zk must name at least one ZooKeeper server (host:port)";
+  if (!coord::isValidPath(c.zk_root) || c.zk_root == "/") {
+    return "--zk-root must be an absolute znode path such as /drover";
+  }
+  if (!c.id.empty() && (!base::isValidName(c.id) || c.id.size() > 100)) {
+    return "--id must be 1-100 characters of A-Z a-z 0-9 . _ -";
+  }
+  if (c.slots < 1 || c.slots > 1024) return "--slots must be from 1 to 1024";
+  if (c.session_timeout_ms < 1000 || c.session_timeout_ms > 60000) {
+    return "--session-timeout-ms must be from 1000 to 60000";
+  }
+  if (!scheduler::makePicker(c.strategy)) {
+    return "strategy must be round-robin, random or least-loaded";
+  }
+  if (!c.worker && !c.leader && c.http.empty()) return "a node must have at least one role";
+  return "";
+}
+
+int runNode(const NodeConfig& config, const std::atomic<bool>& stop) {
+  tasks::Layout layout(config.zk_root);
+  auto conn = coord::ZkCoordination::connect(
+      {config.zk, std::chrono::milliseconds(config.session_timeout_ms)});
+  if (!conn) {
+    spdlog::error("{}", conn.error().toString());
+    return 2;
+  }
+  auto& c = **conn;
+  spdlog::info("connecting to ZooKeeper at {}", config.zk);
+  while (!c.waitConnected(1s)) {
+    if (stop) return 0;
+    spdlog::info("waiting for ZooKeeper at {} ...", config.zk);
+  }
+  if (auto st = ensureTree(c, layout); !st) {
+    spdlog::error("cannot create the znode tree under {}: {}", config.zk_root,
+                  st.error().toString());
+    return 3;
+  }
+
+  api::TaskStore store(c, layout);
+  api::EventFeed events(c, layout);
+  events.start();
+  std::unique_ptr<WorkerRole> worker;
+  std::unique_ptr<LeaderRole> leader;
+
+  std::string host;
+  int port = 0;
+  splitHostPort(config.http, host, port);
+  api::HttpOptions ho;
+  ho.host = host;
+  ho.port = port;
+  ho.limits.max_payload_bytes = config.max_payload_bytes;
+  ho.known_type = &knownType;
+  ho.metrics = [&] { return metricsText(c, worker.get(), leader.get()); };
+  api::HttpServer http(store, &events, ho);
+  auto bound = http.start();
+  if (!bound) {
+    spdlog::error("cannot serve HTTP on {}: {}", config.http, bound.error());
+    return 4;
+  }
+  std::string http_addr = fmt::format("{}:{}", host, *bound);
+  spdlog::info("serving the API on http://{}", http_addr);
+
+  if (config.worker) {
+    worker = std::make_unique<WorkerRole>(c, layout, config, http_addr);
+    if (auto st = worker->start(); !st) {
+      spdlog::error("cannot register the worker: {}", st.error().toString());
+      return 5;
+    }
+  }
+  if (config.leader) {
+    std::string candidate = worker ? worker->id()
+                                   : fmt::format("{}-{}-{}", hostName(), getpid(),
+                                                 base::randomHex(3));
+    leader = std::make_unique<LeaderRole>(c, layout, config, candidate, http_addr);
+    leader->start();
+  }
+
+  // Supervision: re-register a worker whose session expired. Wakes a few times a second.
+  while (!stop) {
+    std::this_thread::sleep_for(100ms);
+    if (worker) worker->superviseOnce();
+  }
+
+  spdlog::info("shutting down");
+  http.stop();
+  if (leader) leader->stop();
+  if (worker) worker->stop();
+  events.stop();
+  c.close();  // ephemerals go now: the leader moves this worker's tasks at once
+  return 0;
+}
+
+}  // namespace drover::app

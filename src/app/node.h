@@ -1,0 +1,34 @@
+#pragma once
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+namespace drover::app {
+
+// Everything `drover node` can be told. Defaults are the documented ones.
+struct NodeConfig {
+  std::string zk = "127.0.0.1:2181";
+  std::string zk_root = "/drover";
+  std::string http = "127.0.0.1:8080";  // host:port of the REST API; port 0 = any free port
+  std::string id;                       // worker id; default {host}-{pid}-{random}
+  int slots = 4;
+  int session_timeout_ms = 4000;
+  bool worker = true;
+  bool leader = true;
+  std::string strategy = "least-loaded";  // round-robin | random | least-loaded
+  std::vector<std::string> labels;
+  size_t max_payload_bytes = 256 * 1024;
+  std::string log_level = "info";
+  std::string log_format = "text";
+};
+
+// Validates a config; "" when it is fine, else what is wrong (for a clear exit at startup).
+std::string validate(const NodeConfig& config);
+
+// Runs a node until `stop` turns true (SIGINT/SIGTERM), then shuts down gracefully: stops
+// serving, resigns leadership, stops running tasks and closes the ZooKeeper session so its
+// tasks move to other workers at once. Returns the process exit code.
+int runNode(const NodeConfig& config, const std::atomic<bool>& stop);
+
+}  // namespace drover::app
