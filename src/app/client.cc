@@ -1,5 +1,6 @@
 #include "app/client.h"
 
+#include <fmt/format.h>
 #include <httplib.h>
 #include <unistd.h>
 
@@ -31,14 +32,10 @@ httplib::Client makeClient(const std::string& server, int read_timeout_s) {
 Answer call(const ClientOptions& o, const std::string& method, const std::string& path,
             const Json* body = nullptr, int read_timeout_s = 30) {
   auto cli = makeClient(o.server, read_timeout_s);
-  httplib::Result res;
-  if (method == "GET") {
-    res = cli.Get(path);
-  } else if (method == "POST") {
-    res = cli.Post(path, body != nullptr ? body->dump() : "{}", "application/json");
-  } else {
-    res = cli.Delete(path);
-  }
+  httplib::Result res = method == "GET"    ? cli.Get(path)
+                        : method == "POST" ? cli.Post(path, body != nullptr ? body->dump() : "{}",
+                                                      "application/json")
+                                           : cli.Delete(path);
   Answer a;
   if (!res) {
     a.error = fmt::format("no answer from {}: {}", o.server, httplib::to_string(res.error()));

@@ -31,12 +31,12 @@ using namespace std::chrono_literals;
 // The types this node's workers run; submissions of other types are refused at the API. The
 // registry is process-wide because the API's check is a plain function.
 worker::HandlerRegistry& registry() {
-  static worker::HandlerRegistry r = [] {
-    worker::HandlerRegistry reg;
-    worker::registerBuiltins(reg);
+  static worker::HandlerRegistry* r = [] {
+    auto* reg = new worker::HandlerRegistry();  // lives for the process; never destroyed
+    worker::registerBuiltins(*reg);
     return reg;
   }();
-  return r;
+  return *r;
 }
 bool knownType(std::string_view type) { return registry().has(type); }
 

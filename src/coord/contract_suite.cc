@@ -88,7 +88,7 @@ std::vector<std::string> sorted(std::vector<std::string> names) {
   return names;
 }
 
-// Sequential names are the parent's cversion at create time, "%010d".
+// Sequential names end in "%010d" of the parent's count of child creates so far.
 std::string suffix(int n) {
   char buf[16];
   std::snprintf(buf, sizeof(buf), "%010d", n);
@@ -193,7 +193,7 @@ TEST_P(CoordinationContract, EphemeralIsOwnedByTheSession) {
   EXPECT_EQ(stat->ephemeral_owner, client_->session().session_id);
 }
 
-TEST_P(CoordinationContract, SequentialSuffixIsTheParentsChildVersion) {
+TEST_P(CoordinationContract, SequentialSuffixCountsCreatesNotDeletes) {
   const std::string prefix = path("q-");
   auto first =
       valueOf(client_->create(CreateOp{prefix, "", CreateMode::kPersistentSequential, {}}));
@@ -203,13 +203,16 @@ TEST_P(CoordinationContract, SequentialSuffixIsTheParentsChildVersion) {
   EXPECT_EQ(second, prefix + suffix(1));
   EXPECT_EQ(sequenceOf(baseName(second)), 1);
 
-  // A delete bumps the parent's cversion too, so the counter skips a value.
+  // A delete bumps the parent's cversion but not the sequence (ZooKeeper 3.8), and a deleted
+  // name is never handed out again.
   ASSERT_EQ(codeOf(client_->remove(second, kAnyVersion)), Code::kOk);
+  EXPECT_EQ(valueOf(client_->get(base_, nullptr)).stat.cversion, 3);
   auto third =
       valueOf(client_->create(CreateOp{prefix, "", CreateMode::kPersistentSequential, {}}));
-  EXPECT_EQ(third, prefix + suffix(3));
+  EXPECT_EQ(third, prefix + suffix(2));
+  EXPECT_EQ(valueOf(client_->get(base_, nullptr)).stat.cversion, 4);
   EXPECT_EQ(sorted(valueOf(client_->children(base_, nullptr))),
-            (std::vector<std::string>{"q-" + suffix(0), "q-" + suffix(3)}));
+            (std::vector<std::string>{"q-" + suffix(0), "q-" + suffix(2)}));
 }
 
 TEST_P(CoordinationContract, SequentialNamesAreMonotonicAndTenDigits) {
@@ -241,6 +244,8 @@ TEST_P(CoordinationContract, EphemeralSequentialHasBothProperties) {
 TEST_P(CoordinationContract, ContainerTakesChildren) {
   ASSERT_EQ(codeOf(client_->create(CreateOp{path("box"), "", CreateMode::kContainer, {}})),
             Code::kOk);
+  // Not an ephemeral as far as clients can see (ZooKeeper 3.8 reports owner 0).
+  EXPECT_EQ(valueOf(client_->get(path("box"), nullptr)).stat.ephemeral_owner, 0);
   ASSERT_EQ(codeOf(client_->create(CreateOp{path("box/item"), "", CreateMode::kPersistent, {}})),
             Code::kOk);
   ASSERT_EQ(codeOf(client_->create(CreateOp{path("box/eph"), "", CreateMode::kEphemeral, {}})),

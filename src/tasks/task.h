@@ -41,7 +41,7 @@ struct TaskStatus {
   State state = State::kPending;
   int attempts = 0;          // the attempt number of the current or last execution (0: never ran)
   std::string worker;        // the worker that holds or held it
-  Json result;               // null unless succeeded
+  Json result;               // succeeded: the result; failed: the handler's detail (exec output)
   std::string error;         // why the last attempt failed ("" if none)
   int64_t submitted_at = 0;  // wall-clock ms, for display only
   int64_t started_at = 0;

@@ -2,16 +2,12 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <limits>
 
 #include "base/clock.h"
 #include "coord/paths.h"
 
 namespace drover::coord {
 namespace {
-
-// ZooKeeper marks container nodes with this ephemeral owner (EphemeralType.CONTAINER).
-constexpr int64_t kContainerOwner = std::numeric_limits<int64_t>::min();
 
 bool isSequential(CreateMode mode) {
   return mode == CreateMode::kPersistentSequential || mode == CreateMode::kEphemeralSequential;
@@ -21,9 +17,9 @@ bool isEphemeral(CreateMode mode) {
   return mode == CreateMode::kEphemeral || mode == CreateMode::kEphemeralSequential;
 }
 
-std::string sequenceSuffix(int32_t cversion) {
+std::string sequenceSuffix(int32_t sequence) {
   char buf[16];
-  std::snprintf(buf, sizeof(buf), "%010d", cversion);
+  std::snprintf(buf, sizeof(buf), "%010d", sequence);
   return buf;
 }
 
@@ -155,11 +151,9 @@ Result<OpResult> FakeServer::applyCreate(const CreateOp& op, Txn& txn) {
   if (pit == nodes_.end()) return fail(Code::kNoNode, parent);
   NodeRec& parent_rec = pit->second;
   std::string path = op.path;
-  if (sequential) path += sequenceSuffix(parent_rec.stat.cversion);
+  if (sequential) path += sequenceSuffix(parent_rec.sequence);
   if (nodes_.count(path) != 0) return fail(Code::kNodeExists, path);
-  if (parent_rec.stat.ephemeral_owner != 0 && parent_rec.stat.ephemeral_owner != kContainerOwner) {
-    return fail(Code::kNoChildrenForEphemerals, parent);
-  }
+  if (parent_rec.stat.ephemeral_owner != 0) return fail(Code::kNoChildrenForEphemerals, parent);
 
   NodeRec rec;
   rec.data = op.data;
@@ -170,8 +164,8 @@ Result<OpResult> FakeServer::applyCreate(const CreateOp& op, Txn& txn) {
   rec.stat.ctime_ms = rec.stat.mtime_ms = now;
   rec.stat.data_length = static_cast<int32_t>(op.data.size());
   if (isEphemeral(op.mode)) rec.stat.ephemeral_owner = txn.session;
-  if (rec.container) rec.stat.ephemeral_owner = kContainerOwner;
 
+  parent_rec.sequence++;
   parent_rec.stat.cversion++;
   parent_rec.stat.pzxid = txn.zxid;
   parent_rec.stat.num_children++;

@@ -5,8 +5,12 @@
 //
 // What the fake models exactly (and the contract suite checks against real ZooKeeper):
 //   - the znode tree, Stat bookkeeping (one global zxid; a multi takes one zxid for all its ops,
-//     like a ZooKeeper transaction), sequential names (the parent's cversion at create time,
-//     "%010d"), ephemerals per session, the error codes and their precedence;
+//     like a ZooKeeper transaction; cversion counts child creates and deletes), ephemerals per
+//     session, the error codes and their precedence;
+//   - sequential names: "%010d" of how many children the parent has had created so far. That is
+//     what ZooKeeper 3.8 does (checked against a server): deletes bump the parent's cversion but
+//     not the sequence, so after create, create, delete the next suffix is 2, not 3;
+//   - container nodes report ephemeral_owner 0, as ZooKeeper 3.8 shows them to clients;
 //   - one-shot watches: get/exists set data watches (exists on a missing node fires kCreated),
 //     children sets a child watch; a failed get/children sets no watch;
 //   - multi: all or nothing, later ops see earlier ones, Error::failedOp() names the failing op.
@@ -78,6 +82,7 @@ class FakeServer {
     Stat stat;
     Acl acl;
     bool container = false;
+    int32_t sequence = 0;            // the next sequential suffix for a child
     std::set<std::string> children;  // base names
   };
   struct WatchRec {

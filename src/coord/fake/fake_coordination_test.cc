@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <limits>
 #include <set>
 #include <thread>
 
@@ -120,11 +119,16 @@ TEST_F(FakeCoordinationTest, MultiReportsBadArgumentsWithTheOpIndex) {
   EXPECT_FALSE(server_->peek("/ok").has_value());
 }
 
-TEST_F(FakeCoordinationTest, SequenceSuffixFollowsCversionAndCollides) {
+TEST_F(FakeCoordinationTest, SequenceSuffixCountsCreatesAndCollides) {
   ASSERT_EQ(codeOf(client_.create(persistent("/q"))), Code::kOk);
   for (int i = 0; i < 10; ++i) {
     ASSERT_EQ(codeOf(client_.create(persistent("/q/n" + std::to_string(i)))), Code::kOk);
   }
+  // Deletes bump cversion but do not move the counter (as in ZooKeeper 3.8).
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(codeOf(client_.remove("/q/n" + std::to_string(i), kAnyVersion)), Code::kOk);
+  }
+  EXPECT_EQ(server_->peek("/q")->stat.cversion, 14);
   EXPECT_EQ(valueOf(client_.create(CreateOp{"/q/s-", "", CreateMode::kPersistentSequential, {}})),
             "/q/s-0000000010");
   // The next name is taken by a plain node: ZooKeeper answers kNodeExists (and so does the fake).
@@ -168,7 +172,7 @@ TEST_F(FakeCoordinationTest, SyncRejectsABadPath) {
 
 TEST_F(FakeCoordinationTest, ContainerGoesWithItsLastChild) {
   ASSERT_EQ(codeOf(client_.create(container("/box"))), Code::kOk);
-  EXPECT_EQ(server_->peek("/box")->stat.ephemeral_owner, std::numeric_limits<int64_t>::min());
+  EXPECT_EQ(server_->peek("/box")->stat.ephemeral_owner, 0);
   ASSERT_EQ(codeOf(client_.create(persistent("/box/a"))), Code::kOk);
   ASSERT_EQ(codeOf(client_.create(persistent("/box/b"))), Code::kOk);
 

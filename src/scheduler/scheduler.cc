@@ -1,0 +1,1004 @@
+#include "scheduler/scheduler.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "coord/paths.h"
+
+namespace drover::scheduler {
+
+using coord::Code;
+using coord::Error;
+using coord::Node;
+using coord::Op;
+using coord::OpResult;
+using coord::Result;
+using coord::Watcher;
+
+namespace {
+
+constexpr size_t kMaxEventDeletesPerSweep = 10000;
+constexpr size_t kOpOverheadBytes = 64;  // per-op framing, for the batch size estimate
+
+std::string statusData(const tasks::TaskStatus& status) { return tasks::toJson(status).dump(); }
+
+}  // namespace
+
+// The join of the reads and writes that move one dead worker's assignments back.
+struct Scheduler::RequeueState {
+  std::string worker;
+  size_t outstanding = 0;  // tasks whose reads or multi have not finished
+  bool retry = false;      // something was ambiguous: run the pass again later
+  std::map<std::string, std::optional<Result<Node>>> assignment;
+  std::map<std::string, std::optional<Result<Node>>> status;
+};
+
+Scheduler::Scheduler(coord::Coordination& coord, tasks::Layout layout, Options options,
+                     int32_t epoch, FencedCallback on_fenced)
+    : coord_(coord),
+      layout_(std::move(layout)),
+      options_(std::move(options)),
+      epoch_(epoch),
+      on_fenced_(std::move(on_fenced)),
+      picker_(makePicker(options_.strategy)),
+      gate_(std::make_shared<Gate>()),
+      executor_(std::make_unique<base::ThreadExecutor>("scheduler")) {
+  if (!picker_) {
+    spdlog::warn("scheduler: unknown strategy '{}', using least-loaded", options_.strategy);
+    picker_ = std::make_unique<LeastLoadedPicker>();
+  }
+  gate_->executor = executor_.get();
+}
+
+Scheduler::~Scheduler() { stop(); }
+
+void Scheduler::start() {
+  std::call_once(started_, [this] {
+    std::weak_ptr<Gate> weak = gate_;
+    listener_id_ = coord_.addSessionListener([this, weak](const coord::SessionEvent& event) {
+      auto gate = weak.lock();
+      if (!gate) return;
+      std::lock_guard lock(gate->mu);
+      if (gate->executor) {
+        gate->executor->post([this, event] {
+          onSession(event);
+          publish();
+        });
+      }
+    });
+    post([this] { begin(); });
+  });
+}
+
+void Scheduler::stop() {
+  std::call_once(stopped_, [this] {
+    {
+      std::lock_guard lock(gate_->mu);
+      gate_->executor = nullptr;
+    }
+    if (listener_id_ != 0) coord_.removeSessionListener(listener_id_);
+    {
+      std::lock_guard lock(stats_mu_);
+      stats_.running = false;
+    }
+    if (executor_->isCurrent()) {
+      running_ = false;  // from on_fenced: the thread ends after this task
+    }
+  });
+  if (!executor_->isCurrent()) executor_->stop();
+}
+
+void Scheduler::reconcile() {
+  post([this] { fullReconcile(); });
+}
+
+Scheduler::Stats Scheduler::snapshot() const {
+  std::lock_guard lock(stats_mu_);
+  return stats_;
+}
+
+void Scheduler::post(std::function<void()> fn) { postVia(gate_, this, std::move(fn)); }
+
+void Scheduler::postVia(const std::shared_ptr<Gate>& gate, Scheduler* self,
+                        std::function<void()> fn) {
+  std::lock_guard lock(gate->mu);
+  if (!gate->executor) return;  // stopped: `self` may be gone, so it is not touched
+  gate->executor->post([self, fn = std::move(fn)] {
+    fn();
+    self->publish();
+  });
+}
+
+base::TimerId Scheduler::later(base::Duration delay, std::function<void()> fn) {
+  std::lock_guard lock(gate_->mu);
+  if (!gate_->executor) return 0;
+  return gate_->executor->postAfter(delay, [this, fn = std::move(fn)] {
+    fn();
+    publish();
+  });
+}
+
+void Scheduler::publish() {
+  Stats s = counters_;
+  s.running = running_;
+  s.fenced = fenced_;
+  s.pending = ready_.size();
+  s.delayed = delayed_.size();
+  s.pending_by_priority = ready_by_priority_;
+  s.workers = loads();
+  std::lock_guard lock(stats_mu_);
+  stats_ = std::move(s);
+}
+
+void Scheduler::fence(const std::string& reason) {
+  if (fenced_) return;
+  fenced_ = true;
+  counters_.fenced = true;
+  counters_.fenced_reason = reason;
+  counters_.fenced_count = 1;
+  spdlog::warn("scheduler: fenced ({}), stepping down", reason);
+  if (sweep_timer_ != 0) executor_->cancel(sweep_timer_);
+  if (delay_timer_ != 0) executor_->cancel(delay_timer_);
+  sweep_timer_ = delay_timer_ = 0;
+  publish();
+  if (on_fenced_) on_fenced_(reason);
+}
+
+base::Duration Scheduler::retryDelay() {
+  read_failures_ = std::min<uint32_t>(read_failures_ + 1, 16);
+  return options_.retry_backoff.delay(read_failures_, read_failures_);
+}
+
+void Scheduler::onReadError(const Error& error, std::function<void()> retry) {
+  if (error.sessionLost()) {
+    fence("session expired");
+    return;
+  }
+  if (error.code() == Code::kClosing) {
+    fence("session closed");
+    return;
+  }
+  spdlog::debug("scheduler: read failed ({}), retrying", error.toString());
+  later(retryDelay(), [this, retry = std::move(retry)] {
+    if (active()) retry();
+  });
+}
+
+// --- Start, sweep, session ---
+
+void Scheduler::begin() {
+  if (fenced_) return;
+  running_ = true;
+  connected_ = coord_.session().state == coord::SessionState::kConnected;
+  spdlog::info("scheduler: leading with epoch version {}", epoch_);
+  fullReconcile();
+  scheduleSweep();
+}
+
+void Scheduler::fullReconcile() {
+  if (!active()) return;
+  listWorkers();
+  for (auto& [w, entry] : workers_) listAssignments(w);
+  for (int i = 0; i < tasks::Layout::kJobBuckets; ++i) listBucket(i);
+}
+
+void Scheduler::scheduleSweep() {
+  sweep_timer_ = later(options_.sweep_interval, [this] {
+    sweep_timer_ = 0;
+    sweep();
+  });
+}
+
+void Scheduler::sweep() {
+  if (!active()) return;
+  fullReconcile();
+  trimEvents();
+  applyRetention();
+  scheduleSweep();
+}
+
+void Scheduler::onSession(const coord::SessionEvent& event) {
+  if (!active()) return;
+  switch (event.state) {
+    case coord::SessionState::kExpired:
+      fence("session expired");
+      break;
+    case coord::SessionState::kClosed:
+      fence("session closed");
+      break;
+    case coord::SessionState::kDisconnected:
+      connected_ = false;
+      break;
+    case coord::SessionState::kConnected:
+      if (!connected_) {
+        connected_ = true;
+        paused_ = false;
+        fullReconcile();  // settles whatever was in flight when the connection dropped
+      }
+      break;
+    case coord::SessionState::kConnecting:
+      break;
+  }
+}
+
+// --- Workers ---
+
+void Scheduler::listWorkers() {
+  Watcher watcher;
+  if (!workers_watch_armed_) {
+    workers_watch_armed_ = true;
+    watcher = [gate = gate_, this](const coord::WatchEvent&) {
+      postVia(gate, this, [this] {
+        workers_watch_armed_ = false;
+        if (active()) listWorkers();
+      });
+    };
+  }
+  coord_.children(layout_.workers(), std::move(watcher))
+      .then([gate = gate_, this,
+             watched = static_cast<bool>(watcher)](const Result<std::vector<std::string>>& r) {
+        postVia(gate, this, [this, r, watched] {
+          if (!r && watched) workers_watch_armed_ = false;
+          onWorkers(r);
+        });
+      });
+}
+
+void Scheduler::onWorkers(const Result<std::vector<std::string>>& r) {
+  if (!active()) return;
+  if (!r) {
+    onReadError(r.error(), [this] { listWorkers(); });
+    return;
+  }
+  read_failures_ = 0;
+  std::set<std::string> live(r->begin(), r->end());
+  std::vector<std::string> dead;
+  for (const auto& [w, entry] : workers_) {
+    if (!live.count(w)) dead.push_back(w);
+  }
+  for (const auto& w : dead) {
+    spdlog::info("scheduler: worker {} left, requeueing its assignments", w);
+    workers_.erase(w);
+    requeueWorker(w);
+  }
+  for (const auto& w : live) {
+    if (workers_.count(w)) continue;
+    workers_[w].info.id = w;
+    loadWorkerInfo(w);
+    listAssignments(w);
+  }
+  listAssignmentRoots();
+  pump();
+}
+
+void Scheduler::loadWorkerInfo(const std::string& w) {
+  coord_.get(layout_.worker(w), nullptr).then([gate = gate_, this, w](const Result<Node>& r) {
+    postVia(gate, this, [this, w, r] {
+      if (!active()) return;
+      auto it = workers_.find(w);
+      if (it == workers_.end()) return;
+      if (!r) {
+        if (r.error().code() == Code::kNoNode) return;  // gone; the /workers watch tells
+        onReadError(r.error(), [this, w] {
+          if (workers_.count(w)) loadWorkerInfo(w);
+        });
+        return;
+      }
+      auto json = tasks::parseJson(r->data);
+      auto info = json ? tasks::workerFromJson(*json) : std::nullopt;
+      if (!info) {
+        spdlog::error("scheduler: unreadable /workers/{}; not assigning to it", w);
+        return;
+      }
+      info->id = w;
+      it->second.info = std::move(*info);
+      it->second.info_loaded = true;
+      pump();
+    });
+  });
+}
+
+void Scheduler::listAssignments(const std::string& w) {
+  auto it = workers_.find(w);
+  if (it == workers_.end()) return;
+  Watcher watcher;
+  if (!it->second.watch_armed) {
+    it->second.watch_armed = true;
+    watcher = [gate = gate_, this, w](const coord::WatchEvent&) {
+      postVia(gate, this, [this, w] {
+        auto it = workers_.find(w);
+        if (it == workers_.end()) return;
+        it->second.watch_armed = false;
+        if (active()) listAssignments(w);
+      });
+    };
+  }
+  bool watched = static_cast<bool>(watcher);
+  coord_.children(layout_.assignmentsOf(w), std::move(watcher))
+      .then([gate = gate_, this, w, watched](const Result<std::vector<std::string>>& r) {
+        postVia(gate, this, [this, w, r, watched] { onAssignments(w, r, watched); });
+      });
+}
+
+void Scheduler::onAssignments(const std::string& w, const Result<std::vector<std::string>>& r,
+                              bool watched) {
+  auto it = workers_.find(w);
+  if (it == workers_.end() || !active()) return;  // a dead worker's are requeueWorker()'s
+  WorkerEntry& entry = it->second;
+  if (!r) {
+    if (watched) entry.watch_armed = false;
+    if (r.error().code() == Code::kNoNode) {
+      // The worker has not made its folder yet: do not assign to it until it has.
+      entry.listed = false;
+      entry.tasks.clear();
+    }
+    onReadError(r.error(), [this, w] { listAssignments(w); });
+    return;
+  }
+  read_failures_ = 0;
+  entry.tasks = std::set<std::string>(r->begin(), r->end());
+  entry.listed = true;
+  pump();
+}
+
+void Scheduler::listAssignmentRoots() {
+  coord_.children(layout_.assignments(), nullptr)
+      .then([gate = gate_, this](const Result<std::vector<std::string>>& r) {
+        postVia(gate, this, [this, r] {
+          if (!active()) return;
+          if (!r) {
+            onReadError(r.error(), [this] { listAssignmentRoots(); });
+            return;
+          }
+          for (const auto& w : *r) {
+            if (!workers_.count(w)) requeueWorker(w);
+          }
+        });
+      });
+}
+
+// --- Requeue of a dead worker's assignments ---
+
+void Scheduler::requeueWorker(const std::string& w) {
+  if (!active()) return;
+  if (auto it = requeuing_.find(w); it != requeuing_.end()) {
+    it->second = true;  // a pass is running: run another once it ends
+    return;
+  }
+  requeuing_[w] = false;
+  auto state = std::make_shared<RequeueState>();
+  state->worker = w;
+  coord_.children(layout_.assignmentsOf(w), nullptr)
+      .then([gate = gate_, this, state](const Result<std::vector<std::string>>& r) {
+        postVia(gate, this, [this, state, r] {
+          if (!active()) return;
+          const std::string& w = state->worker;
+          if (!r) {
+            if (r.error().code() == Code::kNoNode) {
+              requeueDone(state);
+              return;
+            }
+            requeuing_.erase(w);
+            onReadError(r.error(), [this, w] { requeueWorker(w); });
+            return;
+          }
+          if (r->empty()) {
+            requeueDone(state);
+            return;
+          }
+          state->outstanding = r->size();
+          // Pipelined: every read is issued before any answer is looked at.
+          for (const auto& id : *r) {
+            state->assignment[id];
+            state->status[id];
+            auto on_read = [this, state, id] {
+              const auto& a = state->assignment[id];
+              const auto& s = state->status[id];
+              if (a && s) requeueTask(state, id, *a, *s);
+            };
+            coord_.get(layout_.assignment(w, id), nullptr)
+                .then([gate = gate_, this, state, id, on_read](const Result<Node>& r) {
+                  postVia(gate, this, [state, id, r, on_read] {
+                    state->assignment[id] = r;
+                    on_read();
+                  });
+                });
+            coord_.get(layout_.status(id), nullptr)
+                .then([gate = gate_, this, state, id, on_read](const Result<Node>& r) {
+                  postVia(gate, this, [state, id, r, on_read] {
+                    state->status[id] = r;
+                    on_read();
+                  });
+                });
+          }
+        });
+      });
+}
+
+void Scheduler::requeueTask(const std::shared_ptr<RequeueState>& state, const std::string& id,
+                            const Result<Node>& a_read, const Result<Node>& s_read) {
+  if (!active()) return;
+  const std::string& w = state->worker;
+  auto finish = [this, state] {
+    if (--state->outstanding == 0) requeueDone(state);
+  };
+  if (!a_read) {
+    if (a_read.error().code() != Code::kNoNode) {
+      if (a_read.error().sessionLost()) return fence("session expired");
+      state->retry = true;
+    }
+    return finish();
+  }
+  if (!s_read && s_read.error().code() != Code::kNoNode) {
+    if (s_read.error().sessionLost()) return fence("session expired");
+    state->retry = true;
+    return finish();
+  }
+  auto a_json = tasks::parseJson(a_read->data);
+  auto assignment = a_json ? tasks::assignmentFromJson(*a_json) : std::nullopt;
+  std::optional<tasks::TaskStatus> status;
+  if (s_read) {
+    auto s_json = tasks::parseJson(s_read->data);
+    if (s_json) status = tasks::statusFromJson(*s_json);
+  }
+  if (!assignment && status) assignment = tasks::Assignment{status->spec, status->attempts};
+  if (!assignment) {
+    spdlog::error("scheduler: unreadable assignment {}/{}; left in place", w, id);
+    return finish();
+  }
+  if (!status) {
+    status.emplace();
+    status->spec = assignment->spec;
+  }
+
+  std::vector<Op> ops;
+  ops.push_back(coord::CheckOp{layout_.epoch(), epoch_});
+  ops.push_back(coord::DeleteOp{layout_.assignment(w, id), a_read->stat.version});
+  bool requeue = false;
+  bool failed = false;
+  if (tasks::isTerminal(status->state)) {
+    // A leftover of a finished task: only the token goes.
+  } else {
+    int64_t now = base::wallMillis();
+    tasks::TaskStatus next = *status;
+    next.attempts = assignment->attempt;
+    next.error = fmt::format("worker {} was lost", w);
+    tasks::TaskEvent event{id, tasks::State::kPending, assignment->attempt, "", now};
+    if (assignment->attempt >= assignment->spec.max_attempts) {
+      failed = true;
+      next.state = tasks::State::kFailed;
+      next.worker = w;
+      next.finished_at = now;
+      event.state = tasks::State::kFailed;
+      event.worker = w;
+    } else {
+      requeue = true;
+      tasks::Job job{assignment->spec, assignment->attempt + 1, 0};
+      ops.push_back(coord::CreateOp{
+          layout_.job(id), tasks::toJson(job).dump(), coord::CreateMode::kPersistent, {}});
+      next.state = tasks::State::kPending;
+      next.worker.clear();
+    }
+    ops.push_back(coord::SetOp{layout_.status(id), statusData(next), coord::kAnyVersion});
+    ops.push_back(tasks::eventOp(layout_, {event}));
+  }
+  coord_.multi(std::move(ops))
+      .then([gate = gate_, this, state, id, requeue, failed,
+             finish](const Result<std::vector<OpResult>>& r) {
+        postVia(gate, this, [this, state, id, requeue, failed, finish, r] {
+          if (fenced_) return;
+          if (r) {
+            if (requeue) ++counters_.requeued_total;
+            if (failed) ++counters_.failed_total;
+            return finish();
+          }
+          const Error& e = r.error();
+          if (e.failedOp() == 0) return fence("epoch moved");
+          if (e.sessionLost()) return fence("session expired");
+          if (e.failedOp() == 1) {
+            // The assignment changed or went: the worker committed or a client cancelled.
+          } else if (e.failedOp() > 1) {
+            spdlog::error("scheduler: requeue of {} from {} failed: {}", id, state->worker,
+                          e.toString());
+          } else {
+            state->retry = true;  // ambiguous: the next pass re-reads and sees
+          }
+          finish();
+        });
+      });
+}
+
+void Scheduler::requeueDone(const std::shared_ptr<RequeueState>& state) {
+  const std::string w = state->worker;
+  bool redo = requeuing_[w] || state->retry;
+  requeuing_.erase(w);
+  if (!active()) return;
+  if (redo) {
+    later(state->retry ? retryDelay() : base::Duration::zero(), [this, w] { requeueWorker(w); });
+    return;
+  }
+  removeOrphanDir(w);
+}
+
+void Scheduler::removeOrphanDir(const std::string& w) {
+  std::string dir = layout_.assignmentsOf(w);
+  coord_.get(dir, nullptr).then([gate = gate_, this, w, dir](const Result<Node>& r) {
+    postVia(gate, this, [this, w, dir, r] {
+      if (!active() || !r || workers_.count(w)) return;
+      if (r->stat.num_children != 0) return;
+      int64_t age = base::wallMillis() - r->stat.ctime_ms;
+      if (age < options_.orphan_dir_grace.count()) return;  // the next sweep looks again
+      // Not fenced: removing an empty folder consumes no token. NotEmpty/NoNode are fine.
+      coord_.remove(dir, coord::kAnyVersion).then([](const coord::Status&) {});
+    });
+  });
+}
+
+// --- Jobs ---
+
+void Scheduler::listBucket(int bucket) {
+  Watcher watcher;
+  if (!bucket_armed_[bucket]) {
+    bucket_armed_[bucket] = true;
+    watcher = [gate = gate_, this, bucket](const coord::WatchEvent&) {
+      postVia(gate, this, [this, bucket] {
+        bucket_armed_[bucket] = false;
+        if (active()) listBucket(bucket);  // only the bucket that fired
+      });
+    };
+  }
+  bool watched = static_cast<bool>(watcher);
+  ++loading_;
+  coord_.children(layout_.jobBucketAt(bucket), std::move(watcher))
+      .then([gate = gate_, this, bucket, watched](const Result<std::vector<std::string>>& r) {
+        postVia(gate, this, [this, bucket, watched, r] { onBucket(bucket, r, watched); });
+      });
+}
+
+void Scheduler::onBucket(int bucket, const Result<std::vector<std::string>>& r, bool watched) {
+  if (!active()) return;
+  LoadDone load_done(*this);
+  if (!r) {
+    if (watched) bucket_armed_[bucket] = false;
+    onReadError(r.error(), [this, bucket] { listBucket(bucket); });
+    return;
+  }
+  read_failures_ = 0;
+  std::set<std::string> listed(r->begin(), r->end());
+  auto& known = bucket_known_[bucket];
+  for (auto it = known.begin(); it != known.end();) {
+    if (listed.count(*it)) {
+      ++it;
+      continue;
+    }
+    dropJob(*it);  // taken, cancelled, or assigned by us
+    it = known.erase(it);
+  }
+  for (const auto& id : listed) {
+    if (known.insert(id).second) fetchJob(bucket, id);
+  }
+}
+
+void Scheduler::fetchJob(int bucket, const std::string& id) {
+  // Job and status are read in one pipelined wave: the status gives submitted_at and the rest
+  // of the record the assign rewrites, so the assign needs no extra read.
+  struct Reads {
+    std::optional<Result<Node>> job;
+    std::optional<Result<Node>> status;
+  };
+  auto reads = std::make_shared<Reads>();
+  ++loading_;
+  auto done = [this, bucket, id, reads] {
+    if (reads->job && reads->status) onFetched(bucket, id, *reads->job, *reads->status);
+  };
+  coord_.get(layout_.job(id), nullptr)
+      .then([gate = gate_, this, reads, done](const Result<Node>& r) {
+        postVia(gate, this, [reads, done, r] {
+          reads->job = r;
+          done();
+        });
+      });
+  coord_.get(layout_.status(id), nullptr)
+      .then([gate = gate_, this, reads, done](const Result<Node>& r) {
+        postVia(gate, this, [reads, done, r] {
+          reads->status = r;
+          done();
+        });
+      });
+}
+
+void Scheduler::onFetched(int bucket, const std::string& id, const Result<Node>& job_read,
+                          const Result<Node>& status_read) {
+  if (!active()) return;
+  LoadDone load_done(*this);
+  auto& known = bucket_known_[bucket];
+  if (!known.count(id)) return;  // a later listing says it went meanwhile
+  if (!job_read || (!status_read && status_read.error().code() != Code::kNoNode)) {
+    const Error& e = job_read ? status_read.error() : job_read.error();
+    known.erase(id);
+    if (e.code() == Code::kNoNode) return;  // the job went between listing and get
+    onReadError(e, [this, bucket] { listBucket(bucket); });
+    return;
+  }
+  auto job_json = tasks::parseJson(job_read->data);
+  auto job = job_json ? tasks::jobFromJson(*job_json) : std::nullopt;
+  if (!job || job->spec.id != id) {
+    spdlog::error("scheduler: unreadable job {}; skipped", id);
+    return;  // stays known, so it is not re-read on every listing
+  }
+  JobEntry entry;
+  entry.job = std::move(*job);
+  entry.version = job_read->stat.version;
+  entry.czxid = job_read->stat.czxid;
+  entry.bucket = bucket;
+  std::optional<tasks::TaskStatus> status;
+  if (status_read) {
+    auto s_json = tasks::parseJson(status_read->data);
+    if (s_json) status = tasks::statusFromJson(*s_json);
+  }
+  if (status && tasks::isTerminal(status->state)) {
+    // A job left behind by a finished task: delete the token, nothing else.
+    std::vector<Op> ops{coord::CheckOp{layout_.epoch(), epoch_},
+                        coord::DeleteOp{layout_.job(id), entry.version}};
+    coord_.multi(std::move(ops)).then([gate = gate_, this](const Result<std::vector<OpResult>>& r) {
+      postVia(gate, this, [this, r] {
+        if (!r && r.error().failedOp() == 0) fence("epoch moved");
+        if (!r && r.error().sessionLost()) fence("session expired");
+      });
+    });
+    return;
+  }
+  if (!status_read) {
+    // Submit creates both in one multi, so this tree was damaged by hand. The assign's status
+    // set would fail on it: leave the job for an operator (it stays known, so it is not re-read
+    // on every listing).
+    spdlog::error("scheduler: job {} has no status; not assigning it", id);
+    return;
+  }
+  if (!status) {
+    spdlog::warn("scheduler: status of job {} is unreadable; rewriting it on assign", id);
+    status.emplace();
+    status->spec = entry.job.spec;
+  }
+  entry.status = std::move(*status);
+  addJob(std::move(entry));
+  pump();
+}
+
+void Scheduler::addJob(JobEntry entry) {
+  std::string id = entry.job.spec.id;
+  if (entry.job.not_before > base::wallMillis()) {
+    delayed_.emplace(entry.job.not_before, id);
+    jobs_[id] = std::move(entry);
+    armDelayTimer();
+    return;
+  }
+  ready_.insert(ReadyKey{entry.job.spec.priority, entry.czxid, id});
+  ++ready_by_priority_[entry.job.spec.priority];
+  jobs_[id] = std::move(entry);
+}
+
+void Scheduler::eraseReady(const JobEntry& entry) {
+  const auto& spec = entry.job.spec;
+  if (ready_.erase(ReadyKey{spec.priority, entry.czxid, spec.id}) != 0) {
+    if (--ready_by_priority_[spec.priority] == 0) ready_by_priority_.erase(spec.priority);
+  }
+  delayed_.erase({entry.job.not_before, spec.id});
+}
+
+void Scheduler::dropJob(const std::string& id) {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return;
+  eraseReady(it->second);
+  jobs_.erase(it);
+}
+
+void Scheduler::armDelayTimer() {
+  if (delayed_.empty()) return;
+  int64_t due = delayed_.begin()->first;
+  if (delay_timer_ != 0 && delay_timer_due_ <= due) return;
+  if (delay_timer_ != 0) executor_->cancel(delay_timer_);
+  int64_t wait_ms = std::max<int64_t>(0, due - base::wallMillis()) + 1;
+  delay_timer_due_ = due;
+  delay_timer_ = later(base::milliseconds(wait_ms), [this] {
+    delay_timer_ = 0;
+    onDelayTimer();
+  });
+}
+
+void Scheduler::onDelayTimer() {
+  if (!active()) return;
+  int64_t now = base::wallMillis();
+  while (!delayed_.empty() && delayed_.begin()->first <= now) {
+    std::string id = delayed_.begin()->second;
+    delayed_.erase(delayed_.begin());
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) continue;
+    JobEntry entry = std::move(it->second);
+    jobs_.erase(it);
+    entry.job.not_before = 0;  // due now
+    addJob(std::move(entry));
+  }
+  armDelayTimer();
+  pump();
+}
+
+// --- Assignment ---
+
+std::vector<WorkerLoad> Scheduler::loads() const {
+  std::vector<WorkerLoad> out;
+  for (const auto& [w, entry] : workers_) {
+    if (!entry.info_loaded || !entry.listed) continue;
+    out.push_back(WorkerLoad{w, entry.info.slots,
+                             static_cast<int>(entry.tasks.size()) + entry.reserved,
+                             entry.info.labels});
+  }
+  return out;
+}
+
+Scheduler::LoadDone::~LoadDone() {
+  if (--s.loading_ == 0 && !s.initial_loaded_) {
+    // The first full scan is in: assign now, in priority order over the whole backlog.
+    s.initial_loaded_ = true;
+    s.pump();
+  }
+}
+
+void Scheduler::pump() {
+  if (!active() || !connected_ || paused_ || !initial_loaded_) return;
+  while (inflight_batches_ < options_.max_inflight_batches && !ready_.empty()) {
+    std::vector<WorkerLoad> workers = loads();
+    if (workers.empty()) return;
+    Batch batch;
+    std::vector<Op> ops;
+    std::vector<tasks::TaskEvent> events;
+    ops.push_back(coord::CheckOp{layout_.epoch(), epoch_});
+    size_t bytes = kOpOverheadBytes + layout_.epoch().size();
+    int64_t now = base::wallMillis();
+    while (!ready_.empty() && batch.items.size() < options_.max_batch_tasks) {
+      const std::string id = ready_.begin()->id;
+      JobEntry& entry = jobs_.at(id);
+      auto pick = picker_->pick(workers, entry.job.spec);
+      if (!pick) break;  // no free slot anywhere
+      const std::string& w = workers[*pick].id;
+      tasks::Assignment assignment{entry.job.spec, entry.job.attempt};
+      tasks::TaskStatus status = entry.status;
+      status.spec = entry.job.spec;
+      status.state = tasks::State::kAssigned;
+      status.attempts = entry.job.attempt;
+      status.worker = w;
+      status.result = nullptr;
+      status.started_at = 0;
+      status.finished_at = 0;
+      std::string a_data = tasks::toJson(assignment).dump();
+      std::string s_data = statusData(status);
+      tasks::TaskEvent event{id, tasks::State::kAssigned, entry.job.attempt, w, now};
+      size_t size = a_data.size() + s_data.size() + 3 * kOpOverheadBytes + layout_.job(id).size() +
+                    layout_.assignment(w, id).size() + layout_.status(id).size() +
+                    tasks::toJson(event).dump().size();
+      if (!batch.items.empty() && bytes + size > options_.max_batch_bytes) break;
+      bytes += size;
+      ops.push_back(coord::DeleteOp{layout_.job(id), entry.version});
+      ops.push_back(coord::CreateOp{
+          layout_.assignment(w, id), std::move(a_data), coord::CreateMode::kPersistent, {}});
+      ops.push_back(coord::SetOp{layout_.status(id), std::move(s_data), coord::kAnyVersion});
+      events.push_back(std::move(event));
+      ++workers[*pick].assigned;
+      ++workers_[w].reserved;
+      eraseReady(entry);
+      batch.items.push_back(BatchItem{w, std::move(entry)});
+      jobs_.erase(id);
+    }
+    if (batch.items.empty()) return;
+    ops.push_back(tasks::eventOp(layout_, events));
+    sendBatch(std::move(batch), std::move(ops));
+  }
+}
+
+void Scheduler::sendBatch(Batch batch, std::vector<Op> ops) {
+  ++inflight_batches_;
+  auto shared = std::make_shared<Batch>(std::move(batch));
+  coord_.multi(std::move(ops))
+      .then([gate = gate_, this, shared](const Result<std::vector<OpResult>>& r) {
+        postVia(gate, this, [this, shared, r] { onBatchDone(std::move(*shared), r); });
+      });
+}
+
+void Scheduler::onBatchDone(Batch batch, const Result<std::vector<OpResult>>& r) {
+  --inflight_batches_;
+  for (const auto& item : batch.items) {
+    if (auto it = workers_.find(item.worker); it != workers_.end()) --it->second.reserved;
+  }
+  if (fenced_) return;
+  if (r) {
+    ++counters_.batches;
+    counters_.assigned_total += batch.items.size();
+    std::set<std::string> gone;
+    for (auto& item : batch.items) {
+      // Forget the id, so that a later job for it (a requeue, a retry) is read afresh.
+      bucket_known_[item.entry.bucket].erase(item.entry.job.spec.id);
+      auto it = workers_.find(item.worker);
+      if (it == workers_.end()) {
+        gone.insert(item.worker);  // it died while the multi was in flight
+      } else {
+        it->second.tasks.insert(item.entry.job.spec.id);
+      }
+    }
+    for (const auto& w : gone) requeueWorker(w);
+    pump();
+    return;
+  }
+
+  ++counters_.batch_failures;
+  const Error& e = r.error();
+  if (e.sessionLost()) return fence("session expired");
+  if (e.code() == Code::kClosing) return fence("session closed");
+  int k = e.failedOp();
+  if (k == 0) return fence("epoch moved");
+  size_t n = batch.items.size();
+  if (k > 0 && static_cast<size_t>(k) <= 3 * n) {
+    size_t t = (k - 1) / 3;
+    int which = (k - 1) % 3;
+    BatchItem& bad = batch.items[t];
+    const std::string id = bad.entry.job.spec.id;
+    auto& known = bucket_known_[bad.entry.bucket];
+    bool retry_bad = false;
+    if (which == 0) {
+      // NoNode: cancelled or taken since we read it. BadVersion: rewritten; read it again.
+      known.erase(id);
+      if (e.code() != Code::kNoNode) listBucket(bad.entry.bucket);
+    } else if (which == 1 && e.code() == Code::kNoNode) {
+      // The worker's folder is gone: keep the task, and re-learn the worker.
+      retry_bad = true;
+      if (auto it = workers_.find(bad.worker); it != workers_.end()) {
+        it->second.listed = false;
+        listAssignments(bad.worker);
+      }
+    } else {
+      // An assignment already exists (NodeExists) or the status is missing: the tree breaks
+      // the token rule for this task. Leave it for an operator; it stays known so it is not
+      // retried on every listing, and a later listing that lacks it forgets it.
+      spdlog::error("scheduler: cannot assign {} (op {} failed: {}); skipping it", id, k,
+                    e.toString());
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (i != t || retry_bad) addJob(std::move(batch.items[i].entry));
+    }
+    pump();
+    return;
+  }
+  if (k > 0) {
+    // The event op failed: not a per-task problem. Put everything back and try later.
+    spdlog::error("scheduler: assign batch failed on its event op: {}", e.toString());
+    for (auto& item : batch.items) addJob(std::move(item.entry));
+    paused_ = true;
+    later(retryDelay(), [this] {
+      paused_ = false;
+      pump();
+    });
+    return;
+  }
+  // Outcome unknown (connection loss, timeout, ...): forget these tasks and re-read their
+  // buckets and workers once the connection is back; the tokens tell what happened.
+  std::set<int> buckets;
+  std::set<std::string> workers;
+  for (const auto& item : batch.items) {
+    bucket_known_[item.entry.bucket].erase(item.entry.job.spec.id);
+    buckets.insert(item.entry.bucket);
+    workers.insert(item.worker);
+  }
+  paused_ = true;
+  later(retryDelay(), [this, buckets, workers] {
+    paused_ = false;
+    if (!active()) return;
+    for (const auto& w : workers) listAssignments(w);
+    for (int b : buckets) listBucket(b);
+    pump();
+  });
+}
+
+// --- Cleanup ---
+
+void Scheduler::trimEvents() {
+  coord_.children(layout_.events(), nullptr)
+      .then([gate = gate_, this](const Result<std::vector<std::string>>& r) {
+        postVia(gate, this, [this, r] {
+          if (!active() || !r || r->size() <= options_.events_keep) return;
+          std::vector<std::pair<int64_t, std::string>> seq;
+          seq.reserve(r->size());
+          for (const auto& name : *r) seq.emplace_back(coord::sequenceOf(name), name);
+          std::sort(seq.begin(), seq.end());
+          size_t excess = std::min(seq.size() - options_.events_keep, kMaxEventDeletesPerSweep);
+          // Not fenced: an event record is no token, and a deposed leader trimming the oldest
+          // records harms nothing.
+          for (size_t i = 0; i < excess; ++i) {
+            coord_.remove(coord::join(layout_.events(), seq[i].second), coord::kAnyVersion)
+                .then([gate = gate_, this](const coord::Status& s) {
+                  if (s) postVia(gate, this, [this] { ++counters_.events_trimmed; });
+                });
+          }
+        });
+      });
+}
+
+void Scheduler::applyRetention() {
+  coord_.children(layout_.statuses(), nullptr)
+      .then([gate = gate_, this](const Result<std::vector<std::string>>& r) {
+        postVia(gate, this, [this, r] {
+          if (!active() || !r) return;
+          std::vector<std::string> names = *r;
+          std::sort(names.begin(), names.end());
+          std::set<std::string> present(names.begin(), names.end());
+          for (auto it = terminal_seen_.begin(); it != terminal_seen_.end();) {
+            it = present.count(it->first) ? std::next(it) : terminal_seen_.erase(it);
+          }
+          size_t excess =
+              names.size() > options_.retention_count ? names.size() - options_.retention_count : 0;
+          // Read a bounded slice, resuming where the last sweep stopped (wrapping around).
+          auto start = std::upper_bound(names.begin(), names.end(), retention_cursor_);
+          size_t n = std::min(names.size(), options_.retention_reads_per_sweep);
+          struct Scan {
+            size_t outstanding = 0;
+            size_t excess = 0;
+          };
+          auto scan = std::make_shared<Scan>();
+          scan->outstanding = n;
+          scan->excess = excess;
+          if (n == 0) return;
+          auto finish = [this, scan] {
+            if (--scan->outstanding != 0 || scan->excess == 0) return;
+            // Over the count: delete the oldest terminal statuses seen so far.
+            std::vector<std::pair<int64_t, std::string>> oldest;
+            for (const auto& [id, fv] : terminal_seen_) oldest.emplace_back(fv.first, id);
+            std::sort(oldest.begin(), oldest.end());
+            size_t m = std::min({scan->excess, oldest.size(), options_.retention_reads_per_sweep});
+            for (size_t i = 0; i < m; ++i) {
+              const std::string id = oldest[i].second;
+              int32_t version = terminal_seen_[id].second;
+              terminal_seen_.erase(id);
+              coord_.remove(layout_.status(id), version)
+                  .then([gate = gate_, this](const coord::Status& s) {
+                    if (s) postVia(gate, this, [this] { ++counters_.statuses_deleted; });
+                  });
+            }
+          };
+          int64_t cutoff = base::wallMillis() - options_.retention_age.count();
+          size_t first = static_cast<size_t>(start - names.begin());
+          for (size_t i = 0; i < n; ++i) {
+            const std::string id = names[(first + i) % names.size()];
+            retention_cursor_ = id;
+            coord_.get(layout_.status(id), nullptr)
+                .then([gate = gate_, this, id, cutoff, finish, scan](const Result<Node>& g) {
+                  postVia(gate, this, [this, id, cutoff, finish, scan, g] {
+                    if (!active()) return;
+                    std::optional<tasks::TaskStatus> status;
+                    if (g) {
+                      auto j = tasks::parseJson(g->data);
+                      if (j) status = tasks::statusFromJson(*j);
+                    }
+                    if (status && tasks::isTerminal(status->state)) {
+                      int64_t finished =
+                          status->finished_at ? status->finished_at : g->stat.mtime_ms;
+                      if (finished < cutoff) {
+                        // Versioned: a status rewritten since the read is left alone. No
+                        // token to consume: the task is over.
+                        coord_.remove(layout_.status(id), g->stat.version)
+                            .then([gate = gate_, this](const coord::Status& s) {
+                              if (s) postVia(gate, this, [this] { ++counters_.statuses_deleted; });
+                            });
+                        if (scan->excess > 0) --scan->excess;
+                      } else {
+                        terminal_seen_[id] = {finished, g->stat.version};
+                      }
+                    }
+                    finish();
+                  });
+                });
+          }
+        });
+      });
+}
+
+}  // namespace drover::scheduler

@@ -1,0 +1,247 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/backoff.h"
+#include "base/clock.h"
+#include "base/executor.h"
+#include "coord/coordination.h"
+#include "scheduler/strategy.h"
+#include "tasks/layout.h"
+#include "tasks/records.h"
+#include "tasks/task.h"
+
+namespace drover::scheduler {
+
+// What the elected leader does: it keeps an in-memory index of the pending jobs (by priority,
+// then FIFO by creation zxid), assigns them to live workers in batched, fenced multis, moves the
+// assignments of dead workers back to jobs (or to `failed` once their attempts are used up),
+// trims the event log and deletes old terminal statuses. docs/ZNODES.md is the protocol.
+//
+// Fencing: every write that changes a task starts with check(/epoch, epoch), the token the
+// election recipe got when it won. When such a multi fails with BadVersion on that check
+// (another node leads), or the session expires or is closed, the scheduler stops all work and
+// calls on_fenced once with the reason; the owner must then step down. The in-memory state is a
+// cache only: ZooKeeper's tree is the truth, and every write is versioned, so a stale view can
+// only make a write fail, never corrupt the tree.
+//
+// Threads: one executor thread of its own holds all state; coordination callbacks and watches
+// only post to it. start(), stop(), reconcile() and snapshot() are thread-safe. on_fenced runs
+// on the scheduler's thread: it may call stop() (which then does not join), but must not
+// destroy the Scheduler.
+class Scheduler {
+ public:
+  struct Options {
+    std::string strategy = "least-loaded";  // see makePicker(); unknown names fall back to it
+    size_t max_batch_tasks = 200;           // tasks per assign multi
+    size_t max_batch_bytes = 512 * 1024;    // estimated multi size, well under jute.maxbuffer
+    size_t max_inflight_batches = 4;        // assign multis pipelined at once
+    base::Duration sweep_interval = base::seconds(5);  // full reconciliation + cleanup period
+    size_t events_keep = 1000;                         // /events records kept
+    std::chrono::milliseconds retention_age = std::chrono::hours(24);  // terminal statuses
+    size_t retention_count = 100000;          // /status children kept at most
+    size_t retention_reads_per_sweep = 1000;  // bound on the statuses read per sweep
+    // An empty /assignments/{w} with no /workers/{w} is deleted only once it is this old, so a
+    // worker that creates it just before registering does not lose it.
+    std::chrono::milliseconds orphan_dir_grace = std::chrono::seconds(30);
+    base::Backoff retry_backoff;  // delay before re-reading after a failed or ambiguous call
+  };
+
+  // A consistent copy of the scheduler's counters, for metrics and the dashboard.
+  struct Stats {
+    bool running = false;
+    bool fenced = false;
+    std::string fenced_reason;
+    uint64_t assigned_total = 0;  // tasks whose assign multi committed
+    uint64_t requeued_total = 0;  // dead workers' tasks moved back to jobs
+    uint64_t failed_total = 0;    // dead workers' tasks failed (no attempts left)
+    uint64_t batches = 0;         // assign multis committed
+    uint64_t batch_failures = 0;  // assign multis that failed (any reason)
+    uint64_t fenced_count = 0;    // 0 or 1
+    uint64_t events_trimmed = 0;
+    uint64_t statuses_deleted = 0;
+    size_t pending = 0;  // assignable now (not_before passed)
+    size_t delayed = 0;  // waiting for their not_before
+    std::map<int, size_t> pending_by_priority;
+    std::vector<WorkerLoad> workers;  // live workers, sorted by id
+  };
+
+  using FencedCallback = std::function<void(std::string reason)>;
+
+  // `coord` must outlive the scheduler. `epoch` is the data version of layout.epoch() that the
+  // election recipe set when it won (the fencing token E).
+  Scheduler(coord::Coordination& coord, tasks::Layout layout, Options options, int32_t epoch,
+            FencedCallback on_fenced);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Begins: a full reconciliation, then assignment as workers and jobs are learned, and a sweep
+  // every sweep_interval. Call once.
+  void start();
+  // Stops all work and joins the thread (unless called from it). Writes in flight may still
+  // land; they are fenced and versioned like any other. Idempotent.
+  void stop();
+  // Asks for a full reconciliation now (e.g. after a reconnect the owner verified).
+  void reconcile();
+
+  Stats snapshot() const;
+
+ private:
+  struct JobEntry {
+    tasks::Job job;
+    int32_t version = 0;  // the job node's data version, for the versioned delete
+    int64_t czxid = 0;    // FIFO order within a priority
+    tasks::TaskStatus status;
+    int bucket = 0;
+  };
+  struct ReadyKey {
+    int priority;
+    int64_t czxid;
+    std::string id;
+    bool operator<(const ReadyKey& o) const {
+      if (priority != o.priority) return priority > o.priority;
+      if (czxid != o.czxid) return czxid < o.czxid;
+      return id < o.id;
+    }
+  };
+  struct WorkerEntry {
+    tasks::WorkerInfo info;
+    bool info_loaded = false;
+    bool listed = false;          // /assignments/{w} listed at least once
+    bool watch_armed = false;     // a child watch on /assignments/{w} is outstanding
+    std::set<std::string> tasks;  // its assignments as last listed plus ours since
+    int reserved = 0;             // slots taken by assign multis in flight
+  };
+  struct BatchItem {
+    std::string worker;
+    JobEntry entry;
+  };
+  struct Batch {
+    std::vector<BatchItem> items;
+  };
+  struct RequeueState;
+
+  // Runs `fn` on the executor (then publishes stats), unless stopped. Safe from any thread.
+  void post(std::function<void()> fn);
+  // The same for callbacks that may outlive the scheduler: they hold the gate, and `self` is
+  // only used on the executor, which exists as long as the gate is open.
+  struct Gate;
+  static void postVia(const std::shared_ptr<Gate>& gate, Scheduler* self, std::function<void()> fn);
+  base::TimerId later(base::Duration delay, std::function<void()> fn);
+  bool active() const { return running_ && !fenced_; }
+  void fence(const std::string& reason);
+  // Common handling of a failed read: fence on session loss, else `retry` after a backoff.
+  void onReadError(const coord::Error& error, std::function<void()> retry);
+  base::Duration retryDelay();
+  void publish();
+
+  void begin();
+  void fullReconcile();
+  void scheduleSweep();
+  void sweep();
+  void onSession(const coord::SessionEvent& event);
+
+  void listWorkers();
+  void onWorkers(const coord::Result<std::vector<std::string>>& r);
+  void loadWorkerInfo(const std::string& w);
+  void listAssignments(const std::string& w);
+  void onAssignments(const std::string& w, const coord::Result<std::vector<std::string>>& r,
+                     bool watched);
+  void listAssignmentRoots();
+
+  void requeueWorker(const std::string& w);
+  void requeueTask(const std::shared_ptr<RequeueState>& state, const std::string& id,
+                   const coord::Result<coord::Node>& assignment,
+                   const coord::Result<coord::Node>& status);
+  void requeueDone(const std::shared_ptr<RequeueState>& state);
+  void removeOrphanDir(const std::string& w);
+
+  void listBucket(int bucket);
+  void onBucket(int bucket, const coord::Result<std::vector<std::string>>& r, bool watched);
+  void fetchJob(int bucket, const std::string& id);
+  void onFetched(int bucket, const std::string& id, const coord::Result<coord::Node>& job,
+                 const coord::Result<coord::Node>& status);
+  void addJob(JobEntry entry);
+  void dropJob(const std::string& id);
+  void eraseReady(const JobEntry& entry);
+  void armDelayTimer();
+  void onDelayTimer();
+
+  void pump();
+  std::vector<WorkerLoad> loads() const;
+  void sendBatch(Batch batch, std::vector<coord::Op> ops);
+  void onBatchDone(Batch batch, const coord::Result<std::vector<coord::OpResult>>& r);
+
+  void trimEvents();
+  void applyRetention();
+
+  coord::Coordination& coord_;
+  const tasks::Layout layout_;
+  const Options options_;
+  const int32_t epoch_;
+  const FencedCallback on_fenced_;
+  std::unique_ptr<WorkerPicker> picker_;
+
+  // The path from callbacks to the executor; cut by stop() so late callbacks post nothing.
+  struct Gate {
+    std::mutex mu;
+    base::ThreadExecutor* executor = nullptr;
+  };
+  std::shared_ptr<Gate> gate_;
+  uint64_t listener_id_ = 0;
+  std::once_flag started_;
+  std::once_flag stopped_;
+
+  mutable std::mutex stats_mu_;
+  Stats stats_;
+
+  // --- Executor-thread state ---
+  bool running_ = false;
+  bool fenced_ = false;
+  bool connected_ = true;
+  bool paused_ = false;  // after an ambiguous or failed write, until the re-read is scheduled
+  uint32_t read_failures_ = 0;
+  Stats counters_;  // the counters part of stats_, owned here
+
+  bool workers_watch_armed_ = false;
+  std::map<std::string, WorkerEntry> workers_;
+  std::map<std::string, bool> requeuing_;  // worker -> redo once the current pass ends
+
+  std::array<std::set<std::string>, tasks::Layout::kJobBuckets> bucket_known_;
+  std::array<bool, tasks::Layout::kJobBuckets> bucket_armed_{};
+  std::map<std::string, JobEntry> jobs_;  // pending, in ready_ or delayed_
+  std::set<ReadyKey> ready_;
+  std::set<std::pair<int64_t, std::string>> delayed_;  // (not_before, id)
+  std::map<int, size_t> ready_by_priority_;
+  base::TimerId delay_timer_ = 0;
+  int64_t delay_timer_due_ = 0;
+  base::TimerId sweep_timer_ = 0;
+  size_t inflight_batches_ = 0;
+  // Bucket listings and job reads in flight. Nothing is assigned until the first full scan has
+  // come in, so that the backlog a new leader finds goes out in priority order.
+  size_t loading_ = 0;
+  bool initial_loaded_ = false;
+  struct LoadDone {  // marks one listing or read as in, whichever way its handler returns
+    Scheduler& s;
+    explicit LoadDone(Scheduler& scheduler) : s(scheduler) {}
+    ~LoadDone();
+  };
+
+  std::string retention_cursor_;  // the status name the last retention scan stopped after
+  std::map<std::string, std::pair<int64_t, int32_t>> terminal_seen_;  // id -> (finished, ver)
+
+  std::unique_ptr<base::ThreadExecutor> executor_;  // last: stopped before the state goes
+};
+
+}  // namespace drover::scheduler

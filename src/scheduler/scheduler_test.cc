@@ -1,0 +1,526 @@
+#include "scheduler/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "base/eventually.h"
+#include "coord/fake/fake_coordination.h"
+#include "coord/paths.h"
+
+namespace drover::scheduler {
+namespace {
+
+using coord::CreateMode;
+using coord::CreateOp;
+using coord::FakeCoordination;
+using coord::FakeServer;
+using tasks::State;
+using namespace std::chrono_literals;
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const auto& dir : layout_.directories()) ASSERT_TRUE(coord::ensurePath(admin_, dir));
+    ASSERT_TRUE(admin_.create(CreateOp{layout_.epoch(), "", CreateMode::kPersistent, {}}).get());
+    // The election recipe's bump: E is the version it set.
+    auto stat = admin_.set(layout_.epoch(), "leader-1", coord::kAnyVersion).get();
+    ASSERT_TRUE(stat);
+    epoch_ = stat->version;
+    options_.sweep_interval = std::chrono::hours(1);  // watches must do the work
+    options_.retry_backoff = base::Backoff{10ms, 100ms, 2.0, 0.0};
+    options_.orphan_dir_grace = 0ms;
+  }
+
+  void TearDown() override {
+    if (scheduler_) scheduler_->stop();
+  }
+
+  // Seeds a task the way the API submits it: status (pending) + job + event in one multi.
+  void submit(const std::string& id, int priority = 5, int max_attempts = 3,
+              int64_t not_before = 0) {
+    tasks::TaskSpec spec{
+        .id = id, .type = "noop", .priority = priority, .max_attempts = max_attempts};
+    tasks::TaskStatus status;
+    status.spec = spec;
+    status.submitted_at = base::wallMillis();
+    tasks::Job job{spec, 1, not_before};
+    auto r =
+        admin_
+            .multi(
+                {CreateOp{
+                     layout_.status(id), tasks::toJson(status).dump(), CreateMode::kPersistent, {}},
+                 CreateOp{layout_.job(id), tasks::toJson(job).dump(), CreateMode::kPersistent, {}},
+                 tasks::eventOp(layout_, {{id, State::kPending, 0, "", 0}})})
+            .get();
+    ASSERT_TRUE(r) << r.error().toString();
+  }
+
+  // Registers a worker the way a worker does: its assignments folder, then its ephemeral node.
+  void addWorker(const std::string& id, int slots) {
+    tasks::WorkerInfo info{id, "host", 1, slots, {}, "", 0};
+    ASSERT_TRUE(
+        admin_.create(CreateOp{layout_.assignmentsOf(id), "", CreateMode::kPersistent, {}}).get());
+    ASSERT_TRUE(admin_
+                    .create(CreateOp{
+                        layout_.worker(id), tasks::toJson(info).dump(), CreateMode::kEphemeral, {}})
+                    .get());
+  }
+
+  void removeWorker(const std::string& id) {
+    ASSERT_TRUE(admin_.remove(layout_.worker(id), coord::kAnyVersion).get());
+  }
+
+  // The worker's commit: delete the assignment and record success, in one multi.
+  void complete(const std::string& worker, const std::string& id) {
+    auto status = statusOf(id);
+    ASSERT_TRUE(status);
+    status->state = State::kSucceeded;
+    status->finished_at = base::wallMillis();
+    auto r = admin_
+                 .multi({coord::DeleteOp{layout_.assignment(worker, id), coord::kAnyVersion},
+                         coord::SetOp{layout_.status(id), tasks::toJson(*status).dump(),
+                                      coord::kAnyVersion}})
+                 .get();
+    ASSERT_TRUE(r) << r.error().toString();
+  }
+
+  void start() {
+    scheduler_ =
+        std::make_unique<Scheduler>(leader_, layout_, options_, epoch_, [this](std::string reason) {
+          std::lock_guard lock(mu_);
+          fenced_.push_back(reason);
+        });
+    scheduler_->start();
+  }
+
+  std::vector<std::string> fenced() {
+    std::lock_guard lock(mu_);
+    return fenced_;
+  }
+
+  std::optional<tasks::TaskStatus> statusOf(const std::string& id) {
+    auto node = server_->peek(layout_.status(id));
+    if (!node) return std::nullopt;
+    auto j = tasks::parseJson(node->data);
+    return j ? tasks::statusFromJson(*j) : std::nullopt;
+  }
+
+  std::optional<tasks::Job> jobOf(const std::string& id) {
+    auto node = server_->peek(layout_.job(id));
+    if (!node) return std::nullopt;
+    auto j = tasks::parseJson(node->data);
+    return j ? tasks::jobFromJson(*j) : std::nullopt;
+  }
+
+  std::vector<std::string> children(const std::string& path) {
+    auto r = admin_.children(path, nullptr).get();
+    if (!r) return {};
+    auto names = *r;
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
+  // Task id -> worker, over every assignment in the tree.
+  std::map<std::string, std::string> assignments() {
+    std::map<std::string, std::string> out;
+    for (const auto& w : children(layout_.assignments())) {
+      for (const auto& id : children(layout_.assignmentsOf(w))) out[id] = w;
+    }
+    return out;
+  }
+
+  // How many token nodes (job or assignment) exist for a task.
+  int tokens(const std::string& id) {
+    int n = server_->peek(layout_.job(id)) ? 1 : 0;
+    for (const auto& w : children(layout_.assignments())) {
+      if (server_->peek(layout_.assignment(w, id))) ++n;
+    }
+    return n;
+  }
+
+  bool isAssigned(const std::string& id) {
+    auto s = statusOf(id);
+    return s && s->state == State::kAssigned && tokens(id) == 1 && !jobOf(id);
+  }
+
+  tasks::Layout layout_{"/drover"};
+  std::shared_ptr<FakeServer> server_ = std::make_shared<FakeServer>();
+  FakeCoordination admin_{server_};
+  FakeCoordination leader_{server_};
+  int32_t epoch_ = 0;
+  Scheduler::Options options_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::mutex mu_;
+  std::vector<std::string> fenced_;
+};
+
+TEST_F(SchedulerTest, AssignsPendingJobs) {
+  addWorker("w1", 2);
+  addWorker("w2", 2);
+  submit("a");
+  submit("b");
+  submit("c");
+  start();
+  ASSERT_TRUE(base::eventually([&] { return assignments().size() == 3; }));
+  for (const char* id : {"a", "b", "c"}) {
+    EXPECT_TRUE(isAssigned(id)) << id;
+    auto status = statusOf(id);
+    EXPECT_EQ(status->attempts, 1);
+    EXPECT_EQ(status->worker, assignments()[id]);
+    EXPECT_GT(status->submitted_at, 0);  // carried over from the status read
+    auto node = server_->peek(layout_.assignment(status->worker, id));
+    auto a = tasks::assignmentFromJson(*tasks::parseJson(node->data));
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->spec.id, id);
+    EXPECT_EQ(a->attempt, 1);
+  }
+  EXPECT_TRUE(base::eventually([&] { return scheduler_->snapshot().assigned_total == 3; }));
+  auto stats = scheduler_->snapshot();
+  EXPECT_TRUE(stats.running);
+  EXPECT_EQ(stats.pending, 0u);
+  ASSERT_EQ(stats.workers.size(), 2u);
+  EXPECT_EQ(stats.workers[0].assigned + stats.workers[1].assigned, 3);
+  EXPECT_TRUE(fenced().empty());
+  // The batch appended one event record next to the three submit records.
+  EXPECT_EQ(children(layout_.events()).size(), 4u);
+}
+
+TEST_F(SchedulerTest, AssignsJobsSubmittedLater) {
+  addWorker("w1", 4);
+  start();
+  ASSERT_TRUE(base::eventually([&] { return scheduler_->snapshot().workers.size() == 1; }));
+  submit("late");
+  EXPECT_TRUE(base::eventually([&] { return isAssigned("late"); }));
+  // The bucket's watch was re-armed: a second job in the same bucket is seen too.
+  std::string twin;
+  for (int i = 0; twin.empty(); ++i) {
+    std::string id = "twin" + std::to_string(i);
+    if (tasks::Layout::bucketIndex(id) == tasks::Layout::bucketIndex("late")) twin = id;
+  }
+  submit(twin);
+  EXPECT_TRUE(base::eventually([&] { return isAssigned(twin); }));
+  addWorker("w2", 1);
+  EXPECT_TRUE(base::eventually([&] { return scheduler_->snapshot().workers.size() == 2; }));
+  addWorker("w3", 1);
+  EXPECT_TRUE(base::eventually([&] { return scheduler_->snapshot().workers.size() == 3; }));
+}
+
+TEST_F(SchedulerTest, JobWithoutStatusIsLeftAlone) {
+  addWorker("w1", 2);
+  submit("ok");
+  tasks::Job job{tasks::TaskSpec{.id = "bare", .type = "noop"}, 1, 0};
+  ASSERT_TRUE(admin_
+                  .create(CreateOp{
+                      layout_.job("bare"), tasks::toJson(job).dump(), CreateMode::kPersistent, {}})
+                  .get());
+  start();
+  ASSERT_TRUE(base::eventually([&] { return isAssigned("ok"); }));
+  EXPECT_TRUE(jobOf("bare").has_value());
+  EXPECT_EQ(assignments().size(), 1u);
+}
+
+TEST_F(SchedulerTest, PausesWhileDisconnectedAndCatchesUpAfter) {
+  addWorker("w1", 4);
+  start();
+  ASSERT_TRUE(base::eventually([&] { return scheduler_->snapshot().workers.size() == 1; }));
+  leader_.disconnect();
+  submit("a");
+  submit("b");
+  EXPECT_FALSE(base::eventually([&] { return !assignments().empty(); }, 100ms));
+  leader_.reconnect();
+  EXPECT_TRUE(base::eventually([&] { return isAssigned("a") && isAssigned("b"); }));
+  EXPECT_TRUE(fenced().empty());
+}
+
+TEST_F(SchedulerTest, HigherPriorityFirstFifoWithinAPriority) {
+  addWorker("w1", 1);
+  submit("low-1", 2);
+  submit("mid-1", 5);
+  submit("high-1", 9);
+  submit("mid-2", 5);
+  submit("high-2", 9);
+  submit("low-2", 2);
+  start();
+  std::vector<std::string> order;
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(base::eventually([&] { return assignments().size() == 1; })) << i;
+    auto [id, w] = *assignments().begin();
+    order.push_back(id);
+    complete(w, id);
+  }
+  EXPECT_EQ(order,
+            (std::vector<std::string>{"high-1", "high-2", "mid-1", "mid-2", "low-1", "low-2"}));
+}
+
+TEST_F(SchedulerTest, NeverMoreThanAWorkersSlots) {
+  options_.strategy = "round-robin";
+  addWorker("w1", 2);
+  addWorker("w2", 1);
+  for (int i = 0; i < 10; ++i) submit("t" + std::to_string(i));
+  start();
+  std::map<std::string, int> slots{{"w1", 2}, {"w2", 1}};
+  int done = 0;
+  while (done < 10) {
+    ASSERT_TRUE(base::eventually([&] {
+      return assignments().size() == std::min<size_t>(3, 10 - done);
+    })) << done;
+    std::map<std::string, int> per_worker;
+    for (const auto& [id, w] : assignments()) ++per_worker[w];
+    for (const auto& [w, n] : per_worker) EXPECT_LE(n, slots[w]) << w;
+    // Nothing more is assigned while the slots are full.
+    EXPECT_EQ(assignments().size(), std::min<size_t>(3, 10 - done));
+    auto [id, w] = *assignments().begin();
+    complete(w, id);
+    ++done;
+  }
+  EXPECT_TRUE(base::eventually([&] { return assignments().empty(); }));
+  EXPECT_TRUE(children(layout_.jobBucket("t0")).empty() || !jobOf("t0"));
+}
+
+TEST_F(SchedulerTest, DeadWorkersAssignmentsAreRequeuedWithTheNextAttempt) {
+  addWorker("w1", 5);
+  submit("a");
+  submit("b");
+  start();
+  ASSERT_TRUE(base::eventually([&] { return isAssigned("a") && isAssigned("b"); }));
+  removeWorker("w1");
+  ASSERT_TRUE(base::eventually([&] { return jobOf("a") && jobOf("b"); }));
+  for (const char* id : {"a", "b"}) {
+    EXPECT_EQ(jobOf(id)->attempt, 2);
+    EXPECT_EQ(statusOf(id)->state, State::kPending);
+    EXPECT_EQ(statusOf(id)->attempts, 1);
+    EXPECT_EQ(tokens(id), 1);
+  }
+  EXPECT_TRUE(base::eventually([&] { return !server_->peek(layout_.assignmentsOf("w1")); }));
+  EXPECT_TRUE(base::eventually([&] { return scheduler_->snapshot().requeued_total == 2; }));
+  // A new worker gets them, as attempt 2.
+  addWorker("w2", 5);
+  ASSERT_TRUE(base::eventually([&] { return isAssigned("a") && isAssigned("b"); }));
+  EXPECT_EQ(statusOf("a")->attempts, 2);
+  EXPECT_EQ(statusOf("a")->worker, "w2");
+}
+
+TEST_F(SchedulerTest, DeadWorkersTaskFailsAtMaxAttempts) {
+  addWorker("w1", 1);
+  submit("once", 5, /*max_attempts=*/1);
+  start();
+  ASSERT_TRUE(base::eventually([&] { return isAssigned("once"); }));
+  removeWorker("w1");
+  ASSERT_TRUE(base::eventually([&] { return statusOf("once")->state == State::kFailed; }));
+  EXPECT_EQ(tokens("once"), 0);
+  EXPECT_FALSE(statusOf("once")->error.empty());
+  EXPECT_GT(statusOf("once")->finished_at, 0);
+  EXPECT_TRUE(base::eventually([&] { return scheduler_->snapshot().failed_total == 1; }));
+}
+
+TEST_F(SchedulerTest, OrphanedAssignmentsFoundAtStartAreRequeued) {
+  // A previous leader assigned to "ghost", which died before this leader started.
+  submit("x");
+  tasks::Job job = *jobOf("x");
+  tasks::Assignment a{job.spec, 1};
+  ASSERT_TRUE(admin_
+                  .multi({coord::DeleteOp{layout_.job("x"), coord::kAnyVersion},
+                          CreateOp{layout_.assignmentsOf("ghost"), "", CreateMode::kPersistent, {}},
+                          CreateOp{layout_.assignment("ghost", "x"),
+                                   tasks::toJson(a).dump(),
+                                   CreateMode::kPersistent,
+                                   {}}})
+                  .get());
+  start();
+  ASSERT_TRUE(base::eventually([&] { return jobOf("x").has_value(); }));
+  EXPECT_EQ(jobOf("x")->attempt, 2);
+  EXPECT_EQ(tokens("x"), 1);
+  EXPECT_TRUE(base::eventually([&] { return !server_->peek(layout_.assignmentsOf("ghost")); }));
+}
+
+TEST_F(SchedulerTest, FencedSchedulerStepsDownAndWritesNothing) {
+  addWorker("w1", 2);
+  start();
+  ASSERT_TRUE(base::eventually([&] { return scheduler_->snapshot().workers.size() == 1; }));
+  // Another node wins the election and bumps the epoch.
+  ASSERT_TRUE(admin_.set(layout_.epoch(), "leader-2", coord::kAnyVersion).get());
+  submit("a");
+  ASSERT_TRUE(base::eventually([&] { return !fenced().empty(); }));
+  EXPECT_EQ(fenced(), std::vector<std::string>{"epoch moved"});
+  EXPECT_TRUE(jobOf("a").has_value());
+  EXPECT_TRUE(assignments().empty());
+  EXPECT_EQ(statusOf("a")->state, State::kPending);
+  auto stats = scheduler_->snapshot();
+  EXPECT_TRUE(stats.fenced);
+  EXPECT_EQ(stats.fenced_count, 1u);
+  // It stays down: later jobs are not touched, and on_fenced is not called again.
+  submit("b");
+  addWorker("w2", 2);
+  EXPECT_FALSE(base::eventually([&] { return !assignments().empty(); }, 200ms));
+  EXPECT_EQ(fenced().size(), 1u);
+}
+
+TEST_F(SchedulerTest, SessionExpiryFences) {
+  start();
+  ASSERT_TRUE(base::eventually([&] { return scheduler_->snapshot().running; }));
+  leader_.expireSession();
+  ASSERT_TRUE(base::eventually([&] { return !fenced().empty(); }));
+  EXPECT_EQ(fenced(), std::vector<std::string>{"session expired"});
+}
+
+TEST_F(SchedulerTest, AmbiguousAssignLeavesOneTokenPerTask) {
+  addWorker("w1", 10);
+  for (int i = 0; i < 5; ++i) submit("t" + std::to_string(i));
+  leader_.failNext(coord::OpKind::kMulti, coord::Code::kConnectionLoss,
+                   coord::FaultMode::kAfterApply);
+  start();
+  ASSERT_TRUE(base::eventually([&] { return leader_.pendingFaults() == 0; }));
+  ASSERT_TRUE(base::eventually([&] { return scheduler_->snapshot().batch_failures >= 1; }));
+  ASSERT_TRUE(base::eventually([&] { return assignments().size() == 5; }));
+  // The re-read finds the assign landed: the worker's count comes from its listing, and no task
+  // gets a second token.
+  EXPECT_TRUE(base::eventually([&] {
+    auto stats = scheduler_->snapshot();
+    return stats.workers.size() == 1 && stats.workers[0].assigned == 5 && stats.pending == 0;
+  }));
+  EXPECT_EQ(scheduler_->snapshot().assigned_total, 0u);  // no multi of ours reported success
+  for (int i = 0; i < 5; ++i) {
+    std::string id = "t" + std::to_string(i);
+    EXPECT_EQ(tokens(id), 1) << id;
+    EXPECT_TRUE(isAssigned(id)) << id;
+  }
+  EXPECT_TRUE(fenced().empty());
+}
+
+TEST_F(SchedulerTest, LostAssignRequestIsRetried) {
+  addWorker("w1", 10);
+  for (int i = 0; i < 5; ++i) submit("t" + std::to_string(i));
+  leader_.failNext(coord::OpKind::kMulti, coord::Code::kConnectionLoss,
+                   coord::FaultMode::kBeforeApply);
+  start();
+  ASSERT_TRUE(base::eventually([&] { return assignments().size() == 5; }));
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(tokens("t" + std::to_string(i)), 1);
+  EXPECT_TRUE(base::eventually([&] { return scheduler_->snapshot().assigned_total == 5; }));
+}
+
+TEST_F(SchedulerTest, CancelledJobDoesNotBlockItsBatch) {
+  // A long read backoff keeps the scheduler's view stale after the cancel below.
+  options_.retry_backoff = base::Backoff{3s, 3s, 1.0, 0.0};
+  submit("a");
+  submit("b");
+  submit("c");
+  start();
+  ASSERT_TRUE(base::eventually([&] { return scheduler_->snapshot().pending == 3; }));
+  // The re-listing of b's bucket that the cancel triggers fails, so the index still has b.
+  leader_.failNextOn(coord::OpKind::kChildren, layout_.jobBucket("b"),
+                     coord::Code::kConnectionLoss);
+  auto status = *statusOf("b");
+  status.state = State::kCancelled;
+  ASSERT_TRUE(admin_
+                  .multi({coord::DeleteOp{layout_.job("b"), coord::kAnyVersion},
+                          coord::SetOp{layout_.status("b"), tasks::toJson(status).dump(),
+                                       coord::kAnyVersion}})
+                  .get());
+  ASSERT_TRUE(base::eventually([&] { return leader_.pendingFaults() == 0; }));
+  addWorker("w1", 10);
+  ASSERT_TRUE(base::eventually([&] { return isAssigned("a") && isAssigned("c"); }, 2s));
+  EXPECT_EQ(statusOf("b")->state, State::kCancelled);
+  EXPECT_EQ(tokens("b"), 0);
+  // The batch with b failed first (stats are published just after the tree changes).
+  EXPECT_TRUE(base::eventually([&] { return scheduler_->snapshot().batch_failures >= 1; }));
+}
+
+TEST_F(SchedulerTest, NotBeforeDelaysAJob) {
+  addWorker("w1", 2);
+  int64_t not_before = base::wallMillis() + 600;
+  submit("later", 5, 3, not_before);
+  submit("now");
+  start();
+  ASSERT_TRUE(base::eventually([&] { return isAssigned("now"); }));
+  EXPECT_TRUE(base::eventually([&] { return scheduler_->snapshot().delayed == 1; }));
+  EXPECT_TRUE(jobOf("later").has_value());
+  ASSERT_TRUE(base::eventually([&] { return isAssigned("later"); }));
+  EXPECT_GE(base::wallMillis(), not_before);
+}
+
+TEST_F(SchedulerTest, JobOfAFinishedTaskIsDeleted) {
+  submit("done");
+  auto status = *statusOf("done");
+  status.state = State::kSucceeded;
+  ASSERT_TRUE(
+      admin_.set(layout_.status("done"), tasks::toJson(status).dump(), coord::kAnyVersion).get());
+  addWorker("w1", 1);
+  start();
+  ASSERT_TRUE(base::eventually([&] { return !jobOf("done"); }));
+  EXPECT_TRUE(assignments().empty());
+  EXPECT_EQ(statusOf("done")->state, State::kSucceeded);
+}
+
+TEST_F(SchedulerTest, TrimsTheEventLog) {
+  options_.events_keep = 5;
+  options_.sweep_interval = 50ms;
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(admin_.create(tasks::eventOp(layout_, {{"x", State::kPending, 0, "", i}})).get());
+  }
+  auto before = children(layout_.events());
+  ASSERT_EQ(before.size(), 20u);
+  start();
+  ASSERT_TRUE(base::eventually([&] { return children(layout_.events()).size() == 5; }));
+  EXPECT_EQ(children(layout_.events()),
+            std::vector<std::string>(before.end() - 5, before.end()));  // the newest stay
+  EXPECT_TRUE(base::eventually([&] { return scheduler_->snapshot().events_trimmed == 15; }));
+}
+
+TEST_F(SchedulerTest, DeletesOldTerminalStatuses) {
+  options_.sweep_interval = 50ms;
+  options_.retention_age = std::chrono::hours(1);
+  int64_t now = base::wallMillis();
+  auto seed = [&](const std::string& id, State state, int64_t finished_at) {
+    tasks::TaskStatus s;
+    s.spec = tasks::TaskSpec{.id = id, .type = "noop"};
+    s.state = state;
+    s.finished_at = finished_at;
+    ASSERT_TRUE(admin_
+                    .create(CreateOp{
+                        layout_.status(id), tasks::toJson(s).dump(), CreateMode::kPersistent, {}})
+                    .get());
+  };
+  seed("old-done", State::kSucceeded, now - 2 * 3600 * 1000);
+  seed("old-failed", State::kFailed, now - 3 * 3600 * 1000);
+  seed("new-done", State::kSucceeded, now - 1000);
+  seed("old-running", State::kRunning, 0);
+  start();
+  ASSERT_TRUE(base::eventually([&] { return !statusOf("old-done") && !statusOf("old-failed"); }));
+  EXPECT_TRUE(statusOf("new-done"));
+  EXPECT_TRUE(statusOf("old-running"));
+}
+
+TEST_F(SchedulerTest, KeepsAtMostTheRetentionCount) {
+  options_.sweep_interval = 50ms;
+  options_.retention_count = 3;
+  int64_t now = base::wallMillis();
+  for (int i = 0; i < 6; ++i) {
+    tasks::TaskStatus s;
+    s.spec = tasks::TaskSpec{.id = "s" + std::to_string(i), .type = "noop"};
+    s.state = State::kSucceeded;
+    s.finished_at = now - 1000 * (10 - i);  // s0 finished first
+    ASSERT_TRUE(
+        admin_
+            .create(CreateOp{
+                layout_.status(s.spec.id), tasks::toJson(s).dump(), CreateMode::kPersistent, {}})
+            .get());
+  }
+  start();
+  ASSERT_TRUE(base::eventually([&] { return children(layout_.statuses()).size() == 3; }));
+  EXPECT_EQ(children(layout_.statuses()), (std::vector<std::string>{"s3", "s4", "s5"}));
+}
+
+TEST_F(SchedulerTest, StopIsIdempotent) {
+  start();
+  scheduler_->stop();
+  scheduler_->stop();
+  EXPECT_FALSE(scheduler_->snapshot().running);
+  EXPECT_TRUE(fenced().empty());
+}
+
+}  // namespace
+}  // namespace drover::scheduler

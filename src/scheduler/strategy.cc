@@ -1,0 +1,71 @@
+#include "scheduler/strategy.h"
+
+namespace drover::scheduler {
+
+std::optional<size_t> RoundRobinPicker::pick(const std::vector<WorkerLoad>& workers,
+                                             const tasks::TaskSpec& /*task*/) {
+  if (workers.empty()) return std::nullopt;
+  // Start at the first worker whose id comes after the last one picked, wrapping around.
+  size_t start = 0;
+  if (last_) {
+    while (start < workers.size() && workers[start].id <= *last_) ++start;
+    if (start == workers.size()) start = 0;
+  }
+  for (size_t n = 0; n < workers.size(); ++n) {
+    size_t i = (start + n) % workers.size();
+    if (workers[i].freeSlots() > 0) {
+      last_ = workers[i].id;
+      return i;
+    }
+  }
+  return std::nullopt;
+}
+
+RandomPicker::RandomPicker(uint64_t seed) : rng_(seed) {}
+
+std::optional<size_t> RandomPicker::pick(const std::vector<WorkerLoad>& workers,
+                                         const tasks::TaskSpec& /*task*/) {
+  std::vector<size_t> free;
+  for (size_t i = 0; i < workers.size(); ++i) {
+    if (workers[i].freeSlots() > 0) free.push_back(i);
+  }
+  if (free.empty()) return std::nullopt;
+  std::uniform_int_distribution<size_t> dist(0, free.size() - 1);
+  return free[dist(rng_)];
+}
+
+std::optional<size_t> LeastLoadedPicker::pick(const std::vector<WorkerLoad>& workers,
+                                              const tasks::TaskSpec& /*task*/) {
+  std::optional<size_t> best;
+  for (size_t i = 0; i < workers.size(); ++i) {
+    const WorkerLoad& w = workers[i];
+    if (w.freeSlots() <= 0) continue;
+    if (!best) {
+      best = i;
+      continue;
+    }
+    const WorkerLoad& b = workers[*best];
+    if (w.freeSlots() != b.freeSlots()) {
+      if (w.freeSlots() > b.freeSlots()) best = i;
+      continue;
+    }
+    // Compare assigned/slots without division: a/s < b/t  <=>  a*t < b*s (slots > 0 here).
+    int64_t lhs = int64_t{w.assigned} * b.slots;
+    int64_t rhs = int64_t{b.assigned} * w.slots;
+    if (lhs != rhs) {
+      if (lhs < rhs) best = i;
+      continue;
+    }
+    if (w.id < b.id) best = i;
+  }
+  return best;
+}
+
+std::unique_ptr<WorkerPicker> makePicker(std::string_view name) {
+  if (name == "round-robin") return std::make_unique<RoundRobinPicker>();
+  if (name == "random") return std::make_unique<RandomPicker>();
+  if (name == "least-loaded") return std::make_unique<LeastLoadedPicker>();
+  return nullptr;
+}
+
+}  // namespace drover::scheduler

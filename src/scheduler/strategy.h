@@ -1,0 +1,73 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tasks/task.h"
+
+namespace drover::scheduler {
+
+// What a picker knows of one live worker.
+struct WorkerLoad {
+  std::string id;
+  int slots = 1;     // how many tasks it runs at once (from its WorkerInfo)
+  int assigned = 0;  // assignments it holds now, including ones being written
+  std::vector<std::string> labels;
+
+  int freeSlots() const { return slots > assigned ? slots - assigned : 0; }
+};
+
+// Chooses the worker for a task. Every implementation returns the index (into `workers`) of a
+// worker with a free slot, or nullopt when none has one: a worker is never handed more than its
+// slots. `workers` is sorted by id. Not thread-safe (the scheduler calls it from its own thread);
+// implementations may keep state between calls (round-robin remembers where it stopped).
+class WorkerPicker {
+ public:
+  virtual ~WorkerPicker() = default;
+  virtual std::optional<size_t> pick(const std::vector<WorkerLoad>& workers,
+                                     const tasks::TaskSpec& task) = 0;
+  virtual std::string_view name() const = 0;
+};
+
+// The seed's strategy: cycles through the workers in id order, starting after the one picked
+// last (by id, so joins and departures do not reset it), skipping full ones.
+class RoundRobinPicker final : public WorkerPicker {
+ public:
+  std::optional<size_t> pick(const std::vector<WorkerLoad>& workers,
+                             const tasks::TaskSpec& task) override;
+  std::string_view name() const override { return "round-robin"; }
+
+ private:
+  std::optional<std::string> last_;
+};
+
+// Uniformly random among the workers with a free slot.
+class RandomPicker final : public WorkerPicker {
+ public:
+  explicit RandomPicker(uint64_t seed = std::random_device{}());
+  std::optional<size_t> pick(const std::vector<WorkerLoad>& workers,
+                             const tasks::TaskSpec& task) override;
+  std::string_view name() const override { return "random"; }
+
+ private:
+  std::mt19937_64 rng_;
+};
+
+// The default: the worker with the most free slots; ties go to the lowest load ratio
+// (assigned / slots), then to the lowest id.
+class LeastLoadedPicker final : public WorkerPicker {
+ public:
+  std::optional<size_t> pick(const std::vector<WorkerLoad>& workers,
+                             const tasks::TaskSpec& task) override;
+  std::string_view name() const override { return "least-loaded"; }
+};
+
+// "round-robin" | "random" | "least-loaded"; nullptr for any other name.
+std::unique_ptr<WorkerPicker> makePicker(std::string_view name);
+
+}  // namespace drover::scheduler

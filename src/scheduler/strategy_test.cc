@@ -1,0 +1,143 @@
+#include "scheduler/strategy.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace drover::scheduler {
+namespace {
+
+tasks::TaskSpec spec() { return tasks::TaskSpec{.id = "t", .type = "noop"}; }
+
+std::vector<WorkerLoad> threeWorkers(int slots) {
+  return {{"a", slots, 0, {}}, {"b", slots, 0, {}}, {"c", slots, 0, {}}};
+}
+
+// Picks `n` times, counting each pick into the load the way the scheduler does.
+std::map<std::string, int> pickMany(WorkerPicker& picker, std::vector<WorkerLoad>& workers, int n) {
+  std::map<std::string, int> picks;
+  for (int k = 0; k < n; ++k) {
+    auto i = picker.pick(workers, spec());
+    if (!i) break;
+    EXPECT_GT(workers[*i].freeSlots(), 0);
+    ++workers[*i].assigned;
+    ++picks[workers[*i].id];
+  }
+  return picks;
+}
+
+TEST(RoundRobinPickerTest, CyclesEvenlyInIdOrder) {
+  RoundRobinPicker picker;
+  auto workers = threeWorkers(100);
+  std::vector<std::string> order;
+  for (int k = 0; k < 6; ++k) {
+    auto i = picker.pick(workers, spec());
+    ASSERT_TRUE(i);
+    order.push_back(workers[*i].id);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"a", "b", "c", "a", "b", "c"}));
+  auto picks = pickMany(picker, workers, 300);
+  EXPECT_EQ(picks["a"], 100);
+  EXPECT_EQ(picks["b"], 100);
+  EXPECT_EQ(picks["c"], 100);
+}
+
+TEST(RoundRobinPickerTest, SkipsFullWorkersAndNeverOverfills) {
+  RoundRobinPicker picker;
+  std::vector<WorkerLoad> workers{{"a", 1, 0, {}}, {"b", 2, 2, {}}, {"c", 3, 0, {}}};
+  auto picks = pickMany(picker, workers, 100);
+  EXPECT_EQ(picks["a"], 1);
+  EXPECT_EQ(picks["b"], 0);
+  EXPECT_EQ(picks["c"], 3);
+  EXPECT_FALSE(picker.pick(workers, spec()));
+}
+
+TEST(RoundRobinPickerTest, SurvivesMembershipChanges) {
+  RoundRobinPicker picker;
+  auto workers = threeWorkers(10);
+  ASSERT_EQ(*picker.pick(workers, spec()), 0u);  // a
+  ASSERT_EQ(*picker.pick(workers, spec()), 1u);  // b
+  // b leaves: the next after "b" in id order is c.
+  std::vector<WorkerLoad> fewer{{"a", 10, 0, {}}, {"c", 10, 0, {}}};
+  auto i = picker.pick(fewer, spec());
+  ASSERT_TRUE(i);
+  EXPECT_EQ(fewer[*i].id, "c");
+  i = picker.pick(fewer, spec());
+  ASSERT_TRUE(i);
+  EXPECT_EQ(fewer[*i].id, "a");
+}
+
+TEST(RoundRobinPickerTest, NoWorkers) {
+  RoundRobinPicker picker;
+  EXPECT_FALSE(picker.pick({}, spec()));
+}
+
+TEST(RandomPickerTest, OnlyPicksWorkersWithFreeSlots) {
+  RandomPicker picker(42);
+  std::vector<WorkerLoad> workers{{"a", 2, 2, {}}, {"b", 5, 0, {}}, {"c", 1, 1, {}}};
+  for (int k = 0; k < 50; ++k) {
+    auto i = picker.pick(workers, spec());
+    ASSERT_TRUE(i);
+    EXPECT_EQ(workers[*i].id, "b");
+  }
+  workers[1].assigned = 5;
+  EXPECT_FALSE(picker.pick(workers, spec()));
+}
+
+TEST(RandomPickerTest, SpreadsAndHonoursSlots) {
+  RandomPicker picker(7);
+  auto workers = threeWorkers(20);
+  auto picks = pickMany(picker, workers, 1000);
+  EXPECT_EQ(picks["a"], 20);
+  EXPECT_EQ(picks["b"], 20);
+  EXPECT_EQ(picks["c"], 20);
+}
+
+TEST(LeastLoadedPickerTest, PrefersMostFreeSlotsThenRatioThenId) {
+  LeastLoadedPicker picker;
+  std::vector<WorkerLoad> workers{{"a", 4, 3, {}}, {"b", 8, 4, {}}, {"c", 4, 0, {}}};
+  // b and c both have 4 free; c's ratio (0/4) beats b's (4/8).
+  EXPECT_EQ(workers[*picker.pick(workers, spec())].id, "c");
+  workers[2].assigned = 1;  // b: 4 free, c: 3 free
+  EXPECT_EQ(workers[*picker.pick(workers, spec())].id, "b");
+  std::vector<WorkerLoad> same{{"y", 2, 0, {}}, {"x", 2, 0, {}}};
+  EXPECT_EQ(same[*picker.pick(same, spec())].id, "x");
+}
+
+TEST(LeastLoadedPickerTest, NeverExceedsSlots) {
+  LeastLoadedPicker picker;
+  std::vector<WorkerLoad> workers{{"a", 1, 0, {}}, {"b", 3, 1, {}}, {"c", 5, 0, {}}};
+  auto picks = pickMany(picker, workers, 100);
+  EXPECT_EQ(picks["a"], 1);
+  EXPECT_EQ(picks["b"], 2);
+  EXPECT_EQ(picks["c"], 5);
+  for (const auto& w : workers) EXPECT_LE(w.assigned, w.slots);
+  EXPECT_FALSE(picker.pick(workers, spec()));
+}
+
+TEST(LeastLoadedPickerTest, BalancesEqualWorkers) {
+  LeastLoadedPicker picker;
+  auto workers = threeWorkers(10);
+  auto picks = pickMany(picker, workers, 9);
+  EXPECT_EQ(picks["a"], 3);
+  EXPECT_EQ(picks["b"], 3);
+  EXPECT_EQ(picks["c"], 3);
+}
+
+TEST(MakePickerTest, KnowsTheThreeNames) {
+  EXPECT_EQ(makePicker("round-robin")->name(), "round-robin");
+  EXPECT_EQ(makePicker("random")->name(), "random");
+  EXPECT_EQ(makePicker("least-loaded")->name(), "least-loaded");
+  EXPECT_EQ(makePicker("fastest"), nullptr);
+  EXPECT_EQ(makePicker(""), nullptr);
+}
+
+TEST(StrategyTest, ZeroSlotWorkersNeverPicked) {
+  std::vector<WorkerLoad> workers{{"a", 0, 0, {}}};
+  for (const char* name : {"round-robin", "random", "least-loaded"}) {
+    EXPECT_FALSE(makePicker(name)->pick(workers, spec())) << name;
+  }
+}
+
+}  // namespace
+}  // namespace drover::scheduler

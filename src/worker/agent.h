@@ -1,0 +1,183 @@
+#pragma once
+
+// The worker side of the protocol (docs/ZNODES.md): runs what the leader assigns to one worker
+// id and records each outcome under the token rule.
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "base/backoff.h"
+#include "base/executor.h"
+#include "coord/coordination.h"
+#include "tasks/layout.h"
+#include "tasks/records.h"
+#include "tasks/task.h"
+#include "worker/handler.h"
+#include "worker/runner.h"
+
+namespace drover::worker {
+
+struct AgentOptions {
+  // Delay before a failed task may run again: not_before = wall now + delay(attempt).
+  base::Backoff retry_backoff{std::chrono::seconds(1), std::chrono::seconds(60), 2.0, 0.0};
+  // Delay before re-trying a coordination call that failed retryably (connection loss, ...).
+  base::Backoff zk_backoff{std::chrono::milliseconds(50), std::chrono::seconds(5), 2.0, 0.0};
+  // Commits ready at the same moment are combined into one multi of at most this many tasks
+  // and about this many bytes (1: one multi per task).
+  size_t max_batch = 32;
+  size_t max_batch_bytes = 512 * 1024;
+};
+
+// Counters for metrics and /v1/workers; a consistent snapshot.
+struct AgentStats {
+  int running = 0;              // runs in progress
+  uint64_t succeeded = 0;       // commits that landed, by outcome
+  uint64_t retried = 0;         //   failed with attempts left: requeued
+  uint64_t failed = 0;          //   failed for good (rejected ones included)
+  uint64_t rejected = 0;        // failed without running: unknown type or undecodable assignment
+  uint64_t fenced_commits = 0;  // commits refused because the assignment was gone: discarded
+  uint64_t dropped = 0;         // assignments taken away before they started
+};
+
+// Watches /assignments/{worker_id}, marks each new assignment running, runs it on the Runner
+// and commits its outcome, each step one multi with the assignment token (see docs/ZNODES.md).
+// The worker id must already be registered (in /workers) with /assignments/{worker_id} created.
+//
+// Threads: all state lives on one executor thread of its own; coordination callbacks, watches
+// and run completions only post to it. The public methods are thread-safe.
+//
+// Session expiry makes the agent dead(): its runs are cancelled, nothing more is written, and
+// the leader moves its assignments. The owner then registers a new worker id and builds a new
+// agent (it may share the Runner and the registry). The same happens if /assignments/{worker_id}
+// disappears (the leader gave up on this worker).
+//
+// stop() (and the destructor) stops watching, cancels the runs (reason kShutdown) without
+// committing them (the leader requeues them once the worker's node is gone) and waits for them.
+class WorkerAgent {
+ public:
+  WorkerAgent(coord::Coordination& coord, tasks::Layout layout, std::string worker_id,
+              Runner& runner, const HandlerRegistry& handlers, AgentOptions options = {});
+  ~WorkerAgent();
+  WorkerAgent(const WorkerAgent&) = delete;
+  WorkerAgent& operator=(const WorkerAgent&) = delete;
+
+  // Starts watching. Call once.
+  void start();
+  // See the class comment. Idempotent; must not be called from a handler or a callback.
+  void stop();
+  // True once the session this agent was started on is gone (or its assignment folder is).
+  bool dead() const;
+  AgentStats stats() const;
+  const std::string& workerId() const { return worker_id_; }
+
+ private:
+  enum class Phase { kFetching, kStarting, kWaiting, kRunning, kCommitting };
+  enum class Outcome { kSucceeded, kRetry, kFailed };
+
+  // One assignment this agent holds or is learning about. Executor thread only.
+  struct Item {
+    std::string id;
+    Phase phase = Phase::kFetching;
+    int32_t version = 0;  // of the assignment node: the token's version
+    int64_t czxid = 0;    // tells a later assignment with the same name from this one
+    std::optional<tasks::Assignment> assignment;
+    std::string reject;                       // set: fail it without running, with this error
+    std::optional<tasks::TaskStatus> status;  // as read, then as we last wrote it
+    bool status_exists = true;
+    bool gone = false;  // it vanished from the listing
+    CancelToken token;
+    // The commit, once the run is done.
+    Outcome outcome = Outcome::kFailed;
+    tasks::TaskStatus target;
+    std::optional<tasks::Job> retry_job;
+    uint32_t tries = 0;  // coordination retries of the current step
+  };
+
+  // State shared with callbacks that may outlive the agent's executor.
+  struct Shared {
+    std::mutex mu;
+    base::ThreadExecutor* executor = nullptr;  // null once stopped: posts are dropped
+    std::atomic<bool> dead{false};
+    std::atomic<uint64_t> generation{0};  // the session's generation; 0 until known
+    std::condition_variable runs_cv;
+    int runs = 0;  // runs handed to the Runner whose completion has not come (under mu)
+
+    bool post(base::Task task);
+    bool postAfter(base::Duration delay, base::Task task);
+  };
+
+  // Executor thread only.
+  void list();
+  void onListed(const coord::Result<std::vector<std::string>>& r, bool armed);
+  void markGone(Item& item);
+  void fetch(const std::string& id);
+  void onFetched(const std::string& id, const coord::Result<coord::Node>& r);
+  void readStatus(const std::string& id);
+  void onStatus(const std::string& id, const coord::Result<coord::Node>& r);
+  void startRun(const std::string& id);
+  void onStarted(const std::string& id, const tasks::TaskStatus& running,
+                 const coord::Result<std::vector<coord::OpResult>>& r);
+  void verifyStart(const std::string& id, const tasks::TaskStatus& running);
+  void launch(const std::string& id);
+  void launchWaiting();
+  void onRunDone(const std::string& id, HandlerResult result);
+  void prepareCommit(Item& item, const HandlerResult& result);
+  void queueCommit(const std::string& id);
+  void flushCommits();
+  std::vector<coord::Op> commitOps(const Item& item) const;
+  tasks::TaskEvent eventOf(const Item& item, tasks::State state) const;
+  void commitOne(const std::string& id);
+  void onCommitted(const std::string& id, const coord::Result<std::vector<coord::OpResult>>& r);
+  void resolve(const std::string& id);
+  void resolveByStatus(const std::string& id);
+  void landed(const std::string& id);
+  void fenced(const std::string& id);
+  void finish(const std::string& id);
+  coord::Op statusOp(const Item& item, const tasks::TaskStatus& status) const;
+  // Handles an error common to every step; true when the caller should stop (session lost).
+  bool sessionGone(const coord::Error& e);
+  void becomeDead(const std::string& why);
+  void retryLater(Item& item, base::Task task);
+  Item* find(const std::string& id);
+  bool halted() const { return stopping_ || shared_->dead.load(); }
+  void bump(uint64_t AgentStats::*counter);
+
+  coord::Coordination& coord_;
+  const tasks::Layout layout_;
+  const std::string worker_id_;
+  Runner& runner_;
+  const HandlerRegistry& handlers_;
+  const AgentOptions options_;
+
+  std::shared_ptr<Shared> shared_;
+  uint64_t listener_id_ = 0;
+  bool listener_added_ = false;
+  std::atomic<bool> started_{false};
+  std::atomic<bool> stopped_{false};
+
+  // Executor thread only.
+  bool stopping_ = false;
+  bool watch_armed_ = false;
+  uint32_t list_tries_ = 0;
+  std::map<std::string, Item> items_;
+  std::set<std::string> listed_;      // the names in the last listing
+  std::vector<std::string> waiting_;  // started, waiting for a Runner slot
+  bool waiting_timer_ = false;
+  std::vector<std::string> ready_;  // runs done, commit not sent yet
+  bool flush_posted_ = false;
+
+  mutable std::mutex stats_mu_;
+  AgentStats stats_;
+
+  base::ThreadExecutor executor_;  // last: stopped first
+};
+
+}  // namespace drover::worker

@@ -1,0 +1,451 @@
+#include "worker/agent.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <memory>
+
+#include "base/clock.h"
+#include "base/eventually.h"
+#include "coord/fake/fake_coordination.h"
+#include "coord/paths.h"
+#include "tasks/records.h"
+
+namespace drover::worker {
+namespace {
+
+using namespace std::chrono_literals;
+using coord::Code;
+using coord::FaultMode;
+using coord::OpKind;
+using tasks::State;
+
+constexpr const char* kWorker = "w1";
+
+coord::CreateOp persistent(std::string path, std::string data) {
+  return coord::CreateOp{std::move(path), std::move(data), coord::CreateMode::kPersistent, {}};
+}
+
+class AgentTest : public ::testing::Test {
+ protected:
+  AgentTest() {
+    for (const auto& dir : layout_.directories()) {
+      EXPECT_TRUE(coord::ensurePath(admin_, dir).has_value()) << dir;
+    }
+    EXPECT_TRUE(coord::ensurePath(admin_, layout_.assignmentsOf(kWorker)).has_value());
+    registerBuiltins(registry_);
+    registry_.add("block", [this](TaskContext& ctx) {
+      ++block_runs_;
+      ctx.cancel.waitFor(60s);
+      return HandlerResult::failure(std::string(cancelReasonName(ctx.cancel.reason())));
+    });
+    // Ignores cancellation: returns once the test releases it.
+    registry_.add("gate", [this](TaskContext& ctx) {
+      ++gate_runs_;
+      base::eventually([&] { return release_.load(); }, 30s, 1ms);
+      return HandlerResult::success(ctx.id);
+    });
+    options_.retry_backoff = base::Backoff{10s, 60s, 2.0, 0.0};
+    options_.zk_backoff = base::Backoff{5ms, 50ms, 2.0, 0.0};
+  }
+  ~AgentTest() override {
+    if (agent_) agent_->stop();
+  }
+
+  void startAgent() {
+    agent_ = std::make_unique<WorkerAgent>(worker_coord_, layout_, kWorker, runner_, registry_,
+                                           options_);
+    agent_->start();
+  }
+
+  // What the leader's assign multi leaves behind: a status `assigned` and the assignment.
+  tasks::TaskSpec assign(std::string id, std::string type, Json payload = Json::object(),
+                         int attempt = 1, int max_attempts = 3, double timeout_s = 0) {
+    tasks::TaskSpec spec;
+    spec.id = std::move(id);
+    spec.type = std::move(type);
+    spec.payload = std::move(payload);
+    spec.max_attempts = max_attempts;
+    spec.timeout_s = timeout_s;
+    tasks::TaskStatus status;
+    status.spec = spec;
+    status.state = State::kAssigned;
+    status.attempts = attempt;
+    status.worker = kWorker;
+    status.submitted_at = 12345;
+    auto r = admin_
+                 .multi({persistent(layout_.status(spec.id), tasks::toJson(status).dump()),
+                         persistent(layout_.assignment(kWorker, spec.id),
+                                    tasks::toJson(tasks::Assignment{spec, attempt}).dump())})
+                 .get();
+    EXPECT_TRUE(r.has_value()) << r.error().toString();
+    return spec;
+  }
+
+  std::optional<tasks::TaskStatus> status(const std::string& id) {
+    auto node = server_->peek(layout_.status(id));
+    if (!node) return std::nullopt;
+    auto json = tasks::parseJson(node->data);
+    if (!json) return std::nullopt;
+    return tasks::statusFromJson(*json);
+  }
+  bool stateIs(const std::string& id, State state) {
+    auto s = status(id);
+    return s && s->state == state;
+  }
+  bool assignmentExists(const std::string& id) {
+    return server_->peek(layout_.assignment(kWorker, id)).has_value();
+  }
+  // Every event recorded for `id`, in log order.
+  std::vector<tasks::TaskEvent> events(const std::string& id) {
+    std::vector<tasks::TaskEvent> out;
+    std::string prefix = layout_.events() + "/";
+    for (const auto& [path, data] : server_->dump()) {
+      if (path.rfind(prefix, 0) != 0) continue;
+      auto json = tasks::parseJson(data);
+      if (!json || !json->is_array()) continue;
+      for (const auto& e : *json) {
+        auto ev = tasks::eventFromJson(e);
+        if (ev && ev->id == id) out.push_back(*ev);
+      }
+    }
+    return out;
+  }
+  size_t eventsIn(const std::string& id, State state) {
+    size_t n = 0;
+    for (const auto& e : events(id)) n += e.state == state ? 1 : 0;
+    return n;
+  }
+
+  std::shared_ptr<coord::FakeServer> server_ = std::make_shared<coord::FakeServer>();
+  coord::FakeCoordination admin_{server_};         // the test, playing leader and API
+  coord::FakeCoordination worker_coord_{server_};  // the worker's session
+  tasks::Layout layout_{"/drover"};
+  HandlerRegistry registry_;
+  std::atomic<int> block_runs_{0};
+  std::atomic<int> gate_runs_{0};
+  std::atomic<bool> release_{false};
+  AgentOptions options_;
+  Runner runner_{4};
+  std::unique_ptr<WorkerAgent> agent_;
+};
+
+TEST_F(AgentTest, RunsAnAssignmentAndCommitsSuccess) {
+  startAgent();
+  assign("t1", "echo", Json{{"x", 1}});
+  ASSERT_TRUE(base::eventually([&] { return stateIs("t1", State::kSucceeded); }));
+  auto s = *status("t1");
+  EXPECT_EQ(s.result, (Json{{"x", 1}}));
+  EXPECT_EQ(s.attempts, 1);
+  EXPECT_EQ(s.worker, kWorker);
+  EXPECT_EQ(s.submitted_at, 12345);  // kept from the status the worker read
+  EXPECT_GT(s.started_at, 0);
+  EXPECT_GE(s.finished_at, s.started_at);
+  EXPECT_TRUE(s.error.empty());
+  EXPECT_FALSE(assignmentExists("t1"));
+  EXPECT_FALSE(server_->peek(layout_.job("t1")).has_value());
+  EXPECT_EQ(eventsIn("t1", State::kRunning), 1u);
+  EXPECT_EQ(eventsIn("t1", State::kSucceeded), 1u);
+  ASSERT_TRUE(base::eventually([&] { return agent_->stats().succeeded == 1; }));
+  EXPECT_EQ(agent_->stats().running, 0);
+  EXPECT_EQ(agent_->stats().fenced_commits, 0u);
+}
+
+TEST_F(AgentTest, PicksUpAssignmentsPresentAtStart) {
+  assign("early", "noop");
+  startAgent();
+  ASSERT_TRUE(base::eventually([&] { return stateIs("early", State::kSucceeded); }));
+}
+
+TEST_F(AgentTest, RunningStatusIsWrittenBeforeTheRunEnds) {
+  startAgent();
+  assign("g", "gate");
+  ASSERT_TRUE(base::eventually([&] { return stateIs("g", State::kRunning) && gate_runs_ == 1; }));
+  auto s = *status("g");
+  EXPECT_EQ(s.worker, kWorker);
+  EXPECT_EQ(s.attempts, 1);
+  EXPECT_TRUE(assignmentExists("g"));
+  EXPECT_TRUE(base::eventually([&] { return agent_->stats().running == 1; }));
+  release_ = true;
+  ASSERT_TRUE(base::eventually([&] { return stateIs("g", State::kSucceeded); }));
+}
+
+TEST_F(AgentTest, FailureWithAttemptsLeftRequeuesWithBackoff) {
+  startAgent();
+  int64_t before = base::wallMillis();
+  assign("f", "fail", Json{{"message", "boom"}}, /*attempt=*/1, /*max_attempts=*/3);
+  ASSERT_TRUE(base::eventually([&] { return stateIs("f", State::kPending); }));
+  auto s = *status("f");
+  EXPECT_EQ(s.error, "boom");
+  EXPECT_EQ(s.attempts, 1);
+  EXPECT_EQ(s.finished_at, 0);
+  EXPECT_FALSE(assignmentExists("f"));
+  auto job_node = server_->peek(layout_.job("f"));
+  ASSERT_TRUE(job_node.has_value());
+  auto job = tasks::jobFromJson(*tasks::parseJson(job_node->data));
+  ASSERT_TRUE(job.has_value());
+  EXPECT_EQ(job->attempt, 2);
+  EXPECT_EQ(job->spec.id, "f");
+  EXPECT_GE(job->not_before, before + 10'000);  // backoff(1) = 10 s in this test
+  EXPECT_LE(job->not_before, base::wallMillis() + 10'000);
+  EXPECT_EQ(eventsIn("f", State::kPending), 1u);
+  ASSERT_TRUE(base::eventually([&] { return agent_->stats().retried == 1; }));
+}
+
+TEST_F(AgentTest, LastAttemptFailureIsTerminal) {
+  startAgent();
+  assign("f", "fail", Json{{"message", "boom"}}, /*attempt=*/3, /*max_attempts=*/3);
+  ASSERT_TRUE(base::eventually([&] { return stateIs("f", State::kFailed); }));
+  auto s = *status("f");
+  EXPECT_EQ(s.error, "boom");
+  EXPECT_EQ(s.attempts, 3);
+  EXPECT_GT(s.finished_at, 0);
+  EXPECT_FALSE(assignmentExists("f"));
+  EXPECT_FALSE(server_->peek(layout_.job("f")).has_value());
+  EXPECT_EQ(eventsIn("f", State::kFailed), 1u);
+  ASSERT_TRUE(base::eventually([&] { return agent_->stats().failed == 1; }));
+}
+
+TEST_F(AgentTest, ExecFailureKeepsTheOutputInTheStatus) {
+  startAgent();
+  assign("e", "exec", Json{{"argv", {"sh", "-c", "echo oops >&2; exit 4"}}}, 1, 1);
+  ASSERT_TRUE(base::eventually([&] { return stateIs("e", State::kFailed); }));
+  auto s = *status("e");
+  EXPECT_NE(s.error.find("exited with code 4"), std::string::npos) << s.error;
+  EXPECT_EQ(s.result["stderr"], "oops\n");
+}
+
+TEST_F(AgentTest, TimeoutFailsTheAttempt) {
+  startAgent();
+  assign("slow", "sleep", Json{{"ms", 60000}}, 1, 1, /*timeout_s=*/0.1);
+  ASSERT_TRUE(base::eventually([&] { return stateIs("slow", State::kFailed); }));
+  EXPECT_EQ(status("slow")->error, "timed out after 0.1 s");
+}
+
+TEST_F(AgentTest, UnknownTypeFailsWithoutRunning) {
+  startAgent();
+  assign("u", "no-such-type", Json::object(), 1, 3);
+  ASSERT_TRUE(base::eventually([&] { return stateIs("u", State::kFailed); }));
+  auto s = *status("u");
+  EXPECT_NE(s.error.find("unknown task type"), std::string::npos) << s.error;
+  EXPECT_FALSE(assignmentExists("u"));
+  EXPECT_FALSE(server_->peek(layout_.job("u")).has_value());  // not retried
+  EXPECT_EQ(eventsIn("u", State::kRunning), 0u);
+  EXPECT_EQ(eventsIn("u", State::kFailed), 1u);
+  ASSERT_TRUE(base::eventually([&] { return agent_->stats().rejected == 1; }));
+}
+
+TEST_F(AgentTest, UndecodableAssignmentFailsWithoutRunning) {
+  startAgent();
+  tasks::TaskSpec spec{"bad", "noop"};
+  tasks::TaskStatus st;
+  st.spec = spec;
+  st.state = State::kAssigned;
+  ASSERT_TRUE(admin_
+                  .multi({persistent(layout_.status("bad"), tasks::toJson(st).dump()),
+                          persistent(layout_.assignment(kWorker, "bad"), "not json")})
+                  .get()
+                  .has_value());
+  ASSERT_TRUE(base::eventually([&] { return stateIs("bad", State::kFailed); }));
+  EXPECT_FALSE(assignmentExists("bad"));
+}
+
+TEST_F(AgentTest, AssignmentMovedAwayMidRunIsCancelledAndFenced) {
+  startAgent();
+  auto spec = assign("m", "block");
+  ASSERT_TRUE(base::eventually([&] { return stateIs("m", State::kRunning) && block_runs_ == 1; }));
+  // The leader declares the worker dead and moves the task: the token rule's requeue multi.
+  tasks::TaskStatus moved = *status("m");
+  moved.state = State::kPending;
+  moved.attempts = 1;
+  moved.worker = "";
+  moved.error = "worker w1 died";
+  ASSERT_TRUE(
+      admin_
+          .multi({coord::DeleteOp{layout_.assignment(kWorker, "m"), coord::kAnyVersion},
+                  persistent(layout_.job("m"), tasks::toJson(tasks::Job{spec, 2, 0}).dump()),
+                  coord::SetOp{layout_.status("m"), tasks::toJson(moved).dump()}})
+          .get()
+          .has_value());
+  ASSERT_TRUE(base::eventually([&] { return agent_->stats().fenced_commits == 1; }));
+  EXPECT_EQ(runner_.runningCount(), 0);
+  auto s = *status("m");
+  EXPECT_EQ(s.state, State::kPending);
+  EXPECT_EQ(s.error, "worker w1 died");
+  auto job = tasks::jobFromJson(*tasks::parseJson(server_->peek(layout_.job("m"))->data));
+  EXPECT_EQ(job->attempt, 2);
+  EXPECT_EQ(eventsIn("m", State::kPending), 0u);  // the worker recorded nothing more
+  auto st = agent_->stats();
+  EXPECT_EQ(st.succeeded + st.failed + st.retried, 0u);
+  EXPECT_EQ(st.running, 0);
+}
+
+TEST_F(AgentTest, ClientCancelWhileRunningKillsTheRun) {
+  startAgent();
+  assign("c", "exec", Json{{"argv", {"sleep", "30"}}});
+  ASSERT_TRUE(base::eventually([&] { return stateIs("c", State::kRunning); }));
+  ASSERT_TRUE(base::eventually([&] { return runner_.runningCount() == 1; }));
+  tasks::TaskStatus cancelled = *status("c");
+  cancelled.state = State::kCancelled;
+  ASSERT_TRUE(admin_
+                  .multi({coord::DeleteOp{layout_.assignment(kWorker, "c"), coord::kAnyVersion},
+                          coord::SetOp{layout_.status("c"), tasks::toJson(cancelled).dump()}})
+                  .get()
+                  .has_value());
+  ASSERT_TRUE(base::eventually([&] { return agent_->stats().fenced_commits == 1; }));
+  EXPECT_EQ(runner_.runningCount(), 0);
+  EXPECT_EQ(status("c")->state, State::kCancelled);
+}
+
+TEST_F(AgentTest, AmbiguousCommitThatLandedRecordsOneOutcome) {
+  startAgent();
+  assign("a", "gate");
+  ASSERT_TRUE(base::eventually([&] { return stateIs("a", State::kRunning) && gate_runs_ == 1; }));
+  worker_coord_.failNext(OpKind::kMulti, Code::kConnectionLoss, FaultMode::kAfterApply);
+  release_ = true;
+  ASSERT_TRUE(base::eventually([&] { return agent_->stats().succeeded == 1; }));
+  EXPECT_EQ(worker_coord_.pendingFaults(), 0u);
+  EXPECT_EQ(status("a")->state, State::kSucceeded);
+  EXPECT_EQ(status("a")->result, "a");
+  EXPECT_EQ(eventsIn("a", State::kSucceeded), 1u);
+  EXPECT_EQ(agent_->stats().fenced_commits, 0u);
+  EXPECT_FALSE(assignmentExists("a"));
+}
+
+TEST_F(AgentTest, AmbiguousRetryCommitCreatesOneJob) {
+  registry_.add("gate-fail", [this](TaskContext&) {
+    base::eventually([&] { return release_.load(); }, 30s, 1ms);
+    return HandlerResult::failure("nope");
+  });
+  startAgent();
+  assign("r", "gate-fail");
+  ASSERT_TRUE(base::eventually([&] { return stateIs("r", State::kRunning); }));
+  worker_coord_.failNext(OpKind::kMulti, Code::kConnectionLoss, FaultMode::kAfterApply);
+  release_ = true;
+  ASSERT_TRUE(base::eventually([&] { return agent_->stats().retried == 1; }));
+  EXPECT_EQ(status("r")->state, State::kPending);
+  EXPECT_EQ(eventsIn("r", State::kPending), 1u);
+  EXPECT_TRUE(server_->peek(layout_.job("r")).has_value());
+  EXPECT_EQ(agent_->stats().fenced_commits, 0u);
+}
+
+TEST_F(AgentTest, LostCommitIsSentAgain) {
+  startAgent();
+  assign("l", "gate");
+  ASSERT_TRUE(base::eventually([&] { return stateIs("l", State::kRunning) && gate_runs_ == 1; }));
+  worker_coord_.failNext(OpKind::kMulti, Code::kConnectionLoss, FaultMode::kBeforeApply);
+  release_ = true;
+  ASSERT_TRUE(base::eventually([&] { return agent_->stats().succeeded == 1; }));
+  EXPECT_EQ(status("l")->state, State::kSucceeded);
+  EXPECT_EQ(eventsIn("l", State::kSucceeded), 1u);
+  EXPECT_FALSE(assignmentExists("l"));
+}
+
+TEST_F(AgentTest, AmbiguousStartRunsOnce) {
+  worker_coord_.failNext(OpKind::kMulti, Code::kConnectionLoss, FaultMode::kAfterApply);
+  startAgent();
+  assign("s", "gate");
+  ASSERT_TRUE(base::eventually([&] { return gate_runs_ == 1; }));
+  release_ = true;
+  ASSERT_TRUE(base::eventually([&] { return stateIs("s", State::kSucceeded); }));
+  EXPECT_EQ(gate_runs_, 1);
+  EXPECT_EQ(eventsIn("s", State::kRunning), 1u);
+}
+
+TEST_F(AgentTest, ManyTasksAtOnceAllCommit) {
+  startAgent();
+  std::vector<coord::Op> ops;
+  for (int i = 0; i < 8; ++i) {
+    std::string id = "n" + std::to_string(i);
+    tasks::TaskSpec spec{id, i % 2 == 0 ? "gate" : "echo", Json{{"i", i}}};
+    tasks::TaskStatus st;
+    st.spec = spec;
+    st.state = State::kAssigned;
+    st.attempts = 1;
+    st.worker = kWorker;
+    ops.emplace_back(persistent(layout_.status(id), tasks::toJson(st).dump()));
+    ops.emplace_back(persistent(layout_.assignment(kWorker, id),
+                                tasks::toJson(tasks::Assignment{spec, 1}).dump()));
+  }
+  ASSERT_TRUE(admin_.multi(std::move(ops)).get().has_value());
+  // 4 slots: the gates fill them; the rest wait for a slot and run once the gates open.
+  ASSERT_TRUE(base::eventually([&] { return gate_runs_ == 4; }));
+  release_ = true;
+  ASSERT_TRUE(base::eventually([&] { return agent_->stats().succeeded == 8; }));
+  for (int i = 0; i < 8; ++i) {
+    std::string id = "n" + std::to_string(i);
+    EXPECT_EQ(status(id)->state, State::kSucceeded) << id;
+    EXPECT_EQ(eventsIn(id, State::kSucceeded), 1u) << id;
+  }
+}
+
+TEST_F(AgentTest, OneFencedTaskInABatchDoesNotBlockTheOthers) {
+  startAgent();
+  auto spec = assign("x1", "gate");
+  assign("x2", "gate");
+  assign("x3", "gate");
+  ASSERT_TRUE(base::eventually([&] { return gate_runs_ == 3; }));
+  // x1 is moved away; its run ignores the cancel and finishes with the others.
+  tasks::TaskStatus cancelled = *status("x1");
+  cancelled.state = State::kCancelled;
+  ASSERT_TRUE(admin_
+                  .multi({coord::DeleteOp{layout_.assignment(kWorker, "x1"), coord::kAnyVersion},
+                          coord::SetOp{layout_.status("x1"), tasks::toJson(cancelled).dump()}})
+                  .get()
+                  .has_value());
+  release_ = true;
+  ASSERT_TRUE(base::eventually([&] { return agent_->stats().succeeded == 2; }));
+  ASSERT_TRUE(base::eventually([&] { return agent_->stats().fenced_commits == 1; }));
+  EXPECT_EQ(status("x1")->state, State::kCancelled);
+  EXPECT_EQ(status("x2")->state, State::kSucceeded);
+  EXPECT_EQ(status("x3")->state, State::kSucceeded);
+}
+
+TEST_F(AgentTest, CommitWaitsOutADisconnection) {
+  startAgent();
+  assign("k", "gate");
+  ASSERT_TRUE(base::eventually([&] { return stateIs("k", State::kRunning) && gate_runs_ == 1; }));
+  worker_coord_.disconnect();
+  size_t calls = worker_coord_.callCount(OpKind::kAny);
+  release_ = true;
+  // The commit fails with connection loss; the agent keeps re-reading to learn whether it landed.
+  ASSERT_TRUE(base::eventually([&] { return worker_coord_.callCount(OpKind::kAny) >= calls + 5; }));
+  EXPECT_EQ(status("k")->state, State::kRunning);
+  worker_coord_.reconnect();
+  ASSERT_TRUE(base::eventually([&] { return stateIs("k", State::kSucceeded); }));
+  EXPECT_FALSE(agent_->dead());
+  EXPECT_EQ(eventsIn("k", State::kSucceeded), 1u);
+  // Still alive: new assignments run.
+  assign("k2", "noop");
+  ASSERT_TRUE(base::eventually([&] { return stateIs("k2", State::kSucceeded); }));
+}
+
+TEST_F(AgentTest, SessionExpiryKillsTheAgent) {
+  startAgent();
+  assign("d", "block");
+  ASSERT_TRUE(base::eventually([&] { return stateIs("d", State::kRunning) && block_runs_ == 1; }));
+  EXPECT_FALSE(agent_->dead());
+  worker_coord_.expireSession(/*rebuild=*/true);
+  ASSERT_TRUE(base::eventually([&] { return agent_->dead(); }));
+  ASSERT_TRUE(base::eventually([&] { return runner_.runningCount() == 0; }));
+  // Nothing is committed by a dead agent: the leader moves the task.
+  EXPECT_EQ(status("d")->state, State::kRunning);
+  EXPECT_TRUE(assignmentExists("d"));
+  // New assignments are not picked up any more.
+  assign("later", "noop");
+  EXPECT_FALSE(base::eventually([&] { return !stateIs("later", State::kAssigned); }, 200ms));
+}
+
+TEST_F(AgentTest, StopCancelsRunsWithoutCommitting) {
+  startAgent();
+  assign("s1", "block");
+  ASSERT_TRUE(base::eventually([&] { return stateIs("s1", State::kRunning) && block_runs_ == 1; }));
+  agent_->stop();
+  EXPECT_EQ(runner_.runningCount(), 0);
+  EXPECT_EQ(status("s1")->state, State::kRunning);
+  EXPECT_TRUE(assignmentExists("s1"));
+  agent_->stop();  // idempotent
+}
+
+}  // namespace
+}  // namespace drover::worker

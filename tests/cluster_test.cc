@@ -1,0 +1,565 @@
+// End to end: real `drover node` processes on a real 3-node ZooKeeper ensemble, driven over
+// REST, killed with -9, paused past their session timeout and resumed. The tree in ZooKeeper is
+// the judge: every check reads the tasks' recorded statuses.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "base/eventually.h"
+#include "base/ids.h"
+#include "coord/zk/zk_coordination.h"
+#include "local/ports.h"
+#include "local/process.h"
+#include "local/zk_cluster.h"
+#include "tasks/layout.h"
+#include "tasks/task.h"
+
+namespace drover {
+namespace {
+
+using namespace std::chrono_literals;
+using Json = nlohmann::json;
+using local::Process;
+using local::ZkCluster;
+
+constexpr int kSessionMs = 2000;
+
+struct Node {
+  std::string id;
+  int port = 0;
+  std::unique_ptr<Process> process;
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+};
+
+struct Reply {
+  int status = 0;
+  Json body;
+  std::string raw;
+};
+
+Reply request(const std::string& url, const std::string& method, const std::string& path,
+              const std::string& body = "", const std::string& type = "application/json") {
+  httplib::Client cli(url);
+  cli.set_connection_timeout(5);
+  cli.set_read_timeout(60);
+  httplib::Result r = method == "GET"    ? cli.Get(path)
+                      : method == "POST" ? cli.Post(path, body, type)
+                                         : cli.Delete(path);
+  Reply out;
+  if (!r) return out;
+  out.status = r->status;
+  out.raw = r->body;
+  out.body = Json::parse(r->body, nullptr, false);
+  return out;
+}
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  static ZkCluster& zk() { return ZkCluster::sharedEnsemble(); }
+
+  void SetUp() override {
+    root_ = "/t-" + base::randomHex(6);
+    layout_ = tasks::Layout(root_);
+    auto c = coord::ZkCoordination::connect({zk().connectString(), 10000ms});
+    ASSERT_TRUE(c);
+    zkc_ = std::move(*c);
+    ASSERT_TRUE(zkc_->waitConnected(30s));
+  }
+
+  Node& start(const std::string& id, int slots = 8, const std::string& strategy = "least-loaded",
+              std::vector<std::string> extra = {}) {
+    auto n = std::make_unique<Node>();
+    n->id = id;
+    n->port = local::freePort();
+    std::vector<std::string> argv = {DROVER_BINARY,
+                                     "node",
+                                     "--zk",
+                                     zk().connectString(),
+                                     "--zk-root",
+                                     root_,
+                                     "--http",
+                                     "127.0.0.1:" + std::to_string(n->port),
+                                     "--id",
+                                     id,
+                                     "--slots",
+                                     std::to_string(slots),
+                                     "--session-timeout-ms",
+                                     std::to_string(kSessionMs),
+                                     "--strategy",
+                                     strategy};
+    for (auto& e : extra) argv.push_back(e);
+    n->process = std::make_unique<Process>(argv);
+    EXPECT_TRUE(n->process->waitForOutput(
+        [](const std::string&) { return false; }, 0ms) ||
+                true);
+    bool up = base::eventually(
+        [&] { return n->process->readStderr().find("worker " + id) != std::string::npos; }, 30s);
+    EXPECT_TRUE(up) << n->process->readStderr();
+    nodes_.push_back(std::move(n));
+    return *nodes_.back();
+  }
+
+  void startCluster(int n, int slots = 8, const std::string& strategy = "least-loaded") {
+    for (int i = 0; i < n; ++i) start("n" + std::to_string(i + 1), slots, strategy);
+    ASSERT_TRUE(base::eventually([&] { return !leaderId().empty(); }, 30s));
+  }
+
+  std::string leaderId() {
+    auto node = zkc_->get(layout_.leader(), nullptr).get();
+    if (!node) return "";
+    Json j = Json::parse(node->data, nullptr, false);
+    return j.is_object() ? j.value("id", "") : "";
+  }
+  int leaderEpoch() {
+    auto node = zkc_->get(layout_.leader(), nullptr).get();
+    if (!node) return -1;
+    Json j = Json::parse(node->data, nullptr, false);
+    return j.is_object() ? j.value("epoch", -1) : -1;
+  }
+  Node* nodeById(const std::string& id) {
+    for (auto& n : nodes_) {
+      if (n->id == id) return n.get();
+    }
+    return nullptr;
+  }
+  Node* aliveNode(const Node* except = nullptr) {
+    for (auto& n : nodes_) {
+      if (n.get() != except && n->process->alive()) return n.get();
+    }
+    return nullptr;
+  }
+
+  std::string submit(const Json& task, Node* via = nullptr) {
+    Node* n = via != nullptr ? via : aliveNode();
+    auto r = request(n->url(), "POST", "/v1/tasks", task.dump());
+    EXPECT_EQ(r.status, 202) << r.raw;
+    return r.body.value("id", "");
+  }
+
+  std::vector<std::string> submitBatch(const std::vector<Json>& specs, Node* via = nullptr) {
+    Node* n = via != nullptr ? via : aliveNode();
+    Json body = {{"tasks", specs}};
+    auto r = request(n->url(), "POST", "/v1/tasks/batch", body.dump());
+    EXPECT_EQ(r.status, 202) << r.raw;
+    return r.body.value("ids", std::vector<std::string>{});
+  }
+
+  std::optional<tasks::TaskStatus> status(const std::string& id) {
+    auto node = zkc_->get(layout_.status(id), nullptr).get();
+    if (!node) return std::nullopt;
+    auto j = tasks::parseJson(node->data);
+    return j ? tasks::statusFromJson(*j) : std::nullopt;
+  }
+
+  // Reads every status once (pipelined).
+  std::map<std::string, tasks::TaskStatus> statuses(const std::vector<std::string>& ids) {
+    std::vector<coord::Future<coord::Node>> fs;
+    for (const auto& id : ids) fs.push_back(zkc_->get(layout_.status(id), nullptr));
+    std::map<std::string, tasks::TaskStatus> out;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      auto& r = fs[i].get();
+      if (!r) continue;
+      auto j = tasks::parseJson(r->data);
+      if (auto s = j ? tasks::statusFromJson(*j) : std::nullopt) out.emplace(ids[i], *s);
+    }
+    return out;
+  }
+
+  bool allTerminal(const std::vector<std::string>& ids, std::chrono::milliseconds timeout) {
+    return base::eventually(
+        [&] {
+          auto all = statuses(ids);
+          if (all.size() != ids.size()) return false;
+          return std::all_of(all.begin(), all.end(),
+                             [](const auto& kv) { return tasks::isTerminal(kv.second.state); });
+        },
+        timeout, 50ms);
+  }
+
+  // P9: nothing left behind for finished tasks (no job, no assignment).
+  void expectNoTokensLeft(const std::vector<std::string>& ids) {
+    std::set<std::string> want(ids.begin(), ids.end());
+    auto workers = zkc_->children(layout_.assignments(), nullptr).get();
+    ASSERT_TRUE(workers);
+    for (const auto& w : *workers) {
+      auto kids = zkc_->children(layout_.assignmentsOf(w), nullptr).get();
+      if (!kids) continue;
+      for (const auto& k : *kids) EXPECT_FALSE(want.count(k)) << "assignment left: " << w << "/" << k;
+    }
+    for (const auto& id : ids) {
+      auto job = zkc_->exists(layout_.job(id), nullptr).get();
+      ASSERT_TRUE(job);
+      EXPECT_FALSE(job->has_value()) << "job left for " << id;
+    }
+  }
+
+  size_t statusCount() {
+    auto kids = zkc_->children(layout_.statuses(), nullptr).get();
+    return kids ? kids->size() : 0;
+  }
+
+  std::string root_;
+  tasks::Layout layout_;
+  std::unique_ptr<coord::ZkCoordination> zkc_;
+  std::vector<std::unique_ptr<Node>> nodes_;
+};
+
+Json task(const std::string& type, Json payload = Json::object(), int max_attempts = 3) {
+  return {{"type", type}, {"payload", std::move(payload)}, {"max_attempts", max_attempts}};
+}
+
+TEST_F(ClusterTest, AThousandTasksOverRestAllSucceedAndRoundRobinSpreadsThemEvenly) {
+  startCluster(3, 8, "round-robin");
+  std::vector<std::string> ids;
+  auto t0 = std::chrono::steady_clock::now();
+  // Submitted through all three nodes, one task per request, from three client threads.
+  std::mutex mu;
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 3; ++c) {
+    clients.emplace_back([&, c] {
+      for (int i = 0; i < 1000 / 3 + (c == 0 ? 1 : 0); ++i) {
+        std::string id = submit(task("noop"), nodes_[c].get());
+        std::lock_guard lock(mu);
+        ids.push_back(id);
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  ASSERT_EQ(ids.size(), 1000u);
+  ASSERT_TRUE(allTerminal(ids, 120s));
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::cout << "[ figure ] 1000 no-op tasks, one per request: " << secs << " s, "
+            << 1000 / secs << " tasks/s end to end (3 nodes, 3-node ensemble)\n";
+  auto all = statuses(ids);
+  std::map<std::string, int> per_worker;
+  for (const auto& [id, s] : all) {
+    EXPECT_EQ(s.state, tasks::State::kSucceeded) << id;
+    EXPECT_EQ(s.attempts, 1) << id;
+    per_worker[s.worker]++;
+  }
+  ASSERT_EQ(per_worker.size(), 3u);
+  for (const auto& [w, n] : per_worker) {
+    std::cout << "[ figure ] round-robin: " << w << " ran " << n << "\n";
+    EXPECT_GE(n, 1000 / 3 * 8 / 10) << w;
+    EXPECT_LE(n, 1000 / 3 * 12 / 10) << w;
+  }
+  expectNoTokensLeft(ids);
+}
+
+TEST_F(ClusterTest, LeastLoadedNeverRunsMoreThanAWorkersSlots) {
+  startCluster(3, 2, "least-loaded");
+  std::vector<Json> specs;
+  for (int i = 0; i < 60; ++i) specs.push_back(task("sleep", {{"ms", 50}}));
+  auto ids = submitBatch(specs);
+  ASSERT_EQ(ids.size(), 60u);
+  ASSERT_TRUE(allTerminal(ids, 60s));
+  // From the recorded [started_at, finished_at) of each run: the most a worker ran at once.
+  std::map<std::string, std::vector<std::pair<int64_t, int>>> edges;
+  for (const auto& [id, s] : statuses(ids)) {
+    EXPECT_EQ(s.state, tasks::State::kSucceeded);
+    edges[s.worker].emplace_back(s.started_at, +1);
+    edges[s.worker].emplace_back(s.finished_at, -1);
+  }
+  for (auto& [w, e] : edges) {
+    std::sort(e.begin(), e.end());  // at equal times the end (-1) sorts before the start
+    int now = 0, peak = 0;
+    for (const auto& [t, d] : e) peak = std::max(peak, now += d);
+    std::cout << "[ figure ] least-loaded: " << w << " peak concurrency " << peak << " of 2\n";
+    EXPECT_LE(peak, 2) << w;
+  }
+}
+
+TEST_F(ClusterTest, KilledWorkersTasksRunAgainElsewhereAsAttemptTwo) {
+  startCluster(3, 8);
+  std::vector<Json> specs;
+  for (int i = 0; i < 12; ++i) specs.push_back(task("sleep", {{"ms", 2500}}));
+  auto ids = submitBatch(specs);
+  // Wait until every task runs, then kill a worker that is not the leader and runs some.
+  ASSERT_TRUE(base::eventually(
+      [&] {
+        auto all = statuses(ids);
+        return all.size() == ids.size() &&
+               std::all_of(all.begin(), all.end(), [](const auto& kv) {
+                 return kv.second.state == tasks::State::kRunning;
+               });
+      },
+      30s, 20ms));
+  std::string leader = leaderId();
+  std::map<std::string, std::vector<std::string>> by_worker;
+  for (const auto& [id, s] : statuses(ids)) by_worker[s.worker].push_back(id);
+  std::string victim;
+  for (const auto& [w, list] : by_worker) {
+    if (w != leader && !list.empty()) victim = w;
+  }
+  ASSERT_FALSE(victim.empty());
+  auto victims = by_worker[victim];
+  auto killed_at = std::chrono::steady_clock::now();
+  nodeById(victim)->process->kill9();
+  // Measure: until each of its tasks runs again on another worker.
+  ASSERT_TRUE(base::eventually(
+      [&] {
+        auto all = statuses(victims);
+        return std::all_of(all.begin(), all.end(), [&](const auto& kv) {
+          return kv.second.worker != victim &&
+                 (kv.second.state == tasks::State::kRunning ||
+                  kv.second.state == tasks::State::kSucceeded);
+        });
+      },
+      std::chrono::milliseconds(kSessionMs) + 20s, 10ms));
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - killed_at);
+  std::cout << "[ figure ] kill -9 of a worker: its " << victims.size()
+            << " tasks running elsewhere after " << took.count() << " ms (session " << kSessionMs
+            << " ms)\n";
+  ASSERT_TRUE(allTerminal(ids, 60s));
+  auto all = statuses(ids);
+  for (const auto& [id, s] : all) {
+    EXPECT_EQ(s.state, tasks::State::kSucceeded) << id;
+    bool was_victims = std::find(victims.begin(), victims.end(), id) != victims.end();
+    EXPECT_EQ(s.attempts, was_victims ? 2 : 1) << id;
+    EXPECT_NE(s.worker, victim);
+  }
+  expectNoTokensLeft(ids);
+}
+
+TEST_F(ClusterTest, KillingTheLeaderUnderLoadLosesNothingAndLeavesNothingStuck) {
+  startCluster(3, 8);
+  std::atomic<bool> done{false};
+  std::vector<std::string> ids;
+  std::mutex mu;
+  std::string leader = leaderId();
+  Node* leader_node = nodeById(leader);
+  ASSERT_NE(leader_node, nullptr);
+  Node* via = aliveNode(leader_node);
+  std::thread load([&] {
+    while (!done) {
+      std::vector<Json> specs;
+      for (int i = 0; i < 10; ++i) specs.push_back(task("sleep", {{"ms", 20}}));
+      auto got = submitBatch(specs, via);
+      std::lock_guard lock(mu);
+      ids.insert(ids.end(), got.begin(), got.end());
+    }
+  });
+  ASSERT_TRUE(base::eventually([&] {
+    std::lock_guard lock(mu);
+    return ids.size() >= 100;
+  }, 30s));
+  int epoch = leaderEpoch();
+  leader_node->process->kill9();
+  ASSERT_TRUE(base::eventually([&] { return leaderEpoch() > epoch && leaderId() != leader; },
+                               std::chrono::milliseconds(kSessionMs) + 20s));
+  ASSERT_TRUE(base::eventually([&] {
+    std::lock_guard lock(mu);
+    return ids.size() >= 400;
+  }, 60s));
+  done = true;
+  load.join();
+  ASSERT_TRUE(allTerminal(ids, 90s)) << "tasks stuck after the leader's death";
+  for (const auto& [id, s] : statuses(ids)) EXPECT_EQ(s.state, tasks::State::kSucceeded) << id;
+  expectNoTokensLeft(ids);
+}
+
+TEST_F(ClusterTest, AZombieWorkersLateResultIsRejected) {
+  startCluster(3, 4);
+  std::string id = submit(task("sleep", {{"ms", 3000}}));
+  ASSERT_TRUE(base::eventually(
+      [&] {
+        auto s = status(id);
+        return s && s->state == tasks::State::kRunning && s->worker != leaderId();
+      },
+      20s, 10ms))
+      << "the task should run on a non-leader (re-run if placement differs)";
+  std::string zombie = status(id)->worker;
+  Node* z = nodeById(zombie);
+  ASSERT_NE(z, nullptr);
+  z->process->pause();
+  // The task moves and completes elsewhere as attempt 2.
+  ASSERT_TRUE(base::eventually(
+      [&] {
+        auto s = status(id);
+        return s && s->state == tasks::State::kSucceeded;
+      },
+      std::chrono::milliseconds(kSessionMs) + 30s, 20ms));
+  auto done = *status(id);
+  EXPECT_NE(done.worker, zombie);
+  EXPECT_EQ(done.attempts, 2);
+  z->process->resume();
+  // The zombie notices it lost its session and registers anew; its late result never lands.
+  ASSERT_TRUE(base::eventually(
+      [&] { return z->process->readStderr().find("registering again") != std::string::npos; },
+      20s));
+  ASSERT_TRUE(zkc_->sync(layout_.status(id)).get());
+  auto after = *status(id);
+  EXPECT_EQ(after.worker, done.worker);
+  EXPECT_EQ(after.attempts, 2);
+  EXPECT_EQ(after.finished_at, done.finished_at);
+}
+
+TEST_F(ClusterTest, APausedLeaderIsReplacedAndNoWriteOfItLands) {
+  startCluster(3, 4);
+  std::string old_leader = leaderId();
+  int old_epoch = leaderEpoch();
+  Node* old = nodeById(old_leader);
+  ASSERT_NE(old, nullptr);
+  old->process->pause();
+  ASSERT_TRUE(base::eventually([&] { return leaderEpoch() > old_epoch; },
+                               std::chrono::milliseconds(kSessionMs) + 20s));
+  std::string new_leader = leaderId();
+  EXPECT_NE(new_leader, old_leader);
+  // Work submitted now is assigned by the new leader.
+  std::vector<Json> specs;
+  for (int i = 0; i < 20; ++i) specs.push_back(task("sleep", {{"ms", 100}}));
+  auto ids = submitBatch(specs, aliveNode(old));
+  old->process->resume();
+  ASSERT_TRUE(base::eventually(
+      [&] { return old->process->readStderr().find("steps down") != std::string::npos; }, 20s))
+      << old->process->readStderr();
+  ASSERT_TRUE(allTerminal(ids, 60s));
+  for (const auto& [id, s] : statuses(ids)) {
+    EXPECT_EQ(s.state, tasks::State::kSucceeded);
+    EXPECT_EQ(s.attempts, 1) << "a stale leader's write moved task " << id;
+  }
+  EXPECT_EQ(leaderId(), new_leader);
+  EXPECT_GT(leaderEpoch(), old_epoch);
+  expectNoTokensLeft(ids);
+}
+
+TEST_F(ClusterTest, AnAlwaysFailingTaskFailsAfterExactlyMaxAttemptsWithBackoff) {
+  startCluster(2, 4);
+  std::string id = submit(task("fail", {{"message", "boom"}}, 3));
+  ASSERT_TRUE(base::eventually(
+      [&] {
+        auto s = status(id);
+        return s && tasks::isTerminal(s->state);
+      },
+      60s, 20ms));
+  auto s = *status(id);
+  EXPECT_EQ(s.state, tasks::State::kFailed);
+  EXPECT_EQ(s.attempts, 3);
+  EXPECT_NE(s.error.find("boom"), std::string::npos) << s.error;
+  // Backoff of 1 s then 2 s between the three attempts.
+  std::cout << "[ figure ] failing task: 3 attempts over " << s.finished_at - s.submitted_at
+            << " ms\n";
+  EXPECT_GE(s.finished_at - s.submitted_at, 3000);
+}
+
+TEST_F(ClusterTest, BadInputGetsAClearErrorAndWritesNothing) {
+  startCluster(1, 2);
+  std::string url = nodes_[0]->url();
+  ASSERT_EQ(request(url, "POST", "/v1/tasks", R"({"id":"same","type":"noop"})").status, 202);
+  size_t before = statusCount();
+  struct Case {
+    std::string body, type;
+    int status;
+  };
+  std::vector<Case> cases = {
+      {"{not json", "application/json", 400},
+      {R"({"type":"noop","id":"a/b"})", "application/json", 400},
+      {R"({"type":"noop","id":".."})", "application/json", 400},
+      {R"({"type":"noop","id":"a\u0000b"})", "application/json", 400},
+      {R"({"type":"no-such-type"})", "application/json", 400},
+      {R"({"type":"noop"})", "text/plain", 415},
+      {R"({"id":"same","type":"echo"})", "application/json", 409},
+      {R"({"type":"echo","payload":")" + std::string(2 * 1024 * 1024, 'x') + "\"}",
+       "application/json", 413},
+      {std::string(100000, '[') + std::string(100000, ']'), "application/json", 400},
+  };
+  for (const auto& c : cases) {
+    auto r = request(url, "POST", "/v1/tasks", c.body, c.type);
+    EXPECT_EQ(r.status, c.status) << c.body.substr(0, 60);
+    EXPECT_TRUE(r.body.is_object() && r.body.contains("detail")) << r.raw.substr(0, 200);
+  }
+  EXPECT_EQ(request(url, "GET", "/v1/tasks/a%2Fb").status, 400);
+  EXPECT_EQ(statusCount(), before) << "bad input wrote a status";
+  EXPECT_EQ(request(url, "GET", "/livez").status, 200);
+  EXPECT_TRUE(nodes_[0]->process->alive());
+}
+
+TEST_F(ClusterTest, CancellingPendingAndRunningTasks) {
+  startCluster(1, 1);
+  std::string running = submit(task("sleep", {{"ms", 30000}}));
+  ASSERT_TRUE(base::eventually(
+      [&] {
+        auto s = status(running);
+        return s && s->state == tasks::State::kRunning;
+      },
+      20s));
+  std::string pending = submit(task("noop"));  // the only slot is busy: it waits
+  auto r = request(nodes_[0]->url(), "DELETE", "/v1/tasks/" + pending);
+  EXPECT_EQ(r.status, 202) << r.raw;
+  EXPECT_EQ(status(pending)->state, tasks::State::kCancelled);
+  auto t0 = std::chrono::steady_clock::now();
+  r = request(nodes_[0]->url(), "DELETE", "/v1/tasks/" + running);
+  EXPECT_EQ(r.status, 202) << r.raw;
+  EXPECT_EQ(status(running)->state, tasks::State::kCancelled);
+  // The worker stops the run: its slot frees and a new task runs long before 30 s.
+  std::string next = submit(task("noop"));
+  ASSERT_TRUE(base::eventually(
+      [&] {
+        auto s = status(next);
+        return s && s->state == tasks::State::kSucceeded;
+      },
+      20s));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 20s);
+  EXPECT_EQ(status(running)->state, tasks::State::kCancelled);
+  expectNoTokensLeft({pending, running, next});
+}
+
+// `drover up`: one command, a task through the CLI, and Ctrl-C leaves nothing behind.
+TEST(DroverUp, ATaskSubmittedWithTheCliCompletesAndSigintLeavesNoProcess) {
+  int port = local::freePort();
+  while (port > 65000) port = local::freePort();
+  Process up({DROVER_BINARY, "up", "--nodes", "2", "--http-port", std::to_string(port)});
+  ASSERT_TRUE(up.waitForOutput("Drover is up", 90s)) << up.readStdout() << up.readStderr();
+  std::string server = "http://127.0.0.1:" + std::to_string(port);
+  Process submit({DROVER_BINARY, "submit", "--server", server, "--", "echo", "hello from drover"});
+  auto st = submit.wait(30s);
+  ASSERT_TRUE(st && st->code == 0) << submit.readStderr();
+  std::string id = submit.readStdout();
+  id.erase(id.find_last_not_of("\n") + 1);
+  ASSERT_FALSE(id.empty());
+  Process wait({DROVER_BINARY, "wait", "--server", server, "--json", id});
+  auto ws = wait.wait(60s);
+  ASSERT_TRUE(ws) << "drover wait did not finish";
+  EXPECT_EQ(ws->code, 0) << wait.readStderr();
+  Json printed = Json::parse(wait.readStdout(), nullptr, false);
+  ASSERT_TRUE(printed.is_object()) << wait.readStdout();
+  EXPECT_EQ(printed["state"], "succeeded");
+  EXPECT_NE(printed["result"]["stdout"].get<std::string>().find("hello from drover"),
+            std::string::npos);
+  // Every process `drover up` started, found by the port it gave them.
+  auto children = [&] {
+    std::vector<pid_t> out;
+    for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+      std::string name = e.path().filename();
+      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+      std::ifstream f(e.path() / "cmdline");
+      std::string cmd((std::istreambuf_iterator<char>(f)), {});
+      std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+      pid_t pid = std::stoi(name);
+      if (pid != up.pid() && (cmd.find("127.0.0.1:" + std::to_string(port)) != std::string::npos ||
+                              cmd.find("127.0.0.1:" + std::to_string(port + 1)) != std::string::npos)) {
+        out.push_back(pid);
+      }
+    }
+    return out;
+  };
+  EXPECT_EQ(children().size(), 2u) << "two nodes expected";
+  up.signal(SIGINT);
+  auto exit = up.wait(60s);
+  ASSERT_TRUE(exit) << "drover up did not stop on SIGINT";
+  EXPECT_EQ(exit->code, 0);
+  EXPECT_TRUE(children().empty()) << "a node outlived drover up";
+  EXPECT_EQ(up.readStdout().find("stopped") != std::string::npos, true);
+}
+
+}  // namespace
+}  // namespace drover
