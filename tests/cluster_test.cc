@@ -97,9 +97,6 @@ class ClusterTest : public ::testing::Test {
                                      strategy};
     for (auto& e : extra) argv.push_back(e);
     n->process = std::make_unique<Process>(argv);
-    EXPECT_TRUE(n->process->waitForOutput(
-        [](const std::string&) { return false; }, 0ms) ||
-                true);
     bool up = base::eventually(
         [&] { return n->process->readStderr().find("worker " + id) != std::string::npos; }, 30s);
     EXPECT_TRUE(up) << n->process->readStderr();
@@ -192,7 +189,8 @@ class ClusterTest : public ::testing::Test {
     for (const auto& w : *workers) {
       auto kids = zkc_->children(layout_.assignmentsOf(w), nullptr).get();
       if (!kids) continue;
-      for (const auto& k : *kids) EXPECT_FALSE(want.count(k)) << "assignment left: " << w << "/" << k;
+      for (const auto& k : *kids)
+        EXPECT_FALSE(want.count(k)) << "assignment left: " << w << "/" << k;
     }
     for (const auto& id : ids) {
       auto job = zkc_->exists(layout_.job(id), nullptr).get();
@@ -236,8 +234,8 @@ TEST_F(ClusterTest, AThousandTasksOverRestAllSucceedAndRoundRobinSpreadsThemEven
   ASSERT_EQ(ids.size(), 1000u);
   ASSERT_TRUE(allTerminal(ids, 120s));
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::cout << "[ figure ] 1000 no-op tasks, one per request: " << secs << " s, "
-            << 1000 / secs << " tasks/s end to end (3 nodes, 3-node ensemble)\n";
+  std::cout << "[ figure ] 1000 no-op tasks, one per request: " << secs << " s, " << 1000 / secs
+            << " tasks/s end to end (3 nodes, 3-node ensemble)\n";
   auto all = statuses(ids);
   std::map<std::string, int> per_worker;
   for (const auto& [id, s] : all) {
@@ -286,8 +284,7 @@ TEST_F(ClusterTest, KilledWorkersTasksRunAgainElsewhereAsAttemptTwo) {
   ASSERT_TRUE(base::eventually(
       [&] {
         auto all = statuses(ids);
-        return all.size() == ids.size() &&
-               std::all_of(all.begin(), all.end(), [](const auto& kv) {
+        return all.size() == ids.size() && std::all_of(all.begin(), all.end(), [](const auto& kv) {
                  return kv.second.state == tasks::State::kRunning;
                });
       },
@@ -308,9 +305,8 @@ TEST_F(ClusterTest, KilledWorkersTasksRunAgainElsewhereAsAttemptTwo) {
       [&] {
         auto all = statuses(victims);
         return std::all_of(all.begin(), all.end(), [&](const auto& kv) {
-          return kv.second.worker != victim &&
-                 (kv.second.state == tasks::State::kRunning ||
-                  kv.second.state == tasks::State::kSucceeded);
+          return kv.second.worker != victim && (kv.second.state == tasks::State::kRunning ||
+                                                kv.second.state == tasks::State::kSucceeded);
         });
       },
       std::chrono::milliseconds(kSessionMs) + 20s, 10ms));
@@ -348,18 +344,22 @@ TEST_F(ClusterTest, KillingTheLeaderUnderLoadLosesNothingAndLeavesNothingStuck) 
       ids.insert(ids.end(), got.begin(), got.end());
     }
   });
-  ASSERT_TRUE(base::eventually([&] {
-    std::lock_guard lock(mu);
-    return ids.size() >= 100;
-  }, 30s));
+  ASSERT_TRUE(base::eventually(
+      [&] {
+        std::lock_guard lock(mu);
+        return ids.size() >= 100;
+      },
+      30s));
   int epoch = leaderEpoch();
   leader_node->process->kill9();
   ASSERT_TRUE(base::eventually([&] { return leaderEpoch() > epoch && leaderId() != leader; },
                                std::chrono::milliseconds(kSessionMs) + 20s));
-  ASSERT_TRUE(base::eventually([&] {
-    std::lock_guard lock(mu);
-    return ids.size() >= 400;
-  }, 60s));
+  ASSERT_TRUE(base::eventually(
+      [&] {
+        std::lock_guard lock(mu);
+        return ids.size() >= 400;
+      },
+      60s));
   done = true;
   load.join();
   ASSERT_TRUE(allTerminal(ids, 90s)) << "tasks stuck after the leader's death";
@@ -373,10 +373,9 @@ TEST_F(ClusterTest, AZombieWorkersLateResultIsRejected) {
   ASSERT_TRUE(base::eventually(
       [&] {
         auto s = status(id);
-        return s && s->state == tasks::State::kRunning && s->worker != leaderId();
+        return s && s->state == tasks::State::kRunning;
       },
-      20s, 10ms))
-      << "the task should run on a non-leader (re-run if placement differs)";
+      20s, 10ms));
   std::string zombie = status(id)->worker;
   Node* z = nodeById(zombie);
   ASSERT_NE(z, nullptr);
@@ -392,7 +391,8 @@ TEST_F(ClusterTest, AZombieWorkersLateResultIsRejected) {
   EXPECT_NE(done.worker, zombie);
   EXPECT_EQ(done.attempts, 2);
   z->process->resume();
-  // The zombie notices it lost its session and registers anew; its late result never lands.
+  // The zombie (which may also have been the leader) notices it lost its session and registers
+  // anew; its late result never lands.
   ASSERT_TRUE(base::eventually(
       [&] { return z->process->readStderr().find("registering again") != std::string::npos; },
       20s));
@@ -545,8 +545,9 @@ TEST(DroverUp, ATaskSubmittedWithTheCliCompletesAndSigintLeavesNoProcess) {
       std::string cmd((std::istreambuf_iterator<char>(f)), {});
       std::replace(cmd.begin(), cmd.end(), '\0', ' ');
       pid_t pid = std::stoi(name);
-      if (pid != up.pid() && (cmd.find("127.0.0.1:" + std::to_string(port)) != std::string::npos ||
-                              cmd.find("127.0.0.1:" + std::to_string(port + 1)) != std::string::npos)) {
+      if (pid != up.pid() &&
+          (cmd.find("127.0.0.1:" + std::to_string(port)) != std::string::npos ||
+           cmd.find("127.0.0.1:" + std::to_string(port + 1)) != std::string::npos)) {
         out.push_back(pid);
       }
     }

@@ -1,5 +1,7 @@
 // Leader election against a real 3-node ZooKeeper ensemble, with candidates in processes of
 // their own that the tests kill -9, pause and resume.
+#include "recipes/election.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,7 +15,6 @@
 #include "coord/zk/zk_coordination.h"
 #include "local/process.h"
 #include "local/zk_cluster.h"
-#include "recipes/election.h"
 
 namespace drover {
 namespace {
@@ -48,9 +49,8 @@ struct Candidate {
   }
   int count(const std::string& prefix) const {
     auto ls = lines();
-    return static_cast<int>(std::count_if(ls.begin(), ls.end(), [&](const std::string& l) {
-      return l.rfind(prefix, 0) == 0;
-    }));
+    return static_cast<int>(std::count_if(
+        ls.begin(), ls.end(), [&](const std::string& l) { return l.rfind(prefix, 0) == 0; }));
   }
 };
 
@@ -240,9 +240,9 @@ TEST(EnsembleRestart, RestartingOneServerExpiresNoSessionAndKeepsTheLeader) {
   for (int i = 0; i < 3; ++i) {
     auto c = std::make_unique<Candidate>();
     c->id = "c" + std::to_string(i);
-    c->process = std::make_unique<Process>(std::vector<std::string>{
-        DROVER_ELECTION_CANDIDATE, "--zk", zk->connectString(), "--root", root, "--id", c->id,
-        "--session-timeout-ms", "6000"});
+    c->process = std::make_unique<Process>(
+        std::vector<std::string>{DROVER_ELECTION_CANDIDATE, "--zk", zk->connectString(), "--root",
+                                 root, "--id", c->id, "--session-timeout-ms", "6000"});
     ASSERT_TRUE(c->process->waitForOutput("ready", 30s));
     cands.push_back(std::move(c));
   }

@@ -95,8 +95,10 @@ TEST_F(ZkCoordinationTest, OversizedRequestsAreRefusedLocallyAndTheSessionSurviv
   EXPECT_EQ(set.error().code(), Code::kBadArguments);
   std::vector<Op> ops;
   for (int i = 0; i < 20; ++i) {
-    ops.emplace_back(CreateOp{root_ + "/m" + std::to_string(i), std::string(100 * 1024, 'y'),
-                              CreateMode::kPersistent, {}});
+    ops.emplace_back(CreateOp{root_ + "/m" + std::to_string(i),
+                              std::string(100 * 1024, 'y'),
+                              CreateMode::kPersistent,
+                              {}});
   }
   auto multi = client_->multi(ops).get();
   ASSERT_FALSE(multi);
@@ -220,8 +222,8 @@ TEST(ZkCoordinationFaults, ServerCrashAndRestartIsSurvived) {
   ASSERT_FALSE(during);
   EXPECT_TRUE(during.error().retryable());
   zk->restart(0);
-  ASSERT_TRUE(base::eventually(
-      [&] { return c->session().state == SessionState::kConnected; }, 30s));
+  ASSERT_TRUE(
+      base::eventually([&] { return c->session().state == SessionState::kConnected; }, 30s));
   auto node = c->get("/durable", nullptr).get();
   ASSERT_TRUE(node) << node.error().toString();
   EXPECT_EQ(node->data, "kept");

@@ -32,10 +32,10 @@ httplib::Client makeClient(const std::string& server, int read_timeout_s) {
 Answer call(const ClientOptions& o, const std::string& method, const std::string& path,
             const Json* body = nullptr, int read_timeout_s = 30) {
   auto cli = makeClient(o.server, read_timeout_s);
-  httplib::Result res = method == "GET"    ? cli.Get(path)
-                        : method == "POST" ? cli.Post(path, body != nullptr ? body->dump() : "{}",
-                                                      "application/json")
-                                           : cli.Delete(path);
+  httplib::Result res =
+      method == "GET"    ? cli.Get(path)
+      : method == "POST" ? cli.Post(path, body != nullptr ? body->dump() : "{}", "application/json")
+                         : cli.Delete(path);
   Answer a;
   if (!res) {
     a.error = fmt::format("no answer from {}: {}", o.server, httplib::to_string(res.error()));
@@ -104,8 +104,8 @@ int waitAll(const ClientOptions& o, const std::vector<std::string>& ids, double 
   size_t finished = 0;
   for (const auto& id : ids) {
     while (true) {
-      auto left = std::chrono::duration_cast<std::chrono::seconds>(
-                      deadline - std::chrono::steady_clock::now())
+      auto left = std::chrono::duration_cast<std::chrono::seconds>(deadline -
+                                                                   std::chrono::steady_clock::now())
                       .count();
       if (timeout_s > 0 && left <= 0) return kExitTimeout;
       int wait = timeout_s > 0 ? static_cast<int>(std::min<int64_t>(left, 30)) : 30;
@@ -324,8 +324,8 @@ void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
     if (o.json) {
       std::cout << a.body.dump() << "\n";
     } else {
-      std::cout << fmt::format("{:<34} {:<8} {:<10} {:>8}  {}\n", "ID", "TYPE", "STATE",
-                               "ATTEMPTS", "WORKER");
+      std::cout << fmt::format("{:<34} {:<8} {:<10} {:>8}  {}\n", "ID", "TYPE", "STATE", "ATTEMPTS",
+                               "WORKER");
       for (const auto& t : a.body.value("tasks", Json::array())) {
         std::cout << fmt::format("{:<34} {:<8} {:<10} {:>8}  {}\n", str(t, "id"), str(t, "type"),
                                  str(t, "state"), str(t, "attempts"), str(t, "worker"));

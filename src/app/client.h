@@ -1,22 +1,21 @@
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 namespace drover::app {
 
 // Exit codes of the client commands (documented in docs/CLI.md).
 enum ExitCode : int {
   kExitOk = 0,
-  kExitTaskFailed = 1,    // wait/submit --wait: a task ended failed or cancelled
-  kExitUsage = 2,         // bad flags or arguments
-  kExitUnreachable = 3,   // no answer from the server
-  kExitNotFound = 4,      // no such task
-  kExitRejected = 5,      // the server refused the request (4xx other than 404)
-  kExitServerError = 6,   // 5xx (e.g. 503: ZooKeeper has no quorum)
-  kExitTimeout = 7,       // wait --timeout passed before the tasks finished
+  kExitTaskFailed = 1,   // wait/submit --wait: a task ended failed or cancelled
+  kExitUsage = 2,        // bad flags or arguments
+  kExitUnreachable = 3,  // no answer from the server
+  kExitNotFound = 4,     // no such task
+  kExitRejected = 5,     // the server refused the request (4xx other than 404)
+  kExitServerError = 6,  // 5xx (e.g. 503: ZooKeeper has no quorum)
+  kExitTimeout = 7,      // wait --timeout passed before the tasks finished
 };
 
 struct ClientOptions {

@@ -1,11 +1,10 @@
 // drover: one binary for the node, the local cluster and the client commands.
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <csignal>
 #include <iostream>
-
-#include <CLI/CLI.hpp>
 
 #include "app/client.h"
 #include "app/node.h"

@@ -79,11 +79,9 @@ class WorkerRole {
  public:
   WorkerRole(coord::Coordination& c, const tasks::Layout& layout, const NodeConfig& config,
              std::string http)
-      : coord_(c), layout_(layout), config_(config), http_(std::move(http)),
-        runner_(config.slots) {
-    base_id_ = config.id.empty()
-                   ? fmt::format("{}-{}-{}", hostName(), getpid(), base::randomHex(3))
-                   : config.id;
+      : coord_(c), layout_(layout), config_(config), http_(std::move(http)), runner_(config.slots) {
+    base_id_ = config.id.empty() ? fmt::format("{}-{}-{}", hostName(), getpid(), base::randomHex(3))
+                                 : config.id;
   }
 
   ~WorkerRole() { stop(); }
@@ -92,7 +90,7 @@ class WorkerRole {
   coord::Status start() {
     uint64_t generation = coord_.session().generation;
     std::string id = generation <= 1 ? base_id_ : fmt::format("{}-s{}", base_id_, generation);
-    tasks::WorkerInfo info{id,   hostName(),     getpid(), config_.slots, config_.labels,
+    tasks::WorkerInfo info{id,    hostName(),        getpid(), config_.slots, config_.labels,
                            http_, base::wallMillis()};
     membership_ = std::make_unique<recipes::Membership>(coord_, layout_.workers(), executor_);
     auto joined = membership_->join(
@@ -149,7 +147,10 @@ class LeaderRole {
              const std::string& candidate, const std::string& http)
       : coord_(c), layout_(layout), config_(config) {
     recipes::ElectionOptions eo{
-        layout.election(), layout.epoch(), layout.leader(), candidate,
+        layout.election(),
+        layout.epoch(),
+        layout.leader(),
+        candidate,
         fmt::format(R"({{"id":"{}","epoch":{{epoch}},"http":"{}"}})", candidate, http),
         std::chrono::milliseconds(config.session_timeout_ms * 2 / 3)};
     election_ = std::make_unique<recipes::LeaderElection>(
@@ -181,9 +182,8 @@ class LeaderRole {
     scheduler::Scheduler::Options so;
     so.strategy = config_.strategy;
     auto s = std::make_unique<scheduler::Scheduler>(
-        coord_, layout_, so, epoch, [this](const std::string& reason) {
-          election_->stepDown(reason);
-        });
+        coord_, layout_, so, epoch,
+        [this](const std::string& reason) { election_->stepDown(reason); });
     s->start();
     changes_++;
     std::lock_guard lock(mu_);
@@ -244,7 +244,8 @@ std::string metricsText(const coord::Coordination& c, const WorkerRole* worker,
               static_cast<double>(st->assigned_total));
       counter("drover_scheduler_requeued_total", "Tasks of dead workers requeued",
               static_cast<double>(st->requeued_total));
-      gauge("drover_scheduler_pending", "Tasks waiting for a slot", static_cast<double>(st->pending));
+      gauge("drover_scheduler_pending", "Tasks waiting for a slot",
+            static_cast<double>(st->pending));
     }
   }
   return out;
@@ -326,9 +327,8 @@ int runNode(const NodeConfig& config, const std::atomic<bool>& stop) {
     }
   }
   if (config.leader) {
-    std::string candidate = worker ? worker->id()
-                                   : fmt::format("{}-{}-{}", hostName(), getpid(),
-                                                 base::randomHex(3));
+    std::string candidate =
+        worker ? worker->id() : fmt::format("{}-{}-{}", hostName(), getpid(), base::randomHex(3));
     leader = std::make_unique<LeaderRole>(c, layout, config, candidate, http_addr);
     leader->start();
   }

@@ -19,7 +19,7 @@ int runUp(const UpConfig& config, const std::string& self_exe, const std::atomic
     local::ZkClusterOptions zo;
     zo.tick_time_ms = 500;  // sessions of 1-10 s: fast failure detection on one machine
     zo.log_level = "warn";
-    zo.force_sync = true;   // a local cluster keeps what it acknowledged
+    zo.force_sync = true;  // a local cluster keeps what it acknowledged
     zk = local::ZkCluster::standalone(zo);
   } catch (const std::exception& e) {
     std::cerr << "drover up: cannot start ZooKeeper: " << e.what() << "\n"
@@ -55,8 +55,8 @@ int runUp(const UpConfig& config, const std::string& self_exe, const std::atomic
       return 4;
     }
   }
-  std::cout << "\nDrover is up: " << config.nodes << " nodes, ZooKeeper at "
-            << zk->connectString() << "\n"
+  std::cout << "\nDrover is up: " << config.nodes << " nodes, ZooKeeper at " << zk->connectString()
+            << "\n"
             << "  API:        http://127.0.0.1:" << config.http_port << "\n"
             << "  try:        " << self_exe << " submit --wait -- echo hello\n"
             << "  node logs:  " << logs << "\n"

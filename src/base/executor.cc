@@ -2,31 +2,33 @@
 
 #include <pthread.h>
 
+#include <cstdio>
+#include <cstdlib>
+
 namespace drover::base {
 
 ThreadExecutor::ThreadExecutor(std::string name) : thread_([this] { run(); }) {
   pthread_setname_np(thread_.native_handle(), name.substr(0, 15).c_str());
 }
 
-ThreadExecutor::~ThreadExecutor() { stop(); }
+ThreadExecutor::~ThreadExecutor() {
+  // Destroying an executor from one of its own tasks would free the state its loop is using.
+  if (isCurrent()) {
+    std::fprintf(stderr, "drover: an executor was destroyed from its own thread\n");
+    std::abort();
+  }
+  stop();
+}
 
 void ThreadExecutor::stop() {
   {
     std::lock_guard lock(mu_);
-    if (stopping_) {
-      if (thread_.joinable() && !isCurrent()) thread_.join();
-      return;
-    }
     stopping_ = true;
   }
   cv_.notify_all();
-  if (thread_.joinable()) {
-    if (isCurrent()) {
-      thread_.detach();
-    } else {
-      thread_.join();
-    }
-  }
+  // From one of its own tasks: the loop ends when that task returns; the destructor joins.
+  if (isCurrent()) return;
+  if (thread_.joinable()) thread_.join();
 }
 
 void ThreadExecutor::post(Task task) { postAfter(Duration::zero(), std::move(task)); }

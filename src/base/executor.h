@@ -44,7 +44,9 @@ class ThreadExecutor final : public Executor {
   const Clock& clock() const override { return SteadyClock::instance(); }
   // True when called from this executor's own thread.
   bool isCurrent() const { return std::this_thread::get_id() == thread_.get_id(); }
-  // Stops the thread now; later posts are dropped. Idempotent.
+  // Stops the thread: tasks not started are dropped, later posts too. Idempotent. Called from a
+  // task of this executor, it returns at once and the loop ends after that task. The destructor
+  // must not run on the executor's own thread (it aborts).
   void stop();
 
  private:

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -20,17 +21,17 @@ enum class CreateMode {
   kEphemeral,             // deleted when the creating session ends
   kPersistentSequential,  // the server appends a 10-digit counter to the name
   kEphemeralSequential,
-  kContainer,             // deleted by the server some time after its last child goes
+  kContainer,  // deleted by the server some time after its last child goes
 };
 
 struct Stat {
-  int64_t czxid = 0;   // zxid of the create: a cluster-wide creation order
+  int64_t czxid = 0;  // zxid of the create: a cluster-wide creation order
   int64_t mzxid = 0;
   int64_t pzxid = 0;
   int64_t ctime_ms = 0;
   int64_t mtime_ms = 0;
-  int32_t version = 0;     // data version
-  int32_t cversion = 0;    // children version
+  int32_t version = 0;   // data version
+  int32_t cversion = 0;  // children version
   int64_t ephemeral_owner = 0;
   int32_t data_length = 0;
   int32_t num_children = 0;

@@ -2,7 +2,6 @@
 
 #include <string>
 #include <string_view>
-
 #include <tl/expected.hpp>
 
 namespace drover::coord {
@@ -11,24 +10,24 @@ namespace drover::coord {
 // nothing above src/coord/zk/ sees the C client's codes.
 enum class Code {
   kOk,
-  kNoNode,              // the node (or, for create, its parent) does not exist
-  kNodeExists,          // create of a path that exists
-  kBadVersion,          // a versioned set/delete/check did not match
-  kNotEmpty,            // delete of a node that has children
+  kNoNode,      // the node (or, for create, its parent) does not exist
+  kNodeExists,  // create of a path that exists
+  kBadVersion,  // a versioned set/delete/check did not match
+  kNotEmpty,    // delete of a node that has children
   kNoChildrenForEphemerals,
-  kConnectionLoss,      // the reply was lost: a write may or may not have been applied
-  kOperationTimeout,    // no reply in time: a write may or may not have been applied
-  kSessionExpired,      // terminal for the session: its ephemerals and watches are gone
+  kConnectionLoss,    // the reply was lost: a write may or may not have been applied
+  kOperationTimeout,  // no reply in time: a write may or may not have been applied
+  kSessionExpired,    // terminal for the session: its ephemerals and watches are gone
   kSessionMoved,
-  kNoAuth,              // an ACL refused the operation
+  kNoAuth,  // an ACL refused the operation
   kAuthFailed,
   kInvalidAcl,
-  kBadArguments,        // a bad path, a value over the packet limit, ... (rejected locally)
-  kClosing,             // the handle is closing or closed
+  kBadArguments,  // a bad path, a value over the packet limit, ... (rejected locally)
+  kClosing,       // the handle is closing or closed
   kMarshallingError,
   kRuntimeInconsistency,
   kUnimplemented,
-  kSystemError,         // anything else the client library reported
+  kSystemError,  // anything else the client library reported
 };
 
 std::string_view codeName(Code code);
@@ -47,7 +46,9 @@ class Error {
   int failedOp() const { return failed_op_; }
 
   // Worth trying again on the same session after a backoff: the connection may come back.
-  bool retryable() const { return code_ == Code::kConnectionLoss || code_ == Code::kOperationTimeout; }
+  bool retryable() const {
+    return code_ == Code::kConnectionLoss || code_ == Code::kOperationTimeout;
+  }
   // A write that failed this way may have been applied: re-read before deciding what happened.
   bool outcomeUnknown() const {
     return code_ == Code::kConnectionLoss || code_ == Code::kOperationTimeout;

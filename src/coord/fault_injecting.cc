@@ -47,7 +47,8 @@ Future<Stat> FaultInjectingCoordination::set(const std::string& path, std::strin
 Future<std::vector<OpResult>> FaultInjectingCoordination::multi(std::vector<Op> ops) {
   bool inject = false;
   for (const auto& op : ops) {
-    const std::string& path = std::visit([](const auto& o) -> const std::string& { return o.path; }, op);
+    const std::string& path =
+        std::visit([](const auto& o) -> const std::string& { return o.path; }, op);
     if (take(path)) {
       inject = true;
       break;

@@ -172,8 +172,8 @@ std::string makeTempDir(std::string_view prefix) {
 void removeTestDir(const std::string& dir, std::string_view what) {
   if (dir.empty()) return;
   if (keepTestDirs()) {
-    std::fprintf(stderr, "drover-testing: kept %.*s in %s\n", static_cast<int>(what.size()),
-                 what.data(), dir.c_str());
+    std::fprintf(stderr, "drover: kept %.*s in %s\n", static_cast<int>(what.size()), what.data(),
+                 dir.c_str());
     return;
   }
   std::error_code ignored;

@@ -232,7 +232,7 @@ void ZkCluster::awaitOrThrow(Ready ready, std::string_view what, int only) {
     }
     if (ready()) {
       const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-      std::fprintf(stderr, "drover-testing: ZooKeeper %.*s after %.2f s (%s)\n",
+      std::fprintf(stderr, "drover: ZooKeeper %.*s after %.2f s (%s)\n",
                    static_cast<int>(what.size()), what.data(), seconds, connectString().c_str());
       return;
     }
@@ -262,7 +262,7 @@ std::unique_ptr<ZkCluster> ZkCluster::create(int n, bool ensemble, const Options
       return cluster;
     } catch (const BindFailure& e) {
       if (attempt == kStartAttempts) throw std::runtime_error(e.what());
-      std::fprintf(stderr, "drover-testing: a ZooKeeper port was taken; retrying with new ports\n");
+      std::fprintf(stderr, "drover: a ZooKeeper port was taken; retrying with new ports\n");
     }
   }
 }

@@ -29,9 +29,8 @@ LeaderElection::LeaderElection(coord::Coordination& coord, ElectionOptions optio
       listener_(std::move(listener)),
       guid_(base::randomHex(8)),
       executor_(std::make_unique<base::ThreadExecutor>("election")) {
-  session_listener_ = coord_.addSessionListener([this](const coord::SessionEvent& e) {
-    executor_->post([this, e] { onSession(e); });
-  });
+  session_listener_ = coord_.addSessionListener(
+      [this](const coord::SessionEvent& e) { executor_->post([this, e] { onSession(e); }); });
 }
 
 LeaderElection::~LeaderElection() {
@@ -60,8 +59,9 @@ void LeaderElection::stop() {
       stopped_ = true;
       ++check_round_;
       if (leading_) {
-        coord_.multi(fenced(options_.epoch_path, epoch_,
-                            {coord::DeleteOp{options_.leader_path, coord::kAnyVersion}}))
+        coord_
+            .multi(fenced(options_.epoch_path, epoch_,
+                          {coord::DeleteOp{options_.leader_path, coord::kAnyVersion}}))
             .get();
       }
       if (!node_.empty()) {
@@ -213,18 +213,18 @@ void LeaderElection::lead() {
       data.replace(pos, 7, std::to_string(epoch));
     }
     // A /leader left by the previous leader's still-open session is replaced, fenced.
-    auto written = coord_
-                       .multi(fenced(options_.epoch_path, epoch,
-                                     {coord::CreateOp{options_.leader_path, data,
-                                                      coord::CreateMode::kEphemeral,
-                                                      {}}}))
-                       .get();
+    auto written =
+        coord_
+            .multi(fenced(
+                options_.epoch_path, epoch,
+                {coord::CreateOp{options_.leader_path, data, coord::CreateMode::kEphemeral, {}}}))
+            .get();
     if (!written && written.error().code() == Code::kNodeExists) {
       coord_
-          .multi(fenced(options_.epoch_path, epoch,
-                        {coord::DeleteOp{options_.leader_path, coord::kAnyVersion},
-                         coord::CreateOp{options_.leader_path, data, coord::CreateMode::kEphemeral,
-                                         {}}}))
+          .multi(fenced(
+              options_.epoch_path, epoch,
+              {coord::DeleteOp{options_.leader_path, coord::kAnyVersion},
+               coord::CreateOp{options_.leader_path, data, coord::CreateMode::kEphemeral, {}}}))
           .get();
     }
     epoch_ = epoch;

@@ -70,11 +70,11 @@ class LeaderElection {
   std::string guid_;
   uint64_t session_listener_ = 0;
   // Executor-only state.
-  std::string node_;           // our candidate node's name ("" when none)
-  uint64_t generation_ = 0;    // the session our node belongs to
+  std::string node_;         // our candidate node's name ("" when none)
+  uint64_t generation_ = 0;  // the session our node belongs to
   bool stopped_ = false;
   base::TimerId disconnect_timer_ = 0;
-  uint64_t check_round_ = 0;   // drops stale predecessor watches
+  uint64_t check_round_ = 0;  // drops stale predecessor watches
   std::atomic<bool> leading_{false};
   std::atomic<int32_t> epoch_{-1};
   mutable std::mutex node_mu_;

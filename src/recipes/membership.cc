@@ -43,8 +43,7 @@ coord::Status Membership::join(const std::string& id, const std::string& data,
     if (!r.error().outcomeUnknown()) return tl::unexpected(r.error());
     // Connection loss: did the multi land? Our node with our session as owner says it did.
     auto node = coord_.exists(path, nullptr).get();
-    if (node && node->has_value() &&
-        (*node)->ephemeral_owner == coord_.session().session_id) {
+    if (node && node->has_value() && (*node)->ephemeral_owner == coord_.session().session_id) {
       id_ = id;
       return {};
     }

@@ -42,7 +42,7 @@ class Membership {
   std::string id_;
   uint64_t session_listener_ = 0;
   std::function<void(const std::vector<std::string>&)> on_change_;  // executor only
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);       // guards late callbacks
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);      // guards late callbacks
 };
 
 }  // namespace drover::recipes

@@ -30,12 +30,11 @@ class RecipesTest : public ::testing::Test {
       ASSERT_TRUE(coord::ensurePath(*c, p));
     }
   }
-  std::unique_ptr<FakeCoordination> client() {
-    return std::make_unique<FakeCoordination>(server_);
-  }
+  std::unique_ptr<FakeCoordination> client() { return std::make_unique<FakeCoordination>(server_); }
   ElectionOptions options(const std::string& id) {
-    return ElectionOptions{"/r/election", "/r/epoch", "/r/leader", id,
-                           R"({"id":")" + id + R"(","epoch":{epoch}})", 300ms};
+    return ElectionOptions{
+        "/r/election", "/r/epoch", "/r/leader", id, R"({"id":")" + id + R"(","epoch":{epoch}})",
+        300ms};
   }
   size_t candidates() {
     auto c = client();

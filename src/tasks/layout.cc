@@ -8,7 +8,9 @@ Layout::Layout(std::string root) : root_(std::move(root)) {
   while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
 }
 
-std::string Layout::worker(std::string_view id) const { return fmt::format("{}/{}", workers(), id); }
+std::string Layout::worker(std::string_view id) const {
+  return fmt::format("{}/{}", workers(), id);
+}
 
 int Layout::bucketIndex(std::string_view task_id) {
   uint32_t h = 2166136261u;  // FNV-1a: stable across versions and machines
@@ -42,8 +44,8 @@ std::string Layout::status(std::string_view task_id) const {
 }
 
 std::vector<std::string> Layout::directories() const {
-  std::vector<std::string> dirs{root_, workers(), election(), jobs(), assignments(), statuses(),
-                                events()};
+  std::vector<std::string> dirs{root_,         workers(),  election(), jobs(),
+                                assignments(), statuses(), events()};
   for (int i = 0; i < kJobBuckets; ++i) dirs.push_back(jobBucketAt(i));
   return dirs;
 }

@@ -3,8 +3,12 @@
 namespace drover::tasks {
 
 Json toJson(const WorkerInfo& info) {
-  return {{"id", info.id},       {"host", info.host}, {"pid", info.pid},
-          {"slots", info.slots}, {"labels", info.labels}, {"http", info.http},
+  return {{"id", info.id},
+          {"host", info.host},
+          {"pid", info.pid},
+          {"slots", info.slots},
+          {"labels", info.labels},
+          {"http", info.http},
           {"started_at", info.started_at}};
 }
 
@@ -44,8 +48,8 @@ std::optional<TaskEvent> eventFromJson(const Json& j) {
 coord::CreateOp eventOp(const Layout& layout, const std::vector<TaskEvent>& events) {
   Json arr = Json::array();
   for (const auto& e : events) arr.push_back(toJson(e));
-  return coord::CreateOp{layout.events() + "/e-", arr.dump(), coord::CreateMode::kPersistentSequential,
-                         {}};
+  return coord::CreateOp{
+      layout.events() + "/e-", arr.dump(), coord::CreateMode::kPersistentSequential, {}};
 }
 
 }  // namespace drover::tasks

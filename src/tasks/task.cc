@@ -1,9 +1,9 @@
 #include "tasks/task.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <array>
-
-#include <fmt/format.h>
 
 #include "base/ids.h"
 
@@ -52,9 +52,8 @@ std::optional<State> parseState(std::string_view name) {
 tl::expected<TaskSpec, ValidationError> parseSpec(const Json& body, const SubmitLimits& limits,
                                                   bool (*known_type)(std::string_view)) {
   if (!body.is_object()) return invalid("", "a task must be a JSON object");
-  static constexpr std::array<std::string_view, 6> kKnown = {"id",           "type",
-                                                             "payload",      "priority",
-                                                             "max_attempts", "timeout_s"};
+  static constexpr std::array<std::string_view, 6> kKnown = {
+      "id", "type", "payload", "priority", "max_attempts", "timeout_s"};
   for (const auto& [key, value] : body.items()) {
     if (std::find(kKnown.begin(), kKnown.end(), key) == kKnown.end()) {
       return invalid(key, "unknown field");
@@ -83,8 +82,8 @@ tl::expected<TaskSpec, ValidationError> parseSpec(const Json& body, const Submit
     spec.payload = *it;
     size_t size = spec.payload.dump().size();
     if (size > limits.max_payload_bytes) {
-      return invalid("payload", fmt::format("is {} bytes; the limit is {}", size,
-                                            limits.max_payload_bytes));
+      return invalid("payload",
+                     fmt::format("is {} bytes; the limit is {}", size, limits.max_payload_bytes));
     }
   }
   if (auto r = readInt(body, "priority", 0, 9, spec.priority); !r) return tl::unexpected(r.error());

@@ -1,11 +1,10 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 #include <tl/expected.hpp>
 
 namespace drover::tasks {
@@ -28,9 +27,9 @@ struct TaskSpec {
   std::string id;
   std::string type;
   Json payload = Json::object();
-  int priority = 5;       // 0..9, higher runs first
-  int max_attempts = 3;   // 1..100
-  double timeout_s = 0;   // 0 = no timeout; else (0, 86400]
+  int priority = 5;      // 0..9, higher runs first
+  int max_attempts = 3;  // 1..100
+  double timeout_s = 0;  // 0 = no timeout; else (0, 86400]
 
   bool operator==(const TaskSpec&) const = default;
 };
@@ -51,8 +50,8 @@ struct TaskStatus {
 // A task waiting for assignment: /jobs/{bucket}/{id}.
 struct Job {
   TaskSpec spec;
-  int attempt = 1;          // the attempt number it will run as
-  int64_t not_before = 0;   // wall-clock ms before which it must not be assigned (retry backoff)
+  int attempt = 1;         // the attempt number it will run as
+  int64_t not_before = 0;  // wall-clock ms before which it must not be assigned (retry backoff)
 };
 
 // A task given to a worker: /assignments/{worker}/{id}.

@@ -3,12 +3,11 @@
 // milliseconds. It reports on stdout, one line each, flushed:
 //   ready | elected E | lost REASON | watch | write E | fenced E | write-error CODE | session S G
 // SIGTERM resigns cleanly and exits 0.
+#include <CLI/CLI.hpp>
 #include <csignal>
 #include <iostream>
 #include <mutex>
 #include <thread>
-
-#include <CLI/CLI.hpp>
 
 #include "base/log.h"
 #include "coord/paths.h"
@@ -62,10 +61,9 @@ int main(int argc, char** argv) {
       c,
       recipes::ElectionOptions{root + "/election", root + "/epoch", root + "/leader", id,
                                fmt::format(R"({{"id":"{}","epoch":{{epoch}}}})", id)},
-      recipes::LeaderElection::Listener{
-          [](int32_t e) { say(fmt::format("elected {}", e)); },
-          [](const std::string& reason) { say("lost " + reason); },
-          [] { say("watch"); }});
+      recipes::LeaderElection::Listener{[](int32_t e) { say(fmt::format("elected {}", e)); },
+                                        [](const std::string& reason) { say("lost " + reason); },
+                                        [] { say("watch"); }});
   self = &election;
   election.start();
   say("ready");
@@ -74,11 +72,11 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
     if (!self->isLeader()) continue;
     int32_t epoch = self->epoch();
-    auto r = c.multi(recipes::fenced(
-                         root + "/epoch", epoch,
-                         {coord::CreateOp{root + "/log/w-", fmt::format("{} {}", id, epoch),
-                                          coord::CreateMode::kPersistentSequential,
-                                          {}}}))
+    auto r = c.multi(recipes::fenced(root + "/epoch", epoch,
+                                     {coord::CreateOp{root + "/log/w-",
+                                                      fmt::format("{} {}", id, epoch),
+                                                      coord::CreateMode::kPersistentSequential,
+                                                      {}}}))
                  .get();
     if (r) {
       say(fmt::format("write {}", epoch));

@@ -18,27 +18,47 @@ namespace {
 
 Code toCode(int rc) {
   switch (rc) {
-    case ZOK: return Code::kOk;
-    case ZNONODE: return Code::kNoNode;
-    case ZNODEEXISTS: return Code::kNodeExists;
-    case ZBADVERSION: return Code::kBadVersion;
-    case ZNOTEMPTY: return Code::kNotEmpty;
-    case ZNOCHILDRENFOREPHEMERALS: return Code::kNoChildrenForEphemerals;
-    case ZCONNECTIONLOSS: return Code::kConnectionLoss;
-    case ZOPERATIONTIMEOUT: return Code::kOperationTimeout;
-    case ZSESSIONEXPIRED: return Code::kSessionExpired;
+    case ZOK:
+      return Code::kOk;
+    case ZNONODE:
+      return Code::kNoNode;
+    case ZNODEEXISTS:
+      return Code::kNodeExists;
+    case ZBADVERSION:
+      return Code::kBadVersion;
+    case ZNOTEMPTY:
+      return Code::kNotEmpty;
+    case ZNOCHILDRENFOREPHEMERALS:
+      return Code::kNoChildrenForEphemerals;
+    case ZCONNECTIONLOSS:
+      return Code::kConnectionLoss;
+    case ZOPERATIONTIMEOUT:
+      return Code::kOperationTimeout;
+    case ZSESSIONEXPIRED:
+      return Code::kSessionExpired;
     // The handle is expired or auth-failed: the client refuses to send anything on it.
-    case ZINVALIDSTATE: return Code::kSessionExpired;
-    case ZSESSIONMOVED: return Code::kSessionMoved;
-    case ZNOAUTH: return Code::kNoAuth;
-    case ZAUTHFAILED: return Code::kAuthFailed;
-    case ZINVALIDACL: return Code::kInvalidAcl;
-    case ZBADARGUMENTS: return Code::kBadArguments;
-    case ZCLOSING: return Code::kClosing;
-    case ZMARSHALLINGERROR: return Code::kMarshallingError;
-    case ZRUNTIMEINCONSISTENCY: return Code::kRuntimeInconsistency;
-    case ZUNIMPLEMENTED: return Code::kUnimplemented;
-    default: return Code::kSystemError;
+    case ZINVALIDSTATE:
+      return Code::kSessionExpired;
+    case ZSESSIONMOVED:
+      return Code::kSessionMoved;
+    case ZNOAUTH:
+      return Code::kNoAuth;
+    case ZAUTHFAILED:
+      return Code::kAuthFailed;
+    case ZINVALIDACL:
+      return Code::kInvalidAcl;
+    case ZBADARGUMENTS:
+      return Code::kBadArguments;
+    case ZCLOSING:
+      return Code::kClosing;
+    case ZMARSHALLINGERROR:
+      return Code::kMarshallingError;
+    case ZRUNTIMEINCONSISTENCY:
+      return Code::kRuntimeInconsistency;
+    case ZUNIMPLEMENTED:
+      return Code::kUnimplemented;
+    default:
+      return Code::kSystemError;
   }
 }
 
@@ -64,11 +84,16 @@ Stat toStat(const ::Stat* s) {
 
 int toMode(CreateMode mode) {
   switch (mode) {
-    case CreateMode::kPersistent: return ZOO_PERSISTENT;
-    case CreateMode::kEphemeral: return ZOO_EPHEMERAL;
-    case CreateMode::kPersistentSequential: return ZOO_PERSISTENT_SEQUENTIAL;
-    case CreateMode::kEphemeralSequential: return ZOO_EPHEMERAL_SEQUENTIAL;
-    case CreateMode::kContainer: return ZOO_CONTAINER;
+    case CreateMode::kPersistent:
+      return ZOO_PERSISTENT;
+    case CreateMode::kEphemeral:
+      return ZOO_EPHEMERAL;
+    case CreateMode::kPersistentSequential:
+      return ZOO_PERSISTENT_SEQUENTIAL;
+    case CreateMode::kEphemeralSequential:
+      return ZOO_EPHEMERAL_SEQUENTIAL;
+    case CreateMode::kContainer:
+      return ZOO_CONTAINER;
   }
   return ZOO_PERSISTENT;
 }
@@ -92,9 +117,7 @@ class CAcl {
   }
   CAcl(const CAcl&) = delete;
   CAcl& operator=(const CAcl&) = delete;
-  const struct ACL_vector* get() const {
-    return entries_.empty() ? &ZOO_OPEN_ACL_UNSAFE : &vec_;
-  }
+  const struct ACL_vector* get() const { return entries_.empty() ? &ZOO_OPEN_ACL_UNSAFE : &vec_; }
 
  private:
   std::vector<std::string> schemes_, ids_;
@@ -207,12 +230,11 @@ struct ZkCoordination::Impl {
     h->generation = generation;
     h->impl = this;
     h->zh = zookeeper_init2(options.connect.c_str(), &Impl::sessionWatcher,
-                            static_cast<int>(options.session_timeout.count()), nullptr, h.get(),
-                            0, &zkLog);
+                            static_cast<int>(options.session_timeout.count()), nullptr, h.get(), 0,
+                            &zkLog);
     if (h->zh == nullptr) {
-      return fail(Code::kBadArguments,
-                  fmt::format("cannot open a ZooKeeper client for '{}': {}", options.connect,
-                              std::strerror(errno)));
+      return fail(Code::kBadArguments, fmt::format("cannot open a ZooKeeper client for '{}': {}",
+                                                   options.connect, std::strerror(errno)));
     }
     for (const auto& [scheme, cred] : auths) {
       zoo_add_auth(h->zh, scheme.c_str(), cred.data(), static_cast<int>(cred.size()), nullptr,
@@ -294,9 +316,8 @@ struct ZkCoordination::Impl {
   }
 
   Error sizeError(size_t bytes) const {
-    return Error(Code::kBadArguments,
-                 fmt::format("request of {} bytes is over the {}-byte limit", bytes,
-                             options.max_request_bytes));
+    return Error(Code::kBadArguments, fmt::format("request of {} bytes is over the {}-byte limit",
+                                                  bytes, options.max_request_bytes));
   }
 };
 
@@ -453,9 +474,9 @@ Future<Node> ZkCoordination::get(const std::string& path, Watcher watcher) {
         [](int rc, const char* value, int len, const ::Stat* stat, const void* d) {
           std::unique_ptr<Call<Node>> c(static_cast<Call<Node>*>(const_cast<void*>(d)));
           if (rc == ZOK) {
-            c->promise.set(Node{std::string(value != nullptr ? value : "",
-                                            value != nullptr && len > 0 ? len : 0),
-                                toStat(stat)});
+            c->promise.set(Node{
+                std::string(value != nullptr ? value : "", value != nullptr && len > 0 ? len : 0),
+                toStat(stat)});
           } else {
             if (c->watch != nullptr) dropWatch(c->watch);
             c->promise.set(tl::unexpected(toError(rc, c->path)));
