@@ -50,6 +50,7 @@ Reply request(const std::string& url, const std::string& method, const std::stri
   httplib::Client cli(url);
   cli.set_connection_timeout(5);
   cli.set_read_timeout(60);
+  cli.set_tcp_nodelay(true);
   httplib::Result r = method == "GET"    ? cli.Get(path)
                       : method == "POST" ? cli.Post(path, body, type)
                                          : cli.Delete(path);

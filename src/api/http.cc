@@ -150,6 +150,9 @@ HttpServer::HttpServer(TaskStore& store, EventFeed* events, HttpOptions options)
   server_.set_write_timeout(options_.write_timeout);
   server_.set_keep_alive_timeout(options_.keep_alive_timeout_s);
   server_.set_payload_max_length(options_.payload_max_bytes);
+  // Small request/response pairs: without TCP_NODELAY, Nagle's algorithm and delayed ACKs add
+  // tens of milliseconds to a POST whose header and body go out in separate writes.
+  server_.set_tcp_nodelay(true);
   server_.set_error_handler(httplib::Server::HandlerWithResponse(
       [this](const Request& req, Response& res) { return onError(req, res); }));
   server_.set_exception_handler([this](const Request& req, Response& res, std::exception_ptr ep) {

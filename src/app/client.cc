@@ -26,6 +26,7 @@ httplib::Client makeClient(const std::string& server, int read_timeout_s) {
   cli.set_connection_timeout(5);
   cli.set_read_timeout(read_timeout_s);
   cli.set_write_timeout(10);
+  cli.set_tcp_nodelay(true);
   return cli;
 }
 

@@ -364,7 +364,10 @@ ZkCoordination::~ZkCoordination() {
 }
 
 Future<std::string> ZkCoordination::create(CreateOp op) {
-  if (badPath(op.path)) {
+  // A sequential create may name a bare prefix ("/parent/"): check the name it will get.
+  bool sequential =
+      op.mode == CreateMode::kPersistentSequential || op.mode == CreateMode::kEphemeralSequential;
+  if (badPath(sequential ? op.path + "0000000000" : op.path)) {
     Promise<std::string> p;
     return failNow(p, pathError(op.path));
   }
@@ -618,7 +621,10 @@ Future<std::vector<OpResult>> ZkCoordination::multi(std::vector<Op> ops) {
   }
   size_t bytes = 0;
   for (size_t i = 0; i < ops.size(); ++i) {
-    if (badPath(opPath(ops[i]))) {
+    const auto* create = std::get_if<CreateOp>(&ops[i]);
+    bool sequential = create != nullptr && (create->mode == CreateMode::kPersistentSequential ||
+                                            create->mode == CreateMode::kEphemeralSequential);
+    if (badPath(sequential ? opPath(ops[i]) + "0000000000" : opPath(ops[i]))) {
       Error e = pathError(opPath(ops[i]));
       call->promise.set(tl::unexpected(Error(e.code(), e.detail(), static_cast<int>(i))));
       return f;
