@@ -12,55 +12,10 @@
 
 #include "base/executor.h"
 #include "coord/paths.h"
+#include "coord/zk/zk_errors.h"
 
 namespace drover::coord {
 namespace {
-
-Code toCode(int rc) {
-  switch (rc) {
-    case ZOK:
-      return Code::kOk;
-    case ZNONODE:
-      return Code::kNoNode;
-    case ZNODEEXISTS:
-      return Code::kNodeExists;
-    case ZBADVERSION:
-      return Code::kBadVersion;
-    case ZNOTEMPTY:
-      return Code::kNotEmpty;
-    case ZNOCHILDRENFOREPHEMERALS:
-      return Code::kNoChildrenForEphemerals;
-    case ZCONNECTIONLOSS:
-      return Code::kConnectionLoss;
-    case ZOPERATIONTIMEOUT:
-      return Code::kOperationTimeout;
-    case ZSESSIONEXPIRED:
-      return Code::kSessionExpired;
-    // The handle is expired or auth-failed: the client refuses to send anything on it.
-    case ZINVALIDSTATE:
-      return Code::kSessionExpired;
-    case ZSESSIONMOVED:
-      return Code::kSessionMoved;
-    case ZNOAUTH:
-      return Code::kNoAuth;
-    case ZAUTHFAILED:
-      return Code::kAuthFailed;
-    case ZINVALIDACL:
-      return Code::kInvalidAcl;
-    case ZBADARGUMENTS:
-      return Code::kBadArguments;
-    case ZCLOSING:
-      return Code::kClosing;
-    case ZMARSHALLINGERROR:
-      return Code::kMarshallingError;
-    case ZRUNTIMEINCONSISTENCY:
-      return Code::kRuntimeInconsistency;
-    case ZUNIMPLEMENTED:
-      return Code::kUnimplemented;
-    default:
-      return Code::kSystemError;
-  }
-}
 
 Error toError(int rc, const std::string& path) {
   return Error(toCode(rc), fmt::format("{} (zk rc {})", path, rc));
