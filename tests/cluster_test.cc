@@ -514,6 +514,32 @@ TEST_F(ClusterTest, CancellingPendingAndRunningTasks) {
   expectNoTokensLeft({pending, running, next});
 }
 
+// A program that embeds a node and registers its own handler runs tasks of that type.
+TEST_F(ClusterTest, AnEmbeddedNodeRunsItsOwnTaskType) {
+  for (int i = 1; i <= 2; ++i) {
+    auto n = std::make_unique<Node>();
+    n->id = "e" + std::to_string(i);
+    n->port = local::freePort();
+    n->process = std::make_unique<Process>(
+        std::vector<std::string>{DROVER_EMBEDDED_NODE, "--zk", zk().connectString(), "--zk-root",
+                                 root_, "--http", "127.0.0.1:" + std::to_string(n->port), "--id",
+                                 n->id, "--session-timeout-ms", std::to_string(kSessionMs)});
+    ASSERT_TRUE(base::eventually(
+        [&] { return n->process->readStderr().find("worker " + n->id) != std::string::npos; }, 30s))
+        << n->process->readStderr();
+    nodes_.push_back(std::move(n));
+  }
+  std::string id = submit({{"type", "reverse"}, {"payload", {{"text", "drover"}}}});
+  ASSERT_TRUE(allTerminal({id}, 30s));
+  auto s = *status(id);
+  EXPECT_EQ(s.state, tasks::State::kSucceeded) << s.error;
+  EXPECT_EQ(s.result["text"], "revord");
+  EXPECT_EQ(s.result["attempt"], 1);
+  // Its API refuses types no handler is registered for.
+  auto r = request(nodes_[0]->url(), "POST", "/v1/tasks", R"({"type":"nonesuch"})");
+  EXPECT_EQ(r.status, 400);
+}
+
 // `drover up`: one command, a task through the CLI, and Ctrl-C leaves nothing behind.
 TEST(DroverUp, ATaskSubmittedWithTheCliCompletesAndSigintLeavesNoProcess) {
   int port = local::freePort();

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <thread>
 
+#include "api/dashboard.h"
 #include "api/http.h"
 #include "api/store.h"
 #include "base/clock.h"
@@ -24,20 +25,22 @@
 #include "worker/runner.h"
 
 namespace drover::app {
-namespace {
 
-using namespace std::chrono_literals;
-
-// The types this node's workers run; submissions of other types are refused at the API. The
-// registry is process-wide because the API's check is a plain function.
-worker::HandlerRegistry& registry() {
+worker::HandlerRegistry& handlerRegistry() {
+  // Process-wide because the API's type check is a plain function; never destroyed.
   static worker::HandlerRegistry* r = [] {
-    auto* reg = new worker::HandlerRegistry();  // lives for the process; never destroyed
+    auto* reg = new worker::HandlerRegistry();
     worker::registerBuiltins(*reg);
     return reg;
   }();
   return *r;
 }
+
+namespace {
+
+using namespace std::chrono_literals;
+
+worker::HandlerRegistry& registry() { return handlerRegistry(); }
 bool knownType(std::string_view type) { return registry().has(type); }
 
 std::string hostName() {
@@ -311,6 +314,7 @@ int runNode(const NodeConfig& config, const std::atomic<bool>& stop) {
   ho.known_type = &knownType;
   ho.metrics = [&] { return metricsText(c, worker.get(), leader.get()); };
   api::HttpServer http(store, &events, ho);
+  api::addDashboard(http);
   auto bound = http.start();
   if (!bound) {
     spdlog::error("cannot serve HTTP on {}: {}", config.http, bound.error());

@@ -4,6 +4,10 @@
 #include <string>
 #include <vector>
 
+namespace drover::worker {
+class HandlerRegistry;
+}
+
 namespace drover::app {
 
 // Everything `drover node` can be told. Defaults are the documented ones.
@@ -22,6 +26,11 @@ struct NodeConfig {
   std::string log_level = "info";
   std::string log_format = "text";
 };
+
+// The task types this process's node runs: the built-ins (noop, echo, sleep, fail, exec) and
+// whatever an embedding program adds before runNode(). Submissions of other types are refused by
+// this node's API with 400. Thread-safe. See examples/embedded_node.cc.
+worker::HandlerRegistry& handlerRegistry();
 
 // Validates a config; "" when it is fine, else what is wrong (for a clear exit at startup).
 std::string validate(const NodeConfig& config);
