@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -145,6 +146,19 @@ int reportFinished(const ClientOptions& o, const std::vector<Json>& tasks) {
   return code;
 }
 
+// A read command: GET `path`, then print the body as JSON (--json) or with `human`.
+int show(const ClientOptions& o, const std::string& path,
+         const std::function<void(const Json&)>& human) {
+  auto a = call(o, "GET", path);
+  if (a.status != 200) return failure(a);
+  if (o.json) {
+    std::cout << a.body.dump() << "\n";
+  } else {
+    human(a.body);
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
@@ -267,19 +281,8 @@ void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
   auto* status = app.add_subcommand("status", "Show one task");
   auto status_id = std::make_shared<std::string>();
   status->add_option("id", *status_id, "Task id")->required();
-  status->callback([&o, &exit_code, status_id] {
-    auto a = call(o, "GET", "/v1/tasks/" + *status_id);
-    if (a.status != 200) {
-      exit_code = failure(a);
-      return;
-    }
-    if (o.json) {
-      std::cout << a.body.dump() << "\n";
-    } else {
-      printTask(a.body);
-    }
-    exit_code = kExitOk;
-  });
+  status->callback(
+      [&o, &exit_code, status_id] { exit_code = show(o, "/v1/tasks/" + *status_id, printTask); });
 
   // wait
   auto* wait = app.add_subcommand("wait", "Wait until tasks finish; exit 1 if any did not succeed");
@@ -317,55 +320,32 @@ void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
   list->callback([&o, &exit_code, list_state, list_limit] {
     std::string path = fmt::format("/v1/tasks?limit={}", *list_limit);
     if (!list_state->empty()) path += "&state=" + *list_state;
-    auto a = call(o, "GET", path);
-    if (a.status != 200) {
-      exit_code = failure(a);
-      return;
-    }
-    if (o.json) {
-      std::cout << a.body.dump() << "\n";
-    } else {
+    exit_code = show(o, path, [](const Json& body) {
       std::cout << fmt::format("{:<34} {:<8} {:<10} {:>8}  {}\n", "ID", "TYPE", "STATE", "ATTEMPTS",
                                "WORKER");
-      for (const auto& t : a.body.value("tasks", Json::array())) {
+      for (const auto& t : body.value("tasks", Json::array())) {
         std::cout << fmt::format("{:<34} {:<8} {:<10} {:>8}  {}\n", str(t, "id"), str(t, "type"),
-                                 str(t, "state"), str(t, "attempts"), str(t, "worker"));
+                                 paint(str(t, "state")), str(t, "attempts"), str(t, "worker"));
       }
-    }
-    exit_code = kExitOk;
+    });
   });
 
   // workers
   auto* workers = app.add_subcommand("workers", "List live workers");
   workers->callback([&o, &exit_code] {
-    auto a = call(o, "GET", "/v1/workers");
-    if (a.status != 200) {
-      exit_code = failure(a);
-      return;
-    }
-    if (o.json) {
-      std::cout << a.body.dump() << "\n";
-    } else {
-      Json list = a.body.is_array() ? a.body : a.body.value("workers", Json::array());
+    exit_code = show(o, "/v1/workers", [](const Json& body) {
       std::cout << fmt::format("{:<40} {:>5} {:>7}  {}\n", "ID", "SLOTS", "RUNNING", "ROLE");
-      for (const auto& w : list) {
+      for (const auto& w : body.value("workers", Json::array())) {
         std::cout << fmt::format("{:<40} {:>5} {:>7}  {}\n", str(w, "id"), str(w, "slots"),
                                  str(w, "running"), w.value("leader", false) ? "leader" : "");
       }
-    }
-    exit_code = kExitOk;
+    });
   });
 
   // cluster
   auto* cluster = app.add_subcommand("cluster", "Show the cluster: leader, epoch, task counts");
   cluster->callback([&o, &exit_code] {
-    auto a = call(o, "GET", "/v1/cluster");
-    if (a.status != 200) {
-      exit_code = failure(a);
-      return;
-    }
-    std::cout << (o.json ? a.body.dump() : a.body.dump(2)) << "\n";
-    exit_code = kExitOk;
+    exit_code = show(o, "/v1/cluster", [](const Json& body) { std::cout << body.dump(2) << "\n"; });
   });
 
   for (auto* sub : {submit, status, wait, cancel, list, workers, cluster}) {
