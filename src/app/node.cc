@@ -7,7 +7,6 @@
 #include <mutex>
 #include <thread>
 
-#include "api/dashboard.h"
 #include "api/http.h"
 #include "api/store.h"
 #include "base/clock.h"
@@ -314,7 +313,6 @@ int runNode(const NodeConfig& config, const std::atomic<bool>& stop) {
   ho.known_type = &knownType;
   ho.metrics = [&] { return metricsText(c, worker.get(), leader.get()); };
   api::HttpServer http(store, &events, ho);
-  api::addDashboard(http);
   auto bound = http.start();
   if (!bound) {
     spdlog::error("cannot serve HTTP on {}: {}", config.http, bound.error());
