@@ -28,9 +28,11 @@ LeaderElection::LeaderElection(coord::Coordination& coord, ElectionOptions optio
       options_(std::move(options)),
       listener_(std::move(listener)),
       guid_(base::randomHex(8)),
-      executor_(std::make_unique<base::ThreadExecutor>("election")) {
+      executor_(std::make_shared<base::ThreadExecutor>("election")) {
   session_listener_ = coord_.addSessionListener(
-      [this](const coord::SessionEvent& e) { executor_->post([this, e] { onSession(e); }); });
+      [this, weak = std::weak_ptr(executor_)](const coord::SessionEvent& e) {
+        if (auto ex = weak.lock()) ex->post([this, e] { onSession(e); });
+      });
 }
 
 LeaderElection::~LeaderElection() {
@@ -159,8 +161,10 @@ void LeaderElection::check() {
   std::string predecessor = *(me - 1);
   auto st = coord_
                 .exists(coord::join(options_.election_dir, predecessor),
-                        [this, round](const coord::WatchEvent&) {
-                          executor_->post([this, round] {
+                        [this, round, weak = std::weak_ptr(executor_)](const coord::WatchEvent&) {
+                          auto ex = weak.lock();
+                          if (!ex) return;
+                          ex->post([this, round] {
                             if (listener_.on_watch) listener_.on_watch();
                             if (round == check_round_) check();
                           });

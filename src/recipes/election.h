@@ -79,7 +79,9 @@ class LeaderElection {
   std::atomic<int32_t> epoch_{-1};
   mutable std::mutex node_mu_;
   std::string node_copy_;
-  std::unique_ptr<base::ThreadExecutor> executor_;  // last: stops first
+  // Shared so that watch callbacks, which can fire after this object is gone (a watch cannot be
+  // taken back), hold it weakly: once the destructor has stopped it, their posts are dropped.
+  std::shared_ptr<base::ThreadExecutor> executor_;
 };
 
 // Returns `ops` with check(epoch_path, epoch) in front: the fence for every leader write.
