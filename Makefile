@@ -43,3 +43,34 @@ tidy: configure
 
 clean:
 	@rm -rf build build-asan build-tsan
+
+# Benchmarks (docs/PERFORMANCE.md). `make bench`: a Release build of its own (build-bench/), a
+# full run (~15 min on 2 cores) writing bench/results/latest.{json,md} and PNG plots; extra driver
+# flags via BENCH_ARGS (e.g. BENCH_ARGS="--backlog-tasks 100000"). `make bench-smoke`: the short
+# CI version (the ctest `bench_smoke`). -Wno-restrict: GCC 12's false positive at -O3 in
+# std::string (GCC bug 105329), seen in src/local/process.cc.
+BENCH_BUILD ?= build-bench
+BENCH_ARGS ?=
+.PHONY: bench bench-smoke bench-build
+
+bench-build: deps
+	@scripts/install-deps.sh python3-matplotlib
+	@cmake -S . -B $(BENCH_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release \
+		-DCMAKE_CXX_FLAGS=-Wno-restrict >/dev/null
+	@cmake --build $(BENCH_BUILD) --target drover drover_bench -j $(JOBS)
+
+bench: bench-build
+	@$(BENCH_BUILD)/bench/drover_bench --drover $(BENCH_BUILD)/src/app/drover \
+		--out bench/results/latest.json $(BENCH_ARGS); rc=$$?; \
+		/usr/bin/python3 bench/report.py bench/results/latest.json bench/results; exit $$rc
+
+bench-smoke: bench-build
+	@cd $(BENCH_BUILD) && ctest -R bench_smoke --output-on-failure
+
+# `make package`: the Debian package (docs/OPERATIONS.md) from the `drover` binary in $(BUILD):
+# install what is missing (dpkg-dev for dpkg-shlibdeps), configure, build, cpack; prints its path.
+.PHONY: package
+package: configure
+	@cmake --build $(BUILD) --target drover -j $(JOBS)
+	@cd $(BUILD) && { cpack -G DEB >cpack.log 2>&1 || { cat cpack.log; exit 1; }; }
+	@ls -1t $(abspath $(BUILD))/drover_*.deb | head -n 1

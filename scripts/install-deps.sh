@@ -8,8 +8,12 @@ packages=(
   libzookeeper-mt-dev zookeeper default-jre-headless
   libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev
   libexpected-dev libgtest-dev libgmock-dev libbenchmark-dev
-  netcat-openbsd procps curl python3
+  netcat-openbsd procps curl python3 chromium dpkg-dev
+  prometheus  # promtool checks the /metrics format (tests/metrics_test.sh)
 )
+# Node.js for the dashboard's browser test: Debian's nodejs and npm, unless node and npm are on PATH
+# already (NodeSource's nodejs bundles npm and conflicts with Debian's npm package).
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 extra=("$@")   # callers (browser tests, benchmarks) may name more packages
 packages+=("${extra[@]}")
 

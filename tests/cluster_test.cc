@@ -200,9 +200,18 @@ class ClusterTest : public ::testing::Test {
     }
   }
 
+  // Statuses over the 256 status buckets (listed pipelined).
   size_t statusCount() {
-    auto kids = zkc_->children(layout_.statuses(), nullptr).get();
-    return kids ? kids->size() : 0;
+    std::vector<coord::Future<std::vector<std::string>>> fs;
+    for (int b = 0; b < tasks::Layout::kJobBuckets; ++b) {
+      fs.push_back(zkc_->children(layout_.statusBucketAt(b), nullptr));
+    }
+    size_t n = 0;
+    for (auto& f : fs) {
+      auto& kids = f.get();
+      if (kids) n += kids->size();
+    }
+    return n;
   }
 
   std::string root_;

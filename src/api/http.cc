@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "base/ids.h"
+#include "base/metrics.h"
 
 namespace drover::api {
 namespace {
@@ -289,7 +290,37 @@ httplib::Server::HandlerResponse HttpServer::onError(const Request& req, Respons
   return HR::Handled;
 }
 
+namespace {
+
+// Counts the tasks of one submit request by how it was answered, when the handler returns
+// (drover_tasks_submitted_total, docs/METRICS.md).
+class SubmitMetric {
+ public:
+  explicit SubmitMetric(const Response& res) : res_(res) {}
+  ~SubmitMetric() {
+    static auto& registry = base::metrics();
+    const char* result = res_.status == 202   ? "created"
+                         : res_.status == 200 ? "existing"
+                         : res_.status == 409 ? "conflict"
+                         : res_.status == 503 ? "unavailable"
+                         : res_.status >= 500 ? "error"
+                                              : "rejected";
+    registry
+        .counter("drover_tasks_submitted_total", "Tasks submitted to this node's API, by result",
+                 {{"result", result}})
+        .inc(static_cast<double>(tasks_));
+  }
+  void setTasks(size_t n) { tasks_ = n; }
+
+ private:
+  const Response& res_;
+  size_t tasks_ = 1;
+};
+
+}  // namespace
+
 void HttpServer::postTask(const Request& req, Response& res) {
+  SubmitMetric metric(res);
   if (!isJsonContentType(req.get_header_value("Content-Type"))) {
     return problem(res, 415, "Content-Type must be application/json");
   }
@@ -323,6 +354,7 @@ void HttpServer::postTask(const Request& req, Response& res) {
 }
 
 void HttpServer::postBatch(const Request& req, Response& res) {
+  SubmitMetric metric(res);
   if (!isJsonContentType(req.get_header_value("Content-Type"))) {
     return problem(res, 415, "Content-Type must be application/json");
   }
@@ -337,6 +369,7 @@ void HttpServer::postBatch(const Request& req, Response& res) {
     return problem(res, 400, "tasks: is required (an array of tasks)");
   }
   if (list->empty()) return problem(res, 400, "tasks: the batch is empty");
+  metric.setTasks(list->size());
   if (list->size() > options_.limits.max_batch) {
     return problem(res, 413,
                    fmt::format("tasks: {} tasks; a batch holds at most {}", list->size(),

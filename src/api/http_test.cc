@@ -245,7 +245,7 @@ TEST_F(HttpTest, ConnectionLossAfterApplyAnswers202ExactlyOnce) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 202) << r->body;
   EXPECT_EQ(coord_->callCount(OpKind::kMulti), 1u);  // settled by re-reading, not re-applying
-  EXPECT_EQ(countUnder(layout_.statuses()), 1u);
+  EXPECT_EQ(countStatuses(), 1u);
   EXPECT_TRUE(server_->peek(layout_.job("amb")));
   EXPECT_EQ(countUnder(layout_.events()), 1u);
 }
@@ -256,7 +256,7 @@ TEST_F(HttpTest, ConnectionLossBeforeApplyRetriesAndAnswers202) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 202) << r->body;
   EXPECT_EQ(coord_->callCount(OpKind::kMulti), 2u);
-  EXPECT_EQ(countUnder(layout_.statuses()), 1u);
+  EXPECT_EQ(countStatuses(), 1u);
   EXPECT_EQ(countUnder(layout_.events()), 1u);
 }
 
@@ -284,12 +284,12 @@ TEST_F(HttpTest, OutcomeStillUnknownAtTheDeadlineIs503) {
   for (int i = 0; i < 100; ++i) coord_->failNext(OpKind::kSync, Code::kConnectionLoss);
   auto r = postJson("/v1/tasks", R"({"id":"t1","type":"noop"})");
   expectProblem(r, 503);
-  EXPECT_EQ(countUnder(layout_.statuses()), 1u);  // it did land; a retry finds it
+  EXPECT_EQ(countStatuses(), 1u);  // it did land; a retry finds it
   while (coord_->pendingFaults() > 0) (void)coord_->sync("/").get();
   auto again = postJson("/v1/tasks", R"({"id":"t1","type":"noop"})");
   ASSERT_TRUE(again);
   EXPECT_EQ(again->status, 200);
-  EXPECT_EQ(countUnder(layout_.statuses()), 1u);
+  EXPECT_EQ(countStatuses(), 1u);
 }
 
 TEST_F(HttpTest, BatchIsAllOrNothing) {
@@ -299,7 +299,7 @@ TEST_F(HttpTest, BatchIsAllOrNothing) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 202) << r->body;
   EXPECT_EQ(bodyOf(r)["ids"], (Json{"b1", "b2", "b3"}));
-  EXPECT_EQ(countUnder(layout_.statuses()), 3u);
+  EXPECT_EQ(countStatuses(), 3u);
   EXPECT_EQ(countUnder(layout_.events()), 1u);  // one record for the whole multi
   for (auto id : {"b1", "b2", "b3"}) EXPECT_TRUE(server_->peek(layout_.job(id))) << id;
 
@@ -336,7 +336,7 @@ TEST_F(HttpTest, BatchAmbiguousWriteSettles) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 202) << r->body;
   EXPECT_EQ(coord_->callCount(OpKind::kMulti), 1u);
-  EXPECT_EQ(countUnder(layout_.statuses()), 2u);
+  EXPECT_EQ(countStatuses(), 2u);
 }
 
 TEST_F(HttpTest, WaitReturnsWhenAnotherClientFinishesTheTask) {

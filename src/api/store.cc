@@ -465,10 +465,29 @@ StoreResult<CancelResult> TaskStore::cancel(const std::string& id) {
                  fmt::format("task '{}' kept changing; cancel did not settle, retry", id));
 }
 
+StoreResult<std::vector<std::string>> TaskStore::statusIds(const char* what) {
+  // 256 listings in flight at once; each reply stays small (a bucket holds ~1/256 of the ids).
+  std::vector<coord::Future<std::vector<std::string>>> buckets;
+  buckets.reserve(tasks::Layout::kJobBuckets);
+  for (int b = 0; b < tasks::Layout::kJobBuckets; ++b) {
+    buckets.push_back(coord_.children(layout_.statusBucketAt(b), nullptr));
+  }
+  std::vector<std::string> ids;
+  for (auto& f : buckets) {
+    auto kids = await(f);
+    if (!kids) {
+      if (kids.error().code() == Code::kNoNode) continue;  // a tree not (fully) initialised
+      return tl::unexpected(fromCoord(kids.error(), what));
+    }
+    for (auto& id : *kids) ids.push_back(std::move(id));
+  }
+  return ids;
+}
+
 StoreResult<TaskPage> TaskStore::list(std::optional<State> state, size_t limit,
                                       const std::string& cursor) {
-  auto kids = await(coord_.children(layout_.statuses(), nullptr));
-  if (!kids) return tl::unexpected(fromCoord(kids.error(), "listing tasks"));
+  auto kids = statusIds("listing tasks");
+  if (!kids) return tl::unexpected(kids.error());
   std::vector<std::string> names = std::move(*kids);
   std::sort(names.begin(), names.end());
   auto it = cursor.empty() ? names.begin() : std::upper_bound(names.begin(), names.end(), cursor);
@@ -552,8 +571,8 @@ StoreResult<std::map<State, size_t>> TaskStore::countTasks() {
       return counts_cache_->second;
     }
   }
-  auto kids = await(coord_.children(layout_.statuses(), nullptr));
-  if (!kids) return tl::unexpected(fromCoord(kids.error(), "counting tasks"));
+  auto kids = statusIds("counting tasks");
+  if (!kids) return tl::unexpected(kids.error());
   auto counts = zeroCounts();
   for (size_t start = 0; start < kids->size(); start += options_.pipeline) {
     size_t end = std::min(kids->size(), start + options_.pipeline);

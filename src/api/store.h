@@ -164,6 +164,8 @@ class TaskStore {
       const std::vector<std::string>& ids);
   StoreResult<std::optional<LeaderInfo>> readLeader();
   StoreResult<std::map<tasks::State, size_t>> countTasks();
+  // The ids of every status, from all status buckets (listed pipelined), unsorted.
+  StoreResult<std::vector<std::string>> statusIds(const char* what);
   void pause(int attempt) const;
 
   coord::Coordination& coord_;

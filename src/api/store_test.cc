@@ -68,7 +68,7 @@ TEST_F(StoreTest, TimeoutAfterApplyOnBatchRetryDoesNotDuplicate) {
   ASSERT_TRUE(r) << r.error().detail;
   EXPECT_TRUE(r->created);
   EXPECT_EQ(coord_->callCount(OpKind::kMulti), 1u);
-  EXPECT_EQ(countUnder(layout_.statuses()), 2u);
+  EXPECT_EQ(countStatuses(), 2u);
   EXPECT_EQ(countUnder(layout_.events()), 1u);
 }
 

@@ -84,6 +84,13 @@ class ApiFixture : public ::testing::Test {
 
   std::map<std::string, std::string> tree() const { return server_->dump(); }
 
+  // The statuses in the tree: the children of the 256 status buckets.
+  size_t countStatuses() const {
+    size_t n = 0;
+    for (int b = 0; b < tasks::Layout::kJobBuckets; ++b) n += countUnder(layout_.statusBucketAt(b));
+    return n;
+  }
+
   size_t countUnder(const std::string& prefix) const {
     size_t n = 0;
     for (const auto& [path, data] : server_->dump()) {

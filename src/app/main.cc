@@ -5,8 +5,11 @@
 #include <atomic>
 #include <csignal>
 #include <iostream>
+#include <map>
+#include <vector>
 
 #include "app/client.h"
+#include "app/config.h"
 #include "app/node.h"
 #include "app/up.h"
 #include "base/log.h"
@@ -37,47 +40,105 @@ int main(int argc, char** argv) {
       "  drover tasks --state failed --json");
   int exit_code = 0;
 
-  app::NodeConfig node;
-  auto* node_cmd = app.add_subcommand("node", "Run a node: REST API, worker and leader candidate");
-  node_cmd->add_option("--zk", node.zk, "ZooKeeper connect string host:port[,host:port...]")
-      ->envname("DROVER_ZK")
-      ->capture_default_str();
-  node_cmd->add_option("--zk-root", node.zk_root, "Root znode of this cluster")
-      ->envname("DROVER_ZK_ROOT")
-      ->capture_default_str();
-  node_cmd->add_option("--http", node.http, "Address the REST API listens on")
-      ->envname("DROVER_HTTP")
-      ->capture_default_str();
-  node_cmd->add_option("--id", node.id, "Worker id (default: host-pid-random)");
-  node_cmd->add_option("--slots", node.slots, "Tasks run at once")
-      ->envname("DROVER_SLOTS")
-      ->capture_default_str();
-  node_cmd->add_option("--session-timeout-ms", node.session_timeout_ms, "ZooKeeper session timeout")
-      ->envname("DROVER_SESSION_TIMEOUT_MS")
-      ->capture_default_str();
-  node_cmd->add_option("--strategy", node.strategy, "round-robin | random | least-loaded")
-      ->envname("DROVER_STRATEGY")
-      ->capture_default_str();
-  node_cmd->add_option("--label", node.labels, "Worker label (repeatable)");
-  node_cmd->add_option("--log-level", node.log_level, "trace|debug|info|warn|error")
-      ->envname("DROVER_LOG_LEVEL")
-      ->capture_default_str();
-  node_cmd->add_option("--log-format", node.log_format, "text | json")
-      ->envname("DROVER_LOG_FORMAT")
-      ->capture_default_str();
-  bool no_worker = false, no_leader = false;
-  node_cmd->add_flag("--no-worker", no_worker, "Do not run tasks on this node");
-  node_cmd->add_flag("--no-leader", no_leader, "Never lead");
+  // Node flags are kept as text and applied last, over the file and the environment, by
+  // app::loadConfig: one code path for the precedence flags > DROVER_* > file > defaults.
+  const app::NodeConfig defaults;
+  app::CommandLine node_cli;
+  bool print_config = false;
+  struct NodeFlag {
+    const char* key;
+    const char* flag;
+    CLI::Option* option = nullptr;
+    std::string value;
+  };
+  std::vector<NodeFlag> node_flags = {
+      {"zk", "--zk", nullptr, ""},
+      {"zk_root", "--zk-root", nullptr, ""},
+      {"http", "--http", nullptr, ""},
+      {"id", "--id", nullptr, ""},
+      {"slots", "--slots", nullptr, ""},
+      {"session_timeout_ms", "--session-timeout-ms", nullptr, ""},
+      {"strategy", "--strategy", nullptr, ""},
+      {"max_payload_bytes", "--max-payload-bytes", nullptr, ""},
+      {"log_level", "--log-level", nullptr, ""},
+      {"log_format", "--log-format", nullptr, ""},
+  };
+  const std::map<std::string, std::string> node_help = {
+      {"zk", "ZooKeeper connect string host:port[,host:port...]"},
+      {"zk_root", "Root znode of this cluster"},
+      {"http", "Address the REST API listens on (port 0: any free port)"},
+      {"id", "Worker id (default: host-pid-random)"},
+      {"slots", "Tasks run at once"},
+      {"session_timeout_ms", "ZooKeeper session timeout in milliseconds"},
+      {"strategy", "round-robin | random | least-loaded"},
+      {"max_payload_bytes", "Largest accepted task payload in bytes"},
+      {"log_level", "trace|debug|info|warn|error|critical|off"},
+      {"log_format", "text | json"},
+  };
+  auto* node_cmd = app.add_subcommand(
+      "node", "Run a node: REST API, worker and leader candidate (see docs/CONFIG.md)");
+  node_cmd->footer(
+      "Every setting also comes from the environment (DROVER_<KEY>, e.g. DROVER_SLOTS) and from\n"
+      "the YAML file of --config (or DROVER_CONFIG). Precedence: flags > environment > file >\n"
+      "defaults.");
+  node_cmd->add_option("--config", node_cli.config_path, "YAML configuration file")
+      ->envname("DROVER_CONFIG");
+  node_cmd->add_flag("--print-config", print_config,
+                     "Print the effective configuration as YAML and exit");
+  for (auto& f : node_flags) {
+    std::string help = node_help.at(f.key) + " [env " + app::envNameOf(f.key) + "]";
+    f.option = node_cmd->add_option(f.flag, f.value, help);
+    if (std::string(f.key) != "id") f.option->default_str(app::configValueText(defaults, f.key));
+  }
+  std::vector<std::string> label_values;
+  auto* label_opt = node_cmd->add_option("--label", label_values,
+                                         "Worker label (repeatable) [env DROVER_LABELS, a,b]");
+  bool worker_flag = true, leader_flag = true;
+  auto* worker_opt = node_cmd->add_flag("--worker,!--no-worker", worker_flag,
+                                        "Run tasks on this node (default) [env DROVER_WORKER]");
+  auto* leader_opt = node_cmd->add_flag("--leader,!--no-leader", leader_flag,
+                                        "Stand for leader (default) [env DROVER_LEADER]");
   node_cmd->callback([&] {
-    node.worker = !no_worker;
-    node.leader = !no_leader;
-    if (!base::initLogging(node.log_level, node.log_format)) {
-      std::cerr << "drover: --log-level or --log-format is not one of the documented values\n";
+    for (const auto& f : node_flags) {
+      if (f.option->count() > 0) node_cli.flags.push_back({f.key, f.flag, f.value});
+    }
+    if (label_opt->count() > 0) {
+      std::string joined;
+      for (const auto& l : label_values) {
+        if (l.find(',') != std::string::npos) {
+          std::cerr << "drover: --label: a label may not contain a comma\n";
+          exit_code = app::kExitUsage;
+          return;
+        }
+        joined += (joined.empty() ? "" : ",") + l;
+      }
+      node_cli.flags.push_back({"labels", "--label", joined});
+    }
+    if (worker_opt->count() > 0) {
+      node_cli.flags.push_back({"worker", "--worker", worker_flag ? "true" : "false"});
+    }
+    if (leader_opt->count() > 0) {
+      node_cli.flags.push_back({"leader", "--leader", leader_flag ? "true" : "false"});
+    }
+    auto loaded = app::loadConfig(node_cli, app::processEnv());
+    if (!loaded.error.empty()) {
+      std::cerr << "drover: " << loaded.error << "\n";
       exit_code = app::kExitUsage;
       return;
     }
+    const app::NodeConfig& node = loaded.config;
     if (auto problem = app::validate(node); !problem.empty()) {
       std::cerr << "drover: " << problem << "\n";
+      exit_code = app::kExitUsage;
+      return;
+    }
+    if (print_config) {
+      std::cout << app::toYaml(node);
+      exit_code = app::kExitOk;
+      return;
+    }
+    if (!base::initLogging(node.log_level, node.log_format)) {
+      std::cerr << "drover: log_level or log_format is not one of the documented values\n";
       exit_code = app::kExitUsage;
       return;
     }

@@ -7,10 +7,12 @@
 #include <mutex>
 #include <thread>
 
+#include "api/dashboard.h"
 #include "api/http.h"
 #include "api/store.h"
 #include "base/clock.h"
 #include "base/ids.h"
+#include "base/metrics.h"
 #include "coord/paths.h"
 #include "coord/zk/zk_coordination.h"
 #include "recipes/election.h"
@@ -66,7 +68,8 @@ bool splitHostPort(const std::string& s, std::string& host, int& port) {
 
 // Creates the persistent directories of the tree once (cheap when they exist: one read).
 coord::Status ensureTree(coord::Coordination& c, const tasks::Layout& layout) {
-  auto last = c.exists(layout.jobBucketAt(tasks::Layout::kJobBuckets - 1), nullptr).get();
+  // The last directory created (the last status bucket) tells that all of them exist.
+  auto last = c.exists(layout.directories().back(), nullptr).get();
   if (last && last->has_value()) return {};
   for (const auto& dir : layout.directories()) {
     if (auto st = coord::ensurePath(c, dir); !st) return st;
@@ -184,8 +187,13 @@ class LeaderRole {
     scheduler::Scheduler::Options so;
     so.strategy = config_.strategy;
     auto s = std::make_unique<scheduler::Scheduler>(
-        coord_, layout_, so, epoch,
-        [this](const std::string& reason) { election_->stepDown(reason); });
+        coord_, layout_, so, epoch, [this](const std::string& reason) {
+          static auto& fenced = base::metrics().counter(
+              "drover_leader_fenced_total",
+              "Leader multis refused by the epoch fence: another node had become leader");
+          fenced.inc();
+          election_->stepDown(reason);
+        });
     s->start();
     changes_++;
     std::lock_guard lock(mu_);
@@ -209,48 +217,120 @@ class LeaderRole {
   std::atomic<uint64_t> changes_{0};
 };
 
-std::string metricsText(const coord::Coordination& c, const WorkerRole* worker,
-                        const LeaderRole* leader) {
-  std::string out;
-  auto gauge = [&](const char* name, const char* help, double value) {
-    out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n{} {}\n", name, help, name, name, value);
+// Registers this node's scrape-time metrics (docs/METRICS.md) in the process-wide registry; the
+// returned handles remove them, so they must go before the roles they read. Values owned by the
+// components (session state, worker stats, the leader's snapshot) are read at scrape time.
+std::vector<base::CallbackHandle> registerNodeMetrics(const coord::Coordination& c,
+                                                      const std::unique_ptr<WorkerRole>& worker,
+                                                      const std::unique_ptr<LeaderRole>& leader) {
+  auto& r = base::metrics();
+  std::vector<base::CallbackHandle> handles;
+  using Samples = std::vector<base::Sample>;
+  auto add = [&](const char* name, const char* help, base::MetricType type,
+                 base::Registry::Collector collect) {
+    handles.emplace_back(r, r.addCallback(name, help, type, std::move(collect)));
   };
-  auto counter = [&](const char* name, const char* help, double value) {
-    out += fmt::format("# HELP {} {}\n# TYPE {} counter\n{} {}\n", name, help, name, name, value);
-  };
-  auto s = c.session();
-  gauge("drover_zookeeper_connected", "1 when the ZooKeeper session is connected",
-        s.state == coord::SessionState::kConnected ? 1 : 0);
-  gauge("drover_zookeeper_session_generation", "ZooKeeper sessions this node has had",
-        static_cast<double>(s.generation));
-  if (worker != nullptr) {
-    auto st = worker->stats();
-    gauge("drover_worker_slots", "Task slots of this worker", worker->slots());
-    gauge("drover_worker_running", "Tasks running on this worker", st.running);
-    counter("drover_worker_succeeded_total", "Tasks this worker completed successfully",
-            static_cast<double>(st.succeeded));
-    counter("drover_worker_failed_total", "Tasks this worker recorded as failed",
-            static_cast<double>(st.failed));
-    counter("drover_worker_retried_total", "Failed attempts requeued for a retry",
-            static_cast<double>(st.retried));
-    counter("drover_worker_fenced_commits_total", "Late results rejected by the fence",
-            static_cast<double>(st.fenced_commits));
-  }
-  if (leader != nullptr) {
-    gauge("drover_leader", "1 when this node is the leader", leader->leading() ? 1 : 0);
-    counter("drover_leader_changes_total", "Times this node became leader",
-            static_cast<double>(leader->changes()));
-    if (auto st = leader->stats()) {
-      gauge("drover_leader_epoch", "Fencing epoch of the current leadership", leader->epoch());
-      counter("drover_scheduler_assigned_total", "Tasks assigned by this leader",
-              static_cast<double>(st->assigned_total));
-      counter("drover_scheduler_requeued_total", "Tasks of dead workers requeued",
-              static_cast<double>(st->requeued_total));
-      gauge("drover_scheduler_pending", "Tasks waiting for a slot",
-            static_cast<double>(st->pending));
+  const auto kGauge = base::MetricType::kGauge;
+  add("drover_zookeeper_connected", "1 when the ZooKeeper session is connected", kGauge, [&c] {
+    return Samples{{{}, c.session().state == coord::SessionState::kConnected ? 1.0 : 0.0}};
+  });
+  add("drover_zookeeper_session_generation", "ZooKeeper sessions this node has had", kGauge, [&c] {
+    return Samples{{{}, static_cast<double>(c.session().generation)}};
+  });
+  add("drover_worker_slots", "Task slots of this node's worker", kGauge, [&worker] {
+    return worker ? Samples{{{}, static_cast<double>(worker->slots())}} : Samples{};
+  });
+  add("drover_worker_slots_in_use", "Tasks running on this node's worker", kGauge, [&worker] {
+    return worker ? Samples{{{}, static_cast<double>(worker->stats().running)}} : Samples{};
+  });
+  add("drover_leader", "1 when this node is the leader", kGauge, [&leader] {
+    return leader ? Samples{{{}, leader->leading() ? 1.0 : 0.0}} : Samples{};
+  });
+  add("drover_leader_changes_total", "Times this node became leader", base::MetricType::kCounter,
+      [&leader] {
+        return leader ? Samples{{{}, static_cast<double>(leader->changes())}} : Samples{};
+      });
+  // The rest comes from the leader's snapshot: only the leader exports it, so sum() or max()
+  // over the nodes gives the cluster's value.
+  add("drover_leader_epoch", "Fencing epoch of the current leadership (on the leader)", kGauge,
+      [&leader] {
+        return leader && leader->leading() ? Samples{{{}, static_cast<double>(leader->epoch())}}
+                                           : Samples{};
+      });
+  add("drover_queue_tasks", "Tasks waiting or assigned, by state and priority (on the leader)",
+      kGauge, [&leader] {
+        Samples out;
+        auto st = leader ? leader->stats() : std::nullopt;
+        if (!st) return out;
+        for (int p = 0; p <= 9; ++p) {
+          auto it = st->pending_by_priority.find(p);
+          double n = it == st->pending_by_priority.end() ? 0 : static_cast<double>(it->second);
+          out.push_back({{{"state", "pending"}, {"priority", std::to_string(p)}}, n});
+        }
+        out.push_back(
+            {{{"state", "delayed"}, {"priority", "any"}}, static_cast<double>(st->delayed)});
+        double assigned = 0;
+        for (const auto& w : st->workers) assigned += w.assigned;
+        out.push_back({{{"state", "assigned"}, {"priority", "any"}}, assigned});
+        return out;
+      });
+  add("drover_cluster_workers", "Live workers (on the leader)", kGauge, [&leader] {
+    auto st = leader ? leader->stats() : std::nullopt;
+    return st ? Samples{{{}, static_cast<double>(st->workers.size())}} : Samples{};
+  });
+  add("drover_cluster_slots", "Task slots of all live workers (on the leader)", kGauge, [&leader] {
+    auto st = leader ? leader->stats() : std::nullopt;
+    if (!st) return Samples{};
+    double slots = 0;
+    for (const auto& w : st->workers) slots += w.slots;
+    return Samples{{{}, slots}};
+  });
+  add("drover_cluster_slots_in_use",
+      "Assignments held by live workers, each using a slot (on the leader)", kGauge, [&leader] {
+        auto st = leader ? leader->stats() : std::nullopt;
+        if (!st) return Samples{};
+        double used = 0;
+        for (const auto& w : st->workers) used += std::min(w.assigned, w.slots);
+        return Samples{{{}, used}};
+      });
+  add("drover_scheduler_assigned_total", "Tasks assigned by the current leadership",
+      base::MetricType::kCounter, [&leader] {
+        auto st = leader ? leader->stats() : std::nullopt;
+        return st ? Samples{{{}, static_cast<double>(st->assigned_total)}} : Samples{};
+      });
+  add("drover_scheduler_requeued_total",
+      "Tasks of dead workers moved back to pending by the current leadership",
+      base::MetricType::kCounter, [&leader] {
+        auto st = leader ? leader->stats() : std::nullopt;
+        return st ? Samples{{{}, static_cast<double>(st->requeued_total)}} : Samples{};
+      });
+  return handles;
+}
+
+// Counts session transitions: expiries, disconnects and reconnects (to the same session).
+uint64_t countSessionEvents(coord::Coordination& c) {
+  auto& r = base::metrics();
+  auto& expired = r.counter("drover_zookeeper_session_expirations_total",
+                            "ZooKeeper sessions of this node that expired");
+  auto& disconnects = r.counter("drover_zookeeper_disconnects_total",
+                                "Times this node lost its ZooKeeper connection");
+  auto& reconnects = r.counter("drover_zookeeper_reconnects_total",
+                               "Times this node reconnected to ZooKeeper after a disconnect");
+  auto last = std::make_shared<coord::SessionState>(c.session().state);
+  return c.addSessionListener([expired = &expired, disconnects = &disconnects,
+                               reconnects = &reconnects, last](const coord::SessionEvent& e) {
+    if (e.state == coord::SessionState::kExpired && *last != coord::SessionState::kExpired) {
+      expired->inc();
+    } else if (e.state == coord::SessionState::kDisconnected &&
+               *last == coord::SessionState::kConnected) {
+      disconnects->inc();
+    } else if (e.state == coord::SessionState::kConnected &&
+               *last != coord::SessionState::kConnected &&
+               *last != coord::SessionState::kConnecting) {
+      reconnects->inc();
     }
-  }
-  return out;
+    *last = e.state;
+  });
 }
 
 }  // namespace
@@ -311,8 +391,9 @@ int runNode(const NodeConfig& config, const std::atomic<bool>& stop) {
   ho.port = port;
   ho.limits.max_payload_bytes = config.max_payload_bytes;
   ho.known_type = &knownType;
-  ho.metrics = [&] { return metricsText(c, worker.get(), leader.get()); };
+  ho.metrics = [] { return base::metrics().render(); };
   api::HttpServer http(store, &events, ho);
+  api::addDashboard(http);
   auto bound = http.start();
   if (!bound) {
     spdlog::error("cannot serve HTTP on {}: {}", config.http, bound.error());
@@ -335,6 +416,9 @@ int runNode(const NodeConfig& config, const std::atomic<bool>& stop) {
     leader->start();
   }
 
+  auto metric_handles = registerNodeMetrics(c, worker, leader);
+  uint64_t session_counter = countSessionEvents(c);
+
   // Supervision: re-register a worker whose session expired. Wakes a few times a second.
   while (!stop) {
     std::this_thread::sleep_for(100ms);
@@ -342,6 +426,8 @@ int runNode(const NodeConfig& config, const std::atomic<bool>& stop) {
   }
 
   spdlog::info("shutting down");
+  c.removeSessionListener(session_counter);
+  metric_handles.clear();
   http.stop();
   if (leader) leader->stop();
   if (worker) worker->stop();

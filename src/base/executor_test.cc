@@ -29,6 +29,12 @@ TEST(ThreadExecutor, TimersFireInDueOrderAndCanBeCancelled) {
   ThreadExecutor ex;
   std::vector<int> seen;
   std::promise<void> done;
+  // Hold the executor busy while the timers are set and one is cancelled, so the cancel cannot
+  // lose a race with its timer on a loaded machine.
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  ex.post([released] { released.wait(); });
+  auto start = std::chrono::steady_clock::now();
   ex.postAfter(milliseconds(40), [&] {
     seen.push_back(2);
     done.set_value();
@@ -36,7 +42,7 @@ TEST(ThreadExecutor, TimersFireInDueOrderAndCanBeCancelled) {
   TimerId cancelled = ex.postAfter(milliseconds(20), [&] { seen.push_back(99); });
   ex.postAfter(milliseconds(10), [&] { seen.push_back(1); });
   ex.cancel(cancelled);
-  auto start = std::chrono::steady_clock::now();
+  release.set_value();
   ASSERT_EQ(done.get_future().wait_for(seconds(5)), std::future_status::ready);
   EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(40));
   EXPECT_EQ(seen, (std::vector<int>{1, 2}));

@@ -316,14 +316,15 @@ void Scheduler::listAssignments(const std::string& w) {
     };
   }
   bool watched = static_cast<bool>(watcher);
+  uint64_t seq = ++it->second.lists_issued;
   coord_.children(layout_.assignmentsOf(w), std::move(watcher))
-      .then([gate = gate_, this, w, watched](const Result<std::vector<std::string>>& r) {
-        postVia(gate, this, [this, w, r, watched] { onAssignments(w, r, watched); });
+      .then([gate = gate_, this, w, watched, seq](const Result<std::vector<std::string>>& r) {
+        postVia(gate, this, [this, w, r, watched, seq] { onAssignments(w, r, watched, seq); });
       });
 }
 
 void Scheduler::onAssignments(const std::string& w, const Result<std::vector<std::string>>& r,
-                              bool watched) {
+                              bool watched, uint64_t seq) {
   auto it = workers_.find(w);
   if (it == workers_.end() || !active()) return;  // a dead worker's are requeueWorker()'s
   WorkerEntry& entry = it->second;
@@ -339,6 +340,17 @@ void Scheduler::onAssignments(const std::string& w, const Result<std::vector<std
   }
   read_failures_ = 0;
   entry.tasks = std::set<std::string>(r->begin(), r->end());
+  // A listing sent before one of our assign multis landed cannot show that assignment: keep it
+  // counted (else the worker's slots look free and get overfilled). A listing sent after the
+  // landing is the truth for it (the session's requests are ordered), so it is forgotten then.
+  for (auto l = entry.landed.begin(); l != entry.landed.end();) {
+    if (seq <= l->second) {
+      entry.tasks.insert(l->first);
+      ++l;
+    } else {
+      l = entry.landed.erase(l);
+    }
+  }
   entry.listed = true;
   pump();
 }
@@ -763,7 +775,8 @@ void Scheduler::pump() {
       auto pick = picker_->pick(workers, entry.job.spec);
       if (!pick) break;  // no free slot anywhere
       const std::string& w = workers[*pick].id;
-      tasks::Assignment assignment{entry.job.spec, entry.job.attempt};
+      tasks::Assignment assignment{entry.job.spec, entry.job.attempt, entry.status.submitted_at,
+                                   entry.status.error};
       tasks::TaskStatus status = entry.status;
       status.spec = entry.job.spec;
       status.state = tasks::State::kAssigned;
@@ -824,6 +837,7 @@ void Scheduler::onBatchDone(Batch batch, const Result<std::vector<OpResult>>& r)
         gone.insert(item.worker);  // it died while the multi was in flight
       } else {
         it->second.tasks.insert(item.entry.job.spec.id);
+        it->second.landed[item.entry.job.spec.id] = it->second.lists_issued;
       }
     }
     for (const auto& w : gone) requeueWorker(w);
@@ -924,81 +938,128 @@ void Scheduler::trimEvents() {
 }
 
 void Scheduler::applyRetention() {
-  coord_.children(layout_.statuses(), nullptr)
-      .then([gate = gate_, this](const Result<std::vector<std::string>>& r) {
-        postVia(gate, this, [this, r] {
+  // The total comes from the 256 status buckets' stats (no listing); then a bounded slice of
+  // statuses is read, listing only the buckets it needs, from where the last sweep stopped.
+  struct Totals {
+    size_t outstanding = tasks::Layout::kJobBuckets;
+    size_t total = 0;
+    bool ok = true;
+    std::array<int32_t, tasks::Layout::kJobBuckets> sizes{};
+  };
+  auto totals = std::make_shared<Totals>();
+  for (int b = 0; b < tasks::Layout::kJobBuckets; ++b) {
+    coord_.exists(layout_.statusBucketAt(b), nullptr)
+        .then([gate = gate_, this, totals, b](const Result<std::optional<coord::Stat>>& r) {
+          postVia(gate, this, [this, totals, b, r] {
+            if (!r) totals->ok = false;
+            if (r && *r) {
+              totals->sizes[static_cast<size_t>(b)] = (*r)->num_children;
+              totals->total += static_cast<size_t>((*r)->num_children);
+            }
+            if (--totals->outstanding != 0 || !totals->ok || !active()) return;
+            size_t excess = totals->total > options_.retention_count
+                                ? totals->total - options_.retention_count
+                                : 0;
+            auto scan = std::make_shared<RetentionScan>();
+            scan->excess = excess;
+            scan->sizes = totals->sizes;
+            scan->want = std::min(totals->total, options_.retention_reads_per_sweep);
+            if (scan->want == 0) return;
+            retentionList(scan);
+          });
+        });
+  }
+}
+
+void Scheduler::retentionList(const std::shared_ptr<RetentionScan>& scan) {
+  if (!active()) return;
+  // Skip empty buckets (their stats said so); stop once every bucket was visited.
+  while (scan->visited < tasks::Layout::kJobBuckets &&
+         scan->sizes[static_cast<size_t>(retention_bucket_)] == 0) {
+    ++scan->visited;
+    retention_bucket_ = (retention_bucket_ + 1) % tasks::Layout::kJobBuckets;
+    retention_cursor_.clear();
+  }
+  if (scan->visited >= tasks::Layout::kJobBuckets || scan->ids.size() >= scan->want) {
+    retentionRead(scan);
+    return;
+  }
+  int b = retention_bucket_;
+  coord_.children(layout_.statusBucketAt(b), nullptr)
+      .then([gate = gate_, this, scan, b](const Result<std::vector<std::string>>& r) {
+        postVia(gate, this, [this, scan, b, r] {
           if (!active() || !r) return;
           std::vector<std::string> names = *r;
           std::sort(names.begin(), names.end());
           std::set<std::string> present(names.begin(), names.end());
           for (auto it = terminal_seen_.begin(); it != terminal_seen_.end();) {
-            it = present.count(it->first) ? std::next(it) : terminal_seen_.erase(it);
+            bool stale = tasks::Layout::bucketIndex(it->first) == b && !present.count(it->first);
+            it = stale ? terminal_seen_.erase(it) : std::next(it);
           }
-          size_t excess =
-              names.size() > options_.retention_count ? names.size() - options_.retention_count : 0;
-          // Read a bounded slice, resuming where the last sweep stopped (wrapping around).
-          auto start = std::upper_bound(names.begin(), names.end(), retention_cursor_);
-          size_t n = std::min(names.size(), options_.retention_reads_per_sweep);
-          struct Scan {
-            size_t outstanding = 0;
-            size_t excess = 0;
-          };
-          auto scan = std::make_shared<Scan>();
-          scan->outstanding = n;
-          scan->excess = excess;
-          if (n == 0) return;
-          auto finish = [this, scan] {
-            if (--scan->outstanding != 0 || scan->excess == 0) return;
-            // Over the count: delete the oldest terminal statuses seen so far.
-            std::vector<std::pair<int64_t, std::string>> oldest;
-            for (const auto& [id, fv] : terminal_seen_) oldest.emplace_back(fv.first, id);
-            std::sort(oldest.begin(), oldest.end());
-            size_t m = std::min({scan->excess, oldest.size(), options_.retention_reads_per_sweep});
-            for (size_t i = 0; i < m; ++i) {
-              const std::string id = oldest[i].second;
-              int32_t version = terminal_seen_[id].second;
-              terminal_seen_.erase(id);
-              coord_.remove(layout_.status(id), version)
-                  .then([gate = gate_, this](const coord::Status& s) {
-                    if (s) postVia(gate, this, [this] { ++counters_.statuses_deleted; });
-                  });
-            }
-          };
-          int64_t cutoff = base::wallMillis() - options_.retention_age.count();
-          size_t first = static_cast<size_t>(start - names.begin());
-          for (size_t i = 0; i < n; ++i) {
-            const std::string id = names[(first + i) % names.size()];
-            retention_cursor_ = id;
-            coord_.get(layout_.status(id), nullptr)
-                .then([gate = gate_, this, id, cutoff, finish, scan](const Result<Node>& g) {
-                  postVia(gate, this, [this, id, cutoff, finish, scan, g] {
-                    if (!active()) return;
-                    std::optional<tasks::TaskStatus> status;
-                    if (g) {
-                      auto j = tasks::parseJson(g->data);
-                      if (j) status = tasks::statusFromJson(*j);
-                    }
-                    if (status && tasks::isTerminal(status->state)) {
-                      int64_t finished =
-                          status->finished_at ? status->finished_at : g->stat.mtime_ms;
-                      if (finished < cutoff) {
-                        // Versioned: a status rewritten since the read is left alone. No
-                        // token to consume: the task is over.
-                        coord_.remove(layout_.status(id), g->stat.version)
-                            .then([gate = gate_, this](const coord::Status& s) {
-                              if (s) postVia(gate, this, [this] { ++counters_.statuses_deleted; });
-                            });
-                        if (scan->excess > 0) --scan->excess;
-                      } else {
-                        terminal_seen_[id] = {finished, g->stat.version};
-                      }
-                    }
-                    finish();
-                  });
-                });
+          auto from = std::upper_bound(names.begin(), names.end(), retention_cursor_);
+          for (; from != names.end() && scan->ids.size() < scan->want; ++from) {
+            scan->ids.push_back(*from);
+            retention_cursor_ = *from;
           }
+          if (from == names.end()) {  // this bucket is done: the next one next time
+            ++scan->visited;
+            retention_bucket_ = (retention_bucket_ + 1) % tasks::Layout::kJobBuckets;
+            retention_cursor_.clear();
+          }
+          retentionList(scan);
         });
       });
+}
+
+void Scheduler::retentionRead(const std::shared_ptr<RetentionScan>& scan) {
+  size_t n = scan->ids.size();
+  if (n == 0) return;
+  scan->outstanding = n;
+  auto finish = [this, scan] {
+    if (--scan->outstanding != 0 || scan->excess == 0) return;
+    // Over the count: delete the oldest terminal statuses seen so far.
+    std::vector<std::pair<int64_t, std::string>> oldest;
+    for (const auto& [id, fv] : terminal_seen_) oldest.emplace_back(fv.first, id);
+    std::sort(oldest.begin(), oldest.end());
+    size_t m = std::min({scan->excess, oldest.size(), options_.retention_reads_per_sweep});
+    for (size_t i = 0; i < m; ++i) {
+      const std::string id = oldest[i].second;
+      int32_t version = terminal_seen_[id].second;
+      terminal_seen_.erase(id);
+      coord_.remove(layout_.status(id), version).then([gate = gate_, this](const coord::Status& s) {
+        if (s) postVia(gate, this, [this] { ++counters_.statuses_deleted; });
+      });
+    }
+  };
+  int64_t cutoff = base::wallMillis() - options_.retention_age.count();
+  for (const auto& id : scan->ids) {
+    coord_.get(layout_.status(id), nullptr)
+        .then([gate = gate_, this, id, cutoff, finish, scan](const Result<Node>& g) {
+          postVia(gate, this, [this, id, cutoff, finish, scan, g] {
+            if (!active()) return;
+            std::optional<tasks::TaskStatus> status;
+            if (g) {
+              auto j = tasks::parseJson(g->data);
+              if (j) status = tasks::statusFromJson(*j);
+            }
+            if (status && tasks::isTerminal(status->state)) {
+              int64_t finished = status->finished_at ? status->finished_at : g->stat.mtime_ms;
+              if (finished < cutoff) {
+                // Versioned: a status rewritten since the read is left alone. No token to
+                // consume: the task is over.
+                coord_.remove(layout_.status(id), g->stat.version)
+                    .then([gate = gate_, this](const coord::Status& s) {
+                      if (s) postVia(gate, this, [this] { ++counters_.statuses_deleted; });
+                    });
+                if (scan->excess > 0) --scan->excess;
+              } else {
+                terminal_seen_[id] = {finished, g->stat.version};
+              }
+            }
+            finish();
+          });
+        });
+  }
 }
 
 }  // namespace drover::scheduler

@@ -122,6 +122,10 @@ class Scheduler {
     bool watch_armed = false;     // a child watch on /assignments/{w} is outstanding
     std::set<std::string> tasks;  // its assignments as last listed plus ours since
     int reserved = 0;             // slots taken by assign multis in flight
+    uint64_t lists_issued = 0;    // listings of /assignments/{w} sent so far
+    // Tasks our assign multis put there, with lists_issued at the moment each landed: listings
+    // up to that number may predate it (see onAssignments).
+    std::map<std::string, uint64_t> landed;
   };
   struct BatchItem {
     std::string worker;
@@ -157,7 +161,7 @@ class Scheduler {
   void loadWorkerInfo(const std::string& w);
   void listAssignments(const std::string& w);
   void onAssignments(const std::string& w, const coord::Result<std::vector<std::string>>& r,
-                     bool watched);
+                     bool watched, uint64_t seq);
   void listAssignmentRoots();
 
   void requeueWorker(const std::string& w);
@@ -184,7 +188,18 @@ class Scheduler {
   void onBatchDone(Batch batch, const coord::Result<std::vector<coord::OpResult>>& r);
 
   void trimEvents();
+  // Retention walks the status buckets a bounded slice per sweep (see applyRetention()).
+  struct RetentionScan {
+    size_t excess = 0;  // statuses over retention_count
+    size_t want = 0;    // statuses to read this sweep
+    int visited = 0;    // buckets passed this sweep
+    std::array<int32_t, tasks::Layout::kJobBuckets> sizes{};
+    std::vector<std::string> ids;
+    size_t outstanding = 0;
+  };
   void applyRetention();
+  void retentionList(const std::shared_ptr<RetentionScan>& scan);
+  void retentionRead(const std::shared_ptr<RetentionScan>& scan);
 
   coord::Coordination& coord_;
   const tasks::Layout layout_;
@@ -238,7 +253,8 @@ class Scheduler {
     ~LoadDone();
   };
 
-  std::string retention_cursor_;  // the status name the last retention scan stopped after
+  int retention_bucket_ = 0;      // the status bucket the last retention scan stopped in
+  std::string retention_cursor_;  // the status name in it the last retention scan stopped after
   std::map<std::string, std::pair<int64_t, int32_t>> terminal_seen_;  // id -> (finished, ver)
 
   std::unique_ptr<base::ThreadExecutor> executor_;  // last: stopped before the state goes

@@ -39,14 +39,19 @@ std::string Layout::assignment(std::string_view worker_id, std::string_view task
   return fmt::format("{}/{}/{}", assignments(), worker_id, task_id);
 }
 
+std::string Layout::statusBucketAt(int index) const {
+  return fmt::format("{}/{:02x}", statuses(), index);
+}
+
 std::string Layout::status(std::string_view task_id) const {
-  return fmt::format("{}/{}", statuses(), task_id);
+  return fmt::format("{}/{}", statusBucketAt(bucketIndex(task_id)), task_id);
 }
 
 std::vector<std::string> Layout::directories() const {
   std::vector<std::string> dirs{root_,         workers(),  election(), jobs(),
                                 assignments(), statuses(), events()};
   for (int i = 0; i < kJobBuckets; ++i) dirs.push_back(jobBucketAt(i));
+  for (int i = 0; i < kJobBuckets; ++i) dirs.push_back(statusBucketAt(i));
   return dirs;
 }
 

@@ -33,11 +33,14 @@ class Layout {
   std::string assignmentsOf(std::string_view worker_id) const;
   std::string assignment(std::string_view worker_id, std::string_view task_id) const;
   std::string statuses() const { return root_ + "/status"; }
+  // /status/{bucket}/{id}: the same 256-way split as the jobs, so that no directory holds more
+  // than a few thousand statuses even with a million retained (docs/ZNODES.md).
+  std::string statusBucketAt(int index) const;
   std::string status(std::string_view task_id) const;
   std::string events() const { return root_ + "/events"; }
 
   // Every persistent directory the cluster needs (root, workers, election, jobs and its buckets,
-  // assignments, status, events). Create them once with coord::ensurePath.
+  // assignments, status and its buckets, events). Create them once with coord::ensurePath.
   std::vector<std::string> directories() const;
 
   static int bucketIndex(std::string_view task_id);

@@ -1,5 +1,6 @@
 #include "tasks/layout.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <set>
@@ -12,7 +13,9 @@ TEST(Layout, BuildsThePathsOfTheContract) {
   EXPECT_EQ(l.root(), "/drover");
   EXPECT_EQ(l.worker("w1"), "/drover/workers/w1");
   EXPECT_EQ(l.epoch(), "/drover/epoch");
-  EXPECT_EQ(l.status("t1"), "/drover/status/t1");
+  // Statuses are bucketed like jobs (docs/ZNODES.md, "Directory bounds").
+  EXPECT_EQ(l.status("t1"), fmt::format("/drover/status/{:02x}/t1", Layout::bucketIndex("t1")));
+  EXPECT_EQ(l.statusBucketAt(0xd6), "/drover/status/d6");
   EXPECT_EQ(l.assignment("w1", "t1"), "/drover/assignments/w1/t1");
   EXPECT_EQ(l.job("t1"), l.jobBucket("t1") + "/t1");
   EXPECT_EQ(l.jobBucket("t1").rfind("/drover/jobs/", 0), 0u);
@@ -24,7 +27,8 @@ TEST(Layout, BucketsAreStableAndSpread) {
   for (int i = 0; i < 5000; ++i) used.insert(Layout::bucketIndex("task-" + std::to_string(i)));
   EXPECT_EQ(used.size(), static_cast<size_t>(Layout::kJobBuckets));
   Layout l;
-  EXPECT_EQ(l.directories().size(), 7u + Layout::kJobBuckets);
+  // The fixed directories, the job buckets and the status buckets.
+  EXPECT_EQ(l.directories().size(), 7u + 2 * Layout::kJobBuckets);
 }
 
 }  // namespace

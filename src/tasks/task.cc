@@ -130,7 +130,11 @@ Json toJson(const Job& job) {
 }
 
 Json toJson(const Assignment& assignment) {
-  return {{"spec", toJson(assignment.spec)}, {"attempt", assignment.attempt}};
+  Json j = {{"spec", toJson(assignment.spec)},
+            {"attempt", assignment.attempt},
+            {"submitted_at", assignment.submitted_at}};
+  if (!assignment.error.empty()) j["error"] = assignment.error;
+  return j;
 }
 
 std::optional<TaskSpec> specFromJson(const Json& j) {
@@ -184,7 +188,13 @@ std::optional<Assignment> assignmentFromJson(const Json& j) {
   try {
     auto spec = specFromJson(j.at("spec"));
     if (!spec) return std::nullopt;
-    return Assignment{std::move(*spec), j.value("attempt", 1)};
+    Assignment a{std::move(*spec), j.value("attempt", 1)};
+    // Records written before assignments carried these have neither: the reader falls back to
+    // the status.
+    a.has_status = j.contains("submitted_at");
+    a.submitted_at = valueOr<int64_t>(j, "submitted_at", 0);
+    a.error = j.value("error", "");
+    return a;
   } catch (const Json::exception&) {
     return std::nullopt;
   }

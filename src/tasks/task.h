@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 #include <tl/expected.hpp>
+#include <utility>
 
 namespace drover::tasks {
 
@@ -55,9 +56,21 @@ struct Job {
 };
 
 // A task given to a worker: /assignments/{worker}/{id}.
+// It also carries what the worker's `running` status needs from the current status (submitted_at
+// and the last attempt's error), so the worker starts the task without reading /status/{id}.
 struct Assignment {
+  Assignment() = default;
+  Assignment(TaskSpec spec_, int attempt_, int64_t submitted_at_ = 0, std::string error_ = {})
+      : spec(std::move(spec_)),
+        attempt(attempt_),
+        submitted_at(submitted_at_),
+        error(std::move(error_)) {}
+
   TaskSpec spec;
   int attempt = 1;
+  int64_t submitted_at = 0;
+  std::string error;        // the previous attempt's error ("" if none)
+  bool has_status = false;  // decoded: the record carried the two fields above (newer writers)
 };
 
 // Limits on what a client may submit.

@@ -127,6 +127,23 @@ TEST(Codec, JobAssignmentWorkerAndEventRoundTrip) {
   EXPECT_TRUE(parseJson("{}"));
 }
 
+TEST(Codec, AssignmentCarriesWhatTheRunningStatusNeedsAndOldRecordsStillDecode) {
+  Assignment a{TaskSpec{"t", "noop", Json::object(), 5, 3, 0}, 2, 1234, "boom"};
+  auto back = assignmentFromJson(toJson(a));
+  ASSERT_TRUE(back);
+  EXPECT_TRUE(back->has_status);
+  EXPECT_EQ(back->submitted_at, 1234);
+  EXPECT_EQ(back->error, "boom");
+  // A record written before assignments carried the status fields: decodable, marked as such.
+  Json old = {{"spec", toJson(a.spec)}, {"attempt", 2}};
+  auto legacy = assignmentFromJson(old);
+  ASSERT_TRUE(legacy);
+  EXPECT_EQ(legacy->attempt, 2);
+  EXPECT_FALSE(legacy->has_status);
+  EXPECT_EQ(legacy->submitted_at, 0);
+  EXPECT_EQ(legacy->error, "");
+}
+
 TEST(States, NamesRoundTrip) {
   for (State s : {State::kPending, State::kAssigned, State::kRunning, State::kSucceeded,
                   State::kFailed, State::kCancelled}) {

@@ -6,6 +6,7 @@
 #include <future>
 
 #include "base/clock.h"
+#include "base/metrics.h"
 #include "tasks/records.h"
 
 namespace drover::worker {
@@ -18,8 +19,6 @@ using tasks::State;
 constexpr size_t kMaxStatusBytes = 768 * 1024;
 // Non-retryable, unexpected commit errors are tried this many times before giving up.
 constexpr uint32_t kMaxOddRetries = 5;
-// How often tasks waiting for a Runner slot look again (slots shared with other users).
-constexpr auto kWaitingPoll = std::chrono::milliseconds(100);
 
 std::string encodeStatus(const tasks::TaskStatus& status) {
   std::string data = tasks::toJson(status).dump(-1, ' ', false, Json::error_handler_t::replace);
@@ -97,6 +96,13 @@ void WorkerAgent::start() {
     shared->post([this] { becomeDead("session lost"); });
   });
   listener_added_ = true;
+  // A task that found every Runner slot taken (slots may be shared with other users) is launched
+  // as soon as any run frees one: no polling.
+  slot_listener_id_ = runner_.addSlotListener([this, shared] {
+    shared->post([this] {
+      if (!waiting_.empty()) launchWaiting();
+    });
+  });
   if (now.state == coord::SessionState::kExpired || now.state == coord::SessionState::kClosed) {
     shared_->dead = true;
   }
@@ -120,7 +126,10 @@ void WorkerAgent::stop() {
     std::unique_lock lock(shared_->mu);
     shared_->runs_cv.wait(lock, [&] { return shared_->runs == 0; });
   }
-  if (listener_added_) coord_.removeSessionListener(listener_id_);
+  if (listener_added_) {
+    coord_.removeSessionListener(listener_id_);
+    runner_.removeSlotListener(slot_listener_id_);
+  }
   {
     std::lock_guard lock(shared_->mu);
     shared_->executor = nullptr;
@@ -282,6 +291,27 @@ void WorkerAgent::onFetched(const std::string& id, const coord::Result<coord::No
   } else if (!handlers_.has(item->assignment->spec.type)) {
     item->reject = fmt::format("unknown task type '{}'", item->assignment->spec.type);
   }
+  if (item->reject.empty() && item->assignment->has_status) {
+    // The assignment carries what the running status keeps from the assigned one: start now,
+    // without reading /status/{id} (the start multi's check on the token fences it as before).
+    const tasks::Assignment& a = *item->assignment;
+    tasks::TaskStatus status;
+    status.spec = a.spec;
+    status.state = State::kAssigned;
+    status.attempts = a.attempt;
+    status.worker = worker_id_;
+    status.error = a.error;
+    status.submitted_at = a.submitted_at;
+    item->status = std::move(status);
+    item->status_exists = true;
+    if (item->gone) {
+      bump(&AgentStats::dropped);
+      finish(id);
+      return;
+    }
+    startRun(id);
+    return;
+  }
   readStatus(id);
 }
 
@@ -388,6 +418,11 @@ void WorkerAgent::onStarted(const std::string& id, const tasks::TaskStatus& runn
       retryLater(*item, [this, id, running] { verifyStart(id, running); });
       return;
     }
+    if (r.error().failedOp() == 1 && r.error().code() == Code::kNoNode && item->status_exists) {
+      item->status_exists = false;  // broken tree: the status is created with the start
+      startRun(id);
+      return;
+    }
     if (item->tries < kMaxOddRetries) {
       spdlog::warn("worker {}: start of {} failed: {}; retrying", worker_id_, id,
                    r.error().toString());
@@ -472,13 +507,7 @@ void WorkerAgent::launch(const std::string& id) {
       item.phase = Phase::kWaiting;
       waiting_.push_back(id);
     }
-    if (!waiting_timer_) {
-      waiting_timer_ = true;
-      shared_->postAfter(kWaitingPoll, [this] {
-        waiting_timer_ = false;
-        launchWaiting();
-      });
-    }
+    // The Runner's slot listener launches it when a slot frees.
     return;
   }
   if (item.phase == Phase::kWaiting) std::erase(waiting_, id);
@@ -747,9 +776,34 @@ void WorkerAgent::resolveByStatus(const std::string& id) {
       });
 }
 
+// Completions by outcome and the time tasks ran and waited (docs/METRICS.md). Wall-clock
+// milliseconds of the status record, so an attempt's times are the ones its status shows.
+static void recordCompletion(const tasks::TaskStatus& t, const char* outcome) {
+  static auto& registry = base::metrics();
+  registry
+      .counter("drover_tasks_completed_total",
+               "Task attempts whose outcome this worker committed, by outcome",
+               {{"outcome", outcome}})
+      .inc();
+  static auto& run =
+      registry.histogram("drover_task_duration_seconds", "Run time of committed task attempts",
+                         base::kTaskDurationBuckets);
+  static auto& wait = registry.histogram("drover_task_queue_wait_seconds",
+                                         "Time from submission to the start of an attempt",
+                                         base::kTaskDurationBuckets);
+  int64_t end = t.finished_at > 0 ? t.finished_at : base::wallMillis();
+  if (t.started_at > 0 && end >= t.started_at) run.observe((end - t.started_at) / 1000.0);
+  if (t.submitted_at > 0 && t.started_at >= t.submitted_at) {
+    wait.observe((t.started_at - t.submitted_at) / 1000.0);
+  }
+}
+
 void WorkerAgent::landed(const std::string& id) {
   Item* item = find(id);
   if (item == nullptr) return;
+  recordCompletion(item->target, item->outcome == Outcome::kSucceeded ? "succeeded"
+                                 : item->outcome == Outcome::kRetry   ? "retried"
+                                                                      : "failed");
   switch (item->outcome) {
     case Outcome::kSucceeded:
       bump(&AgentStats::succeeded);
@@ -770,6 +824,10 @@ void WorkerAgent::fenced(const std::string& id) {
   spdlog::info("worker {}: commit of {} fenced (its assignment is gone); result discarded",
                worker_id_, id);
   bump(&AgentStats::fenced_commits);
+  static auto& fenced_total = base::metrics().counter(
+      "drover_worker_fenced_commits_total",
+      "Worker commits refused because the assignment was gone (late results discarded)");
+  fenced_total.inc();
   finish(id);
 }
 

@@ -160,6 +160,7 @@ class WorkerAgent {
   std::shared_ptr<Shared> shared_;
   uint64_t listener_id_ = 0;
   bool listener_added_ = false;
+  uint64_t slot_listener_id_ = 0;
   std::atomic<bool> started_{false};
   std::atomic<bool> stopped_{false};
 
@@ -170,8 +171,7 @@ class WorkerAgent {
   std::map<std::string, Item> items_;
   std::set<std::string> listed_;      // the names in the last listing
   std::vector<std::string> waiting_;  // started, waiting for a Runner slot
-  bool waiting_timer_ = false;
-  std::vector<std::string> ready_;  // runs done, commit not sent yet
+  std::vector<std::string> ready_;    // runs done, commit not sent yet
   bool flush_posted_ = false;
 
   mutable std::mutex stats_mu_;

@@ -59,8 +59,11 @@ class AgentTest : public ::testing::Test {
   }
 
   // What the leader's assign multi leaves behind: a status `assigned` and the assignment.
+  // `legacy`: the assignment as written before it carried submitted_at (the worker must then
+  // read the status).
   tasks::TaskSpec assign(std::string id, std::string type, Json payload = Json::object(),
-                         int attempt = 1, int max_attempts = 3, double timeout_s = 0) {
+                         int attempt = 1, int max_attempts = 3, double timeout_s = 0,
+                         bool legacy = false) {
     tasks::TaskSpec spec;
     spec.id = std::move(id);
     spec.type = std::move(type);
@@ -73,10 +76,11 @@ class AgentTest : public ::testing::Test {
     status.attempts = attempt;
     status.worker = kWorker;
     status.submitted_at = 12345;
+    Json a = tasks::toJson(tasks::Assignment{spec, attempt, status.submitted_at, status.error});
+    if (legacy) a = Json{{"spec", tasks::toJson(spec)}, {"attempt", attempt}};
     auto r = admin_
                  .multi({persistent(layout_.status(spec.id), tasks::toJson(status).dump()),
-                         persistent(layout_.assignment(kWorker, spec.id),
-                                    tasks::toJson(tasks::Assignment{spec, attempt}).dump())})
+                         persistent(layout_.assignment(kWorker, spec.id), a.dump())})
                  .get();
     EXPECT_TRUE(r.has_value()) << r.error().toString();
     return spec;
@@ -138,7 +142,7 @@ TEST_F(AgentTest, RunsAnAssignmentAndCommitsSuccess) {
   EXPECT_EQ(s.result, (Json{{"x", 1}}));
   EXPECT_EQ(s.attempts, 1);
   EXPECT_EQ(s.worker, kWorker);
-  EXPECT_EQ(s.submitted_at, 12345);  // kept from the status the worker read
+  EXPECT_EQ(s.submitted_at, 12345);  // carried by the assignment
   EXPECT_GT(s.started_at, 0);
   EXPECT_GE(s.finished_at, s.started_at);
   EXPECT_TRUE(s.error.empty());
@@ -399,6 +403,24 @@ TEST_F(AgentTest, OneFencedTaskInABatchDoesNotBlockTheOthers) {
   EXPECT_EQ(status("x1")->state, State::kCancelled);
   EXPECT_EQ(status("x2")->state, State::kSucceeded);
   EXPECT_EQ(status("x3")->state, State::kSucceeded);
+}
+
+TEST_F(AgentTest, StartsWithoutReadingTheStatus) {
+  startAgent();
+  size_t gets = worker_coord_.callCount(OpKind::kGet);
+  assign("q", "noop");
+  ASSERT_TRUE(base::eventually([&] { return stateIs("q", State::kSucceeded); }));
+  EXPECT_EQ(worker_coord_.callCount(OpKind::kGet), gets + 1);  // the assignment only
+  EXPECT_EQ(status("q")->submitted_at, 12345);
+}
+
+TEST_F(AgentTest, AnAssignmentWithoutStatusFieldsIsStartedFromTheStatus) {
+  startAgent();
+  size_t gets = worker_coord_.callCount(OpKind::kGet);
+  assign("old", "noop", Json::object(), 1, 3, 0, /*legacy=*/true);
+  ASSERT_TRUE(base::eventually([&] { return stateIs("old", State::kSucceeded); }));
+  EXPECT_EQ(worker_coord_.callCount(OpKind::kGet), gets + 2);  // the assignment and the status
+  EXPECT_EQ(status("old")->submitted_at, 12345);
 }
 
 TEST_F(AgentTest, CommitWaitsOutADisconnection) {

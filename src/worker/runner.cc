@@ -46,6 +46,18 @@ bool Runner::running(const std::string& task_id) const {
   return active_.count(task_id) != 0;
 }
 
+uint64_t Runner::addSlotListener(std::function<void()> fn) {
+  std::lock_guard lock(mu_);
+  uint64_t id = next_listener_++;
+  slot_listeners_.emplace(id, std::move(fn));
+  return id;
+}
+
+void Runner::removeSlotListener(uint64_t id) {
+  std::lock_guard lock(mu_);
+  slot_listeners_.erase(id);
+}
+
 void Runner::stop() {
   {
     std::lock_guard lock(mu_);
@@ -101,6 +113,12 @@ void Runner::work() {
         spdlog::error("runner: completion of task {} threw: {}", job.ctx.id, e.what());
       }
     }
+    std::vector<std::function<void()>> listeners;
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& [id, fn] : slot_listeners_) listeners.push_back(fn);
+    }
+    for (const auto& fn : listeners) fn();
   }
 }
 

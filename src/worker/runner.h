@@ -3,6 +3,7 @@
 // A fixed pool of task slots.
 
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -43,6 +44,12 @@ class Runner {
   int runningCount() const;
   int slots() const { return slots_; }
   bool running(const std::string& task_id) const;
+  // `fn` is called (on a pool thread, after the run's completion callback) each time a slot
+  // frees, so a user waiting for a slot retries at once instead of polling. It must be short and
+  // may call tryRun. Returns an id for removeSlotListener.
+  uint64_t addSlotListener(std::function<void()> fn);
+  // After it returns, `fn` is not called again (a call already under way may still finish).
+  void removeSlotListener(uint64_t id);
   // Refuses new runs, cancels every run with kShutdown, waits for them (completions included)
   // and joins the threads. Idempotent; must not be called from a completion callback.
   void stop();
@@ -69,6 +76,8 @@ class Runner {
   std::map<std::string, Active> active_;
   bool stopping_ = false;
   std::vector<std::thread> threads_;
+  std::map<uint64_t, std::function<void()>> slot_listeners_;  // under mu_
+  uint64_t next_listener_ = 1;
   std::thread watchdog_;
 };
 

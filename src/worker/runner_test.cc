@@ -61,6 +61,32 @@ TEST(RunnerTest, RunsAndCompletes) {
   EXPECT_TRUE(base::eventually([&] { return runner.runningCount() == 0; }));
 }
 
+TEST(RunnerTest, SlotListenersHearOfEachFreedSlotUntilRemoved) {
+  Runner runner(1);
+  Outcomes outcomes;
+  std::atomic<int> freed{0};
+  std::atomic<bool> refilled{false};
+  // The listener runs once the slot is free: a waiting user can take it right there.
+  uint64_t id = runner.addSlotListener([&] {
+    if (++freed == 1) {
+      refilled = runner.tryRun(
+          ctxFor("b"), [](TaskContext&) { return HandlerResult::success(nullptr); },
+          outcomes.callback());
+    }
+  });
+  ASSERT_TRUE(runner.tryRun(
+      ctxFor("a"), [](TaskContext&) { return HandlerResult::success(nullptr); },
+      outcomes.callback()));
+  ASSERT_TRUE(base::eventually([&] { return outcomes.size() == 2 && freed == 2; }));
+  EXPECT_TRUE(refilled);
+  runner.removeSlotListener(id);
+  ASSERT_TRUE(runner.tryRun(
+      ctxFor("c"), [](TaskContext&) { return HandlerResult::success(nullptr); },
+      outcomes.callback()));
+  ASSERT_TRUE(base::eventually([&] { return outcomes.size() == 3 && runner.runningCount() == 0; }));
+  EXPECT_EQ(freed, 2);
+}
+
 TEST(RunnerTest, NeverRunsMoreThanItsSlots) {
   Runner runner(2);
   Outcomes outcomes;

@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "base/executor.h"
+#include "base/metrics.h"
 #include "coord/paths.h"
 #include "coord/zk/zk_errors.h"
 
@@ -286,11 +287,43 @@ void ZkCoordination::Impl::sessionWatcher(zhandle_t*, int type, int zstate, cons
 namespace {
 
 // Completion contexts: one heap object per call, freed by its completion.
+// Times one request from its submission to its completion, by op
+// (drover_zookeeper_request_duration_seconds, docs/METRICS.md). Calls refused before they reach
+// the client library are not timed.
+class RequestTimer {
+ public:
+  explicit RequestTimer(const char* op = "other")
+      : op_(op), start_(std::chrono::steady_clock::now()) {}
+  // Called once, by the completion.
+  void completed() const {
+    static const std::map<std::string_view, base::Histogram*> histograms = [] {
+      std::map<std::string_view, base::Histogram*> m;
+      for (const char* op : {"create", "delete", "set", "get", "exists", "children", "multi",
+                             "sync", "auth", "other"}) {
+        m[op] = &base::metrics().histogram(
+            "drover_zookeeper_request_duration_seconds",
+            "Time from sending a ZooKeeper request to its completion, by operation",
+            base::kRequestDurationBuckets, {{"op", op}});
+      }
+      return m;
+    }();
+    auto it = histograms.find(op_);
+    if (it == histograms.end()) return;
+    it->second->observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+  }
+
+ private:
+  const char* op_;
+  std::chrono::steady_clock::time_point start_;
+};
+
 template <class T>
 struct Call {
   Promise<T> promise;
   std::string path;
   void* watch = nullptr;
+  RequestTimer timer;
 };
 
 template <class T>
@@ -326,7 +359,7 @@ Future<std::string> ZkCoordination::create(CreateOp op) {
     Promise<std::string> p;
     return failNow(p, pathError(op.path));
   }
-  auto* call = new Call<std::string>{{}, op.path};
+  auto* call = new Call<std::string>{{}, op.path, nullptr, RequestTimer("create")};
   Future<std::string> f = call->promise.future();
   if (op.data.size() + op.path.size() > impl_->options.max_request_bytes) {
     delete call;
@@ -341,6 +374,7 @@ Future<std::string> ZkCoordination::create(CreateOp op) {
         [](int rc, const char* value, const void* data) {
           std::unique_ptr<Call<std::string>> c(
               static_cast<Call<std::string>*>(const_cast<void*>(data)));
+          c->timer.completed();
           if (rc == ZOK) {
             c->promise.set(std::string(value != nullptr ? value : ""));
           } else {
@@ -362,13 +396,14 @@ Future<void> ZkCoordination::remove(const std::string& path, int32_t version) {
     Promise<void> p;
     return failNow(p, pathError(path));
   }
-  auto* call = new Call<void>{{}, path};
+  auto* call = new Call<void>{{}, path, nullptr, RequestTimer("delete")};
   Future<void> f = call->promise.future();
   int rc = impl_->withHandle([&](zhandle_t* zh) {
     return zoo_adelete(
         zh, path.c_str(), version,
         [](int rc, const void* data) {
           std::unique_ptr<Call<void>> c(static_cast<Call<void>*>(const_cast<void*>(data)));
+          c->timer.completed();
           if (rc == ZOK) {
             c->promise.set({});
           } else {
@@ -394,13 +429,14 @@ Future<Stat> ZkCoordination::set(const std::string& path, std::string data, int3
     Promise<Stat> p;
     return failNow(p, impl_->sizeError(data.size()));
   }
-  auto* call = new Call<Stat>{{}, path};
+  auto* call = new Call<Stat>{{}, path, nullptr, RequestTimer("set")};
   Future<Stat> f = call->promise.future();
   int rc = impl_->withHandle([&](zhandle_t* zh) {
     return zoo_aset(
         zh, path.c_str(), data.data(), static_cast<int>(data.size()), version,
         [](int rc, const ::Stat* stat, const void* d) {
           std::unique_ptr<Call<Stat>> c(static_cast<Call<Stat>*>(const_cast<void*>(d)));
+          c->timer.completed();
           if (rc == ZOK) {
             c->promise.set(toStat(stat));
           } else {
@@ -422,7 +458,7 @@ Future<Node> ZkCoordination::get(const std::string& path, Watcher watcher) {
     Promise<Node> p;
     return failNow(p, pathError(path));
   }
-  auto* call = new Call<Node>{{}, path};
+  auto* call = new Call<Node>{{}, path, nullptr, RequestTimer("get")};
   Future<Node> f = call->promise.future();
   int rc = impl_->withHandle([&](zhandle_t* zh) {
     uint64_t gen = impl_->handle->generation;
@@ -431,6 +467,7 @@ Future<Node> ZkCoordination::get(const std::string& path, Watcher watcher) {
         zh, path.c_str(), call->watch != nullptr ? &nodeWatcher : nullptr, call->watch,
         [](int rc, const char* value, int len, const ::Stat* stat, const void* d) {
           std::unique_ptr<Call<Node>> c(static_cast<Call<Node>*>(const_cast<void*>(d)));
+          c->timer.completed();
           if (rc == ZOK) {
             c->promise.set(Node{
                 std::string(value != nullptr ? value : "", value != nullptr && len > 0 ? len : 0),
@@ -457,7 +494,7 @@ Future<std::optional<Stat>> ZkCoordination::exists(const std::string& path, Watc
     Promise<T> p;
     return failNow(p, pathError(path));
   }
-  auto* call = new Call<T>{{}, path};
+  auto* call = new Call<T>{{}, path, nullptr, RequestTimer("exists")};
   Future<T> f = call->promise.future();
   int rc = impl_->withHandle([&](zhandle_t* zh) {
     uint64_t gen = impl_->handle->generation;
@@ -466,6 +503,7 @@ Future<std::optional<Stat>> ZkCoordination::exists(const std::string& path, Watc
         zh, path.c_str(), call->watch != nullptr ? &nodeWatcher : nullptr, call->watch,
         [](int rc, const ::Stat* stat, const void* d) {
           std::unique_ptr<Call<T>> c(static_cast<Call<T>*>(const_cast<void*>(d)));
+          c->timer.completed();
           if (rc == ZOK) {
             c->promise.set(T(toStat(stat)));
           } else if (rc == ZNONODE) {
@@ -493,7 +531,7 @@ Future<std::vector<std::string>> ZkCoordination::children(const std::string& pat
     Promise<T> p;
     return failNow(p, pathError(path));
   }
-  auto* call = new Call<T>{{}, path};
+  auto* call = new Call<T>{{}, path, nullptr, RequestTimer("children")};
   Future<T> f = call->promise.future();
   int rc = impl_->withHandle([&](zhandle_t* zh) {
     uint64_t gen = impl_->handle->generation;
@@ -502,6 +540,7 @@ Future<std::vector<std::string>> ZkCoordination::children(const std::string& pat
         zh, path.c_str(), call->watch != nullptr ? &nodeWatcher : nullptr, call->watch,
         [](int rc, const struct String_vector* strings, const void* d) {
           std::unique_ptr<Call<T>> c(static_cast<Call<T>*>(const_cast<void*>(d)));
+          c->timer.completed();
           if (rc == ZOK) {
             T out;
             if (strings != nullptr) {
@@ -530,6 +569,7 @@ namespace {
 // Everything a multi needs until its completion: the ops, their buffers and the results.
 struct MultiCall {
   Promise<std::vector<OpResult>> promise;
+  RequestTimer timer{"multi"};
   std::vector<Op> ops;
   std::vector<std::unique_ptr<CAcl>> acls;
   std::vector<zoo_op_t> zops;
@@ -540,6 +580,7 @@ struct MultiCall {
 
 void multiDone(int rc, const void* d) {
   std::unique_ptr<MultiCall> c(static_cast<MultiCall*>(const_cast<void*>(d)));
+  c->timer.completed();
   if (rc == ZOK) {
     std::vector<OpResult> out(c->ops.size());
     for (size_t i = 0; i < c->ops.size(); ++i) {
@@ -636,13 +677,14 @@ Future<void> ZkCoordination::sync(const std::string& path) {
     Promise<void> p;
     return failNow(p, pathError(path));
   }
-  auto* call = new Call<void>{{}, path};
+  auto* call = new Call<void>{{}, path, nullptr, RequestTimer("sync")};
   Future<void> f = call->promise.future();
   int rc = impl_->withHandle([&](zhandle_t* zh) {
     return zoo_async(
         zh, path.c_str(),
         [](int rc, const char*, const void* d) {
           std::unique_ptr<Call<void>> c(static_cast<Call<void>*>(const_cast<void*>(d)));
+          c->timer.completed();
           if (rc == ZOK) {
             c->promise.set({});
           } else {
@@ -660,7 +702,7 @@ Future<void> ZkCoordination::sync(const std::string& path) {
 }
 
 Future<void> ZkCoordination::addAuth(const std::string& scheme, const std::string& credential) {
-  auto* call = new Call<void>{{}, scheme};
+  auto* call = new Call<void>{{}, scheme, nullptr, RequestTimer("auth")};
   Future<void> f = call->promise.future();
   int rc = impl_->withHandle([&](zhandle_t* zh) {
     impl_->auths.emplace_back(scheme, credential);  // re-applied to every later session
@@ -668,6 +710,7 @@ Future<void> ZkCoordination::addAuth(const std::string& scheme, const std::strin
         zh, scheme.c_str(), credential.data(), static_cast<int>(credential.size()),
         [](int rc, const void* d) {
           std::unique_ptr<Call<void>> c(static_cast<Call<void>*>(const_cast<void*>(d)));
+          c->timer.completed();
           if (rc == ZOK) {
             c->promise.set({});
           } else {

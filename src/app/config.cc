@@ -1,0 +1,278 @@
+#include "app/config.h"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+namespace drover::app {
+namespace {
+
+template <class Int>
+std::optional<std::string> parseInt(std::string_view text, Int& out) {
+  Int v{};
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+    return fmt::format("'{}' is not a whole number{}", text,
+                       std::is_signed_v<Int> ? "" : " of zero or more");
+  }
+  out = v;
+  return std::nullopt;
+}
+
+std::optional<std::string> parseBool(std::string_view text, bool& out) {
+  std::string t(text);
+  std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (t == "true" || t == "yes" || t == "on" || t == "1") {
+    out = true;
+  } else if (t == "false" || t == "no" || t == "off" || t == "0") {
+    out = false;
+  } else {
+    return fmt::format("'{}' is not a boolean (true or false)", text);
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> splitList(std::string_view text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string_view::npos) comma = text.size();
+    std::string item(text.substr(start, comma - start));
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) out.push_back(item);
+    start = comma + 1;
+  }
+  return out;
+}
+
+bool isListKey(std::string_view key) { return key == "labels"; }
+
+const std::vector<std::string> kLevels = {"trace", "debug",    "info", "warn",
+                                          "error", "critical", "off"};
+
+}  // namespace
+
+const std::vector<std::string>& configKeys() {
+  static const std::vector<std::string> keys = {"zk",
+                                                "zk_root",
+                                                "http",
+                                                "id",
+                                                "slots",
+                                                "session_timeout_ms",
+                                                "worker",
+                                                "leader",
+                                                "strategy",
+                                                "labels",
+                                                "max_payload_bytes",
+                                                "log_level",
+                                                "log_format"};
+  return keys;
+}
+
+std::string envNameOf(std::string_view key) {
+  std::string out = "DROVER_";
+  for (char c : key) out.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+  return out;
+}
+
+std::optional<std::string> setConfigKey(NodeConfig& config, std::string_view key,
+                                        std::string_view value) {
+  NodeConfig c = config;
+  std::optional<std::string> err;
+  if (key == "zk") {
+    c.zk = value;
+  } else if (key == "zk_root") {
+    c.zk_root = value;
+  } else if (key == "http") {
+    c.http = value;
+  } else if (key == "id") {
+    c.id = value;
+  } else if (key == "slots") {
+    err = parseInt(value, c.slots);
+  } else if (key == "session_timeout_ms") {
+    err = parseInt(value, c.session_timeout_ms);
+  } else if (key == "worker") {
+    err = parseBool(value, c.worker);
+  } else if (key == "leader") {
+    err = parseBool(value, c.leader);
+  } else if (key == "strategy") {
+    c.strategy = value;
+  } else if (key == "labels") {
+    c.labels = splitList(value);
+  } else if (key == "max_payload_bytes") {
+    err = parseInt(value, c.max_payload_bytes);
+  } else if (key == "log_level") {
+    if (std::find(kLevels.begin(), kLevels.end(), value) == kLevels.end()) {
+      err = fmt::format("'{}' is not one of trace, debug, info, warn, error, critical, off", value);
+    }
+    c.log_level = value;
+  } else if (key == "log_format") {
+    if (value != "text" && value != "json") err = fmt::format("'{}' is not text or json", value);
+    c.log_format = value;
+  } else {
+    err = fmt::format("unknown key '{}'", key);
+  }
+  if (!err) config = std::move(c);
+  return err;
+}
+
+std::optional<std::string> applyYaml(NodeConfig& config, const std::string& text,
+                                     const std::string& source) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    return fmt::format("{}:{}: not valid YAML: {}", source, e.mark.line + 1, e.msg);
+  }
+  if (root.IsNull()) return std::nullopt;  // an empty file: nothing to set
+  if (!root.IsMap()) {
+    return fmt::format("{}:{}: expected a mapping of keys to values", source, root.Mark().line + 1);
+  }
+  NodeConfig c = config;
+  for (const auto& entry : root) {
+    int line = entry.first.Mark().line + 1;
+    if (!entry.first.IsScalar())
+      return fmt::format("{}:{}: keys must be plain words", source, line);
+    std::string key = entry.first.Scalar();
+    const auto& keys = configKeys();
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
+      return fmt::format("{}:{}: unknown key '{}' (known keys: {})", source, line, key,
+                         fmt::join(keys, ", "));
+    }
+    const YAML::Node& value = entry.second;
+    std::string text_value;
+    if (isListKey(key)) {
+      if (value.IsNull()) {
+        text_value = "";
+      } else if (!value.IsSequence()) {
+        return fmt::format("{}:{}: '{}' must be a list, e.g. [gpu, ssd]", source, line, key);
+      } else {
+        std::vector<std::string> items;
+        for (const auto& item : value) {
+          if (!item.IsScalar()) {
+            return fmt::format("{}:{}: every item of '{}' must be a plain value", source,
+                               item.Mark().line + 1, key);
+          }
+          if (item.Scalar().find(',') != std::string::npos) {
+            return fmt::format("{}:{}: a label may not contain a comma", source,
+                               item.Mark().line + 1);
+          }
+          items.push_back(item.Scalar());
+        }
+        text_value = fmt::format("{}", fmt::join(items, ","));
+      }
+    } else {
+      if (!value.IsScalar()) {
+        return fmt::format("{}:{}: '{}' must be a single value, not a {}", source, line, key,
+                           value.IsSequence() ? "list"
+                           : value.IsMap()    ? "mapping"
+                                              : "null");
+      }
+      text_value = value.Scalar();
+    }
+    if (auto err = setConfigKey(c, key, text_value)) {
+      return fmt::format("{}:{}: {}: {}", source, line, key, *err);
+    }
+  }
+  config = std::move(c);
+  return std::nullopt;
+}
+
+std::optional<std::string> applyYamlFile(NodeConfig& config, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return fmt::format("cannot read the config file {}", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return fmt::format("cannot read the config file {}", path);
+  return applyYaml(config, ss.str(), path);
+}
+
+EnvLookup processEnv() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    const char* v = std::getenv(name.c_str());
+    if (v == nullptr || *v == '\0') return std::nullopt;
+    return std::string(v);
+  };
+}
+
+std::optional<std::string> applyEnv(NodeConfig& config, const EnvLookup& env) {
+  NodeConfig c = config;
+  for (const auto& key : configKeys()) {
+    std::string name = envNameOf(key);
+    auto value = env(name);
+    if (!value || value->empty()) continue;
+    if (auto err = setConfigKey(c, key, *value)) return fmt::format("{}: {}", name, *err);
+  }
+  config = std::move(c);
+  return std::nullopt;
+}
+
+LoadResult loadConfig(const CommandLine& command_line, const EnvLookup& env) {
+  LoadResult r;
+  std::string path = command_line.config_path;
+  if (path.empty()) path = env("DROVER_CONFIG").value_or("");
+  if (!path.empty()) {
+    if (auto err = applyYamlFile(r.config, path)) {
+      r.error = *err;
+      return r;
+    }
+  }
+  if (auto err = applyEnv(r.config, env)) {
+    r.error = *err;
+    return r;
+  }
+  for (const auto& f : command_line.flags) {
+    if (auto err = setConfigKey(r.config, f.key, f.value)) {
+      r.error = fmt::format("{}: {}", f.flag, *err);
+      return r;
+    }
+  }
+  return r;
+}
+
+std::string configValueText(const NodeConfig& c, std::string_view key) {
+  if (key == "zk") return c.zk;
+  if (key == "zk_root") return c.zk_root;
+  if (key == "http") return c.http;
+  if (key == "id") return c.id;
+  if (key == "slots") return std::to_string(c.slots);
+  if (key == "session_timeout_ms") return std::to_string(c.session_timeout_ms);
+  if (key == "worker") return c.worker ? "true" : "false";
+  if (key == "leader") return c.leader ? "true" : "false";
+  if (key == "strategy") return c.strategy;
+  if (key == "labels") return fmt::format("{}", fmt::join(c.labels, ","));
+  if (key == "max_payload_bytes") return std::to_string(c.max_payload_bytes);
+  if (key == "log_level") return c.log_level;
+  if (key == "log_format") return c.log_format;
+  return "";
+}
+
+std::string toYaml(const NodeConfig& c) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  out << YAML::Key << "zk" << YAML::Value << c.zk;
+  out << YAML::Key << "zk_root" << YAML::Value << c.zk_root;
+  out << YAML::Key << "http" << YAML::Value << c.http;
+  out << YAML::Key << "id" << YAML::Value << YAML::DoubleQuoted << c.id;
+  out << YAML::Key << "slots" << YAML::Value << c.slots;
+  out << YAML::Key << "session_timeout_ms" << YAML::Value << c.session_timeout_ms;
+  out << YAML::Key << "worker" << YAML::Value << c.worker;
+  out << YAML::Key << "leader" << YAML::Value << c.leader;
+  out << YAML::Key << "strategy" << YAML::Value << c.strategy;
+  out << YAML::Key << "labels" << YAML::Value << YAML::Flow << c.labels;
+  out << YAML::Key << "max_payload_bytes" << YAML::Value << c.max_payload_bytes;
+  out << YAML::Key << "log_level" << YAML::Value << c.log_level;
+  out << YAML::Key << "log_format" << YAML::Value << c.log_format;
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace drover::app

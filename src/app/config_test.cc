@@ -1,0 +1,198 @@
+#include "app/config.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+
+namespace drover::app {
+namespace {
+
+EnvLookup fakeEnv(std::map<std::string, std::string> vars) {
+  return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+class TempFile {
+ public:
+  explicit TempFile(const std::string& text) {
+    char name[] = "/tmp/drover-config-test-XXXXXX";
+    int fd = mkstemp(name);
+    EXPECT_GE(fd, 0);
+    close(fd);
+    path_ = name;
+    std::ofstream(path_) << text;
+  }
+  ~TempFile() { std::remove(path_.c_str()); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(Config, DefaultsWhenNothingIsGiven) {
+  auto r = loadConfig({}, fakeEnv({}));
+  ASSERT_EQ(r.error, "");
+  EXPECT_EQ(toYaml(r.config), toYaml(NodeConfig{}));
+}
+
+TEST(Config, FlagsBeatEnvironmentBeatFileBeatDefaults) {
+  TempFile file(
+      "zk: file:2181\n"
+      "slots: 8\n"
+      "strategy: random\n"
+      "labels: [gpu, ssd]\n"
+      "log_format: json\n");
+  auto env = fakeEnv({{"DROVER_SLOTS", "16"}, {"DROVER_STRATEGY", "round-robin"}});
+  CommandLine cl{file.path(), {{"strategy", "--strategy", "least-loaded"}}};
+  auto r = loadConfig(cl, env);
+  ASSERT_EQ(r.error, "");
+  EXPECT_EQ(r.config.zk, "file:2181");           // file only
+  EXPECT_EQ(r.config.slots, 16);                 // env over file
+  EXPECT_EQ(r.config.strategy, "least-loaded");  // flag over env and file
+  EXPECT_EQ(r.config.labels, (std::vector<std::string>{"gpu", "ssd"}));
+  EXPECT_EQ(r.config.log_format, "json");
+  EXPECT_EQ(r.config.http, NodeConfig{}.http);  // default
+}
+
+TEST(Config, ConfigFileFromEnvironmentUnlessFlagged) {
+  TempFile a("slots: 3\n");
+  TempFile b("slots: 5\n");
+  auto env = fakeEnv({{"DROVER_CONFIG", a.path()}});
+  EXPECT_EQ(loadConfig({}, env).config.slots, 3);
+  EXPECT_EQ(loadConfig({b.path(), {}}, env).config.slots, 5);
+}
+
+TEST(Config, EnvironmentCoversEveryKey) {
+  auto env = fakeEnv({{"DROVER_ZK", "z:1"},
+                      {"DROVER_ZK_ROOT", "/r"},
+                      {"DROVER_HTTP", "0.0.0.0:9"},
+                      {"DROVER_ID", "n1"},
+                      {"DROVER_SLOTS", "2"},
+                      {"DROVER_SESSION_TIMEOUT_MS", "5000"},
+                      {"DROVER_WORKER", "false"},
+                      {"DROVER_LEADER", "no"},
+                      {"DROVER_STRATEGY", "random"},
+                      {"DROVER_LABELS", "a, b,,c"},
+                      {"DROVER_MAX_PAYLOAD_BYTES", "1024"},
+                      {"DROVER_LOG_LEVEL", "debug"},
+                      {"DROVER_LOG_FORMAT", "json"}});
+  auto r = loadConfig({}, env);
+  ASSERT_EQ(r.error, "");
+  const auto& c = r.config;
+  EXPECT_EQ(c.zk, "z:1");
+  EXPECT_EQ(c.zk_root, "/r");
+  EXPECT_EQ(c.http, "0.0.0.0:9");
+  EXPECT_EQ(c.id, "n1");
+  EXPECT_EQ(c.slots, 2);
+  EXPECT_EQ(c.session_timeout_ms, 5000);
+  EXPECT_FALSE(c.worker);
+  EXPECT_FALSE(c.leader);
+  EXPECT_EQ(c.strategy, "random");
+  EXPECT_EQ(c.labels, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(c.max_payload_bytes, 1024u);
+  EXPECT_EQ(c.log_level, "debug");
+  EXPECT_EQ(c.log_format, "json");
+}
+
+TEST(Config, UnknownKeyIsAnErrorNamingKeyAndLine) {
+  NodeConfig c;
+  auto err = applyYaml(c, "zk: a:1\n\nslotz: 4\n", "drover.yaml");
+  ASSERT_TRUE(err.has_value());
+  EXPECT_NE(err->find("drover.yaml:3:"), std::string::npos) << *err;
+  EXPECT_NE(err->find("unknown key 'slotz'"), std::string::npos) << *err;
+  EXPECT_EQ(c.zk, NodeConfig{}.zk) << "nothing may change on error";
+}
+
+TEST(Config, WrongTypesAreErrors) {
+  struct Case {
+    std::string yaml;
+    std::string expect;
+  };
+  for (const auto& [yaml, expect] : std::vector<Case>{
+           {"slots: many\n", "slots: 'many' is not a whole number"},
+           {"slots: 4.5\n", "not a whole number"},
+           {"slots: [1]\n", "must be a single value"},
+           {"worker: perhaps\n", "not a boolean"},
+           {"labels: gpu\n", "must be a list"},
+           {"labels: [[a]]\n", "plain value"},
+           {"max_payload_bytes: -1\n", "zero or more"},
+           {"log_format: xml\n", "not text or json"},
+           {"log_level: loud\n", "not one of"},
+           {"zk: {host: a}\n", "not a mapping"},
+           {"- zk\n", "expected a mapping"},
+           {"zk: [unclosed\n", "not valid YAML"},
+       }) {
+    NodeConfig c;
+    auto err = applyYaml(c, yaml, "f.yaml");
+    ASSERT_TRUE(err.has_value()) << yaml;
+    EXPECT_NE(err->find(expect), std::string::npos) << yaml << " gave " << *err;
+    EXPECT_EQ(err->rfind("f.yaml:", 0), 0u) << *err;
+  }
+}
+
+TEST(Config, BadEnvironmentAndFlagValuesNameTheirSource) {
+  auto r = loadConfig({}, fakeEnv({{"DROVER_SLOTS", "x"}}));
+  EXPECT_EQ(r.error.rfind("DROVER_SLOTS: ", 0), 0u) << r.error;
+  r = loadConfig({"", {{"session_timeout_ms", "--session-timeout-ms", "soon"}}}, fakeEnv({}));
+  EXPECT_EQ(r.error.rfind("--session-timeout-ms: ", 0), 0u) << r.error;
+  r = loadConfig({"/nonexistent/drover.yaml", {}}, fakeEnv({}));
+  EXPECT_NE(r.error.find("cannot read the config file /nonexistent/drover.yaml"),
+            std::string::npos);
+}
+
+TEST(Config, EmptyFileChangesNothing) {
+  NodeConfig c;
+  EXPECT_FALSE(applyYaml(c, "", "f").has_value());
+  EXPECT_FALSE(applyYaml(c, "# only a comment\n", "f").has_value());
+  EXPECT_EQ(toYaml(c), toYaml(NodeConfig{}));
+}
+
+TEST(Config, PrintedConfigReadsBackTheSame) {
+  NodeConfig c;
+  c.zk = "a:1,b:2";
+  c.zk_root = "/x";
+  c.id = "";
+  c.slots = 7;
+  c.worker = false;
+  c.labels = {"gpu", "with space", "yes"};
+  c.max_payload_bytes = 123;
+  c.log_level = "warn";
+  std::string yaml = toYaml(c);
+  for (const auto& key : configKeys()) {
+    EXPECT_NE(yaml.find(key + ":"), std::string::npos) << "missing " << key << " in\n" << yaml;
+  }
+  NodeConfig back;
+  back.slots = 1;
+  auto err = applyYaml(back, yaml, "printed");
+  ASSERT_FALSE(err.has_value()) << *err << "\n" << yaml;
+  EXPECT_EQ(toYaml(back), yaml);
+  EXPECT_EQ(back.labels, c.labels);
+  EXPECT_FALSE(back.worker);
+  EXPECT_EQ(back.id, "");
+}
+
+TEST(Config, ValueTextReadsBackThroughSetConfigKey) {
+  NodeConfig c;
+  c.labels = {"a", "b"};
+  c.leader = false;
+  c.slots = 9;
+  for (const auto& key : configKeys()) {
+    NodeConfig back;
+    ASSERT_FALSE(setConfigKey(back, key, configValueText(c, key)).has_value()) << key;
+    EXPECT_EQ(configValueText(back, key), configValueText(c, key)) << key;
+  }
+}
+
+TEST(Config, EnvNames) {
+  EXPECT_EQ(envNameOf("session_timeout_ms"), "DROVER_SESSION_TIMEOUT_MS");
+  EXPECT_EQ(envNameOf("zk"), "DROVER_ZK");
+}
+
+}  // namespace
+}  // namespace drover::app
