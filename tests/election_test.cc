@@ -160,6 +160,8 @@ TEST_F(ElectionTest, KilledLeaderIsReplacedWithinSessionTimeoutWithAHigherEpoch)
   EXPECT_LE(took, std::chrono::milliseconds(kSessionMs) + 1s);
   EXPECT_GT(next->leadingEpoch(), epoch);
   EXPECT_EQ(leaders().size(), 1u);
+  // The log holds writes of the new epoch once its leader has written.
+  ASSERT_TRUE(base::eventually([&] { return next->count("write ") > 0; }, 10s));
   expectOneLeaderPerEpoch();
 }
 

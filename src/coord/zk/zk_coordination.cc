@@ -318,6 +318,7 @@ class RequestTimer {
   std::chrono::steady_clock::time_point start_;
 };
 
+// One request in flight: freed by its completion (or at once when the client refuses it).
 template <class T>
 struct Call {
   Promise<T> promise;
@@ -326,10 +327,40 @@ struct Call {
   RequestTimer timer;
 };
 
-template <class T>
-Future<T> failNow(Promise<T>& p, Error e) {
-  p.set(tl::unexpected(std::move(e)));
-  return p.future();
+// Sends one request: checks `check_path`, registers `watcher` (if any) with the session's
+// generation, and lets `send(zh, call)` hand the request to the C client with `call` as its
+// completion data. A request the client refuses at once completes here with its error.
+template <class T, class Send>
+Future<T> issue(ZkCoordination::Impl& impl, const char* op, const std::string& path,
+                const std::string& check_path, Watcher watcher, Send send) {
+  if (badPath(check_path)) return Future<T>::ready(tl::unexpected(pathError(path)));
+  auto* call = new Call<T>{{}, path, nullptr, RequestTimer(op)};
+  Future<T> f = call->promise.future();
+  int rc = impl.withHandle([&](zhandle_t* zh) {
+    if (watcher) call->watch = registerWatch(std::move(watcher), &impl, impl.handle->generation);
+    return send(zh, call);
+  });
+  if (rc != ZOK) {
+    if (call->watch != nullptr) dropWatch(call->watch);
+    Promise<T> p = call->promise;
+    delete call;
+    p.set(tl::unexpected(toError(rc, path)));
+  }
+  return f;
+}
+
+// Completes a request from the C client's completion `data`: the value `make()` on success, else
+// the error (a watch that was not set is forgotten).
+template <class T, class Make>
+void complete(const void* data, int rc, Make make) {
+  std::unique_ptr<Call<T>> c(static_cast<Call<T>*>(const_cast<void*>(data)));
+  c->timer.completed();
+  if (rc == ZOK) {
+    c->promise.set(make());
+    return;
+  }
+  if (c->watch != nullptr) dropWatch(c->watch);
+  c->promise.set(tl::unexpected(toError(rc, c->path)));
 }
 
 }  // namespace
@@ -352,216 +383,99 @@ ZkCoordination::~ZkCoordination() {
 }
 
 Future<std::string> ZkCoordination::create(CreateOp op) {
+  if (op.data.size() + op.path.size() > impl_->options.max_request_bytes) {
+    return Future<std::string>::ready(tl::unexpected(impl_->sizeError(op.data.size())));
+  }
   // A sequential create may name a bare prefix ("/parent/"): check the name it will get.
   bool sequential =
       op.mode == CreateMode::kPersistentSequential || op.mode == CreateMode::kEphemeralSequential;
-  if (badPath(sequential ? op.path + "0000000000" : op.path)) {
-    Promise<std::string> p;
-    return failNow(p, pathError(op.path));
-  }
-  auto* call = new Call<std::string>{{}, op.path, nullptr, RequestTimer("create")};
-  Future<std::string> f = call->promise.future();
-  if (op.data.size() + op.path.size() > impl_->options.max_request_bytes) {
-    delete call;
-    Promise<std::string> p;
-    return failNow(p, impl_->sizeError(op.data.size()));
-  }
   CAcl acl(op.acl);
-  int rc = impl_->withHandle([&](zhandle_t* zh) {
-    return zoo_acreate(
-        zh, op.path.c_str(), op.data.data(), static_cast<int>(op.data.size()), acl.get(),
-        toMode(op.mode),
-        [](int rc, const char* value, const void* data) {
-          std::unique_ptr<Call<std::string>> c(
-              static_cast<Call<std::string>*>(const_cast<void*>(data)));
-          c->timer.completed();
-          if (rc == ZOK) {
-            c->promise.set(std::string(value != nullptr ? value : ""));
-          } else {
-            c->promise.set(tl::unexpected(toError(rc, c->path)));
-          }
-        },
-        call);
-  });
-  if (rc != ZOK) {
-    Promise<std::string> p = call->promise;
-    delete call;
-    return failNow(p, toError(rc, op.path));
-  }
-  return f;
+  return issue<std::string>(
+      *impl_, "create", op.path, sequential ? op.path + "0000000000" : op.path, nullptr,
+      [&](zhandle_t* zh, void* call) {
+        return zoo_acreate(
+            zh, op.path.c_str(), op.data.data(), static_cast<int>(op.data.size()), acl.get(),
+            toMode(op.mode),
+            [](int rc, const char* value, const void* d) {
+              complete<std::string>(d, rc,
+                                    [&] { return std::string(value != nullptr ? value : ""); });
+            },
+            call);
+      });
 }
 
 Future<void> ZkCoordination::remove(const std::string& path, int32_t version) {
-  if (badPath(path)) {
-    Promise<void> p;
-    return failNow(p, pathError(path));
-  }
-  auto* call = new Call<void>{{}, path, nullptr, RequestTimer("delete")};
-  Future<void> f = call->promise.future();
-  int rc = impl_->withHandle([&](zhandle_t* zh) {
+  return issue<void>(*impl_, "delete", path, path, nullptr, [&](zhandle_t* zh, void* call) {
     return zoo_adelete(
         zh, path.c_str(), version,
-        [](int rc, const void* data) {
-          std::unique_ptr<Call<void>> c(static_cast<Call<void>*>(const_cast<void*>(data)));
-          c->timer.completed();
-          if (rc == ZOK) {
-            c->promise.set({});
-          } else {
-            c->promise.set(tl::unexpected(toError(rc, c->path)));
-          }
-        },
-        call);
+        [](int rc, const void* d) { complete<void>(d, rc, [] { return Result<void>(); }); }, call);
   });
-  if (rc != ZOK) {
-    Promise<void> p = call->promise;
-    delete call;
-    return failNow(p, toError(rc, path));
-  }
-  return f;
 }
 
 Future<Stat> ZkCoordination::set(const std::string& path, std::string data, int32_t version) {
-  if (badPath(path)) {
-    Promise<Stat> p;
-    return failNow(p, pathError(path));
-  }
   if (data.size() + path.size() > impl_->options.max_request_bytes) {
-    Promise<Stat> p;
-    return failNow(p, impl_->sizeError(data.size()));
+    return Future<Stat>::ready(tl::unexpected(impl_->sizeError(data.size())));
   }
-  auto* call = new Call<Stat>{{}, path, nullptr, RequestTimer("set")};
-  Future<Stat> f = call->promise.future();
-  int rc = impl_->withHandle([&](zhandle_t* zh) {
+  return issue<Stat>(*impl_, "set", path, path, nullptr, [&](zhandle_t* zh, void* call) {
     return zoo_aset(
         zh, path.c_str(), data.data(), static_cast<int>(data.size()), version,
         [](int rc, const ::Stat* stat, const void* d) {
-          std::unique_ptr<Call<Stat>> c(static_cast<Call<Stat>*>(const_cast<void*>(d)));
-          c->timer.completed();
-          if (rc == ZOK) {
-            c->promise.set(toStat(stat));
-          } else {
-            c->promise.set(tl::unexpected(toError(rc, c->path)));
-          }
+          complete<Stat>(d, rc, [&] { return toStat(stat); });
         },
         call);
   });
-  if (rc != ZOK) {
-    Promise<Stat> p = call->promise;
-    delete call;
-    return failNow(p, toError(rc, path));
-  }
-  return f;
 }
 
 Future<Node> ZkCoordination::get(const std::string& path, Watcher watcher) {
-  if (badPath(path)) {
-    Promise<Node> p;
-    return failNow(p, pathError(path));
-  }
-  auto* call = new Call<Node>{{}, path, nullptr, RequestTimer("get")};
-  Future<Node> f = call->promise.future();
-  int rc = impl_->withHandle([&](zhandle_t* zh) {
-    uint64_t gen = impl_->handle->generation;
-    if (watcher) call->watch = registerWatch(std::move(watcher), impl_.get(), gen);
-    return zoo_awget(
-        zh, path.c_str(), call->watch != nullptr ? &nodeWatcher : nullptr, call->watch,
-        [](int rc, const char* value, int len, const ::Stat* stat, const void* d) {
-          std::unique_ptr<Call<Node>> c(static_cast<Call<Node>*>(const_cast<void*>(d)));
-          c->timer.completed();
-          if (rc == ZOK) {
-            c->promise.set(Node{
-                std::string(value != nullptr ? value : "", value != nullptr && len > 0 ? len : 0),
-                toStat(stat)});
-          } else {
-            if (c->watch != nullptr) dropWatch(c->watch);
-            c->promise.set(tl::unexpected(toError(rc, c->path)));
-          }
-        },
-        call);
-  });
-  if (rc != ZOK) {
-    if (call->watch != nullptr) dropWatch(call->watch);
-    Promise<Node> p = call->promise;
-    delete call;
-    return failNow(p, toError(rc, path));
-  }
-  return f;
+  return issue<Node>(
+      *impl_, "get", path, path, std::move(watcher), [&](zhandle_t* zh, Call<Node>* call) {
+        return zoo_awget(
+            zh, path.c_str(), call->watch != nullptr ? &nodeWatcher : nullptr, call->watch,
+            [](int rc, const char* value, int len, const ::Stat* stat, const void* d) {
+              complete<Node>(d, rc, [&] {
+                return Node{std::string(value != nullptr ? value : "",
+                                        value != nullptr && len > 0 ? len : 0),
+                            toStat(stat)};
+              });
+            },
+            call);
+      });
 }
 
 Future<std::optional<Stat>> ZkCoordination::exists(const std::string& path, Watcher watcher) {
   using T = std::optional<Stat>;
-  if (badPath(path)) {
-    Promise<T> p;
-    return failNow(p, pathError(path));
-  }
-  auto* call = new Call<T>{{}, path, nullptr, RequestTimer("exists")};
-  Future<T> f = call->promise.future();
-  int rc = impl_->withHandle([&](zhandle_t* zh) {
-    uint64_t gen = impl_->handle->generation;
-    if (watcher) call->watch = registerWatch(std::move(watcher), impl_.get(), gen);
-    return zoo_awexists(
-        zh, path.c_str(), call->watch != nullptr ? &nodeWatcher : nullptr, call->watch,
-        [](int rc, const ::Stat* stat, const void* d) {
-          std::unique_ptr<Call<T>> c(static_cast<Call<T>*>(const_cast<void*>(d)));
-          c->timer.completed();
-          if (rc == ZOK) {
-            c->promise.set(T(toStat(stat)));
-          } else if (rc == ZNONODE) {
-            c->promise.set(T());  // the watch stays: it fires when the node is created
-          } else {
-            if (c->watch != nullptr) dropWatch(c->watch);
-            c->promise.set(tl::unexpected(toError(rc, c->path)));
-          }
-        },
-        call);
-  });
-  if (rc != ZOK) {
-    if (call->watch != nullptr) dropWatch(call->watch);
-    Promise<T> p = call->promise;
-    delete call;
-    return failNow(p, toError(rc, path));
-  }
-  return f;
+  return issue<T>(
+      *impl_, "exists", path, path, std::move(watcher), [&](zhandle_t* zh, Call<T>* call) {
+        return zoo_awexists(
+            zh, path.c_str(), call->watch != nullptr ? &nodeWatcher : nullptr, call->watch,
+            [](int rc, const ::Stat* stat, const void* d) {
+              // A missing node is a value; its watch stays and fires when the node is created.
+              complete<T>(d, rc == ZNONODE ? ZOK : rc,
+                          [&] { return rc == ZNONODE ? T() : T(toStat(stat)); });
+            },
+            call);
+      });
 }
 
 Future<std::vector<std::string>> ZkCoordination::children(const std::string& path,
                                                           Watcher watcher) {
   using T = std::vector<std::string>;
-  if (badPath(path)) {
-    Promise<T> p;
-    return failNow(p, pathError(path));
-  }
-  auto* call = new Call<T>{{}, path, nullptr, RequestTimer("children")};
-  Future<T> f = call->promise.future();
-  int rc = impl_->withHandle([&](zhandle_t* zh) {
-    uint64_t gen = impl_->handle->generation;
-    if (watcher) call->watch = registerWatch(std::move(watcher), impl_.get(), gen);
-    return zoo_awget_children(
-        zh, path.c_str(), call->watch != nullptr ? &nodeWatcher : nullptr, call->watch,
-        [](int rc, const struct String_vector* strings, const void* d) {
-          std::unique_ptr<Call<T>> c(static_cast<Call<T>*>(const_cast<void*>(d)));
-          c->timer.completed();
-          if (rc == ZOK) {
-            T out;
-            if (strings != nullptr) {
-              out.reserve(strings->count);
-              for (int i = 0; i < strings->count; ++i) out.emplace_back(strings->data[i]);
-            }
-            c->promise.set(std::move(out));
-          } else {
-            if (c->watch != nullptr) dropWatch(c->watch);
-            c->promise.set(tl::unexpected(toError(rc, c->path)));
-          }
-        },
-        call);
-  });
-  if (rc != ZOK) {
-    if (call->watch != nullptr) dropWatch(call->watch);
-    Promise<T> p = call->promise;
-    delete call;
-    return failNow(p, toError(rc, path));
-  }
-  return f;
+  return issue<T>(
+      *impl_, "children", path, path, std::move(watcher), [&](zhandle_t* zh, Call<T>* call) {
+        return zoo_awget_children(
+            zh, path.c_str(), call->watch != nullptr ? &nodeWatcher : nullptr, call->watch,
+            [](int rc, const struct String_vector* strings, const void* d) {
+              complete<T>(d, rc, [&] {
+                T out;
+                if (strings != nullptr) {
+                  out.reserve(strings->count);
+                  for (int i = 0; i < strings->count; ++i) out.emplace_back(strings->data[i]);
+                }
+                return out;
+              });
+            },
+            call);
+      });
 }
 
 namespace {
@@ -673,58 +587,26 @@ Future<std::vector<OpResult>> ZkCoordination::multi(std::vector<Op> ops) {
 }
 
 Future<void> ZkCoordination::sync(const std::string& path) {
-  if (badPath(path)) {
-    Promise<void> p;
-    return failNow(p, pathError(path));
-  }
-  auto* call = new Call<void>{{}, path, nullptr, RequestTimer("sync")};
-  Future<void> f = call->promise.future();
-  int rc = impl_->withHandle([&](zhandle_t* zh) {
+  return issue<void>(*impl_, "sync", path, path, nullptr, [&](zhandle_t* zh, void* call) {
     return zoo_async(
         zh, path.c_str(),
         [](int rc, const char*, const void* d) {
-          std::unique_ptr<Call<void>> c(static_cast<Call<void>*>(const_cast<void*>(d)));
-          c->timer.completed();
-          if (rc == ZOK) {
-            c->promise.set({});
-          } else {
-            c->promise.set(tl::unexpected(toError(rc, c->path)));
-          }
+          complete<void>(d, rc, [] { return Result<void>(); });
         },
         call);
   });
-  if (rc != ZOK) {
-    Promise<void> p = call->promise;
-    delete call;
-    return failNow(p, toError(rc, path));
-  }
-  return f;
 }
 
 Future<void> ZkCoordination::addAuth(const std::string& scheme, const std::string& credential) {
-  auto* call = new Call<void>{{}, scheme, nullptr, RequestTimer("auth")};
-  Future<void> f = call->promise.future();
-  int rc = impl_->withHandle([&](zhandle_t* zh) {
-    impl_->auths.emplace_back(scheme, credential);  // re-applied to every later session
-    return zoo_add_auth(
-        zh, scheme.c_str(), credential.data(), static_cast<int>(credential.size()),
-        [](int rc, const void* d) {
-          std::unique_ptr<Call<void>> c(static_cast<Call<void>*>(const_cast<void*>(d)));
-          c->timer.completed();
-          if (rc == ZOK) {
-            c->promise.set({});
-          } else {
-            c->promise.set(tl::unexpected(toError(rc, "auth " + c->path)));
-          }
-        },
-        call);
-  });
-  if (rc != ZOK) {
-    Promise<void> p = call->promise;
-    delete call;
-    return failNow(p, toError(rc, "auth " + scheme));
-  }
-  return f;
+  // The scheme stands in for a path in errors; "/" passes the path check.
+  return issue<void>(
+      *impl_, "auth", "auth " + scheme, "/", nullptr, [&](zhandle_t* zh, void* call) {
+        impl_->auths.emplace_back(scheme, credential);  // re-applied to every later session
+        return zoo_add_auth(
+            zh, scheme.c_str(), credential.data(), static_cast<int>(credential.size()),
+            [](int rc, const void* d) { complete<void>(d, rc, [] { return Result<void>(); }); },
+            call);
+      });
 }
 
 SessionEvent ZkCoordination::session() const {
