@@ -213,8 +213,8 @@ TEST(ExecTest, CancelTerminatesTheChildAndReapsIt) {
   CancelToken token;
   std::atomic<pid_t> pid{0};
   std::thread canceller([&] {
-    while (pid.load() == 0) std::this_thread::sleep_for(1ms);
-    std::this_thread::sleep_for(50ms);
+    // Cancel once the child exists (a SIGTERM before or after its exec ends it the same way).
+    EXPECT_TRUE(base::eventually([&] { return pid.load() != 0; }, 5s));
     token.cancel(CancelReason::kTimedOut);
   });
   auto start = std::chrono::steady_clock::now();
