@@ -87,7 +87,12 @@ void Scheduler::stop() {
       running_ = false;  // from on_fenced: the thread ends after this task
     }
   });
-  if (!executor_->isCurrent()) executor_->stop();
+  if (!executor_->isCurrent()) {
+    executor_->stop();
+    // A task that was running during the first update may have published "running" since.
+    std::lock_guard lock(stats_mu_);
+    stats_.running = false;
+  }
 }
 
 void Scheduler::reconcile() {
