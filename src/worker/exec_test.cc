@@ -231,19 +231,29 @@ TEST(ExecTest, CancelTerminatesTheChildAndReapsIt) {
   EXPECT_TRUE(noChildren());
 }
 
+// A fresh path a child shell creates to say it is ready (never a fixed name: tests run in
+// parallel).
+std::string readyPath(const std::string& tag) {
+  static std::atomic<int> n{0};
+  return (std::filesystem::temp_directory_path() /
+          ("drover-exec-test-" + tag + "-" + std::to_string(getpid()) + "-" + std::to_string(n++)))
+      .string();
+}
+
 TEST(ExecTest, ChildIgnoringSigtermIsKilledAfterTheGrace) {
   CancelToken token;
   ExecLimits limits;
   limits.kill_grace = 300ms;
-  std::atomic<bool> started{false};
+  // The shell says when its trap is in place by creating a file; cancel only then.
+  std::string ready = readyPath("trap");
   std::thread canceller([&] {
-    while (!started.load()) std::this_thread::sleep_for(1ms);
-    std::this_thread::sleep_for(100ms);  // let the shell install its trap
+    EXPECT_TRUE(base::eventually([&] { return std::filesystem::exists(ready); }, 10s));
     token.cancel(CancelReason::kCancelled);
   });
   auto start = std::chrono::steady_clock::now();
-  ExecRequest req{{"sh", "-c", "trap '' TERM; sleep 30"}, {}, {}, {}};
-  ExecOutcome o = runExec(req, limits, token, [&](pid_t) { started = true; });
+  ExecRequest req{{"sh", "-c", "trap '' TERM; touch \"$1\"; sleep 30", "sh", ready}, {}, {}, {}};
+  ExecOutcome o = runExec(req, limits, token, nullptr);
+  std::filesystem::remove(ready);
   canceller.join();
   auto took = std::chrono::steady_clock::now() - start;
   EXPECT_GE(took, 300ms);
@@ -254,15 +264,16 @@ TEST(ExecTest, ChildIgnoringSigtermIsKilledAfterTheGrace) {
 
 TEST(ExecTest, CancelKillsTheWholeProcessGroup) {
   CancelToken token;
-  std::atomic<bool> started{false};
+  // The shell starts a grandchild, reports its pid, then creates a file; cancel only then. The
+  // grandchild must die with the group.
+  std::string ready = readyPath("group");
   std::thread canceller([&] {
-    while (!started.load()) std::this_thread::sleep_for(1ms);
-    std::this_thread::sleep_for(200ms);
+    EXPECT_TRUE(base::eventually([&] { return std::filesystem::exists(ready); }, 10s));
     token.cancel(CancelReason::kCancelled);
   });
-  // The shell starts a grandchild and reports its pid; the grandchild must die with the group.
-  ExecRequest req{{"sh", "-c", "sleep 30 & echo $!; wait"}, {}, {}, {}};
-  ExecOutcome o = runExec(req, ExecLimits{}, token, [&](pid_t) { started = true; });
+  ExecRequest req{{"sh", "-c", "sleep 30 & echo $!; touch \"$1\"; wait", "sh", ready}, {}, {}, {}};
+  ExecOutcome o = runExec(req, ExecLimits{}, token, nullptr);
+  std::filesystem::remove(ready);
   canceller.join();
   ASSERT_FALSE(o.out.empty());
   pid_t grandchild = std::stoi(o.out);
