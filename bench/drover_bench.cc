@@ -76,6 +76,7 @@ struct Config {
   std::string out;
   int nodes = 3;
   int slots = 8;
+  int prefetch = -1;  // the nodes' --prefetch; -1: the node's default
   int session_ms = 2000;
   int batch_tasks = 4000;
   int batch_size = 500;
@@ -97,6 +98,15 @@ struct Config {
   bool standalone = true;
   int stall_seconds = 30;  // a drain with no progress for this long is a failure
   bool smoke = false;
+  // Scenario name prefixes to run (empty: all), e.g. {"throughput-batch", "latency"}.
+  std::vector<std::string> only;
+  bool wants(const std::string& name) const {
+    if (only.empty()) return true;
+    for (const auto& p : only) {
+      if (name.rfind(p, 0) == 0) return true;
+    }
+    return false;
+  }
 };
 
 void applySmoke(Config& c) {
@@ -266,6 +276,10 @@ class Cluster {
                                      std::to_string(config_.slots),
                                      "--session-timeout-ms",
                                      std::to_string(session_ms_)};
+    if (config_.prefetch >= 0) {
+      argv.push_back("--prefetch");
+      argv.push_back(std::to_string(config_.prefetch));
+    }
     if (!worker) argv.push_back("--no-worker");
     if (!leader) argv.push_back("--no-leader");
     n->process = std::make_unique<Process>(local::ProcessOptions{.argv = argv});
@@ -318,6 +332,30 @@ class Cluster {
   bool workerRegistered(const std::string& id) {
     auto r = zkc_->exists(layout_.worker(id), nullptr).waitFor(5s);
     return r && *r && (*r)->has_value();
+  }
+
+  // Task attempts the nodes' workers finished for good (succeeded or failed), from their
+  // /metrics (drover_tasks_completed_total): no ZooKeeper request, so watching a drain does not
+  // load the servers it measures. -1 when a node does not answer. Valid while no node died.
+  int64_t completed() {
+    int64_t sum = 0;
+    for (auto& n : nodes_) {
+      if (!n->process->alive()) continue;
+      auto cli = client(n->port);
+      auto r = cli->Get("/metrics");
+      if (!r || r->status != 200) return -1;
+      std::istringstream in(r->body);
+      std::string line;
+      while (std::getline(in, line)) {
+        if (line.rfind("drover_tasks_completed_total{outcome=\"succeeded\"}", 0) != 0 &&
+            line.rfind("drover_tasks_completed_total{outcome=\"failed\"}", 0) != 0) {
+          continue;
+        }
+        auto sp = line.rfind(' ');
+        if (sp != std::string::npos) sum += static_cast<int64_t>(std::stod(line.substr(sp + 1)));
+      }
+    }
+    return sum;
   }
 
   // Tokens (jobs + assignments) left: the tasks that are not terminal. -1 on a read error.
@@ -418,32 +456,39 @@ struct Drain {
 Drain drain(Cluster& cluster, SteadyClock::time_point t0, const std::atomic<int64_t>& submitted,
             const std::atomic<bool>& submitting, std::chrono::seconds stall,
             std::chrono::milliseconds deadline, std::chrono::milliseconds interval = 100ms) {
+  // Progress comes from the nodes' completion counters (no ZooKeeper load); the end is confirmed
+  // by counting the tokens left in ZooKeeper (one pipelined wave of `exists`).
   Drain d;
   auto last_progress = SteadyClock::now();
   int64_t last_done = -1;
+  int64_t rem = -1;
   while (true) {
     bool still = submitting.load();
-    int64_t rem = cluster.remaining();
     int64_t sub = submitted.load();
-    if (rem >= 0) {
-      int64_t done = std::max<int64_t>(0, sub - rem);
-      d.series.emplace_back(secondsSince(t0), done);
+    int64_t done = cluster.completed();
+    if (done >= 0) {
+      d.series.emplace_back(secondsSince(t0), std::min(done, sub));
       if (done != last_done) {
         last_done = done;
         last_progress = SteadyClock::now();
       }
-      if (!still && rem == 0) {
-        d.finished = true;
-        d.seconds = secondsSince(t0);
-        return d;
+      if (!still && done >= sub) {
+        rem = cluster.remaining();
+        if (rem == 0) {
+          d.finished = true;
+          d.seconds = secondsSince(t0);
+          return d;
+        }
       }
     }
     if (!still && SteadyClock::now() - last_progress > stall) {
+      rem = cluster.remaining();
       d.detail = "no progress for " + std::to_string(stall.count()) + " s with " +
                  std::to_string(rem) + " tasks left";
       return d;
     }
     if (SteadyClock::now() - t0 > deadline) {
+      rem = cluster.remaining();
       d.detail = "deadline passed with " + std::to_string(rem) + " tasks left";
       return d;
     }
@@ -563,6 +608,7 @@ struct Bench {
                    {"per_request", per_batch > 0 ? per_batch : 1},
                    {"clients", clients},
                    {"slots", config.slots},
+                   {"prefetch", config.prefetch},
                    {"zookeeper", zk.isEnsemble() ? "ensemble-3" : "standalone"},
                    {"force_sync", zk.options().force_sync}};
     guarded(name, params, [&](Json& figures, Outcome& out, Json& series) {
@@ -1020,31 +1066,46 @@ struct Bench {
     std::cout << "[ run ] starting a 3-node ZooKeeper ensemble (forceSync=yes)" << std::endl;
     ensemble = ZkCluster::ensemble(3, zo);
 
-    idle();
-    throughput("throughput-batch", *ensemble, config.nodes, config.batch_tasks, config.batch_size,
-               config.batch_clients);
-    throughput("throughput-single", *ensemble, config.nodes, config.single_tasks, 0,
-               config.single_clients);
-    latency("latency-light", config.light_rate, config.latency_seconds);
-    double half = std::max(1.0, peak_rate / 2);
-    latency("latency-half-peak", half, config.latency_seconds);
+    if (config.wants("idle")) idle();
+    if (config.wants("throughput-batch")) {
+      throughput("throughput-batch", *ensemble, config.nodes, config.batch_tasks,
+                 config.batch_size, config.batch_clients);
+    }
+    if (config.wants("throughput-single")) {
+      throughput("throughput-single", *ensemble, config.nodes, config.single_tasks, 0,
+                 config.single_clients);
+    }
+    if (config.wants("latency-light")) {
+      latency("latency-light", config.light_rate, config.latency_seconds);
+    }
+    if (config.wants("latency-half-peak")) {
+      // Half the best end-to-end rate this run measured (the light rate if none was).
+      double half = std::max(config.light_rate, peak_rate / 2);
+      latency("latency-half-peak", half, config.latency_seconds);
+    }
     for (int session : config.failover_sessions) {
-      failoverWorker(session, /*graceful=*/false);
-      if (config.failover_leader) failoverLeader(session);
-      if (config.failover_graceful) failoverWorker(session, /*graceful=*/true);
+      if (config.wants("failover-kill9-worker")) failoverWorker(session, /*graceful=*/false);
+      if (config.failover_leader && config.wants("failover-kill9-leader")) failoverLeader(session);
+      if (config.failover_graceful && config.wants("failover-sigterm-worker")) {
+        failoverWorker(session, /*graceful=*/true);
+      }
     }
     for (int w : config.scaling_workers) {
-      throughput("scaling-" + std::to_string(w), *ensemble, w, config.scaling_tasks,
-                 config.batch_size, config.batch_clients);
+      std::string name = "scaling-" + std::to_string(w);
+      if (!config.wants(name)) continue;
+      throughput(name, *ensemble, w, config.scaling_tasks, config.batch_size,
+                 config.batch_clients);
     }
-    backlog();
-    rawLimits("zk-limits-ensemble", *ensemble);
-    if (config.standalone) {
+    if (config.wants("backlog")) backlog();
+    if (config.wants("zk-limits")) rawLimits("zk-limits-ensemble", *ensemble);
+    if (config.standalone && (config.wants("zk-limits") || config.wants("throughput-batch"))) {
       std::cout << "[ run ] starting a standalone ZooKeeper (forceSync=yes)" << std::endl;
       standalone = ZkCluster::standalone(zo);
-      rawLimits("zk-limits-standalone", *standalone);
-      throughput("throughput-batch-standalone", *standalone, config.nodes, config.batch_tasks,
-                 config.batch_size, config.batch_clients);
+      if (config.wants("zk-limits")) rawLimits("zk-limits-standalone", *standalone);
+      if (config.wants("throughput-batch")) {
+        throughput("throughput-batch-standalone", *standalone, config.nodes, config.batch_tasks,
+                   config.batch_size, config.batch_clients);
+      }
     }
   }
 };
@@ -1083,6 +1144,8 @@ int main(int argc, char** argv) {
   app.add_option("--nodes", config.nodes, "Drover nodes in the main scenarios")
       ->capture_default_str();
   app.add_option("--slots", config.slots, "Slots per worker")->capture_default_str();
+  app.add_option("--prefetch", config.prefetch, "Nodes' --prefetch (-1: their default)")
+      ->capture_default_str();
   app.add_option("--batch-tasks", config.batch_tasks)->capture_default_str();
   app.add_option("--batch-size", config.batch_size)->capture_default_str();
   app.add_option("--single-tasks", config.single_tasks)->capture_default_str();
@@ -1099,6 +1162,9 @@ int main(int argc, char** argv) {
   app.add_option("--raw-creates", config.raw_creates)->capture_default_str();
   app.add_option("--raw-multis", config.raw_multis)->capture_default_str();
   app.add_flag("!--no-standalone", config.standalone, "Skip the standalone comparison");
+  app.add_option("--only", config.only,
+                 "Run only the scenarios whose names start with these (e.g. throughput-batch "
+                 "latency backlog zk-limits)");
   app.add_option("--git-commit", commit, "Commit measured (default: git rev-parse HEAD)");
   CLI11_PARSE(app, argc, argv);
   if (smoke) drover::bench::applySmoke(config);

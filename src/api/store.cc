@@ -149,7 +149,7 @@ StoreResult<SubmitResult> TaskStore::submit(const TaskSpec& spec) {
                         coord::CreateMode::kPersistent,
                         {}},
         coord::CreateOp{layout_.job(spec.id),
-                        dumpJson(tasks::toJson(tasks::Job{spec, 1, 0})),
+                        dumpJson(tasks::toJson(tasks::Job{spec, 1, 0, status.submitted_at})),
                         coord::CreateMode::kPersistent,
                         {}},
         tasks::eventOp(layout_, {TaskEvent{spec.id, State::kPending, 0, "", status.submitted_at}})};
@@ -278,7 +278,7 @@ StoreResult<BatchResult> TaskStore::submitBatch(const std::vector<TaskSpec>& spe
                                     coord::CreateMode::kPersistent,
                                     {}});
       ops.push_back(coord::CreateOp{layout_.job(spec.id),
-                                    dumpJson(tasks::toJson(tasks::Job{spec, 1, 0})),
+                                    dumpJson(tasks::toJson(tasks::Job{spec, 1, 0, now})),
                                     coord::CreateMode::kPersistent,
                                     {}});
       events.push_back(TaskEvent{spec.id, State::kPending, 0, "", now});
@@ -681,7 +681,6 @@ void EventFeed::start() {
     });
   });
   generation_ = coord_.session().generation;
-  executor_.post([this] { refresh(); });
 }
 
 void EventFeed::stop() {
@@ -695,6 +694,7 @@ void EventFeed::stop() {
     if (stopped_) return;
     stopped_ = true;
     subs.swap(subscribers_);
+    listing_cv_.notify_all();
   }
   if (listener_ != 0) coord_.removeSessionListener(listener_);
   executor_.stop();
@@ -705,13 +705,45 @@ void EventFeed::stop() {
 
 std::shared_ptr<Subscription> EventFeed::subscribe(std::string id_filter) {
   auto sub = std::make_shared<Subscription>(std::move(id_filter), options_.queue_capacity);
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   if (stopped_) {
     sub->close();
-  } else {
-    subscribers_.push_back(sub);
+    return sub;
   }
+  subscribers_.push_back(sub);
+  if (initialized_) return sub;
+  // Idle (or still taking its first listing): wake it and wait for a listing, so that what the
+  // caller does next is seen.
+  uint64_t seen = listings_;
+  executor_.post([this] { refresh(); });
+  listing_cv_.wait_for(lock, options_.call_timeout,
+                       [&] { return stopped_ || (initialized_ && listings_ != seen); });
   return sub;
+}
+
+bool EventFeed::anyoneListening() {
+  std::lock_guard lock(mu_);
+  std::erase_if(subscribers_, [](const std::weak_ptr<Subscription>& w) {
+    auto s = w.lock();
+    return !s || s->closed();
+  });
+  if (subscribers_.empty()) initialized_ = false;  // idle: the next subscriber starts afresh
+  return !subscribers_.empty();
+}
+
+void EventFeed::wake() {
+  if (wake_pending_) return;
+  auto due = last_refresh_ + options_.min_interval;
+  auto now = std::chrono::steady_clock::now();
+  if (now >= due) {
+    refresh();
+    return;
+  }
+  wake_pending_ = true;
+  executor_.postAfter(std::chrono::duration_cast<base::Duration>(due - now), [this] {
+    wake_pending_ = false;
+    refresh();
+  });
 }
 
 size_t EventFeed::subscribers() {
@@ -734,6 +766,10 @@ void EventFeed::scheduleRetry() {
 }
 
 void EventFeed::refresh() {
+  // Nobody listens: take no listing and arm no watch (one already armed fires once more, and
+  // ends here too).
+  if (!anyoneListening()) return;
+  last_refresh_ = std::chrono::steady_clock::now();
   coord::Watcher watcher;
   if (!watch_armed_) {
     std::weak_ptr<Anchor> anchor = anchor_;
@@ -745,7 +781,7 @@ void EventFeed::refresh() {
       EventFeed* feed = a->feed;
       feed->executor_.post([feed] {
         feed->watch_armed_ = false;
-        feed->refresh();
+        feed->wake();
       });
     };
   }
@@ -765,8 +801,12 @@ void EventFeed::refresh() {
   }
   std::sort(records.begin(), records.end());
   if (!initialized_) {
+    // The first listing since the feed was idle: deliver what comes after it (no replay).
     last_seen_ = records.empty() ? -1 : records.back().first;
+    std::lock_guard lock(mu_);
     initialized_ = true;
+    ++listings_;
+    listing_cv_.notify_all();
     return;
   }
   std::erase_if(records, [&](const auto& r) { return r.first <= last_seen_.load(); });

@@ -213,12 +213,21 @@ struct EventFeedOptions {
   size_t queue_capacity = 1024;  // per subscriber
   base::Backoff retry{std::chrono::milliseconds(100), std::chrono::milliseconds(5000), 2.0, 0.5};
   std::chrono::milliseconds call_timeout{5000};
+  // Two listings of the log start at least this far apart: under a high task rate every commit
+  // fires the watch, and one listing then picks up every record written meanwhile.
+  std::chrono::milliseconds min_interval{50};
 };
 
 // Watches the children of layout.events(), reads the records past the last one seen (by their
-// sequence number) and fans their TaskEvents out to subscribers. New subscribers see events
-// committed after the feed started (no history replay). Driven by child watches (re-armed on
-// each fire and after a session is rebuilt), not by polling; a failed read retries with backoff.
+// sequence number) and fans their TaskEvents out to subscribers. Driven by child watches
+// (re-armed on each fire and after a session is rebuilt), not by polling; a failed read retries
+// with backoff.
+//
+// The feed reads ZooKeeper only while it has subscribers: a node that nobody streams events from
+// costs ZooKeeper nothing per task (every node has a feed, and the log changes several times per
+// task). subscribe() on an idle feed starts listening and returns once the first listing is in
+// (or after call_timeout), so a subscriber sees every event committed after subscribe() returned;
+// there is no history replay. When the last subscriber is gone the feed stops at its next wake-up.
 //
 // Owns one executor thread; watch callbacks only post to it. Thread-safe.
 class EventFeed {
@@ -228,21 +237,25 @@ class EventFeed {
   EventFeed(const EventFeed&) = delete;
   EventFeed& operator=(const EventFeed&) = delete;
 
-  // Learns the newest existing record and arms the watch. Returns at once.
+  // Makes the feed usable (it listens only while it has subscribers). Returns at once.
   void start();
   // Stops the thread and closes every subscription. Idempotent; the destructor calls it.
   void stop();
 
-  // A new queue; events for other ids are skipped when `id_filter` is non-empty.
+  // A new queue; events for other ids are skipped when `id_filter` is non-empty. Blocks (up to
+  // call_timeout) while an idle feed takes its first listing.
   std::shared_ptr<Subscription> subscribe(std::string id_filter = {});
   size_t subscribers();
   // The sequence number of the newest record read (-1 before the first read).
   int64_t lastSeen() const { return last_seen_.load(); }
-  // True once the first listing of the log succeeded: events committed after this are delivered.
+  // True while the feed listens: its first listing since it last went idle is in, and events
+  // committed since are delivered.
   bool ready() const { return initialized_.load(); }
 
  private:
   void refresh();  // executor thread only
+  void wake();     // executor thread only: refresh now or once min_interval has passed
+  bool anyoneListening();
   void scheduleRetry();
   void dispatch(const std::vector<tasks::TaskEvent>& events);
 
@@ -257,6 +270,10 @@ class EventFeed {
   uint32_t failures_ = 0;
   uint64_t generation_ = 0;
   std::atomic<int64_t> last_seen_{-1};
+  std::chrono::steady_clock::time_point last_refresh_{};
+  bool wake_pending_ = false;
+  uint64_t listings_ = 0;               // listings of the log taken (initialized_ under mu_)
+  std::condition_variable listing_cv_;  // a listing came in (waited on under mu_)
 
   std::mutex mu_;
   std::vector<std::weak_ptr<Subscription>> subscribers_;

@@ -45,8 +45,7 @@ class ApiFixture : public ::testing::Test {
     EventFeedOptions fo;
     fo.queue_capacity = feedCapacity();
     feed_ = std::make_unique<EventFeed>(*feed_coord_, layout_, fo);
-    feed_->start();
-    ASSERT_TRUE(base::eventually([&] { return feed_->ready(); }));
+    feed_->start();  // idle until a test subscribes
     HttpOptions ho;
     ho.port = 0;
     ho.threads = 8;

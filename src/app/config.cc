@@ -66,6 +66,7 @@ const std::vector<std::string>& configKeys() {
                                                 "http",
                                                 "id",
                                                 "slots",
+                                                "prefetch",
                                                 "session_timeout_ms",
                                                 "worker",
                                                 "leader",
@@ -97,6 +98,8 @@ std::optional<std::string> setConfigKey(NodeConfig& config, std::string_view key
     c.id = value;
   } else if (key == "slots") {
     err = parseInt(value, c.slots);
+  } else if (key == "prefetch") {
+    err = parseInt(value, c.prefetch);
   } else if (key == "session_timeout_ms") {
     err = parseInt(value, c.session_timeout_ms);
   } else if (key == "worker") {
@@ -244,6 +247,7 @@ std::string configValueText(const NodeConfig& c, std::string_view key) {
   if (key == "http") return c.http;
   if (key == "id") return c.id;
   if (key == "slots") return std::to_string(c.slots);
+  if (key == "prefetch") return std::to_string(c.prefetch);
   if (key == "session_timeout_ms") return std::to_string(c.session_timeout_ms);
   if (key == "worker") return c.worker ? "true" : "false";
   if (key == "leader") return c.leader ? "true" : "false";
@@ -263,6 +267,7 @@ std::string toYaml(const NodeConfig& c) {
   out << YAML::Key << "http" << YAML::Value << c.http;
   out << YAML::Key << "id" << YAML::Value << YAML::DoubleQuoted << c.id;
   out << YAML::Key << "slots" << YAML::Value << c.slots;
+  out << YAML::Key << "prefetch" << YAML::Value << c.prefetch;
   out << YAML::Key << "session_timeout_ms" << YAML::Value << c.session_timeout_ms;
   out << YAML::Key << "worker" << YAML::Value << c.worker;
   out << YAML::Key << "leader" << YAML::Value << c.leader;

@@ -95,8 +95,15 @@ class WorkerRole {
   coord::Status start() {
     uint64_t generation = coord_.session().generation;
     std::string id = generation <= 1 ? base_id_ : fmt::format("{}-s{}", base_id_, generation);
-    tasks::WorkerInfo info{id,    hostName(),        getpid(), config_.slots, config_.labels,
-                           http_, base::wallMillis()};
+    tasks::WorkerInfo info;
+    info.id = id;
+    info.host = hostName();
+    info.pid = getpid();
+    info.slots = config_.slots;
+    info.prefetch = config_.prefetch;
+    info.labels = config_.labels;
+    info.http = http_;
+    info.started_at = base::wallMillis();
     membership_ = std::make_unique<recipes::Membership>(coord_, layout_.workers(), executor_);
     auto joined = membership_->join(
         id, tasks::toJson(info).dump(),
@@ -105,7 +112,8 @@ class WorkerRole {
     agent_ = std::make_unique<worker::WorkerAgent>(coord_, layout_, id, runner_, registry());
     agent_->start();
     id_ = id;
-    spdlog::info("worker {} registered with {} slots", id, config_.slots);
+    spdlog::info("worker {} registered with {} slots and prefetch {}", id, config_.slots,
+                 config_.prefetch);
     return {};
   }
 
@@ -347,6 +355,7 @@ std::string validate(const NodeConfig& c) {
     return "--id must be 1-100 characters of A-Z a-z 0-9 . _ -";
   }
   if (c.slots < 1 || c.slots > 1024) return "--slots must be from 1 to 1024";
+  if (c.prefetch < 0 || c.prefetch > 4096) return "--prefetch must be from 0 to 4096";
   if (c.session_timeout_ms < 1000 || c.session_timeout_ms > 60000) {
     return "--session-timeout-ms must be from 1000 to 60000";
   }

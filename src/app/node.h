@@ -17,6 +17,7 @@ struct NodeConfig {
   std::string http = "127.0.0.1:8080";  // host:port of the REST API; port 0 = any free port
   std::string id;                       // worker id; default {host}-{pid}-{random}
   int slots = 4;
+  int prefetch = 16;  // tasks the leader may assign beyond slots, queued on this worker
   int session_timeout_ms = 4000;
   bool worker = true;
   bool leader = true;

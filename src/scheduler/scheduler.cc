@@ -20,6 +20,7 @@ using coord::Watcher;
 namespace {
 
 constexpr size_t kMaxEventDeletesPerSweep = 10000;
+constexpr size_t kEventDeletesPerMulti = 500;  // ~25 KB of paths: far below jute.maxbuffer
 constexpr size_t kOpOverheadBytes = 64;  // per-op framing, for the batch size estimate
 
 std::string statusData(const tasks::TaskStatus& status) { return tasks::toJson(status).dump(); }
@@ -344,10 +345,14 @@ void Scheduler::onAssignments(const std::string& w, const Result<std::vector<std
     return;
   }
   read_failures_ = 0;
+  entry.lists_seen = std::max(entry.lists_seen, seq);
   entry.tasks = std::set<std::string>(r->begin(), r->end());
-  // A listing sent before one of our assign multis landed cannot show that assignment: keep it
-  // counted (else the worker's slots look free and get overfilled). A listing sent after the
-  // landing is the truth for it (the session's requests are ordered), so it is forgotten then.
+  // A listing sent before one of our assign multis cannot show that assignment: keep it counted
+  // (else the worker's slots look free and get overfilled). A listing sent after the multi is
+  // the truth for it (the session's requests are ordered), so it is forgotten then. Counting
+  // from the moment the multi landed instead would keep a task that the worker finished between
+  // the landing and a listing sent before we learned of the landing: a phantom that holds the
+  // slot until the worker's folder changes again.
   for (auto l = entry.landed.begin(); l != entry.landed.end();) {
     if (seq <= l->second) {
       entry.tasks.insert(l->first);
@@ -492,7 +497,7 @@ void Scheduler::requeueTask(const std::shared_ptr<RequeueState>& state, const st
       event.worker = w;
     } else {
       requeue = true;
-      tasks::Job job{assignment->spec, assignment->attempt + 1, 0};
+      tasks::Job job{assignment->spec, assignment->attempt + 1, 0, next.submitted_at, next.error};
       ops.push_back(coord::CreateOp{
           layout_.job(id), tasks::toJson(job).dump(), coord::CreateMode::kPersistent, {}});
       next.state = tasks::State::kPending;
@@ -599,30 +604,57 @@ void Scheduler::onBucket(int bucket, const Result<std::vector<std::string>>& r, 
 }
 
 void Scheduler::fetchJob(int bucket, const std::string& id) {
-  // Job and status are read in one pipelined wave: the status gives submitted_at and the rest
-  // of the record the assign rewrites, so the assign needs no extra read.
-  struct Reads {
-    std::optional<Result<Node>> job;
-    std::optional<Result<Node>> status;
-  };
-  auto reads = std::make_shared<Reads>();
+  // A job carries what the assign keeps from the status (submitted_at, the last error), so one
+  // read is enough once the leader runs. Its first full scan (and any job written by an older
+  // version, which lacks those fields) reads the status too: a new leader checks every job it
+  // finds against its status once, and deletes leftovers of finished tasks (trees damaged by
+  // hand or by older versions). After that, the token rule keeps jobs and terminal statuses
+  // apart: every write that ends a task consumes its token in the same multi.
   ++loading_;
-  auto done = [this, bucket, id, reads] {
-    if (reads->job && reads->status) onFetched(bucket, id, *reads->job, *reads->status);
-  };
+  if (!initial_loaded_) {
+    // The first scan: job and status in one pipelined wave.
+    struct Reads {
+      std::optional<Result<Node>> job;
+      std::optional<Result<Node>> status;
+    };
+    auto reads = std::make_shared<Reads>();
+    auto done = [this, bucket, id, reads] {
+      if (reads->job && reads->status) onFetched(bucket, id, *reads->job, *reads->status);
+    };
+    coord_.get(layout_.job(id), nullptr)
+        .then([gate = gate_, this, reads, done](const Result<Node>& r) {
+          postVia(gate, this, [reads, done, r] {
+            reads->job = r;
+            done();
+          });
+        });
+    coord_.get(layout_.status(id), nullptr)
+        .then([gate = gate_, this, reads, done](const Result<Node>& r) {
+          postVia(gate, this, [reads, done, r] {
+            reads->status = r;
+            done();
+          });
+        });
+    return;
+  }
   coord_.get(layout_.job(id), nullptr)
-      .then([gate = gate_, this, reads, done](const Result<Node>& r) {
-        postVia(gate, this, [reads, done, r] {
-          reads->job = r;
-          done();
+      .then([gate = gate_, this, bucket, id](const Result<Node>& r) {
+        postVia(gate, this, [this, bucket, id, r] {
+          auto json = r ? tasks::parseJson(r->data) : std::nullopt;
+          auto job = json ? tasks::jobFromJson(*json) : std::nullopt;
+          if (r && (!job || !job->has_status)) {
+            fetchStatus(bucket, id, r);  // an older writer's job: the status has the rest
+            return;
+          }
+          onFetched(bucket, id, r, tl::unexpected(Error(Code::kNoNode, "not read")));
         });
       });
+}
+
+void Scheduler::fetchStatus(int bucket, const std::string& id, const Result<Node>& job) {
   coord_.get(layout_.status(id), nullptr)
-      .then([gate = gate_, this, reads, done](const Result<Node>& r) {
-        postVia(gate, this, [reads, done, r] {
-          reads->status = r;
-          done();
-        });
+      .then([gate = gate_, this, bucket, id, job](const Result<Node>& r) {
+        postVia(gate, this, [this, bucket, id, job, r] { onFetched(bucket, id, job, r); });
       });
 }
 
@@ -650,6 +682,16 @@ void Scheduler::onFetched(int bucket, const std::string& id, const Result<Node>&
   entry.version = job_read->stat.version;
   entry.czxid = job_read->stat.czxid;
   entry.bucket = bucket;
+  if (entry.job.has_status && !status_read) {
+    // Not read (see fetchJob): everything the assign writes comes from the job.
+    entry.status.spec = entry.job.spec;
+    entry.status.submitted_at = entry.job.submitted_at;
+    entry.status.error = entry.job.error;
+    entry.status.attempts = entry.job.attempt - 1;
+    addJob(std::move(entry));
+    pump();
+    return;
+  }
   std::optional<tasks::TaskStatus> status;
   if (status_read) {
     auto s_json = tasks::parseJson(status_read->data);
@@ -750,7 +792,7 @@ std::vector<WorkerLoad> Scheduler::loads() const {
     if (!entry.info_loaded || !entry.listed) continue;
     out.push_back(WorkerLoad{w, entry.info.slots,
                              static_cast<int>(entry.tasks.size()) + entry.reserved,
-                             entry.info.labels});
+                             entry.info.labels, entry.info.prefetch});
   }
   return out;
 }
@@ -806,7 +848,7 @@ void Scheduler::pump() {
       ++workers[*pick].assigned;
       ++workers_[w].reserved;
       eraseReady(entry);
-      batch.items.push_back(BatchItem{w, std::move(entry)});
+      batch.items.push_back(BatchItem{w, std::move(entry), workers_[w].lists_issued});
       jobs_.erase(id);
     }
     if (batch.items.empty()) return;
@@ -840,10 +882,13 @@ void Scheduler::onBatchDone(Batch batch, const Result<std::vector<OpResult>>& r)
       auto it = workers_.find(item.worker);
       if (it == workers_.end()) {
         gone.insert(item.worker);  // it died while the multi was in flight
-      } else {
+      } else if (it->second.lists_seen <= item.lists_at_send) {
+        // No listing sent after the multi has come back yet: count the task until one does.
         it->second.tasks.insert(item.entry.job.spec.id);
-        it->second.landed[item.entry.job.spec.id] = it->second.lists_issued;
+        it->second.landed[item.entry.job.spec.id] = item.lists_at_send;
       }
+      // Else a listing sent after the multi (the session's requests are ordered) already said
+      // whether the task is there: it may even be finished and gone, so it is not re-added.
     }
     for (const auto& w : gone) requeueWorker(w);
     pump();
@@ -931,11 +976,32 @@ void Scheduler::trimEvents() {
           std::sort(seq.begin(), seq.end());
           size_t excess = std::min(seq.size() - options_.events_keep, kMaxEventDeletesPerSweep);
           // Not fenced: an event record is no token, and a deposed leader trimming the oldest
-          // records harms nothing.
-          for (size_t i = 0; i < excess; ++i) {
-            coord_.remove(coord::join(layout_.events(), seq[i].second), coord::kAnyVersion)
-                .then([gate = gate_, this](const coord::Status& s) {
-                  if (s) postVia(gate, this, [this] { ++counters_.events_trimmed; });
+          // records harms nothing. The deletes go in multis of kEventDeletesPerMulti (one request
+          // each instead of one per record); a multi that fails (a record already gone: another
+          // trimmer) is retried one delete at a time.
+          for (size_t first = 0; first < excess; first += kEventDeletesPerMulti) {
+            size_t end = std::min(excess, first + kEventDeletesPerMulti);
+            std::vector<std::string> paths;
+            std::vector<Op> ops;
+            for (size_t i = first; i < end; ++i) {
+              paths.push_back(coord::join(layout_.events(), seq[i].second));
+              ops.push_back(coord::DeleteOp{paths.back(), coord::kAnyVersion});
+            }
+            coord_.multi(std::move(ops))
+                .then([gate = gate_, this, paths](const Result<std::vector<OpResult>>& m) {
+                  postVia(gate, this, [this, paths, m] {
+                    if (m) {
+                      counters_.events_trimmed += paths.size();
+                      return;
+                    }
+                    if (!active() || m.error().sessionLost()) return;
+                    for (const auto& path : paths) {
+                      coord_.remove(path, coord::kAnyVersion)
+                          .then([gate = gate_, this](const coord::Status& st) {
+                            if (st) postVia(gate, this, [this] { ++counters_.events_trimmed; });
+                          });
+                    }
+                  });
                 });
           }
         });

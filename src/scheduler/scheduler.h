@@ -123,13 +123,15 @@ class Scheduler {
     std::set<std::string> tasks;  // its assignments as last listed plus ours since
     int reserved = 0;             // slots taken by assign multis in flight
     uint64_t lists_issued = 0;    // listings of /assignments/{w} sent so far
-    // Tasks our assign multis put there, with lists_issued at the moment each landed: listings
-    // up to that number may predate it (see onAssignments).
+    uint64_t lists_seen = 0;      // the newest of them whose reply came in
+    // Tasks our assign multis put there, with lists_issued at the moment each multi was sent:
+    // listings up to that number may predate it (see onAssignments).
     std::map<std::string, uint64_t> landed;
   };
   struct BatchItem {
     std::string worker;
     JobEntry entry;
+    uint64_t lists_at_send = 0;  // the worker's lists_issued when the multi was sent
   };
   struct Batch {
     std::vector<BatchItem> items;
@@ -174,6 +176,7 @@ class Scheduler {
   void listBucket(int bucket);
   void onBucket(int bucket, const coord::Result<std::vector<std::string>>& r, bool watched);
   void fetchJob(int bucket, const std::string& id);
+  void fetchStatus(int bucket, const std::string& id, const coord::Result<coord::Node>& job);
   void onFetched(int bucket, const std::string& id, const coord::Result<coord::Node>& job,
                  const coord::Result<coord::Node>& status);
   void addJob(JobEntry entry);

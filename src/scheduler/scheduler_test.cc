@@ -47,7 +47,7 @@ class SchedulerTest : public ::testing::Test {
     tasks::TaskStatus status;
     status.spec = spec;
     status.submitted_at = base::wallMillis();
-    tasks::Job job{spec, 1, not_before};
+    tasks::Job job{spec, 1, not_before, status.submitted_at};
     auto r =
         admin_
             .multi(
@@ -60,8 +60,8 @@ class SchedulerTest : public ::testing::Test {
   }
 
   // Registers a worker the way a worker does: its assignments folder, then its ephemeral node.
-  void addWorker(const std::string& id, int slots) {
-    tasks::WorkerInfo info{id, "host", 1, slots, {}, "", 0};
+  void addWorker(const std::string& id, int slots, int prefetch = 0) {
+    tasks::WorkerInfo info{id, "host", 1, slots, {}, "", 0, prefetch};
     ASSERT_TRUE(
         admin_.create(CreateOp{layout_.assignmentsOf(id), "", CreateMode::kPersistent, {}}).get());
     ASSERT_TRUE(admin_
@@ -257,7 +257,16 @@ TEST_F(SchedulerTest, HigherPriorityFirstFifoWithinAPriority) {
   start();
   std::vector<std::string> order;
   for (int i = 0; i < 6; ++i) {
-    ASSERT_TRUE(base::eventually([&] { return assignments().size() == 1; })) << i;
+    ASSERT_TRUE(base::eventually([&] { return assignments().size() == 1; })) << i << " " << [&] {
+      auto st = scheduler_->snapshot();
+      std::string out = "pending=" + std::to_string(st.pending) +
+                        " delayed=" + std::to_string(st.delayed) +
+                        " batches=" + std::to_string(st.batches) +
+                        " failures=" + std::to_string(st.batch_failures) + " assignments=" +
+                        std::to_string(assignments().size());
+      for (const auto& w : st.workers) out += " " + w.id + ":" + std::to_string(w.assigned);
+      return out;
+    }();
     auto [id, w] = *assignments().begin();
     order.push_back(id);
     complete(w, id);
@@ -289,6 +298,37 @@ TEST_F(SchedulerTest, NeverMoreThanAWorkersSlots) {
   }
   EXPECT_TRUE(base::eventually([&] { return assignments().empty(); }));
   EXPECT_TRUE(children(layout_.jobBucket("t0")).empty() || !jobOf("t0"));
+}
+
+TEST_F(SchedulerTest, AssignsUpToSlotsPlusPrefetch) {
+  addWorker("w1", 2, /*prefetch=*/3);
+  for (int i = 0; i < 9; ++i) submit("t" + std::to_string(i));
+  start();
+  ASSERT_TRUE(base::eventually([&] { return assignments().size() == 5; }));
+  ASSERT_TRUE(base::eventually([&] { return scheduler_->snapshot().pending == 4; }));
+  EXPECT_EQ(assignments().size(), 5u);  // slots + prefetch, not more
+  auto [id, w] = *assignments().begin();
+  complete(w, id);
+  ASSERT_TRUE(base::eventually([&] { return scheduler_->snapshot().pending == 3; }));
+  EXPECT_EQ(assignments().size(), 5u);
+}
+
+TEST_F(SchedulerTest, AJobCarriesWhatTheAssignNeedsSoNoStatusIsRead) {
+  addWorker("w1", 4);
+  submit("warm");
+  start();
+  // Assigned: the first full scan (which reads job and status) is over.
+  ASSERT_TRUE(base::eventually([&] { return assignments().size() == 1; }));
+  size_t gets = leader_.callCount(coord::OpKind::kGet);
+  for (int i = 0; i < 3; ++i) submit("late" + std::to_string(i));
+  ASSERT_TRUE(base::eventually([&] { return assignments().size() == 4; }));
+  EXPECT_EQ(leader_.callCount(coord::OpKind::kGet) - gets, 3u);  // the jobs, no status
+  for (int i = 0; i < 3; ++i) {
+    auto s = statusOf("late" + std::to_string(i));
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->state, State::kAssigned);
+    EXPECT_GT(s->submitted_at, 0);  // kept from the job
+  }
 }
 
 TEST_F(SchedulerTest, DeadWorkersAssignmentsAreRequeuedWithTheNextAttempt) {
@@ -478,6 +518,18 @@ TEST_F(SchedulerTest, TrimsTheEventLog) {
   EXPECT_EQ(children(layout_.events()),
             std::vector<std::string>(before.end() - 5, before.end()));  // the newest stay
   EXPECT_TRUE(base::eventually([&] { return scheduler_->snapshot().events_trimmed == 15; }));
+  EXPECT_EQ(leader_.callCount(coord::OpKind::kRemove), 0u);  // one multi, not 15 deletes
+}
+
+TEST_F(SchedulerTest, TrimFallsBackToSingleDeletesWhenAMultiFails) {
+  options_.events_keep = 2;
+  options_.sweep_interval = 50ms;
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(admin_.create(tasks::eventOp(layout_, {{"x", State::kPending, 0, "", i}})).get());
+  }
+  leader_.failNextOn(coord::OpKind::kMulti, layout_.events(), coord::Code::kNoNode);
+  start();
+  ASSERT_TRUE(base::eventually([&] { return children(layout_.events()).size() == 2; }));
 }
 
 TEST_F(SchedulerTest, DeletesOldTerminalStatuses) {

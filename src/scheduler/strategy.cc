@@ -49,9 +49,9 @@ std::optional<size_t> LeastLoadedPicker::pick(const std::vector<WorkerLoad>& wor
       if (w.freeSlots() > b.freeSlots()) best = i;
       continue;
     }
-    // Compare assigned/slots without division: a/s < b/t  <=>  a*t < b*s (slots > 0 here).
-    int64_t lhs = int64_t{w.assigned} * b.slots;
-    int64_t rhs = int64_t{b.assigned} * w.slots;
+    // Compare assigned/capacity without division: a/s < b/t  <=>  a*t < b*s (capacity > 0).
+    int64_t lhs = int64_t{w.assigned} * b.capacity();
+    int64_t rhs = int64_t{b.assigned} * w.capacity();
     if (lhs != rhs) {
       if (lhs < rhs) best = i;
       continue;

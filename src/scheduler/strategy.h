@@ -18,13 +18,17 @@ struct WorkerLoad {
   int slots = 1;     // how many tasks it runs at once (from its WorkerInfo)
   int assigned = 0;  // assignments it holds now, including ones being written
   std::vector<std::string> labels;
+  int prefetch = 0;  // assignments it takes beyond its slots, to queue (from its WorkerInfo)
 
-  int freeSlots() const { return slots > assigned ? slots - assigned : 0; }
+  // Assignments it may hold at once: its slots plus its prefetch queue.
+  int capacity() const { return slots + prefetch; }
+  // Assignments it can take now.
+  int freeSlots() const { return capacity() > assigned ? capacity() - assigned : 0; }
 };
 
 // Chooses the worker for a task. Every implementation returns the index (into `workers`) of a
-// worker with a free slot, or nullopt when none has one: a worker is never handed more than its
-// slots. `workers` is sorted by id. Not thread-safe (the scheduler calls it from its own thread);
+// worker with room (freeSlots() > 0), or nullopt when none has any: a worker is never handed more
+// than its capacity (slots + prefetch). `workers` is sorted by id. Not thread-safe (the scheduler calls it from its own thread);
 // implementations may keep state between calls (round-robin remembers where it stopped).
 class WorkerPicker {
  public:
@@ -58,8 +62,8 @@ class RandomPicker final : public WorkerPicker {
   std::mt19937_64 rng_;
 };
 
-// The default: the worker with the most free slots; ties go to the lowest load ratio
-// (assigned / slots), then to the lowest id.
+// The default: the worker with the most room; ties go to the lowest load ratio
+// (assigned / capacity), then to the lowest id.
 class LeastLoadedPicker final : public WorkerPicker {
  public:
   std::optional<size_t> pick(const std::vector<WorkerLoad>& workers,

@@ -1,5 +1,7 @@
 #include "tasks/records.h"
 
+#include <algorithm>
+
 namespace drover::tasks {
 
 Json toJson(const WorkerInfo& info) {
@@ -7,6 +9,7 @@ Json toJson(const WorkerInfo& info) {
           {"host", info.host},
           {"pid", info.pid},
           {"slots", info.slots},
+          {"prefetch", info.prefetch},
           {"labels", info.labels},
           {"http", info.http},
           {"started_at", info.started_at}};
@@ -19,6 +22,7 @@ std::optional<WorkerInfo> workerFromJson(const Json& j) {
     info.host = j.value("host", "");
     info.pid = j.value("pid", int64_t{0});
     info.slots = j.value("slots", 1);
+    info.prefetch = std::max(0, j.value("prefetch", 0));
     info.labels = j.value("labels", std::vector<std::string>{});
     info.http = j.value("http", "");
     info.started_at = j.value("started_at", int64_t{0});

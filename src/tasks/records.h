@@ -20,6 +20,9 @@ struct WorkerInfo {
   std::vector<std::string> labels;
   std::string http;        // "127.0.0.1:8080", where its REST API listens ("" if none)
   int64_t started_at = 0;  // wall-clock ms
+  // Tasks the leader may assign beyond `slots`; they wait on the worker, unstarted, and start as
+  // slots free (0 when absent: written by a worker that predates prefetch).
+  int prefetch = 0;
 };
 Json toJson(const WorkerInfo& info);
 std::optional<WorkerInfo> workerFromJson(const Json& j);

@@ -124,8 +124,11 @@ Json toJson(const TaskStatus& status) {
 }
 
 Json toJson(const Job& job) {
-  Json j = {{"spec", toJson(job.spec)}, {"attempt", job.attempt}};
+  Json j = {{"spec", toJson(job.spec)},
+            {"attempt", job.attempt},
+            {"submitted_at", job.submitted_at}};
   if (job.not_before != 0) j["not_before"] = job.not_before;
+  if (!job.error.empty()) j["error"] = job.error;
   return j;
 }
 
@@ -178,7 +181,12 @@ std::optional<Job> jobFromJson(const Json& j) {
   try {
     auto spec = specFromJson(j.at("spec"));
     if (!spec) return std::nullopt;
-    return Job{std::move(*spec), j.value("attempt", 1), valueOr<int64_t>(j, "not_before", 0)};
+    Job job{std::move(*spec), j.value("attempt", 1), valueOr<int64_t>(j, "not_before", 0)};
+    // Jobs written before they carried these have neither: the leader reads the status.
+    job.has_status = j.contains("submitted_at");
+    job.submitted_at = valueOr<int64_t>(j, "submitted_at", 0);
+    job.error = valueOr<std::string>(j, "error", "");
+    return job;
   } catch (const Json::exception&) {
     return std::nullopt;
   }

@@ -49,10 +49,25 @@ struct TaskStatus {
 };
 
 // A task waiting for assignment: /jobs/{bucket}/{id}.
+// It also carries what the leader's `assigned` status keeps from the pending one (submitted_at
+// and the last attempt's error), so the leader assigns it without reading /status/{id}.
 struct Job {
+  Job() = default;
+  Job(TaskSpec spec_, int attempt_, int64_t not_before_ = 0, int64_t submitted_at_ = 0,
+      std::string error_ = {})
+      : spec(std::move(spec_)),
+        attempt(attempt_),
+        not_before(not_before_),
+        submitted_at(submitted_at_),
+        error(std::move(error_)),
+        has_status(true) {}
+
   TaskSpec spec;
-  int attempt = 1;         // the attempt number it will run as
-  int64_t not_before = 0;  // wall-clock ms before which it must not be assigned (retry backoff)
+  int attempt = 1;           // the attempt number it will run as
+  int64_t not_before = 0;    // wall-clock ms before which it must not be assigned (retry backoff)
+  int64_t submitted_at = 0;  // as in the status
+  std::string error;         // the previous attempt's error ("" if none)
+  bool has_status = false;   // decoded: the record carried submitted_at (newer writers)
 };
 
 // A task given to a worker: /assignments/{worker}/{id}.

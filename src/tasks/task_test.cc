@@ -110,13 +110,28 @@ TEST(Codec, JobAssignmentWorkerAndEventRoundTrip) {
   ASSERT_TRUE(j);
   EXPECT_EQ(j->attempt, 2);
   EXPECT_EQ(j->not_before, 99);
+  EXPECT_TRUE(j->has_status);
+  Job retry{job.spec, 3, 0, 1234, "boom"};
+  auto r = jobFromJson(toJson(retry));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->submitted_at, 1234);
+  EXPECT_EQ(r->error, "boom");
+  Json old_job = toJson(job);
+  old_job.erase("submitted_at");  // written by an older version: the leader reads the status
+  EXPECT_FALSE(jobFromJson(old_job)->has_status);
   auto a = assignmentFromJson(toJson(Assignment{job.spec, 3}));
   ASSERT_TRUE(a);
   EXPECT_EQ(a->attempt, 3);
-  WorkerInfo w{"w1", "h", 42, 4, {"gpu"}, "127.0.0.1:1", 5};
+  WorkerInfo w{"w1", "h", 42, 4, {"gpu"}, "127.0.0.1:1", 5, 12};
   auto wb = workerFromJson(toJson(w));
   ASSERT_TRUE(wb);
   EXPECT_EQ(wb->slots, 4);
+  EXPECT_EQ(wb->prefetch, 12);
+  Json older = toJson(w);
+  older.erase("prefetch");  // a worker that predates prefetch: the leader gives it none
+  EXPECT_EQ(workerFromJson(older)->prefetch, 0);
+  older["prefetch"] = -3;
+  EXPECT_EQ(workerFromJson(older)->prefetch, 0);
   EXPECT_EQ(wb->labels, std::vector<std::string>{"gpu"});
   auto e = eventFromJson(toJson(TaskEvent{"t", State::kRunning, 1, "w1", 3}));
   ASSERT_TRUE(e);

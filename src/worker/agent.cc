@@ -164,6 +164,8 @@ void WorkerAgent::becomeDead(const std::string& why) {
   items_.clear();
   waiting_.clear();
   ready_.clear();
+  queued_.clear();
+  starts_.clear();
   std::lock_guard lock(stats_mu_);
   stats_.running = 0;
 }
@@ -247,6 +249,13 @@ void WorkerAgent::markGone(Item& item) {
       finish(id);
       break;
     }
+    case Phase::kQueued: {
+      std::string id = item.id;
+      queued_.erase({-item.assignment->spec.priority, item.czxid, id});
+      bump(&AgentStats::dropped);
+      finish(id);
+      break;
+    }
     default:
       break;  // the step in flight learns it and drops the item; a commit was ours
   }
@@ -309,7 +318,7 @@ void WorkerAgent::onFetched(const std::string& id, const coord::Result<coord::No
       finish(id);
       return;
     }
-    startRun(id);
+    admit(id);
     return;
   }
   readStatus(id);
@@ -374,10 +383,42 @@ void WorkerAgent::onStatus(const std::string& id, const coord::Result<coord::Nod
     queueCommit(id);
     return;
   }
-  startRun(id);
+  admit(id);
 }
 
 // --- Start and run ---
+
+int WorkerAgent::slotsClaimed() const {
+  int n = 0;
+  for (const auto& [id, item] : items_) {
+    if (item.phase == Phase::kStarting || item.phase == Phase::kWaiting ||
+        item.phase == Phase::kRunning) {
+      ++n;
+    }
+  }
+  return n;
+}
+
+void WorkerAgent::admit(const std::string& id) {
+  Item& item = items_.at(id);
+  if (slotsClaimed() < runner_.slots()) {
+    startRun(id);
+    return;
+  }
+  item.phase = Phase::kQueued;
+  queued_.insert({-item.assignment->spec.priority, item.czxid, id});
+}
+
+void WorkerAgent::startQueued() {
+  if (halted()) return;
+  while (!queued_.empty() && slotsClaimed() < runner_.slots()) {
+    std::string id = std::get<2>(*queued_.begin());
+    queued_.erase(queued_.begin());
+    Item* item = find(id);
+    if (item == nullptr || item->phase != Phase::kQueued) continue;
+    startRun(id);
+  }
+}
 
 void WorkerAgent::startRun(const std::string& id) {
   if (halted()) return;
@@ -390,10 +431,80 @@ void WorkerAgent::startRun(const std::string& id) {
   running.result = nullptr;
   running.started_at = base::wallMillis();
   running.finished_at = 0;
+  starts_.emplace_back(id, std::move(running));
+  if (starts_posted_) return;
+  starts_posted_ = true;
+  shared_->post([this] {
+    starts_posted_ = false;
+    flushStarts();
+  });
+}
+
+// The starts queued in one executor turn go out together: per task a check of its token and
+// its running status, then one event record for the batch. A batch that fails is re-sent task by
+// task (one fenced task must not hold back the others), or re-read where its outcome is unknown.
+void WorkerAgent::flushStarts() {
+  if (halted()) return;
+  std::vector<std::pair<std::string, tasks::TaskStatus>> starts;
+  starts.swap(starts_);
+  size_t i = 0;
+  while (i < starts.size()) {
+    std::vector<std::pair<std::string, tasks::TaskStatus>> batch;
+    std::vector<coord::Op> ops;
+    std::vector<tasks::TaskEvent> events;
+    size_t bytes = 0;
+    for (; i < starts.size(); ++i) {
+      Item* item = find(starts[i].first);
+      if (item == nullptr || item->phase != Phase::kStarting) continue;
+      coord::Op check = coord::CheckOp{layout_.assignment(worker_id_, item->id), item->version};
+      coord::Op status = statusOp(*item, starts[i].second);
+      size_t item_bytes = opBytes(check) + opBytes(status);
+      if (!batch.empty() &&
+          (batch.size() >= options_.max_batch || bytes + item_bytes > options_.max_batch_bytes)) {
+        break;
+      }
+      bytes += item_bytes;
+      ops.push_back(std::move(check));
+      ops.push_back(std::move(status));
+      events.push_back(eventOf(*item, State::kRunning));
+      batch.push_back(std::move(starts[i]));
+    }
+    if (batch.empty()) continue;
+    if (batch.size() == 1) {
+      startOne(batch[0].first, batch[0].second);
+      continue;
+    }
+    ops.emplace_back(tasks::eventOp(layout_, events));
+    auto shared = shared_;
+    coord_.multi(std::move(ops))
+        .then([this, shared, batch](const coord::Result<std::vector<coord::OpResult>>& r) {
+          shared->post([this, batch, r] {
+            if (halted()) return;
+            for (const auto& [id, running] : batch) {
+              if (find(id) == nullptr) continue;
+              if (r) {
+                onStarted(id, running, std::vector<coord::OpResult>{});
+              } else if (sessionGone(r.error())) {
+                return;
+              } else if (r.error().outcomeUnknown()) {
+                verifyStart(id, running);
+              } else {
+                startOne(id, running);
+              }
+            }
+          });
+        });
+  }
+}
+
+void WorkerAgent::startOne(const std::string& id, const tasks::TaskStatus& running) {
+  if (halted()) return;
+  Item* item = find(id);
+  if (item == nullptr) return;
   std::vector<coord::Op> ops;
-  ops.emplace_back(coord::CheckOp{layout_.assignment(worker_id_, id), item.version});
-  ops.push_back(statusOp(item, running));
-  ops.emplace_back(tasks::eventOp(layout_, {eventOf(item, State::kRunning)}));
+  ops.emplace_back(coord::CheckOp{layout_.assignment(worker_id_, id), item->version});
+  ops.push_back(statusOp(*item, running));
+  ops.emplace_back(tasks::eventOp(layout_, {eventOf(*item, State::kRunning)}));
   auto shared = shared_;
   coord_.multi(std::move(ops))
       .then([this, shared, id, running](const coord::Result<std::vector<coord::OpResult>>& r) {
@@ -541,6 +652,7 @@ void WorkerAgent::onRunDone(const std::string& id, HandlerResult result) {
   prepareCommit(*item, result);
   queueCommit(id);
   if (!waiting_.empty()) launchWaiting();
+  startQueued();
 }
 
 // --- Commit ---
@@ -567,7 +679,8 @@ void WorkerAgent::prepareCommit(Item& item, const HandlerResult& result) {
     auto delay = options_.retry_backoff.delay(static_cast<uint32_t>(a.attempt));
     item.retry_job =
         tasks::Job{a.spec, a.attempt + 1,
-                   now + std::chrono::duration_cast<std::chrono::milliseconds>(delay).count()};
+                   now + std::chrono::duration_cast<std::chrono::milliseconds>(delay).count(),
+                   target.submitted_at, target.error};
   } else {
     item.outcome = Outcome::kFailed;
     target.state = State::kFailed;
@@ -835,6 +948,7 @@ void WorkerAgent::finish(const std::string& id) {
   items_.erase(id);
   // A listing seen meanwhile may have shown a new assignment under this name as the old one.
   if (listed_.count(id) != 0) list();
+  startQueued();  // it may have held a slot
 }
 
 }  // namespace drover::worker

@@ -12,6 +12,8 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "base/backoff.h"
@@ -30,8 +32,8 @@ struct AgentOptions {
   base::Backoff retry_backoff{std::chrono::seconds(1), std::chrono::seconds(60), 2.0, 0.0};
   // Delay before re-trying a coordination call that failed retryably (connection loss, ...).
   base::Backoff zk_backoff{std::chrono::milliseconds(50), std::chrono::seconds(5), 2.0, 0.0};
-  // Commits ready at the same moment are combined into one multi of at most this many tasks
-  // and about this many bytes (1: one multi per task).
+  // Starts and commits ready at the same moment are combined into one multi of at most this
+  // many tasks and about this many bytes (1: one multi per task).
   size_t max_batch = 32;
   size_t max_batch_bytes = 512 * 1024;
 };
@@ -48,8 +50,12 @@ struct AgentStats {
 };
 
 // Watches /assignments/{worker_id}, marks each new assignment running, runs it on the Runner
-// and commits its outcome, each step one multi with the assignment token (see docs/ZNODES.md).
-// The worker id must already be registered (in /workers) with /assignments/{worker_id} created.
+// and commits its outcome, each step a multi with the assignment token (see docs/ZNODES.md);
+// starts and commits that are ready together share one multi. The leader may assign more tasks
+// than the Runner has slots (the worker's prefetch): the surplus waits here, unstarted, in
+// priority order, and starts as slots free, so a short task's next one needs no round trip to
+// the leader. The worker id must already be registered (in /workers) with
+// /assignments/{worker_id} created.
 //
 // Threads: all state lives on one executor thread of its own; coordination callbacks, watches
 // and run completions only post to it. The public methods are thread-safe.
@@ -79,7 +85,9 @@ class WorkerAgent {
   const std::string& workerId() const { return worker_id_; }
 
  private:
-  enum class Phase { kFetching, kStarting, kWaiting, kRunning, kCommitting };
+  // kQueued: read and startable, held until this agent has a slot for it (the leader may assign
+  // up to slots + prefetch); it is not marked running until it leaves the queue.
+  enum class Phase { kFetching, kQueued, kStarting, kWaiting, kRunning, kCommitting };
   enum class Outcome { kSucceeded, kRetry, kFailed };
 
   // One assignment this agent holds or is learning about. Executor thread only.
@@ -122,7 +130,15 @@ class WorkerAgent {
   void onFetched(const std::string& id, const coord::Result<coord::Node>& r);
   void readStatus(const std::string& id);
   void onStatus(const std::string& id, const coord::Result<coord::Node>& r);
+  // Starts `id` if a slot is free, else queues it (by priority, then assignment order).
+  void admit(const std::string& id);
+  // Starts queued items while slots are free.
+  void startQueued();
+  // Items holding a slot: starting, waiting for the Runner, or running.
+  int slotsClaimed() const;
   void startRun(const std::string& id);
+  void flushStarts();
+  void startOne(const std::string& id, const tasks::TaskStatus& running);
   void onStarted(const std::string& id, const tasks::TaskStatus& running,
                  const coord::Result<std::vector<coord::OpResult>>& r);
   void verifyStart(const std::string& id, const tasks::TaskStatus& running);
@@ -173,6 +189,11 @@ class WorkerAgent {
   std::vector<std::string> waiting_;  // started, waiting for a Runner slot
   std::vector<std::string> ready_;    // runs done, commit not sent yet
   bool flush_posted_ = false;
+  // Startable items without a slot yet, in the order they start: (-priority, czxid, id).
+  std::set<std::tuple<int, int64_t, std::string>> queued_;
+  // Start writes not sent yet (one multi carries those that are ready together).
+  std::vector<std::pair<std::string, tasks::TaskStatus>> starts_;
+  bool starts_posted_ = false;
 
   mutable std::mutex stats_mu_;
   AgentStats stats_;

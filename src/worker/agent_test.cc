@@ -63,8 +63,9 @@ class AgentTest : public ::testing::Test {
   // read the status).
   tasks::TaskSpec assign(std::string id, std::string type, Json payload = Json::object(),
                          int attempt = 1, int max_attempts = 3, double timeout_s = 0,
-                         bool legacy = false) {
+                         bool legacy = false, int priority = 5) {
     tasks::TaskSpec spec;
+    spec.priority = priority;
     spec.id = std::move(id);
     spec.type = std::move(type);
     spec.payload = std::move(payload);
@@ -133,6 +134,97 @@ class AgentTest : public ::testing::Test {
   Runner runner_{4};
   std::unique_ptr<WorkerAgent> agent_;
 };
+
+// The ids of the running events in log order.
+std::vector<std::string> runningOrder(coord::FakeServer& server, const tasks::Layout& layout) {
+  std::vector<std::string> out;
+  std::string prefix = layout.events() + "/";
+  for (const auto& [path, data] : server.dump()) {  // sorted by path: e-{sequence}
+    if (path.rfind(prefix, 0) != 0) continue;
+    auto json = tasks::parseJson(data);
+    if (!json || !json->is_array()) continue;
+    for (const auto& e : *json) {
+      auto ev = tasks::eventFromJson(e);
+      if (ev && ev->state == State::kRunning) out.push_back(ev->id);
+    }
+  }
+  return out;
+}
+
+TEST_F(AgentTest, AssignmentsBeyondItsSlotsWaitUnstartedAndStartByPriority) {
+  // The leader may assign slots + prefetch: the surplus is read but not marked running until a
+  // slot frees, and then the highest priority goes first.
+  startAgent();
+  for (int i = 0; i < 4; ++i) assign("g" + std::to_string(i), "gate");
+  ASSERT_TRUE(base::eventually([&] { return gate_runs_ == 4; }));
+  size_t gets = worker_coord_.callCount(OpKind::kGet);
+  assign("low", "gate", Json::object(), 1, 3, 0, false, /*priority=*/1);
+  assign("high", "gate", Json::object(), 1, 3, 0, false, /*priority=*/9);
+  // Both were read (one get each), and neither started: every slot is taken.
+  ASSERT_TRUE(base::eventually([&] { return worker_coord_.callCount(OpKind::kGet) >= gets + 2; }));
+  ASSERT_TRUE(base::eventually([&] { return agent_->stats().running == 4; }));
+  EXPECT_TRUE(stateIs("low", State::kAssigned));
+  EXPECT_TRUE(stateIs("high", State::kAssigned));
+  EXPECT_EQ(gate_runs_, 4);
+
+  release_ = true;
+  ASSERT_TRUE(base::eventually([&] {
+    return stateIs("low", State::kSucceeded) && stateIs("high", State::kSucceeded);
+  }));
+  auto order = runningOrder(*server_, layout_);
+  auto high = std::find(order.begin(), order.end(), "high");
+  auto low = std::find(order.begin(), order.end(), "low");
+  ASSERT_TRUE(high != order.end() && low != order.end());
+  EXPECT_LT(high, low);
+  EXPECT_EQ(eventsIn("low", State::kRunning), 1u);
+}
+
+TEST_F(AgentTest, AQueuedAssignmentThatVanishesIsDroppedWithoutRunning) {
+  startAgent();
+  for (int i = 0; i < 4; ++i) assign("g" + std::to_string(i), "gate");
+  ASSERT_TRUE(base::eventually([&] { return gate_runs_ == 4; }));
+  size_t gets = worker_coord_.callCount(OpKind::kGet);
+  assign("queued", "echo");
+  ASSERT_TRUE(base::eventually([&] { return worker_coord_.callCount(OpKind::kGet) > gets; }));
+  // The leader (or a cancel) takes it back before it starts.
+  ASSERT_TRUE(admin_.remove(layout_.assignment(kWorker, "queued"), coord::kAnyVersion).get());
+  ASSERT_TRUE(base::eventually([&] { return agent_->stats().dropped == 1; }));
+  release_ = true;
+  ASSERT_TRUE(base::eventually([&] { return agent_->stats().succeeded == 4; }));
+  EXPECT_EQ(eventsIn("queued", State::kRunning), 0u);
+  EXPECT_TRUE(stateIs("queued", State::kAssigned));  // untouched by this worker
+}
+
+TEST_F(AgentTest, StartsThatFailTogetherAreRetriedOneByOne) {
+  // Four assignments at once: their starts may share a multi. One of them is fenced (its token
+  // changed): the others must still start and finish.
+  startAgent();
+  std::vector<coord::Op> batch;
+  for (int i = 0; i < 4; ++i) {
+    tasks::TaskSpec spec;
+    spec.id = "b" + std::to_string(i);
+    spec.type = "echo";
+    tasks::TaskStatus st;
+    st.spec = spec;
+    st.state = State::kAssigned;
+    st.attempts = 1;
+    st.worker = kWorker;
+    batch.push_back(persistent(layout_.status(spec.id), tasks::toJson(st).dump()));
+    batch.push_back(persistent(layout_.assignment(kWorker, spec.id),
+                               tasks::toJson(tasks::Assignment{spec, 1, 1, ""}).dump()));
+  }
+  worker_coord_.failNextOn(OpKind::kMulti, layout_.assignment(kWorker, "b2"), Code::kBadVersion);
+  ASSERT_TRUE(admin_.multi(std::move(batch)).get());
+  ASSERT_TRUE(base::eventually([&] {
+    int done = 0;
+    for (int i = 0; i < 4; ++i) done += stateIs("b" + std::to_string(i), State::kSucceeded);
+    return done == 4 || (done == 3 && agent_->stats().dropped == 1);
+  }));
+  for (int i = 0; i < 4; ++i) {
+    std::string id = "b" + std::to_string(i);
+    EXPECT_LE(eventsIn(id, State::kRunning), 1u) << id;
+  }
+}
 
 TEST_F(AgentTest, RunsAnAssignmentAndCommitsSuccess) {
   startAgent();
