@@ -97,6 +97,10 @@ struct Config {
   int raw_multis = 300;
   bool standalone = true;
   int stall_seconds = 30;  // a drain with no progress for this long is a failure
+  // No-op tasks run through the fresh ensemble before anything is measured: a new ZooKeeper JVM
+  // spends most of its first minute of load compiling (C2 JIT threads took ~40% of a core per
+  // server), which would be charged to whichever scenario runs first. Recorded as "warmup".
+  int warmup_tasks = 20000;
   bool smoke = false;
   // Scenario name prefixes to run (empty: all), e.g. {"throughput-batch", "latency"}.
   std::vector<std::string> only;
@@ -128,6 +132,7 @@ void applySmoke(Config& c) {
   c.raw_multis = 20;
   c.standalone = false;
   c.stall_seconds = 20;
+  c.warmup_tasks = 0;
 }
 
 // --- small helpers ---------------------------------------------------------------------------
@@ -1066,6 +1071,11 @@ struct Bench {
     std::cout << "[ run ] starting a 3-node ZooKeeper ensemble (forceSync=yes)" << std::endl;
     ensemble = ZkCluster::ensemble(3, zo);
 
+    if (config.warmup_tasks > 0) {
+      throughput("warmup", *ensemble, config.nodes, config.warmup_tasks, config.batch_size,
+                 config.batch_clients);
+      peak_rate = 0;  // not a measurement: half-peak latency uses the measured scenarios only
+    }
     if (config.wants("idle")) idle();
     if (config.wants("throughput-batch")) {
       throughput("throughput-batch", *ensemble, config.nodes, config.batch_tasks,
@@ -1161,6 +1171,9 @@ int main(int argc, char** argv) {
   app.add_option("--idle-seconds", config.idle_seconds)->capture_default_str();
   app.add_option("--raw-creates", config.raw_creates)->capture_default_str();
   app.add_option("--raw-multis", config.raw_multis)->capture_default_str();
+  app.add_option("--warmup-tasks", config.warmup_tasks,
+                 "No-op tasks run before measuring, to warm the ZooKeeper JVMs (0: none)")
+      ->capture_default_str();
   app.add_flag("!--no-standalone", config.standalone, "Skip the standalone comparison");
   app.add_option("--only", config.only,
                  "Run only the scenarios whose names start with these (e.g. throughput-batch "

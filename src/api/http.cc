@@ -150,6 +150,7 @@ HttpServer::HttpServer(TaskStore& store, EventFeed* events, HttpOptions options)
   server_.set_read_timeout(options_.read_timeout);
   server_.set_write_timeout(options_.write_timeout);
   server_.set_keep_alive_timeout(options_.keep_alive_timeout_s);
+  server_.set_keep_alive_max_count(options_.keep_alive_max_requests);
   server_.set_payload_max_length(options_.payload_max_bytes);
   // Small request/response pairs: without TCP_NODELAY, Nagle's algorithm and delayed ACKs add
   // tens of milliseconds to a POST whose header and body go out in separate writes.

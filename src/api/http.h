@@ -25,10 +25,13 @@ namespace drover::api {
 struct HttpOptions {
   std::string host = "127.0.0.1";  // bind address; loopback unless told otherwise
   int port = 8080;                 // 0: any free port (see HttpServer::port())
-  size_t threads = 16;             // handler threads; long polls and event streams hold one each
+  // Handler threads. A keep-alive connection holds one for as long as it stays open, as do long
+  // polls and event streams: fewer threads than concurrent clients makes the rest wait.
+  size_t threads = 64;
   std::chrono::milliseconds read_timeout{5000};   // per read: slow or idle clients time out
   std::chrono::milliseconds write_timeout{5000};  // per write: clients that stop reading
   int keep_alive_timeout_s = 5;
+  size_t keep_alive_max_requests = 1000;  // per connection, then it is closed
   // Largest request body; a larger Content-Length is answered 413 without buffering the body.
   size_t payload_max_bytes = 1024 * 1024;
   int max_json_depth = 64;  // deeper nesting is a 400

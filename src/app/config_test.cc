@@ -74,6 +74,7 @@ TEST(Config, EnvironmentCoversEveryKey) {
                       {"DROVER_HTTP", "0.0.0.0:9"},
                       {"DROVER_ID", "n1"},
                       {"DROVER_SLOTS", "2"},
+                      {"DROVER_PREFETCH", "0"},
                       {"DROVER_SESSION_TIMEOUT_MS", "5000"},
                       {"DROVER_WORKER", "false"},
                       {"DROVER_LEADER", "no"},
@@ -90,6 +91,7 @@ TEST(Config, EnvironmentCoversEveryKey) {
   EXPECT_EQ(c.http, "0.0.0.0:9");
   EXPECT_EQ(c.id, "n1");
   EXPECT_EQ(c.slots, 2);
+  EXPECT_EQ(c.prefetch, 0);
   EXPECT_EQ(c.session_timeout_ms, 5000);
   EXPECT_FALSE(c.worker);
   EXPECT_FALSE(c.leader);
@@ -187,6 +189,18 @@ TEST(Config, ValueTextReadsBackThroughSetConfigKey) {
     ASSERT_FALSE(setConfigKey(back, key, configValueText(c, key)).has_value()) << key;
     EXPECT_EQ(configValueText(back, key), configValueText(c, key)) << key;
   }
+}
+
+TEST(Config, PrefetchIsValidatedLikeSlots) {
+  NodeConfig c;
+  EXPECT_EQ(c.prefetch, 16);  // the documented default
+  EXPECT_EQ(validate(c), "");
+  c.prefetch = -1;
+  EXPECT_EQ(validate(c), "--prefetch must be from 0 to 4096");
+  c.prefetch = 4097;
+  EXPECT_EQ(validate(c), "--prefetch must be from 0 to 4096");
+  c.prefetch = 0;
+  EXPECT_EQ(validate(c), "");
 }
 
 TEST(Config, EnvNames) {

@@ -147,7 +147,8 @@ void Scheduler::fence(const std::string& reason) {
   spdlog::warn("scheduler: fenced ({}), stepping down", reason);
   if (sweep_timer_ != 0) executor_->cancel(sweep_timer_);
   if (delay_timer_ != 0) executor_->cancel(delay_timer_);
-  sweep_timer_ = delay_timer_ = 0;
+  if (relist_timer_ != 0) executor_->cancel(relist_timer_);
+  sweep_timer_ = delay_timer_ = relist_timer_ = 0;
   publish();
   if (on_fenced_) on_fenced_(reason);
 }
@@ -199,9 +200,12 @@ void Scheduler::scheduleSweep() {
 
 void Scheduler::sweep() {
   if (!active()) return;
-  fullReconcile();
+  ++sweeps_;
+  if (options_.reconcile_every <= 1 || sweeps_ % options_.reconcile_every == 0) fullReconcile();
   trimEvents();
-  applyRetention();
+  if (options_.retention_every <= 1 || sweeps_ % options_.retention_every == 0) {
+    applyRetention();
+  }
   scheduleSweep();
 }
 
@@ -567,7 +571,7 @@ void Scheduler::listBucket(int bucket) {
     watcher = [gate = gate_, this, bucket](const coord::WatchEvent&) {
       postVia(gate, this, [this, bucket] {
         bucket_armed_[bucket] = false;
-        if (active()) listBucket(bucket);  // only the bucket that fired
+        if (active()) bucketChanged(bucket);  // only the bucket that fired
       });
     };
   }
@@ -577,6 +581,27 @@ void Scheduler::listBucket(int bucket) {
       .then([gate = gate_, this, bucket, watched](const Result<std::vector<std::string>>& r) {
         postVia(gate, this, [this, bucket, watched, r] { onBucket(bucket, r, watched); });
       });
+}
+
+void Scheduler::bucketChanged(int bucket) {
+  if (ready_.size() < options_.relist_ready_below) {
+    listBucket(bucket);
+    return;
+  }
+  dirty_buckets_.insert(bucket);
+  if (relist_timer_ == 0) {
+    relist_timer_ = later(options_.relist_delay, [this] {
+      relist_timer_ = 0;
+      relistDirty();
+    });
+  }
+}
+
+void Scheduler::relistDirty() {
+  if (!active()) return;
+  std::set<int> dirty;
+  dirty.swap(dirty_buckets_);
+  for (int b : dirty) listBucket(b);
 }
 
 void Scheduler::onBucket(int bucket, const Result<std::vector<std::string>>& r, bool watched) {
@@ -684,10 +709,8 @@ void Scheduler::onFetched(int bucket, const std::string& id, const Result<Node>&
   entry.bucket = bucket;
   if (entry.job.has_status && !status_read) {
     // Not read (see fetchJob): everything the assign writes comes from the job.
-    entry.status.spec = entry.job.spec;
-    entry.status.submitted_at = entry.job.submitted_at;
-    entry.status.error = entry.job.error;
-    entry.status.attempts = entry.job.attempt - 1;
+    entry.submitted_at = entry.job.submitted_at;
+    entry.error = entry.job.error;
     addJob(std::move(entry));
     pump();
     return;
@@ -721,7 +744,8 @@ void Scheduler::onFetched(int bucket, const std::string& id, const Result<Node>&
     status.emplace();
     status->spec = entry.job.spec;
   }
-  entry.status = std::move(*status);
+  entry.submitted_at = status->submitted_at;
+  entry.error = std::move(status->error);
   addJob(std::move(entry));
   pump();
 }
@@ -822,9 +846,11 @@ void Scheduler::pump() {
       auto pick = picker_->pick(workers, entry.job.spec);
       if (!pick) break;  // no free slot anywhere
       const std::string& w = workers[*pick].id;
-      tasks::Assignment assignment{entry.job.spec, entry.job.attempt, entry.status.submitted_at,
-                                   entry.status.error};
-      tasks::TaskStatus status = entry.status;
+      tasks::Assignment assignment{entry.job.spec, entry.job.attempt, entry.submitted_at,
+                                   entry.error};
+      tasks::TaskStatus status;
+      status.submitted_at = entry.submitted_at;
+      status.error = entry.error;
       status.spec = entry.job.spec;
       status.state = tasks::State::kAssigned;
       status.attempts = entry.job.attempt;
@@ -851,9 +877,14 @@ void Scheduler::pump() {
       batch.items.push_back(BatchItem{w, std::move(entry), workers_[w].lists_issued});
       jobs_.erase(id);
     }
-    if (batch.items.empty()) return;
+    if (batch.items.empty()) break;
     ops.push_back(tasks::eventOp(layout_, events));
     sendBatch(std::move(batch), std::move(ops));
+  }
+  if (!dirty_buckets_.empty() && ready_.size() < options_.relist_ready_below) {
+    if (relist_timer_ != 0) executor_->cancel(relist_timer_);
+    relist_timer_ = 0;
+    relistDirty();
   }
 }
 

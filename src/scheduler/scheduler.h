@@ -46,7 +46,18 @@ class Scheduler {
     size_t max_batch_tasks = 200;           // tasks per assign multi
     size_t max_batch_bytes = 512 * 1024;    // estimated multi size, well under jute.maxbuffer
     size_t max_inflight_batches = 4;        // assign multis pipelined at once
-    base::Duration sweep_interval = base::seconds(5);  // full reconciliation + cleanup period
+    base::Duration sweep_interval = base::seconds(5);  // event-log trimming period
+    // Every this many sweeps: a full reconciliation (relist every directory; watches do the
+    // work in between, and a reconnect reconciles at once) and the status retention pass.
+    // Both read every bucket, which an idle leader should not do every few seconds.
+    size_t reconcile_every = 12;  // 60 s
+    size_t retention_every = 6;   // 30 s
+    // While this many jobs or more wait unassigned, a job bucket that changed is re-listed only
+    // after relist_delay (or once the queue runs low): new jobs cannot be assigned sooner anyway,
+    // and the leader's own assigns change the buckets it would re-list. Bounds the listings of a
+    // large backlog to about 256 per relist_delay; a new job waits at most that long to be seen.
+    size_t relist_ready_below = 256;
+    base::Duration relist_delay = std::chrono::milliseconds(500);
     size_t events_keep = 1000;                         // /events records kept
     std::chrono::milliseconds retention_age = std::chrono::hours(24);  // terminal statuses
     size_t retention_count = 100000;          // /status children kept at most
@@ -102,7 +113,10 @@ class Scheduler {
     tasks::Job job;
     int32_t version = 0;  // the job node's data version, for the versioned delete
     int64_t czxid = 0;    // FIFO order within a priority
-    tasks::TaskStatus status;
+    // What the assigned status keeps from the pending one (the rest comes from the job): kept
+    // apart from a whole TaskStatus, so that a pending job costs the leader one spec of memory.
+    int64_t submitted_at = 0;
+    std::string error;
     int bucket = 0;
   };
   struct ReadyKey {
@@ -174,6 +188,9 @@ class Scheduler {
   void removeOrphanDir(const std::string& w);
 
   void listBucket(int bucket);
+  // A bucket's watch fired: re-list it now, or later when enough work is queued.
+  void bucketChanged(int bucket);
+  void relistDirty();
   void onBucket(int bucket, const coord::Result<std::vector<std::string>>& r, bool watched);
   void fetchJob(int bucket, const std::string& id);
   void fetchStatus(int bucket, const std::string& id, const coord::Result<coord::Node>& job);
@@ -238,6 +255,9 @@ class Scheduler {
 
   std::array<std::set<std::string>, tasks::Layout::kJobBuckets> bucket_known_;
   std::array<bool, tasks::Layout::kJobBuckets> bucket_armed_{};
+  std::set<int> dirty_buckets_;  // changed, re-list deferred (see relist_ready_below)
+  base::TimerId relist_timer_ = 0;
+  uint64_t sweeps_ = 0;
   std::map<std::string, JobEntry> jobs_;  // pending, in ready_ or delayed_
   std::set<ReadyKey> ready_;
   std::set<std::pair<int64_t, std::string>> delayed_;  // (not_before, id)

@@ -300,6 +300,27 @@ TEST_F(SchedulerTest, NeverMoreThanAWorkersSlots) {
   EXPECT_TRUE(children(layout_.jobBucket("t0")).empty() || !jobOf("t0"));
 }
 
+TEST_F(SchedulerTest, ABusyLeaderDefersRelistingChangedBuckets) {
+  // With more jobs waiting than relist_ready_below, a bucket that changes is not re-listed at
+  // once: one delayed pass re-lists every changed bucket.
+  options_.relist_ready_below = 2;
+  options_.relist_delay = 300ms;
+  for (int i = 0; i < 6; ++i) submit("busy" + std::to_string(i));  // no worker: all wait
+  start();
+  ASSERT_TRUE(base::eventually([&] { return scheduler_->snapshot().pending == 6; }));
+  size_t lists = leader_.callCount(coord::OpKind::kChildren);
+  submit("late");
+  // Seen, but only after the delay (300 ms), and by one listing of its bucket.
+  EXPECT_FALSE(base::eventually([&] { return scheduler_->snapshot().pending == 7; }, 100ms));
+  ASSERT_TRUE(base::eventually([&] { return scheduler_->snapshot().pending == 7; }));
+  EXPECT_EQ(leader_.callCount(coord::OpKind::kChildren) - lists, 1u);
+  // Once a worker drains the queue below the bound, changes are re-listed at once again.
+  addWorker("w1", 10);
+  ASSERT_TRUE(base::eventually([&] { return assignments().size() == 7; }));
+  submit("quick");
+  ASSERT_TRUE(base::eventually([&] { return isAssigned("quick"); }, 250ms));
+}
+
 TEST_F(SchedulerTest, AssignsUpToSlotsPlusPrefetch) {
   addWorker("w1", 2, /*prefetch=*/3);
   for (int i = 0; i < 9; ++i) submit("t" + std::to_string(i));

@@ -402,7 +402,11 @@ int WorkerAgent::slotsClaimed() const {
 void WorkerAgent::admit(const std::string& id) {
   Item& item = items_.at(id);
   if (slotsClaimed() < runner_.slots()) {
-    startRun(id);
+    if (options_.mark_running_after.count() > 0) {
+      launch(id);  // `running` is written later, if it still runs then
+    } else {
+      startRun(id);
+    }
     return;
   }
   item.phase = Phase::kQueued;
@@ -416,20 +420,27 @@ void WorkerAgent::startQueued() {
     queued_.erase(queued_.begin());
     Item* item = find(id);
     if (item == nullptr || item->phase != Phase::kQueued) continue;
-    startRun(id);
+    if (options_.mark_running_after.count() > 0) {
+      launch(id);
+    } else {
+      startRun(id);
+    }
   }
 }
 
+// Writes `running`: before the launch (phase kStarting; the launch waits for it), or for a task
+// already launched (phase kRunning; see mark_running_after).
 void WorkerAgent::startRun(const std::string& id) {
   if (halted()) return;
   Item& item = items_.at(id);
-  item.phase = Phase::kStarting;
+  if (item.phase != Phase::kRunning) item.phase = Phase::kStarting;
+  item.running_sent = true;
   tasks::TaskStatus running = *item.status;
   running.state = State::kRunning;
   running.attempts = item.assignment->attempt;
   running.worker = worker_id_;
   running.result = nullptr;
-  running.started_at = base::wallMillis();
+  running.started_at = item.started_at > 0 ? item.started_at : base::wallMillis();
   running.finished_at = 0;
   starts_.emplace_back(id, std::move(running));
   if (starts_posted_) return;
@@ -455,7 +466,10 @@ void WorkerAgent::flushStarts() {
     size_t bytes = 0;
     for (; i < starts.size(); ++i) {
       Item* item = find(starts[i].first);
-      if (item == nullptr || item->phase != Phase::kStarting) continue;
+      if (item == nullptr ||
+          (item->phase != Phase::kStarting && item->phase != Phase::kRunning)) {
+        continue;  // gone, or its run already ended (the commit records the outcome)
+      }
       coord::Op check = coord::CheckOp{layout_.assignment(worker_id_, item->id), item->version};
       coord::Op status = statusOp(*item, starts[i].second);
       size_t item_bytes = opBytes(check) + opBytes(status);
@@ -520,6 +534,13 @@ void WorkerAgent::onStarted(const std::string& id, const tasks::TaskStatus& runn
   if (!r) {
     if (sessionGone(r.error())) return;
     if (isFence(r.error())) {
+      if (item->phase == Phase::kRunning || item->phase == Phase::kCommitting) {
+        // Launched before the write (mark_running_after): the run is stopped, and its commit
+        // is fenced like any late result.
+        spdlog::info("worker {}: assignment {} was taken away while it ran", worker_id_, id);
+        if (item->phase == Phase::kRunning) runner_.cancel(id, CancelReason::kCancelled);
+        return;
+      }
       spdlog::info("worker {}: assignment {} was taken away before it started", worker_id_, id);
       bump(&AgentStats::dropped);
       finish(id);
@@ -542,12 +563,14 @@ void WorkerAgent::onStarted(const std::string& id, const tasks::TaskStatus& runn
     }
     spdlog::error("worker {}: start of {} failed: {}; giving up", worker_id_, id,
                   r.error().toString());
+    if (item->phase == Phase::kRunning || item->phase == Phase::kCommitting) return;  // commits
     finish(id);
     return;
   }
   item->tries = 0;
   item->status = running;
   item->status_exists = true;
+  if (item->phase == Phase::kRunning || item->phase == Phase::kCommitting) return;  // launched
   if (item->gone) {
     bump(&AgentStats::dropped);
     finish(id);
@@ -623,8 +646,28 @@ void WorkerAgent::launch(const std::string& id) {
   }
   if (item.phase == Phase::kWaiting) std::erase(waiting_, id);
   item.phase = Phase::kRunning;
+  if (item.running_sent && item.status && item.status->state == State::kRunning) {
+    item.started_at = item.status->started_at;  // the time the `running` write recorded
+  } else {
+    item.started_at = base::wallMillis();
+  }
+  if (!item.running_sent) {
+    auto czxid = item.czxid;
+    shared_->postAfter(options_.mark_running_after, [this, id, czxid] { markRunning(id, czxid); });
+  }
   std::lock_guard lock(stats_mu_);
   ++stats_.running;
+}
+
+void WorkerAgent::markRunning(const std::string& id, int64_t czxid) {
+  if (halted()) return;
+  Item* item = find(id);
+  // Still this assignment, still running, and nobody wrote `running` yet.
+  if (item == nullptr || item->czxid != czxid || item->phase != Phase::kRunning ||
+      item->running_sent || item->gone) {
+    return;
+  }
+  startRun(id);
 }
 
 void WorkerAgent::launchWaiting() {
@@ -662,6 +705,7 @@ void WorkerAgent::prepareCommit(Item& item, const HandlerResult& result) {
   tasks::TaskStatus target = *item.status;
   target.attempts = a.attempt;
   target.worker = worker_id_;
+  if (item.started_at > 0) target.started_at = item.started_at;
   int64_t now = base::wallMillis();
   item.retry_job.reset();
   if (result.ok) {

@@ -154,6 +154,7 @@ std::vector<std::string> runningOrder(coord::FakeServer& server, const tasks::La
 TEST_F(AgentTest, AssignmentsBeyondItsSlotsWaitUnstartedAndStartByPriority) {
   // The leader may assign slots + prefetch: the surplus is read but not marked running until a
   // slot frees, and then the highest priority goes first.
+  options_.mark_running_after = 0ms;  // every start writes `running`: the log shows the order
   startAgent();
   for (int i = 0; i < 4; ++i) assign("g" + std::to_string(i), "gate");
   ASSERT_TRUE(base::eventually([&] { return gate_runs_ == 4; }));
@@ -198,6 +199,7 @@ TEST_F(AgentTest, AQueuedAssignmentThatVanishesIsDroppedWithoutRunning) {
 TEST_F(AgentTest, StartsThatFailTogetherAreRetriedOneByOne) {
   // Four assignments at once: their starts may share a multi. One of them is fenced (its token
   // changed): the others must still start and finish.
+  options_.mark_running_after = 0ms;
   startAgent();
   std::vector<coord::Op> batch;
   for (int i = 0; i < 4; ++i) {
@@ -240,11 +242,53 @@ TEST_F(AgentTest, RunsAnAssignmentAndCommitsSuccess) {
   EXPECT_TRUE(s.error.empty());
   EXPECT_FALSE(assignmentExists("t1"));
   EXPECT_FALSE(server_->peek(layout_.job("t1")).has_value());
-  EXPECT_EQ(eventsIn("t1", State::kRunning), 1u);
+  // Done within mark_running_after: from `assigned` to its outcome in one write.
+  EXPECT_EQ(eventsIn("t1", State::kRunning), 0u);
   EXPECT_EQ(eventsIn("t1", State::kSucceeded), 1u);
   ASSERT_TRUE(base::eventually([&] { return agent_->stats().succeeded == 1; }));
   EXPECT_EQ(agent_->stats().running, 0);
   EXPECT_EQ(agent_->stats().fenced_commits, 0u);
+}
+
+TEST_F(AgentTest, WithoutTheGraceEveryRunIsMarkedRunningFirst) {
+  options_.mark_running_after = 0ms;
+  startAgent();
+  assign("t1", "echo", Json{{"x", 1}});
+  ASSERT_TRUE(base::eventually([&] { return stateIs("t1", State::kSucceeded); }));
+  EXPECT_EQ(eventsIn("t1", State::kRunning), 1u);
+  auto s = *status("t1");
+  EXPECT_GT(s.started_at, 0);
+  EXPECT_GE(s.finished_at, s.started_at);
+}
+
+TEST_F(AgentTest, ATaskStillRunningAfterTheGraceIsMarkedRunningWithItsStartTime) {
+  options_.mark_running_after = 30ms;
+  startAgent();
+  int64_t before = base::wallMillis();
+  assign("long", "gate");
+  ASSERT_TRUE(base::eventually([&] { return gate_runs_ == 1; }));
+  ASSERT_TRUE(base::eventually([&] { return stateIs("long", State::kRunning); }));
+  auto running = *status("long");
+  EXPECT_GE(running.started_at, before);
+  EXPECT_EQ(running.worker, kWorker);
+  release_ = true;
+  ASSERT_TRUE(base::eventually([&] { return stateIs("long", State::kSucceeded); }));
+  EXPECT_EQ(status("long")->started_at, running.started_at);  // the commit keeps it
+  EXPECT_EQ(eventsIn("long", State::kRunning), 1u);
+}
+
+TEST_F(AgentTest, ARunWhoseAssignmentWentBeforeItWasMarkedRunningIsFenced) {
+  // Launched at once; the `running` write finds the token gone: the run is stopped and its
+  // result is not recorded.
+  options_.mark_running_after = 50ms;
+  startAgent();
+  assign("taken", "block");
+  ASSERT_TRUE(base::eventually([&] { return block_runs_ == 1; }));
+  // The leader moves it (a version change of the token: deleted and recreated elsewhere).
+  ASSERT_TRUE(admin_.remove(layout_.assignment(kWorker, "taken"), coord::kAnyVersion).get());
+  ASSERT_TRUE(base::eventually([&] { return agent_->stats().running == 0; }));
+  EXPECT_TRUE(stateIs("taken", State::kAssigned));  // nothing of this run was recorded
+  EXPECT_EQ(eventsIn("taken", State::kRunning), 0u);
 }
 
 TEST_F(AgentTest, PicksUpAssignmentsPresentAtStart) {
@@ -442,6 +486,7 @@ TEST_F(AgentTest, AmbiguousStartRunsOnce) {
   startAgent();
   assign("s", "gate");
   ASSERT_TRUE(base::eventually([&] { return gate_runs_ == 1; }));
+  ASSERT_TRUE(base::eventually([&] { return stateIs("s", State::kRunning); }));
   release_ = true;
   ASSERT_TRUE(base::eventually([&] { return stateIs("s", State::kSucceeded); }));
   EXPECT_EQ(gate_runs_, 1);
