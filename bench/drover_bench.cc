@@ -69,8 +69,8 @@ bool waitFor(Pred&& pred, std::chrono::milliseconds timeout, std::chrono::millis
   }
 }
 
-// Scenario sizes. The defaults fit `make bench` in ~15 minutes on a 2-core machine at the
-// present ~130 tasks/s; --smoke shrinks them to seconds.
+// Scenario sizes. The defaults fit `make bench` in under 20 minutes on a 2-core machine at the
+// present ~500 tasks/s end to end; --smoke shrinks them to seconds.
 struct Config {
   std::string drover;
   std::string out;
@@ -88,7 +88,7 @@ struct Config {
   std::vector<int> failover_sessions = {2000, 4000};
   bool failover_leader = true;
   bool failover_graceful = true;
-  int backlog_tasks = 20000;
+  int backlog_tasks = 100000;
   int backlog_workers = 3;
   std::vector<int> scaling_workers = {1, 2, 4, 8, 16};
   int scaling_tasks = 1500;
@@ -901,6 +901,9 @@ struct Bench {
       figures["submit_errors"] = s.errors.load();
       if (s.errors > 0) out.fail(std::to_string(s.errors) + " submit errors: " + s.first_error);
       figures["mntr_after_submit"] = mntrSummary(*ensemble);
+      // The api node is the only candidate, so it leads and holds the pending index.
+      pid_t leader_pid = cluster.nodes().front()->process->pid();
+      figures["leader_rss_mib_after_submit"] = rssMiB(leader_pid);
       auto t0 = SteadyClock::now();
       for (int i = 0; i < config.backlog_workers; ++i) cluster.start("w" + std::to_string(i + 1));
       figures["workers_started_s"] = secondsSince(t0);
@@ -915,6 +918,7 @@ struct Bench {
         out.fail(d.detail);
       }
       figures["mntr_after_drain"] = mntrSummary(*ensemble);
+      figures["leader_rss_mib_after_drain"] = rssMiB(leader_pid);
       verifySucceeded(cluster, s.ids, figures, out);
       series = {{"done_over_time", seriesJson(d.series)}};
     });
@@ -1078,8 +1082,8 @@ struct Bench {
     }
     if (config.wants("idle")) idle();
     if (config.wants("throughput-batch")) {
-      throughput("throughput-batch", *ensemble, config.nodes, config.batch_tasks,
-                 config.batch_size, config.batch_clients);
+      throughput("throughput-batch", *ensemble, config.nodes, config.batch_tasks, config.batch_size,
+                 config.batch_clients);
     }
     if (config.wants("throughput-single")) {
       throughput("throughput-single", *ensemble, config.nodes, config.single_tasks, 0,
@@ -1103,8 +1107,7 @@ struct Bench {
     for (int w : config.scaling_workers) {
       std::string name = "scaling-" + std::to_string(w);
       if (!config.wants(name)) continue;
-      throughput(name, *ensemble, w, config.scaling_tasks, config.batch_size,
-                 config.batch_clients);
+      throughput(name, *ensemble, w, config.scaling_tasks, config.batch_size, config.batch_clients);
     }
     if (config.wants("backlog")) backlog();
     if (config.wants("zk-limits")) rawLimits("zk-limits-ensemble", *ensemble);

@@ -137,6 +137,7 @@ tl::expected<int64_t, std::string> parseInt(const std::string& s) {
 Json workerJson(const WorkerView& w) {
   Json j = tasks::toJson(w.info);
   j["running"] = w.running;
+  j["assigned"] = w.assigned;
   j["leader"] = w.leader;
   return j;
 }

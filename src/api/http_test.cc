@@ -489,7 +489,7 @@ TEST_F(HttpTest, WorkersAndCluster) {
                             coord::CreateMode::kEphemeral,
                             {}})
                   .get());
-  tasks::WorkerInfo w2{"node-2", "host", 43, 2, {}, "", 1};
+  tasks::WorkerInfo w2{"node-2", "host", 43, 1, {}, "", 1, 4};  // 1 slot, prefetch 4
   ASSERT_TRUE(other_
                   ->create({layout_.worker("node-2"),
                             tasks::toJson(w2).dump(),
@@ -504,7 +504,9 @@ TEST_F(HttpTest, WorkersAndCluster) {
                   .get());
   ASSERT_EQ(postJson("/v1/tasks", R"({"id":"r1","type":"noop"})")->status, 202);
   ASSERT_EQ(postJson("/v1/tasks", R"({"id":"r2","type":"noop"})")->status, 202);
+  ASSERT_EQ(postJson("/v1/tasks", R"({"id":"r3","type":"noop"})")->status, 202);
   assign("r1", "node-2", State::kRunning);
+  assign("r3", "node-2", State::kAssigned);  // prefetched: waits on node-2 for its one slot
 
   auto r = client().Get("/v1/workers");
   ASSERT_TRUE(r);
@@ -516,7 +518,10 @@ TEST_F(HttpTest, WorkersAndCluster) {
   EXPECT_EQ(j["workers"][0]["labels"], (Json{"gpu"}));
   EXPECT_EQ(j["workers"][0]["leader"], true);
   EXPECT_EQ(j["workers"][0]["running"], 0);
-  EXPECT_EQ(j["workers"][1]["running"], 1);
+  EXPECT_EQ(j["workers"][0]["assigned"], 0);
+  EXPECT_EQ(j["workers"][1]["running"], 1);  // its slots: min(assigned, slots)
+  EXPECT_EQ(j["workers"][1]["assigned"], 2);
+  EXPECT_EQ(j["workers"][1]["prefetch"], 4);
   EXPECT_EQ(j["workers"][1]["leader"], false);
   EXPECT_EQ(j["leader"], "node-1");
 
@@ -529,6 +534,7 @@ TEST_F(HttpTest, WorkersAndCluster) {
   EXPECT_EQ(cj["workers"], 2);
   EXPECT_EQ(cj["zookeeper"]["connected"], true);
   EXPECT_EQ(cj["tasks"]["pending"], 1);
+  EXPECT_EQ(cj["tasks"]["assigned"], 1);
   EXPECT_EQ(cj["tasks"]["running"], 1);
   EXPECT_EQ(cj["tasks"]["succeeded"], 0);
   EXPECT_EQ(cj["tasks"]["cancelled"], 0);

@@ -557,7 +557,8 @@ StoreResult<std::vector<WorkerView>> TaskStore::workers() {
     } else {
       view.info.id = names[i];  // unreadable registration: still list it
     }
-    view.running = assigned ? assigned->size() : 0;
+    view.assigned = assigned ? assigned->size() : 0;
+    view.running = std::min(view.assigned, static_cast<size_t>(std::max(0, view.info.slots)));
     view.leader = *leader && (*leader)->id == view.info.id;
     out.push_back(std::move(view));
   }

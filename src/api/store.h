@@ -83,7 +83,8 @@ struct TaskPage {
 
 struct WorkerView {
   tasks::WorkerInfo info;
-  size_t running = 0;  // children of /assignments/{id}
+  size_t assigned = 0;  // children of /assignments/{id}: running, starting or queued there
+  size_t running = 0;   // of those, the ones in slots: min(assigned, slots)
   bool leader = false;
 };
 

@@ -245,6 +245,8 @@ TEST_F(FeedTest, IdleFeedReadsNothingAndResumesWithoutReplay) {
 class BurstFeedTest : public FeedTest {
  protected:
   size_t feedCapacity() override { return 1024; }
+  // Long enough that even a loaded machine writes the burst within one interval.
+  std::chrono::milliseconds feedMinInterval() override { return 1s; }
 };
 
 TEST_F(BurstFeedTest, OneListingServesABurstOfRecords) {
@@ -257,7 +259,7 @@ TEST_F(BurstFeedTest, OneListingServesABurstOfRecords) {
     ASSERT_TRUE(e) << i;
     EXPECT_EQ(e->id, "burst-" + std::to_string(i));
   }
-  EXPECT_LT(feed_coord_->callCount(OpKind::kChildren) - lists, 20u);
+  EXPECT_LE(feed_coord_->callCount(OpKind::kChildren) - lists, 3u);
 }
 
 TEST_F(FeedTest, SlowSubscriberIsDroppedOthersContinue) {

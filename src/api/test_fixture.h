@@ -44,6 +44,7 @@ class ApiFixture : public ::testing::Test {
     store_ = std::make_unique<TaskStore>(*coord_, layout_, so);
     EventFeedOptions fo;
     fo.queue_capacity = feedCapacity();
+    fo.min_interval = feedMinInterval();
     feed_ = std::make_unique<EventFeed>(*feed_coord_, layout_, fo);
     feed_->start();  // idle until a test subscribes
     HttpOptions ho;
@@ -68,6 +69,7 @@ class ApiFixture : public ::testing::Test {
   virtual void configure(HttpOptions&) {}
   virtual void addRoutes(HttpServer&) {}
   virtual size_t feedCapacity() { return 1024; }
+  virtual std::chrono::milliseconds feedMinInterval() { return std::chrono::milliseconds(50); }
 
   httplib::Client client() const {
     httplib::Client c("127.0.0.1", port_);

@@ -21,7 +21,7 @@ namespace {
 
 constexpr size_t kMaxEventDeletesPerSweep = 10000;
 constexpr size_t kEventDeletesPerMulti = 500;  // ~25 KB of paths: far below jute.maxbuffer
-constexpr size_t kOpOverheadBytes = 64;  // per-op framing, for the batch size estimate
+constexpr size_t kOpOverheadBytes = 64;        // per-op framing, for the batch size estimate
 
 std::string statusData(const tasks::TaskStatus& status) { return tasks::toJson(status).dump(); }
 

@@ -58,7 +58,7 @@ class Scheduler {
     // large backlog to about 256 per relist_delay; a new job waits at most that long to be seen.
     size_t relist_ready_below = 256;
     base::Duration relist_delay = std::chrono::milliseconds(500);
-    size_t events_keep = 1000;                         // /events records kept
+    size_t events_keep = 1000;                                         // /events records kept
     std::chrono::milliseconds retention_age = std::chrono::hours(24);  // terminal statuses
     size_t retention_count = 100000;          // /status children kept at most
     size_t retention_reads_per_sweep = 1000;  // bound on the statuses read per sweep

@@ -262,8 +262,8 @@ TEST_F(SchedulerTest, HigherPriorityFirstFifoWithinAPriority) {
       std::string out = "pending=" + std::to_string(st.pending) +
                         " delayed=" + std::to_string(st.delayed) +
                         " batches=" + std::to_string(st.batches) +
-                        " failures=" + std::to_string(st.batch_failures) + " assignments=" +
-                        std::to_string(assignments().size());
+                        " failures=" + std::to_string(st.batch_failures) +
+                        " assignments=" + std::to_string(assignments().size());
       for (const auto& w : st.workers) out += " " + w.id + ":" + std::to_string(w.assigned);
       return out;
     }();

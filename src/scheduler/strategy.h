@@ -28,8 +28,9 @@ struct WorkerLoad {
 
 // Chooses the worker for a task. Every implementation returns the index (into `workers`) of a
 // worker with room (freeSlots() > 0), or nullopt when none has any: a worker is never handed more
-// than its capacity (slots + prefetch). `workers` is sorted by id. Not thread-safe (the scheduler calls it from its own thread);
-// implementations may keep state between calls (round-robin remembers where it stopped).
+// than its capacity (slots + prefetch). `workers` is sorted by id. Not thread-safe (the scheduler
+// calls it from its own thread); implementations may keep state between calls (round-robin
+// remembers where it stopped).
 class WorkerPicker {
  public:
   virtual ~WorkerPicker() = default;

@@ -124,9 +124,8 @@ Json toJson(const TaskStatus& status) {
 }
 
 Json toJson(const Job& job) {
-  Json j = {{"spec", toJson(job.spec)},
-            {"attempt", job.attempt},
-            {"submitted_at", job.submitted_at}};
+  Json j = {
+      {"spec", toJson(job.spec)}, {"attempt", job.attempt}, {"submitted_at", job.submitted_at}};
   if (job.not_before != 0) j["not_before"] = job.not_before;
   if (!job.error.empty()) j["error"] = job.error;
   return j;

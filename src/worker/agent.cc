@@ -466,8 +466,7 @@ void WorkerAgent::flushStarts() {
     size_t bytes = 0;
     for (; i < starts.size(); ++i) {
       Item* item = find(starts[i].first);
-      if (item == nullptr ||
-          (item->phase != Phase::kStarting && item->phase != Phase::kRunning)) {
+      if (item == nullptr || (item->phase != Phase::kStarting && item->phase != Phase::kRunning)) {
         continue;  // gone, or its run already ended (the commit records the outcome)
       }
       coord::Op check = coord::CheckOp{layout_.assignment(worker_id_, item->id), item->version};

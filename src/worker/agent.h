@@ -111,9 +111,9 @@ class WorkerAgent {
     Outcome outcome = Outcome::kFailed;
     tasks::TaskStatus target;
     std::optional<tasks::Job> retry_job;
-    uint32_t tries = 0;  // coordination retries of the current step
-    int64_t started_at = 0;       // wall ms of the launch (0: not launched yet)
-    bool running_sent = false;    // the `running` write was sent (or is queued)
+    uint32_t tries = 0;         // coordination retries of the current step
+    int64_t started_at = 0;     // wall ms of the launch (0: not launched yet)
+    bool running_sent = false;  // the `running` write was sent (or is queued)
   };
 
   // State shared with callbacks that may outlive the agent's executor.

@@ -169,9 +169,8 @@ TEST_F(AgentTest, AssignmentsBeyondItsSlotsWaitUnstartedAndStartByPriority) {
   EXPECT_EQ(gate_runs_, 4);
 
   release_ = true;
-  ASSERT_TRUE(base::eventually([&] {
-    return stateIs("low", State::kSucceeded) && stateIs("high", State::kSucceeded);
-  }));
+  ASSERT_TRUE(base::eventually(
+      [&] { return stateIs("low", State::kSucceeded) && stateIs("high", State::kSucceeded); }));
   auto order = runningOrder(*server_, layout_);
   auto high = std::find(order.begin(), order.end(), "high");
   auto low = std::find(order.begin(), order.end(), "low");
