@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <deque>
+#include <future>
 #include <random>
 #include <set>
 #include <thread>
@@ -78,8 +80,117 @@ std::map<State, size_t> zeroCounts() {
 
 }  // namespace
 
+struct TaskStore::GroupEntry {
+  std::vector<coord::Op> ops;  // the status and job creates
+  tasks::TaskEvent event;
+  size_t bytes = 0;
+  std::promise<std::optional<coord::Error>> outcome;  // nullopt: committed
+};
+
+// The queue of submits waiting for a group multi, and the multis in flight.
+struct TaskStore::Group {
+  Group(coord::Coordination& c, tasks::Layout l, size_t inflight, size_t tasks, size_t bytes)
+      : coord(c),
+        layout(std::move(l)),
+        max_inflight(inflight),
+        max_tasks(tasks),
+        max_bytes(bytes) {}
+
+  coord::Coordination& coord;
+  const tasks::Layout layout;
+  const size_t max_inflight;
+  const size_t max_tasks;
+  const size_t max_bytes;
+  std::mutex mu;
+  std::deque<std::shared_ptr<GroupEntry>> queue;
+  size_t inflight = 0;
+
+  // Under mu: the next group to send (empty if nothing waits).
+  std::vector<std::shared_ptr<GroupEntry>> take() {
+    std::vector<std::shared_ptr<GroupEntry>> out;
+    size_t bytes = 0;
+    while (!queue.empty() && out.size() < max_tasks &&
+           (out.empty() || bytes + queue.front()->bytes <= max_bytes)) {
+      bytes += queue.front()->bytes;
+      out.push_back(std::move(queue.front()));
+      queue.pop_front();
+    }
+    return out;
+  }
+
+  // One multi for the group: every task's status and job, and one event record. When it
+  // completes, the next group (the submits that queued meanwhile) goes out from the completion.
+  static void send(const std::shared_ptr<Group>& self,
+                   std::vector<std::shared_ptr<GroupEntry>> entries) {
+    std::vector<coord::Op> ops;
+    std::vector<tasks::TaskEvent> events;
+    for (auto& e : entries) {
+      for (const auto& op : e->ops) ops.push_back(op);
+      events.push_back(e->event);
+    }
+    ops.push_back(tasks::eventOp(self->layout, events));
+    self->coord.multi(std::move(ops))
+        .then([self,
+               entries = std::move(entries)](const coord::Result<std::vector<coord::OpResult>>& r) {
+          std::optional<coord::Error> outcome;
+          if (!r) outcome = r.error();
+          for (const auto& e : entries) e->outcome.set_value(outcome);
+          std::vector<std::shared_ptr<GroupEntry>> next;
+          {
+            std::lock_guard lock(self->mu);
+            next = self->take();
+            if (next.empty()) --self->inflight;
+          }
+          if (!next.empty()) send(self, std::move(next));
+        });
+  }
+};
+
 TaskStore::TaskStore(coord::Coordination& coord, tasks::Layout layout, StoreOptions options)
-    : coord_(coord), layout_(std::move(layout)), options_(options) {}
+    : coord_(coord),
+      layout_(std::move(layout)),
+      options_(options),
+      group_(std::make_shared<Group>(coord, layout_, options.group_inflight,
+                                     std::max<size_t>(1, options.group_max_tasks),
+                                     options.max_multi_bytes)) {}
+
+size_t TaskStore::queuedSubmits() const {
+  std::lock_guard lock(group_->mu);
+  return group_->queue.size();
+}
+
+std::optional<coord::Error> TaskStore::groupCreate(const TaskStatus& status) {
+  const TaskSpec& spec = status.spec;
+  auto entry = std::make_shared<GroupEntry>();
+  entry->ops = {
+      coord::CreateOp{layout_.status(spec.id),
+                      dumpJson(tasks::toJson(status)),
+                      coord::CreateMode::kPersistent,
+                      {}},
+      coord::CreateOp{layout_.job(spec.id),
+                      dumpJson(tasks::toJson(tasks::Job{spec, 1, 0, status.submitted_at})),
+                      coord::CreateMode::kPersistent,
+                      {}}};
+  entry->event = TaskEvent{spec.id, State::kPending, 0, "", status.submitted_at};
+  for (const auto& op : entry->ops) entry->bytes += opSize(op);
+  entry->bytes += 64;  // its share of the event record
+  auto outcome = entry->outcome.get_future();
+  std::vector<std::shared_ptr<GroupEntry>> send;
+  {
+    std::lock_guard lock(group_->mu);
+    group_->queue.push_back(entry);
+    if (group_->inflight < group_->max_inflight) {
+      ++group_->inflight;
+      send = group_->take();
+    }
+  }
+  if (!send.empty()) Group::send(group_, std::move(send));
+  // The multi always completes (the client times requests out), but bound the wait anyway.
+  if (outcome.wait_for(options_.call_timeout) != std::future_status::ready) {
+    return coord::Error(Code::kOperationTimeout, "no reply in time");
+  }
+  return outcome.get();
+}
 
 template <class T>
 coord::Result<T> TaskStore::await(const coord::Future<T>& future) const {
@@ -138,7 +249,51 @@ StoreResult<SubmitResult> TaskStore::submit(const TaskSpec& spec) {
     return problem(Failure::kUnavailable, "not connected to ZooKeeper; try again later");
   }
   const auto deadline = Clock::now() + options_.settle_deadline;
+
+  // After an ambiguous write: re-read (after a sync) until we know. The task's status, if the
+  // write (or an earlier one of ours) was applied; nullopt if it was not (send it again).
+  auto settle = [&]() -> StoreResult<std::optional<SubmitResult>> {
+    for (int n = 1;; ++n) {
+      if (Clock::now() >= deadline) {
+        return problem(Failure::kUnavailable,
+                       fmt::format("the outcome of submitting '{}' is unknown (ZooKeeper "
+                                   "unreachable); retry with the same id",
+                                   spec.id));
+      }
+      pause(n);
+      auto synced = await(coord_.sync(layout_.status(spec.id)));
+      if (!synced && synced.error().retryable()) continue;
+      auto st = await(coord_.get(layout_.status(spec.id), nullptr));
+      if (!st) {
+        if (st.error().code() == Code::kNoNode) return std::optional<SubmitResult>{};
+        if (!st.error().retryable()) return tl::unexpected(fromCoord(st.error(), "submit"));
+        continue;
+      }
+      auto existing = decodeStatus(st->data);
+      if (!existing) return problem(Failure::kInternal, "task is unreadable");
+      if (existing->spec == spec) return std::optional<SubmitResult>{{std::move(*existing), true}};
+      return problem(Failure::kConflict,
+                     fmt::format("task '{}' already exists with a different spec", spec.id));
+    }
+  };
+
   bool maybe_applied = false;  // an earlier attempt of ours may have committed
+  if (options_.group_inflight > 0) {
+    TaskStatus status;
+    status.spec = spec;
+    status.submitted_at = base::wallMillis();
+    auto err = groupCreate(status);
+    if (!err) return SubmitResult{std::move(status), true};
+    if (err->outcomeUnknown()) {
+      maybe_applied = true;
+      auto settled = settle();
+      if (!settled) return tl::unexpected(settled.error());
+      if (*settled) return std::move(**settled);
+    } else if (err->failedOp() < 0) {
+      return tl::unexpected(fromCoord(*err, "submit"));  // the session's failure, not an op's
+    }
+    // Else one op of the group failed and nothing was applied: alone, the error is our own.
+  }
   for (int attempt = 1;; ++attempt) {
     TaskStatus status;
     status.spec = spec;
@@ -181,34 +336,12 @@ StoreResult<SubmitResult> TaskStore::submit(const TaskSpec& spec) {
     }
     if (!err.outcomeUnknown()) return tl::unexpected(fromCoord(err, "submit"));
 
-    // Ambiguous: the multi may have been applied. Re-read (after a sync) until we know.
+    // Ambiguous: the multi may have been applied.
     maybe_applied = true;
-    bool retry = false;
-    for (int n = 1; !retry; ++n) {
-      if (Clock::now() >= deadline) {
-        return problem(Failure::kUnavailable,
-                       fmt::format("the outcome of submitting '{}' is unknown (ZooKeeper "
-                                   "unreachable); retry with the same id",
-                                   spec.id));
-      }
-      pause(n);
-      auto synced = await(coord_.sync(layout_.status(spec.id)));
-      if (!synced && synced.error().retryable()) continue;
-      auto st = await(coord_.get(layout_.status(spec.id), nullptr));
-      if (!st) {
-        if (st.error().code() == Code::kNoNode) {
-          retry = true;  // not applied: send the multi again
-        } else if (!st.error().retryable()) {
-          return tl::unexpected(fromCoord(st.error(), "submit"));
-        }
-        continue;
-      }
-      auto existing = decodeStatus(st->data);
-      if (!existing) return problem(Failure::kInternal, "task is unreadable");
-      if (existing->spec == spec) return SubmitResult{std::move(*existing), true};
-      return problem(Failure::kConflict,
-                     fmt::format("task '{}' already exists with a different spec", spec.id));
-    }
+    auto settled = settle();
+    if (!settled) return tl::unexpected(settled.error());
+    if (*settled) return std::move(**settled);
+    // Not applied: send the multi again.
   }
 }
 

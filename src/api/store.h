@@ -59,6 +59,11 @@ struct StoreOptions {
   size_t pipeline = 256;
   // How long cluster() reuses its task counts.
   std::chrono::milliseconds counts_ttl{1000};
+  // Group commit of single submits: submits that arrive while this many group multis are in
+  // flight wait and go out together in the next one (at most group_max_tasks). 0: every submit
+  // sends its own multi.
+  size_t group_inflight = 2;
+  size_t group_max_tasks = 500;
 };
 
 struct SubmitResult {
@@ -149,6 +154,8 @@ class TaskStore {
   // Makes every wait() in progress, and every later one, return at once with the state it has
   // read (for shutting the HTTP server down without holding it for a long poll). Thread-safe.
   void interruptWaits();
+  // Single submits waiting for a group multi (see StoreOptions::group_inflight).
+  size_t queuedSubmits() const;
 
  private:
   struct WaitSignal {
@@ -169,6 +176,14 @@ class TaskStore {
   StoreResult<std::vector<std::string>> statusIds(const char* what);
   void pause(int attempt) const;
 
+  // Group commit (see StoreOptions::group_inflight). A submit's first try joins the queue; the
+  // outcome of its group's multi is all it learns: nullopt when it committed, else the multi's
+  // error (one op failed: the submit then tries alone, which tells whose op it was and why; or
+  // the session failed; or the outcome is unknown).
+  struct GroupEntry;
+  struct Group;
+  std::optional<coord::Error> groupCreate(const tasks::TaskStatus& status);
+
   coord::Coordination& coord_;
   const tasks::Layout layout_;
   const StoreOptions options_;
@@ -180,6 +195,9 @@ class TaskStore {
   std::mutex counts_mu_;
   std::optional<std::pair<std::chrono::steady_clock::time_point, std::map<tasks::State, size_t>>>
       counts_cache_;
+
+  // Shared with multi completions, which may come after the store is gone.
+  std::shared_ptr<Group> group_;
 };
 
 // One subscriber's queue of events. The feed pushes, the subscriber pops. Thread-safe.

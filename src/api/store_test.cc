@@ -52,6 +52,149 @@ TEST_F(StoreTest, SubmitOnAMissingTreeIsUnavailable) {
   EXPECT_EQ(r.error().failure, Failure::kUnavailable);
 }
 
+// A session whose multis are applied at once but, while held, answered only on release: the
+// state of a ZooKeeper request in flight.
+class HeldMultis final : public coord::Coordination {
+ public:
+  explicit HeldMultis(coord::Coordination& inner) : inner_(inner) {}
+  void hold() {
+    std::lock_guard lock(mu_);
+    held_ = true;
+  }
+  void release() {
+    std::vector<std::function<void()>> answers;
+    {
+      std::lock_guard lock(mu_);
+      held_ = false;
+      answers.swap(answers_);
+    }
+    for (auto& a : answers) a();
+  }
+  size_t multis() const {
+    std::lock_guard lock(mu_);
+    return multis_;
+  }
+
+  coord::Future<std::vector<coord::OpResult>> multi(std::vector<coord::Op> ops) override {
+    auto r = inner_.multi(std::move(ops)).get();
+    std::lock_guard lock(mu_);
+    ++multis_;
+    if (!held_) return coord::Future<std::vector<coord::OpResult>>::ready(std::move(r));
+    coord::Promise<std::vector<coord::OpResult>> p;
+    answers_.push_back([p, r] { p.set(r); });
+    return p.future();
+  }
+  coord::Future<std::string> create(coord::CreateOp op) override { return inner_.create(op); }
+  coord::Future<void> remove(const std::string& path, int32_t version) override {
+    return inner_.remove(path, version);
+  }
+  coord::Future<coord::Stat> set(const std::string& path, std::string data,
+                                 int32_t version) override {
+    return inner_.set(path, std::move(data), version);
+  }
+  coord::Future<coord::Node> get(const std::string& path, coord::Watcher watcher) override {
+    return inner_.get(path, std::move(watcher));
+  }
+  coord::Future<std::optional<coord::Stat>> exists(const std::string& path,
+                                                   coord::Watcher watcher) override {
+    return inner_.exists(path, std::move(watcher));
+  }
+  coord::Future<std::vector<std::string>> children(const std::string& path,
+                                                   coord::Watcher watcher) override {
+    return inner_.children(path, std::move(watcher));
+  }
+  coord::Future<void> sync(const std::string& path) override { return inner_.sync(path); }
+  coord::Future<void> addAuth(const std::string& scheme, const std::string& cred) override {
+    return inner_.addAuth(scheme, cred);
+  }
+  coord::SessionEvent session() const override { return inner_.session(); }
+  uint64_t addSessionListener(coord::SessionListener l) override {
+    return inner_.addSessionListener(std::move(l));
+  }
+  void removeSessionListener(uint64_t id) override { inner_.removeSessionListener(id); }
+  void close() override { inner_.close(); }
+
+ private:
+  coord::Coordination& inner_;
+  mutable std::mutex mu_;
+  bool held_ = false;
+  size_t multis_ = 0;
+  std::vector<std::function<void()>> answers_;
+};
+
+StoreOptions groupOptions() {
+  StoreOptions so;
+  so.call_timeout = 5s;
+  so.group_inflight = 1;
+  return so;
+}
+
+TEST_F(StoreTest, ConcurrentSubmitsShareOneMulti) {
+  HeldMultis held(*coord_);
+  TaskStore store(held, layout_, groupOptions());
+  held.hold();
+  std::vector<std::future<StoreResult<SubmitResult>>> results;
+  results.push_back(std::async(std::launch::async, [&] { return store.submit(spec("g0")); }));
+  ASSERT_TRUE(base::eventually([&] { return held.multis() == 1; }));
+  for (int i = 1; i < 6; ++i) {
+    results.push_back(std::async(std::launch::async,
+                                 [&, i] { return store.submit(spec("g" + std::to_string(i))); }));
+  }
+  // g1..g5 queue behind g0's multi, whose answer is held.
+  ASSERT_TRUE(base::eventually([&] { return store.queuedSubmits() == 5; }));
+  held.release();
+  for (auto& f : results) {
+    auto r = f.get();
+    ASSERT_TRUE(r) << r.error().detail;
+    EXPECT_TRUE(r->created);
+  }
+  EXPECT_EQ(held.multis(), 2u);  // g0's, then one for g1..g5
+  for (int i = 0; i < 6; ++i) {
+    std::string id = "g" + std::to_string(i);
+    ASSERT_TRUE(statusOf(id)) << id;
+    EXPECT_EQ(statusOf(id)->state, State::kPending);
+    EXPECT_TRUE(server_->peek(layout_.job(id)).has_value()) << id;
+  }
+}
+
+TEST_F(StoreTest, AGroupWithAnExistingIdFallsBackToOneMultiEach) {
+  HeldMultis held(*coord_);
+  TaskStore store(held, layout_, groupOptions());
+  ASSERT_TRUE(store.submit(spec("dup")));
+  auto other_spec = spec("clash", "echo");
+  ASSERT_TRUE(store.submit(spec("clash")));
+  held.hold();
+  auto first = std::async(std::launch::async, [&] { return store.submit(spec("f0")); });
+  ASSERT_TRUE(base::eventually([&] { return held.multis() == 3; }));
+  auto dup = std::async(std::launch::async, [&] { return store.submit(spec("dup")); });
+  auto clash = std::async(std::launch::async, [&] { return store.submit(other_spec); });
+  auto fresh = std::async(std::launch::async, [&] { return store.submit(spec("f1")); });
+  ASSERT_TRUE(base::eventually([&] { return store.queuedSubmits() == 3; }));
+  held.release();
+  ASSERT_TRUE(first.get());
+  auto d = dup.get();
+  ASSERT_TRUE(d);
+  EXPECT_FALSE(d->created);  // an identical repeat: 200
+  auto c = clash.get();
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().failure, Failure::kConflict);
+  auto f = fresh.get();
+  ASSERT_TRUE(f);
+  EXPECT_TRUE(f->created);  // the group's failure was not its own
+  EXPECT_TRUE(statusOf("f1"));
+  EXPECT_EQ(statusOf("clash")->spec.type, "noop");
+}
+
+TEST_F(StoreTest, AmbiguousGroupMultiIsSettledByReading) {
+  TaskStore store(*coord_, layout_, groupOptions());
+  coord_->failNext(OpKind::kMulti, Code::kConnectionLoss, FaultMode::kAfterApply);
+  auto r = store.submit(spec("amb"));
+  ASSERT_TRUE(r) << r.error().detail;
+  EXPECT_TRUE(r->created);
+  EXPECT_TRUE(statusOf("amb"));
+  EXPECT_TRUE(server_->peek(layout_.job("amb")).has_value());
+}
+
 TEST_F(StoreTest, SessionExpiryDuringSubmitIsUnavailable) {
   coord_->failNext(OpKind::kMulti, Code::kSessionExpired);
   auto r = store_->submit(spec("s1"));

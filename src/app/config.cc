@@ -73,6 +73,8 @@ const std::vector<std::string>& configKeys() {
                                                 "strategy",
                                                 "labels",
                                                 "max_payload_bytes",
+                                                "retention_count",
+                                                "retention_age_s",
                                                 "log_level",
                                                 "log_format"};
   return keys;
@@ -112,6 +114,10 @@ std::optional<std::string> setConfigKey(NodeConfig& config, std::string_view key
     c.labels = splitList(value);
   } else if (key == "max_payload_bytes") {
     err = parseInt(value, c.max_payload_bytes);
+  } else if (key == "retention_count") {
+    err = parseInt(value, c.retention_count);
+  } else if (key == "retention_age_s") {
+    err = parseInt(value, c.retention_age_s);
   } else if (key == "log_level") {
     if (std::find(kLevels.begin(), kLevels.end(), value) == kLevels.end()) {
       err = fmt::format("'{}' is not one of trace, debug, info, warn, error, critical, off", value);
@@ -254,6 +260,8 @@ std::string configValueText(const NodeConfig& c, std::string_view key) {
   if (key == "strategy") return c.strategy;
   if (key == "labels") return fmt::format("{}", fmt::join(c.labels, ","));
   if (key == "max_payload_bytes") return std::to_string(c.max_payload_bytes);
+  if (key == "retention_count") return std::to_string(c.retention_count);
+  if (key == "retention_age_s") return std::to_string(c.retention_age_s);
   if (key == "log_level") return c.log_level;
   if (key == "log_format") return c.log_format;
   return "";
@@ -274,6 +282,8 @@ std::string toYaml(const NodeConfig& c) {
   out << YAML::Key << "strategy" << YAML::Value << c.strategy;
   out << YAML::Key << "labels" << YAML::Value << YAML::Flow << c.labels;
   out << YAML::Key << "max_payload_bytes" << YAML::Value << c.max_payload_bytes;
+  out << YAML::Key << "retention_count" << YAML::Value << c.retention_count;
+  out << YAML::Key << "retention_age_s" << YAML::Value << c.retention_age_s;
   out << YAML::Key << "log_level" << YAML::Value << c.log_level;
   out << YAML::Key << "log_format" << YAML::Value << c.log_format;
   out << YAML::EndMap;

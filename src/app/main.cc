@@ -61,6 +61,8 @@ int main(int argc, char** argv) {
       {"session_timeout_ms", "--session-timeout-ms", nullptr, ""},
       {"strategy", "--strategy", nullptr, ""},
       {"max_payload_bytes", "--max-payload-bytes", nullptr, ""},
+      {"retention_count", "--retention-count", nullptr, ""},
+      {"retention_age_s", "--retention-age-s", nullptr, ""},
       {"log_level", "--log-level", nullptr, ""},
       {"log_format", "--log-format", nullptr, ""},
   };
@@ -74,6 +76,8 @@ int main(int argc, char** argv) {
       {"session_timeout_ms", "ZooKeeper session timeout in milliseconds"},
       {"strategy", "round-robin | random | least-loaded"},
       {"max_payload_bytes", "Largest accepted task payload in bytes"},
+      {"retention_count", "Finished task statuses kept at most (the leader deletes the oldest)"},
+      {"retention_age_s", "Finished task statuses are deleted after this many seconds"},
       {"log_level", "trace|debug|info|warn|error|critical|off"},
       {"log_format", "text | json"},
   };

@@ -194,6 +194,8 @@ class LeaderRole {
   void onElected(int32_t epoch) {
     scheduler::Scheduler::Options so;
     so.strategy = config_.strategy;
+    so.retention_count = static_cast<size_t>(config_.retention_count);
+    so.retention_age = std::chrono::seconds(config_.retention_age_s);
     auto s = std::make_unique<scheduler::Scheduler>(
         coord_, layout_, so, epoch, [this](const std::string& reason) {
           static auto& fenced = base::metrics().counter(
@@ -356,6 +358,10 @@ std::string validate(const NodeConfig& c) {
   }
   if (c.slots < 1 || c.slots > 1024) return "--slots must be from 1 to 1024";
   if (c.prefetch < 0 || c.prefetch > 4096) return "--prefetch must be from 0 to 4096";
+  if (c.retention_count < 0 || c.retention_count > 10000000) {
+    return "--retention-count must be from 0 to 10000000";
+  }
+  if (c.retention_age_s < 1) return "--retention-age-s must be at least 1";
   if (c.session_timeout_ms < 1000 || c.session_timeout_ms > 60000) {
     return "--session-timeout-ms must be from 1000 to 60000";
   }

@@ -24,6 +24,9 @@ struct NodeConfig {
   std::string strategy = "least-loaded";  // round-robin | random | least-loaded
   std::vector<std::string> labels;
   size_t max_payload_bytes = 256 * 1024;
+  // Terminal task statuses the leader keeps: at most this many, none older than this.
+  int64_t retention_count = 100000;
+  int64_t retention_age_s = 24 * 3600;
   std::string log_level = "info";
   std::string log_format = "text";
 };

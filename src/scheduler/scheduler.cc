@@ -203,7 +203,8 @@ void Scheduler::sweep() {
   ++sweeps_;
   if (options_.reconcile_every <= 1 || sweeps_ % options_.reconcile_every == 0) fullReconcile();
   trimEvents();
-  if (options_.retention_every <= 1 || sweeps_ % options_.retention_every == 0) {
+  if (retention_behind_ || options_.retention_every <= 1 ||
+      sweeps_ % options_.retention_every == 0) {
     applyRetention();
   }
   scheduleSweep();
@@ -590,7 +591,10 @@ void Scheduler::bucketChanged(int bucket) {
   }
   dirty_buckets_.insert(bucket);
   if (relist_timer_ == 0) {
-    relist_timer_ = later(options_.relist_delay, [this] {
+    auto by_size = std::chrono::duration_cast<base::Duration>(std::chrono::microseconds(50) *
+                                                              static_cast<int64_t>(ready_.size()));
+    auto delay = std::min(options_.relist_delay_max, std::max(options_.relist_delay, by_size));
+    relist_timer_ = later(delay, [this] {
       relist_timer_ = 0;
       relistDirty();
     });
@@ -1062,6 +1066,7 @@ void Scheduler::applyRetention() {
             size_t excess = totals->total > options_.retention_count
                                 ? totals->total - options_.retention_count
                                 : 0;
+            retention_behind_ = excess > 0;
             auto scan = std::make_shared<RetentionScan>();
             scan->excess = excess;
             scan->sizes = totals->sizes;

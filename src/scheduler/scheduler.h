@@ -53,15 +53,22 @@ class Scheduler {
     size_t reconcile_every = 12;  // 60 s
     size_t retention_every = 6;   // 30 s
     // While this many jobs or more wait unassigned, a job bucket that changed is re-listed only
-    // after relist_delay (or once the queue runs low): new jobs cannot be assigned sooner anyway,
-    // and the leader's own assigns change the buckets it would re-list. Bounds the listings of a
-    // large backlog to about 256 per relist_delay; a new job waits at most that long to be seen.
+    // after a delay (or once the queue runs low): new jobs cannot be assigned sooner anyway,
+    // and the leader's own assigns change the buckets it would re-list. The delay is
+    // relist_delay, or 50 us per waiting job if longer (a bucket of a large backlog is a large
+    // listing), capped at relist_delay_max: that long, at most, a new job of a higher priority
+    // waits to be seen behind a backlog. 256 listings per delay instead of two per task.
     size_t relist_ready_below = 256;
     base::Duration relist_delay = std::chrono::milliseconds(500);
+    base::Duration relist_delay_max = std::chrono::seconds(30);
     size_t events_keep = 1000;                                         // /events records kept
     std::chrono::milliseconds retention_age = std::chrono::hours(24);  // terminal statuses
-    size_t retention_count = 100000;          // /status children kept at most
-    size_t retention_reads_per_sweep = 1000;  // bound on the statuses read per sweep
+    size_t retention_count = 100000;  // /status children kept at most
+    // Bound on the statuses read (and so deleted) per retention pass. While a pass finds more
+    // statuses than retention_count, retention runs every sweep instead of every
+    // retention_every: up to 1,000 deletions/s at the default 5 s sweep, above the rate at
+    // which this machine finishes tasks, so the count holds under sustained load.
+    size_t retention_reads_per_sweep = 5000;
     // An empty /assignments/{w} with no /workers/{w} is deleted only once it is this old, so a
     // worker that creates it just before registering does not lose it.
     std::chrono::milliseconds orphan_dir_grace = std::chrono::seconds(30);
@@ -258,6 +265,8 @@ class Scheduler {
   std::set<int> dirty_buckets_;  // changed, re-list deferred (see relist_ready_below)
   base::TimerId relist_timer_ = 0;
   uint64_t sweeps_ = 0;
+  // The last retention pass found statuses over the count (true at first: the first sweep looks).
+  bool retention_behind_ = true;
   std::map<std::string, JobEntry> jobs_;  // pending, in ready_ or delayed_
   std::set<ReadyKey> ready_;
   std::set<std::pair<int64_t, std::string>> delayed_;  // (not_before, id)
