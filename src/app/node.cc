@@ -197,12 +197,12 @@ class LeaderRole {
     so.retention_count = static_cast<size_t>(config_.retention_count);
     so.retention_age = std::chrono::seconds(config_.retention_age_s);
     auto s = std::make_unique<scheduler::Scheduler>(
-        coord_, layout_, so, epoch, [this](const std::string& reason) {
+        coord_, layout_, so, epoch, [this, epoch](const std::string& reason) {
           static auto& fenced = base::metrics().counter(
               "drover_leader_fenced_total",
               "Leader multis refused by the epoch fence: another node had become leader");
           fenced.inc();
-          election_->stepDown(reason);
+          election_->stepDown(reason, epoch);
         });
     s->start();
     changes_++;

@@ -81,9 +81,14 @@ void LeaderElection::stop() {
   fut.wait_for(std::chrono::seconds(30));
 }
 
-void LeaderElection::stepDown(const std::string& reason) {
-  executor_->post([this, reason] {
+void LeaderElection::stepDown(const std::string& reason, int32_t epoch) {
+  executor_->post([this, reason, epoch] {
     if (stopped_ || !leading_) return;
+    if (epoch >= 0 && epoch != epoch_) {
+      spdlog::info("election: {} ignores a step-down for epoch {} (leads with epoch {})",
+                   options_.candidate_id, epoch, epoch_.load());
+      return;
+    }
     lose(reason, true);
   });
 }
@@ -152,6 +157,21 @@ void LeaderElection::check() {
   if (me == sorted.end()) {  // our node is gone (deleted by hand?): stand again
     node_.clear();
     stand();
+    return;
+  }
+  // An older node of ours ahead of us (a step-down whose delete failed) would have us wait for
+  // ourselves for as long as the session lives: it is ours (our guid), so delete it.
+  const std::string mine = "c_" + guid_ + "_";
+  for (auto it = sorted.begin(); it != me; ++it) {
+    if (it->rfind(mine, 0) != 0) continue;
+    spdlog::warn("election: {} deletes its own stale candidate node {}", options_.candidate_id,
+                 *it);
+    auto removed = coord_.remove(coord::join(options_.election_dir, *it), coord::kAnyVersion).get();
+    if (!removed && removed.error().code() != Code::kNoNode) {
+      executor_->postAfter(std::chrono::milliseconds(100), [this] { check(); });
+      return;
+    }
+    executor_->post([this] { check(); });
     return;
   }
   if (me == sorted.begin()) {

@@ -50,7 +50,10 @@ class LeaderElection {
   // Blocking; idempotent.
   void stop();
   // Steps down after the owner saw its fence fail; stands again with a new candidate node.
-  void stepDown(const std::string& reason);
+  // `epoch`: the leadership the owner's failure belongs to; a request about an earlier one (a
+  // scheduler of a lost session whose fence report arrives after the next election was won) is
+  // ignored. -1: whatever leadership is current.
+  void stepDown(const std::string& reason, int32_t epoch = -1);
 
   bool isLeader() const { return leading_.load(); }
   int32_t epoch() const { return epoch_.load(); }

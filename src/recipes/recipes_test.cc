@@ -196,6 +196,42 @@ TEST_F(RecipesTest, FencedWritesOfAnOldLeaderFailAndItStepsDown) {
   EXPECT_EQ(candidates(), 1u);
 }
 
+TEST_F(RecipesTest, AStepDownForAnEarlierLeadershipIsIgnored) {
+  // A scheduler of a lost session reports its fence after the node was elected again: the new
+  // leadership must not be given up for it.
+  auto c = client();
+  Events ev;
+  LeaderElection a(*c, options("a"), ev.listener());
+  a.start();
+  ASSERT_TRUE(base::eventually([&] { return ev.leading.load(); }));
+  int32_t first = a.epoch();
+  c->expireSession(true);
+  ASSERT_TRUE(base::eventually([&] { return ev.leading.load() && a.epoch() > first; }));
+  std::string node = a.candidateNode();
+  a.stepDown("session expired", first);  // late, about the first leadership
+  a.stepDown("noop probe", a.epoch() + 100);
+  EXPECT_FALSE(base::eventually([&] { return !a.isLeader(); }, 200ms));
+  EXPECT_EQ(a.candidateNode(), node);
+  a.stepDown("epoch moved", a.epoch());  // about the current one: honoured
+  ASSERT_TRUE(base::eventually([&] { return a.isLeader() && a.candidateNode() != node; }));
+  EXPECT_EQ(candidates(), 1u);
+}
+
+TEST_F(RecipesTest, AStaleCandidateNodeOfOursIsDeletedNotWaitedFor) {
+  // The delete of our old node fails when we step down: the node stays, ahead of our new one.
+  auto c = client();
+  Events ev;
+  LeaderElection a(*c, options("a"), ev.listener());
+  a.start();
+  ASSERT_TRUE(base::eventually([&] { return ev.leading.load(); }));
+  std::string old_node = a.candidateNode();
+  c->failNextOn(OpKind::kRemove, "/r/election/", Code::kConnectionLoss, FaultMode::kBeforeApply);
+  a.stepDown("epoch moved", a.epoch());
+  ASSERT_TRUE(base::eventually([&] { return a.isLeader() && a.candidateNode() != old_node; }));
+  EXPECT_FALSE(server_->peek("/r/election/" + old_node));
+  EXPECT_EQ(candidates(), 1u);
+}
+
 TEST_F(RecipesTest, AnAmbiguousCandidateCreateLeavesNoOrphan) {
   auto c = client();
   c->failNextOn(OpKind::kCreate, "/r/election/", Code::kConnectionLoss, FaultMode::kAfterApply);
