@@ -69,7 +69,7 @@ bench-backlog: bench-build
 	@mkdir -p bench/results/backlog-1m
 	@$(BENCH_BUILD)/bench/drover_bench --drover $(BENCH_BUILD)/src/app/drover \
 		--out bench/results/backlog-1m/latest.json --only backlog --backlog-tasks 1000000 \
-		--zk-heap 4g --no-standalone $(BENCH_ARGS); rc=$$?; \
+		--zk-heap 4g --stall-seconds 600 --no-standalone $(BENCH_ARGS); rc=$$?; \
 		/usr/bin/python3 bench/report.py bench/results/backlog-1m/latest.json \
 		bench/results/backlog-1m; exit $$rc
 

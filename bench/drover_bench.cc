@@ -1214,6 +1214,9 @@ int main(int argc, char** argv) {
   app.add_option("--backlog-tasks", config.backlog_tasks)->capture_default_str();
   app.add_option("--backlog-workers", config.backlog_workers)->capture_default_str();
   app.add_option("--backlog-session-ms", config.backlog_session_ms)->capture_default_str();
+  app.add_option("--stall-seconds", config.stall_seconds,
+                 "A drain with no progress for this long fails the scenario")
+      ->capture_default_str();
   app.add_option("--scaling-workers", config.scaling_workers)->capture_default_str();
   app.add_option("--scaling-tasks", config.scaling_tasks)->capture_default_str();
   app.add_option("--idle-seconds", config.idle_seconds)->capture_default_str();

@@ -159,18 +159,22 @@ size_t TaskStore::queuedSubmits() const {
   return group_->queue.size();
 }
 
+std::vector<coord::Op> TaskStore::submitOps(const TaskStatus& status) const {
+  const TaskSpec& spec = status.spec;
+  return {coord::CreateOp{layout_.status(spec.id),
+                          dumpJson(tasks::toJson(status)),
+                          coord::CreateMode::kPersistent,
+                          {}},
+          coord::CreateOp{layout_.job(spec.id),
+                          dumpJson(tasks::toJson(tasks::Job{spec, 1, 0, status.submitted_at})),
+                          coord::CreateMode::kPersistent,
+                          {}}};
+}
+
 std::optional<coord::Error> TaskStore::groupCreate(const TaskStatus& status) {
   const TaskSpec& spec = status.spec;
   auto entry = std::make_shared<GroupEntry>();
-  entry->ops = {
-      coord::CreateOp{layout_.status(spec.id),
-                      dumpJson(tasks::toJson(status)),
-                      coord::CreateMode::kPersistent,
-                      {}},
-      coord::CreateOp{layout_.job(spec.id),
-                      dumpJson(tasks::toJson(tasks::Job{spec, 1, 0, status.submitted_at})),
-                      coord::CreateMode::kPersistent,
-                      {}}};
+  entry->ops = submitOps(status);
   entry->event = TaskEvent{spec.id, State::kPending, 0, "", status.submitted_at};
   for (const auto& op : entry->ops) entry->bytes += opSize(op);
   entry->bytes += 64;  // its share of the event record
@@ -298,16 +302,9 @@ StoreResult<SubmitResult> TaskStore::submit(const TaskSpec& spec) {
     TaskStatus status;
     status.spec = spec;
     status.submitted_at = base::wallMillis();
-    std::vector<coord::Op> ops{
-        coord::CreateOp{layout_.status(spec.id),
-                        dumpJson(tasks::toJson(status)),
-                        coord::CreateMode::kPersistent,
-                        {}},
-        coord::CreateOp{layout_.job(spec.id),
-                        dumpJson(tasks::toJson(tasks::Job{spec, 1, 0, status.submitted_at})),
-                        coord::CreateMode::kPersistent,
-                        {}},
-        tasks::eventOp(layout_, {TaskEvent{spec.id, State::kPending, 0, "", status.submitted_at}})};
+    std::vector<coord::Op> ops = submitOps(status);
+    ops.push_back(
+        tasks::eventOp(layout_, {TaskEvent{spec.id, State::kPending, 0, "", status.submitted_at}}));
     auto r = await(coord_.multi(std::move(ops)));
     if (r) return SubmitResult{std::move(status), true};
     const coord::Error& err = r.error();
@@ -406,14 +403,7 @@ StoreResult<BatchResult> TaskStore::submitBatch(const std::vector<TaskSpec>& spe
       TaskStatus status;
       status.spec = spec;
       status.submitted_at = now;
-      ops.push_back(coord::CreateOp{layout_.status(spec.id),
-                                    dumpJson(tasks::toJson(status)),
-                                    coord::CreateMode::kPersistent,
-                                    {}});
-      ops.push_back(coord::CreateOp{layout_.job(spec.id),
-                                    dumpJson(tasks::toJson(tasks::Job{spec, 1, 0, now})),
-                                    coord::CreateMode::kPersistent,
-                                    {}});
+      for (auto& op : submitOps(status)) ops.push_back(std::move(op));
       events.push_back(TaskEvent{spec.id, State::kPending, 0, "", now});
     }
     ops.push_back(tasks::eventOp(layout_, events));

@@ -182,6 +182,8 @@ class TaskStore {
   // the session failed; or the outcome is unknown).
   struct GroupEntry;
   struct Group;
+  // A submit's two creates: the task's status (pending) and its job.
+  std::vector<coord::Op> submitOps(const tasks::TaskStatus& status) const;
   std::optional<coord::Error> groupCreate(const tasks::TaskStatus& status);
 
   coord::Coordination& coord_;

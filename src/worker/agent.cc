@@ -443,11 +443,15 @@ void WorkerAgent::startRun(const std::string& id) {
   running.started_at = item.started_at > 0 ? item.started_at : base::wallMillis();
   running.finished_at = 0;
   starts_.emplace_back(id, std::move(running));
-  if (starts_posted_) return;
-  starts_posted_ = true;
-  shared_->post([this] {
-    starts_posted_ = false;
-    flushStarts();
+  flushSoon(starts_posted_, &WorkerAgent::flushStarts);
+}
+
+void WorkerAgent::flushSoon(bool& posted, void (WorkerAgent::*flush)()) {
+  if (posted) return;
+  posted = true;
+  shared_->post([this, &posted, flush] {
+    posted = false;
+    (this->*flush)();
   });
 }
 
@@ -764,12 +768,7 @@ std::vector<coord::Op> WorkerAgent::commitOps(const Item& item) const {
 
 void WorkerAgent::queueCommit(const std::string& id) {
   ready_.push_back(id);
-  if (flush_posted_) return;
-  flush_posted_ = true;
-  shared_->post([this] {
-    flush_posted_ = false;
-    flushCommits();
-  });
+  flushSoon(flush_posted_, &WorkerAgent::flushCommits);
 }
 
 void WorkerAgent::flushCommits() {

@@ -145,6 +145,8 @@ class WorkerAgent {
   int slotsClaimed() const;
   void startRun(const std::string& id);
   void flushStarts();
+  // Posts `flush` once for everything queued in this executor turn (`posted` tracks it).
+  void flushSoon(bool& posted, void (WorkerAgent::*flush)());
   void startOne(const std::string& id, const tasks::TaskStatus& running);
   void onStarted(const std::string& id, const tasks::TaskStatus& running,
                  const coord::Result<std::vector<coord::OpResult>>& r);
