@@ -491,27 +491,32 @@ void WorkerAgent::flushStarts() {
       startOne(batch[0].first, batch[0].second);
       continue;
     }
-    ops.emplace_back(tasks::eventOp(layout_, events));
-    auto shared = shared_;
-    coord_.multi(std::move(ops))
-        .then([this, shared, batch](const coord::Result<std::vector<coord::OpResult>>& r) {
-          shared->post([this, batch, r] {
-            if (halted()) return;
-            for (const auto& [id, running] : batch) {
-              if (find(id) == nullptr) continue;
-              if (r) {
-                onStarted(id, running, std::vector<coord::OpResult>{});
-              } else if (sessionGone(r.error())) {
-                return;
-              } else if (r.error().outcomeUnknown()) {
-                verifyStart(id, running);
-              } else {
-                startOne(id, running);
-              }
-            }
-          });
-        });
+    sendBatch(std::move(ops), events, [this, batch](const MultiResult& r) {
+      for (const auto& [id, running] : batch) {
+        if (find(id) == nullptr) continue;
+        if (r) {
+          onStarted(id, running, std::vector<coord::OpResult>{});
+        } else if (sessionGone(r.error())) {
+          return;
+        } else if (r.error().outcomeUnknown()) {
+          verifyStart(id, running);
+        } else {
+          startOne(id, running);
+        }
+      }
+    });
   }
+}
+
+void WorkerAgent::sendBatch(std::vector<coord::Op> ops, const std::vector<tasks::TaskEvent>& events,
+                            std::function<void(const MultiResult&)> done) {
+  ops.emplace_back(tasks::eventOp(layout_, events));
+  auto shared = shared_;
+  coord_.multi(std::move(ops)).then([this, shared, done = std::move(done)](const MultiResult& r) {
+    shared->post([this, done, r] {
+      if (!halted()) done(r);
+    });
+  });
 }
 
 void WorkerAgent::startOne(const std::string& id, const tasks::TaskStatus& running) {
@@ -802,27 +807,21 @@ void WorkerAgent::flushCommits() {
       commitOne(batch[0]);
       continue;
     }
-    ops.emplace_back(tasks::eventOp(layout_, events));
-    auto shared = shared_;
-    coord_.multi(std::move(ops))
-        .then([this, shared, batch](const coord::Result<std::vector<coord::OpResult>>& r) {
-          shared->post([this, batch, r] {
-            if (halted()) return;
-            if (r) {
-              for (const auto& id : batch) landed(id);
-              return;
-            }
-            if (sessionGone(r.error())) return;
-            for (const auto& id : batch) {
-              if (find(id) == nullptr) continue;
-              if (r.error().outcomeUnknown()) {
-                resolve(id);
-              } else {
-                commitOne(id);  // one fenced task must not hold back the others
-              }
-            }
-          });
-        });
+    sendBatch(std::move(ops), events, [this, batch](const MultiResult& r) {
+      if (r) {
+        for (const auto& id : batch) landed(id);
+        return;
+      }
+      if (sessionGone(r.error())) return;
+      for (const auto& id : batch) {
+        if (find(id) == nullptr) continue;
+        if (r.error().outcomeUnknown()) {
+          resolve(id);
+        } else {
+          commitOne(id);  // one fenced task must not hold back the others
+        }
+      }
+    });
   }
 }
 

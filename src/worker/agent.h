@@ -6,6 +6,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -145,6 +146,11 @@ class WorkerAgent {
   int slotsClaimed() const;
   void startRun(const std::string& id);
   void flushStarts();
+  using MultiResult = coord::Result<std::vector<coord::OpResult>>;
+  // Sends a batch's ops with one event record for `events`; `done` runs on the executor unless
+  // the agent has halted meanwhile.
+  void sendBatch(std::vector<coord::Op> ops, const std::vector<tasks::TaskEvent>& events,
+                 std::function<void(const MultiResult&)> done);
   // Posts `flush` once for everything queued in this executor turn (`posted` tracks it).
   void flushSoon(bool& posted, void (WorkerAgent::*flush)());
   void startOne(const std::string& id, const tasks::TaskStatus& running);
