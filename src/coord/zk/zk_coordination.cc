@@ -181,6 +181,7 @@ struct ZkCoordination::Impl {
 
   static void sessionWatcher(zhandle_t* zh, int type, int zstate, const char* path, void* ctx);
 
+  // Called with `mu` held, so session events of the new handle wait until it is published.
   Result<std::unique_ptr<Handle>> open(uint64_t generation) {
     auto h = std::make_unique<Handle>();
     h->generation = generation;
@@ -188,6 +189,9 @@ struct ZkCoordination::Impl {
     h->zh = zookeeper_init2(options.connect.c_str(), &Impl::sessionWatcher,
                             static_cast<int>(options.session_timeout.count()), nullptr, h.get(), 0,
                             &zkLog);
+    if (h->zh != nullptr && options.after_handle_created_for_testing) {
+      options.after_handle_created_for_testing(h->zh);
+    }
     if (h->zh == nullptr) {
       return fail(Code::kBadArguments, fmt::format("cannot open a ZooKeeper client for '{}': {}",
                                                    options.connect, std::strerror(errno)));
@@ -369,9 +373,15 @@ Result<std::unique_ptr<ZkCoordination>> ZkCoordination::connect(ZkOptions option
   static std::once_flag once;
   std::call_once(once, [] { zoo_set_debug_level(ZOO_LOG_LEVEL_WARN); });
   auto impl = std::make_unique<Impl>(std::move(options));
-  auto h = impl->open(1);
-  if (!h) return tl::unexpected(h.error());
-  impl->handle = std::move(*h);
+  {
+    // The client thread may report "connected" before zookeeper_init returns; holding the lock
+    // until the handle is published makes that event wait instead of being dropped as one of
+    // a replaced session (which left the session connected but reported as connecting).
+    std::lock_guard lock(impl->mu);
+    auto h = impl->open(1);
+    if (!h) return tl::unexpected(h.error());
+    impl->handle = std::move(*h);
+  }
   return std::unique_ptr<ZkCoordination>(new ZkCoordination(std::move(impl)));
 }
 
@@ -650,26 +660,40 @@ bool ZkCoordination::waitConnected(std::chrono::milliseconds timeout) const {
 }
 
 Status ZkCoordination::expireSessionForTesting(std::chrono::milliseconds timeout) {
+  // The server hands a session to whichever connection presented it last, so the victim's own
+  // reconnect can win the race against the second handle: the second handle is then cut off
+  // before its close reaches the server and the session lives on. So each round checks that the
+  // victim really saw the expiry and tries again if not.
+  auto deadline = std::chrono::steady_clock::now() + timeout;
   clientid_t id{};
+  uint64_t generation = 0;
   {
     std::lock_guard lock(impl_->mu);
     if (impl_->closed || !impl_->handle) return fail(Code::kClosing, "closed");
     id = *zoo_client_id(impl_->handle->zh);
+    generation = impl_->handle->generation;
   }
-  zhandle_t* other = zookeeper_init2(
-      impl_->options.connect.c_str(), [](zhandle_t*, int, int, const char*, void*) {},
-      static_cast<int>(impl_->options.session_timeout.count()), &id, nullptr, 0, &zkLog);
-  if (other == nullptr) return fail(Code::kSystemError, "cannot open the second handle");
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (zoo_state(other) != ZOO_CONNECTED_STATE) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      zookeeper_close(other);
-      return fail(Code::kOperationTimeout, "the second handle did not connect");
+  auto expired = [&] {
+    return impl_->state.generation != generation || impl_->state.state == SessionState::kExpired;
+  };
+  while (std::chrono::steady_clock::now() < deadline) {
+    zhandle_t* other = zookeeper_init2(
+        impl_->options.connect.c_str(), [](zhandle_t*, int, int, const char*, void*) {},
+        static_cast<int>(impl_->options.session_timeout.count()), &id, nullptr, 0, &zkLog);
+    if (other == nullptr) return fail(Code::kSystemError, "cannot open the second handle");
+    while (zoo_state(other) != ZOO_CONNECTED_STATE && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    bool attached = zoo_state(other) == ZOO_CONNECTED_STATE;
+    zookeeper_close(other);
+    if (!attached) break;
+    std::unique_lock lock(impl_->mu);
+    auto round_end =
+        std::min(deadline, std::chrono::steady_clock::now() + impl_->options.session_timeout);
+    if (impl_->cv.wait_until(lock, round_end, expired)) return {};
+    if (impl_->closed) return fail(Code::kClosing, "closed");
   }
-  zookeeper_close(other);
-  return {};
+  return fail(Code::kOperationTimeout, "the session did not expire");
 }
 
 }  // namespace drover::coord

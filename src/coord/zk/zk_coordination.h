@@ -1,10 +1,13 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "coord/coordination.h"
+
+struct _zhandle;  // the C client's handle (zhandle_t)
 
 namespace drover::coord {
 
@@ -17,6 +20,9 @@ struct ZkOptions {
   // (1 MiB by default) instead of answering with an error, so oversized requests are refused
   // here with kBadArguments before they are sent.
   size_t max_request_bytes = 1024 * 1024 - 16 * 1024;
+  // Test hook: runs right after the C client handle is created, before it is published as the
+  // current session's, so a test can widen that window.
+  std::function<void(_zhandle*)> after_handle_created_for_testing = nullptr;
 };
 
 // Coordination over the ZooKeeper C client (multi-threaded flavour). Callbacks, watches and
@@ -48,7 +54,8 @@ class ZkCoordination final : public Coordination {
 
   // Test hook for the fault "forced session expiry": opens a second handle with this session's
   // id and password and closes it, which makes the server end the session; this handle then sees
-  // kExpired and rebuilds. Blocking.
+  // kExpired and rebuilds. Repeats until this handle has seen the expiry (the handle's own
+  // reconnect can race the second handle and keep the session alive). Blocking.
   Status expireSessionForTesting(std::chrono::milliseconds timeout);
 
   struct Impl;
