@@ -106,6 +106,10 @@ struct Config {
   int warmup_tasks = 20000;
   // Each ZooKeeper server's heap: the whole tree lives in it (a 1M-task backlog needs ~3g).
   std::string zk_heap = "1g";
+  // The servers' tickTime. ZooKeeper expires sessions on tick boundaries, so a dead worker's
+  // session ends between session_timeout and session_timeout + tickTime after it went silent:
+  // the tick is the slack of every kill -9 failover figure.
+  int zk_tick_ms = 250;
   bool smoke = false;
   // Scenario name prefixes to run (empty: all), e.g. {"throughput-batch", "latency"}.
   std::vector<std::string> only;
@@ -780,6 +784,7 @@ struct Bench {
                        "-" + std::to_string(session_ms) + "ms";
     int sleep_ms = session_ms + 3000;
     Json params = {{"session_timeout_ms", session_ms},
+                   {"zk_tick_ms", config.zk_tick_ms},
                    {"workers", config.nodes},
                    {"tasks", 12},
                    {"task", "sleep " + std::to_string(sleep_ms) + " ms"}};
@@ -869,7 +874,9 @@ struct Bench {
 
   void failoverLeader(int session_ms) {
     std::string name = "failover-kill9-leader-" + std::to_string(session_ms) + "ms";
-    Json params = {{"session_timeout_ms", session_ms}, {"workers", config.nodes}};
+    Json params = {{"session_timeout_ms", session_ms},
+                   {"zk_tick_ms", config.zk_tick_ms},
+                   {"workers", config.nodes}};
     guarded(name, params, [&](Json& figures, Outcome& out, Json& series) {
       Cluster cluster(config, *ensemble, session_ms);
       cluster.startNodes(config.nodes);
@@ -1116,7 +1123,10 @@ struct Bench {
     ZkCluster::Options zo;
     zo.force_sync = true;
     zo.jvm_heap = config.zk_heap;
-    std::cout << "[ run ] starting a 3-node ZooKeeper ensemble (forceSync=yes)" << std::endl;
+    zo.tick_time_ms = config.zk_tick_ms;
+    zo.max_session_timeout_ms = 20000;
+    std::cout << "[ run ] starting a 3-node ZooKeeper ensemble (forceSync=yes, tickTime "
+              << config.zk_tick_ms << " ms)" << std::endl;
     ensemble = ZkCluster::ensemble(3, zo);
 
     if (config.warmup_tasks > 0) {
@@ -1224,6 +1234,10 @@ int main(int argc, char** argv) {
   app.add_option("--raw-multis", config.raw_multis)->capture_default_str();
   app.add_option("--zk-heap", config.zk_heap, "Each ZooKeeper server's -Xmx")
       ->capture_default_str();
+  app.add_option("--zk-tick-ms", config.zk_tick_ms,
+                 "The servers' tickTime (session expiry granularity), ms")
+      ->check(CLI::Range(50, 2000))
+      ->capture_default_str();
   app.add_option("--warmup-tasks", config.warmup_tasks,
                  "No-op tasks run before measuring, to warm the ZooKeeper JVMs (0: none)")
       ->capture_default_str();
@@ -1254,6 +1268,7 @@ int main(int argc, char** argv) {
       {"date", drover::bench::isoNow()},
       {"machine", drover::bench::machine()},
       {"smoke", config.smoke},
+      {"zk_tick_ms", config.zk_tick_ms},
       {"total_seconds", drover::bench::secondsSince(t0)},
       {"scenarios", bench.scenarios},
       {"ratios_to_zookeeper_limits", bench.ratios()},

@@ -3,7 +3,6 @@
 //   embedded_node --zk 127.0.0.1:2181 --http 127.0.0.1:8090
 // then: drover submit --server http://127.0.0.1:8090 --type reverse --payload '{"text":"abc"}'
 #include <CLI/CLI.hpp>
-#include <atomic>
 #include <csignal>
 #include <iostream>
 #include <string>
@@ -13,7 +12,7 @@
 #include "worker/handler.h"
 
 namespace {
-std::atomic<bool> g_stop{false};
+drover::base::StopFlag g_stop;  // a signal handler may request it
 }
 
 int main(int argc, char** argv) {
@@ -44,7 +43,7 @@ int main(int argc, char** argv) {
     std::cerr << problem << "\n";
     return 2;
   }
-  std::signal(SIGINT, [](int) { g_stop = true; });
-  std::signal(SIGTERM, [](int) { g_stop = true; });
+  std::signal(SIGINT, [](int) { g_stop.request(); });
+  std::signal(SIGTERM, [](int) { g_stop.request(); });
   return app::runNode(config, g_stop);
 }

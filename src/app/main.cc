@@ -13,12 +13,13 @@
 #include "app/node.h"
 #include "app/up.h"
 #include "base/log.h"
+#include "base/stop_flag.h"
 
 namespace {
 
-std::atomic<bool> g_stop{false};
+drover::base::StopFlag g_stop;
 
-void onSignal(int) { g_stop = true; }
+void onSignal(int) { g_stop.request(); }
 
 std::string selfExe() {
   char buf[4096];

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "base/stop_flag.h"
+
 namespace drover::worker {
 class HandlerRegistry;
 }
@@ -42,6 +44,6 @@ std::string validate(const NodeConfig& config);
 // Runs a node until `stop` turns true (SIGINT/SIGTERM), then shuts down gracefully: stops
 // serving, resigns leadership, stops running tasks and closes the ZooKeeper session so its
 // tasks move to other workers at once. Returns the process exit code.
-int runNode(const NodeConfig& config, const std::atomic<bool>& stop);
+int runNode(const NodeConfig& config, const base::StopFlag& stop);
 
 }  // namespace drover::app

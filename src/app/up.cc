@@ -13,11 +13,15 @@ namespace drover::app {
 
 using namespace std::chrono_literals;
 
-int runUp(const UpConfig& config, const std::string& self_exe, const std::atomic<bool>& stop) {
+int runUp(const UpConfig& config, const std::string& self_exe, const base::StopFlag& stop) {
   std::unique_ptr<local::ZkCluster> zk;
   try {
     local::ZkClusterOptions zo;
-    zo.tick_time_ms = 500;  // sessions of 1-10 s: fast failure detection on one machine
+    // Sessions expire on tick boundaries, so a dead node is noticed within its session timeout
+    // plus one tick; 250 ms keeps that slack small. Sessions of 1-20 s are allowed.
+    zo.tick_time_ms = 250;
+    zo.min_session_timeout_ms = 1000;
+    zo.max_session_timeout_ms = 20000;
     zo.log_level = "warn";
     zo.force_sync = true;  // a local cluster keeps what it acknowledged
     zk = local::ZkCluster::standalone(zo);
@@ -65,8 +69,7 @@ int runUp(const UpConfig& config, const std::string& self_exe, const std::atomic
 
   // Stay up until told to stop; report a node that died on its own.
   std::vector<bool> reported(nodes.size(), false);
-  while (!stop) {
-    std::this_thread::sleep_for(200ms);
+  while (!stop.waitFor(200ms)) {
     for (size_t i = 0; i < nodes.size(); ++i) {
       if (!reported[i] && !nodes[i]->alive()) {
         reported[i] = true;

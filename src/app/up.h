@@ -1,7 +1,8 @@
 #pragma once
 
-#include <atomic>
 #include <string>
+
+#include "base/stop_flag.h"
 
 namespace drover::app {
 
@@ -15,6 +16,6 @@ struct UpConfig {
 // `drover up`: a local ZooKeeper server (Debian's package, run with the system Java) and N
 // nodes, all on loopback. Blocks until `stop` (SIGINT/SIGTERM), then stops every process it
 // started and waits for them. Children die with it even if it is killed (PR_SET_PDEATHSIG).
-int runUp(const UpConfig& config, const std::string& self_exe, const std::atomic<bool>& stop);
+int runUp(const UpConfig& config, const std::string& self_exe, const base::StopFlag& stop);
 
 }  // namespace drover::app
