@@ -222,11 +222,18 @@ class Scheduler {
     int visited = 0;    // buckets passed this sweep
     std::array<int32_t, tasks::Layout::kJobBuckets> sizes{};
     std::vector<std::string> ids;
-    size_t outstanding = 0;
+    size_t next = 0;         // ids[next] is the next status to read
+    size_t outstanding = 0;  // reads in flight
+    int64_t cutoff = 0;      // statuses finished before this (wall ms) are past retention_age
+    std::vector<std::pair<std::string, int32_t>> doomed;  // (id, version) to delete
   };
   void applyRetention();
   void retentionList(const std::shared_ptr<RetentionScan>& scan);
   void retentionRead(const std::shared_ptr<RetentionScan>& scan);
+  void retentionReadOne(const std::shared_ptr<RetentionScan>& scan);
+  void retentionFinish(const std::shared_ptr<RetentionScan>& scan);
+  using Doomed = std::shared_ptr<const std::vector<std::pair<std::string, int32_t>>>;
+  void retentionDelete(Doomed doomed, size_t from);
 
   coord::Coordination& coord_;
   const tasks::Layout layout_;

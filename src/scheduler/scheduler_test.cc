@@ -622,6 +622,37 @@ TEST_F(SchedulerTest, RetentionThatFallsBehindRunsEverySweepUntilCaughtUp) {
   ASSERT_TRUE(base::eventually([&] { return statusIds().size() == 2; }));
 }
 
+// A pass deletes in multis, not one request per status: single deletes by the thousand held the
+// leader's assignment multis back behind them. A multi that fails on one op (a status rewritten
+// after its read: kBadVersion) falls back to versioned single deletes for its statuses.
+TEST_F(SchedulerTest, RetentionDeletesInMultisFallingBackToSingleDeletesOnAClash) {
+  options_.sweep_interval = 50ms;
+  options_.retention_age = std::chrono::hours(1);
+  options_.reconcile_every = 1000;
+  int64_t old = base::wallMillis() - 2 * 3600 * 1000;
+  const int n = 450;
+  std::vector<coord::Op> seed;
+  for (int i = 0; i < n; ++i) {
+    tasks::TaskStatus s;
+    s.spec = tasks::TaskSpec{.id = "o" + std::to_string(i), .type = "noop"};
+    s.state = State::kSucceeded;
+    s.finished_at = old;
+    seed.push_back(
+        CreateOp{layout_.status(s.spec.id), tasks::toJson(s).dump(), CreateMode::kPersistent, {}});
+  }
+  ASSERT_TRUE(admin_.multi(std::move(seed)).get());
+  // The first delete multi fails as a version clash would.
+  leader_.failNextOn(coord::OpKind::kMulti, layout_.statuses() + "/", coord::Code::kBadVersion);
+  size_t removes_before = leader_.callCount(coord::OpKind::kRemove);
+  size_t multis_before = leader_.callCount(coord::OpKind::kMulti);
+  start();
+  ASSERT_TRUE(base::eventually([&] { return statusIds().empty(); }, 10s));
+  // 450 statuses: three multis (200, 200, 50); the failed one's 200 went one by one.
+  EXPECT_EQ(leader_.callCount(coord::OpKind::kRemove) - removes_before, 200u);
+  EXPECT_GE(leader_.callCount(coord::OpKind::kMulti) - multis_before, 3u);
+  EXPECT_EQ(scheduler_->snapshot().statuses_deleted, static_cast<uint64_t>(n));
+}
+
 TEST_F(SchedulerTest, StopIsIdempotent) {
   start();
   scheduler_->stop();
