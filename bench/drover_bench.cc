@@ -90,6 +90,8 @@ struct Config {
   bool failover_graceful = true;
   int backlog_tasks = 200000;  // past the default retention count (100,000): retention runs too
   int backlog_workers = 3;
+  // failover-leader-backlog: pending tasks a new leader finds when the old one is killed.
+  int leader_backlog_tasks = 50000;
   // The backlog's nodes use the product default session timeout: a server pausing for a full GC
   // of a million-znode heap must not expire them.
   int backlog_session_ms = 4000;
@@ -134,6 +136,7 @@ void applySmoke(Config& c) {
   c.failover_graceful = false;
   c.backlog_tasks = 2000;
   c.backlog_workers = 2;
+  c.leader_backlog_tasks = 0;
   c.scaling_workers = {1, 2};
   c.scaling_tasks = 200;
   c.idle_seconds = 2;
@@ -927,6 +930,60 @@ struct Bench {
     });
   }
 
+  // A leader killed while N tasks are pending: how long until the next leader assigns, when it
+  // must first load the whole backlog. Two API-only nodes (the leader and a standby); the tasks
+  // go in with no worker running; then the leader is killed and a worker (not a candidate)
+  // started. The first completion is read from the worker's /metrics.
+  void failoverLeaderBacklog(int session_ms) {
+    int n = config.leader_backlog_tasks;
+    Json params = {{"session_timeout_ms", session_ms},
+                   {"zk_tick_ms", config.zk_tick_ms},
+                   {"pending", n},
+                   {"workers", 1}};
+    guarded("failover-leader-backlog", params, [&](Json& figures, Outcome& out, Json& series) {
+      Cluster cluster(config, *ensemble, session_ms);
+      cluster.start("a1", /*worker=*/false);
+      // a1 is the only candidate yet, so it leads.
+      if (!waitFor([&] { return !cluster.leaderId().empty(); }, 30s, 10ms)) {
+        throw std::runtime_error("no leader");
+      }
+      cluster.start("a2", /*worker=*/false);
+      int epoch = cluster.leaderEpoch();
+      Submit s;
+      submitTasks(s, cluster.ports(), "lb-", n, 1000, 2);
+      if (s.errors > 0) out.fail(std::to_string(s.errors) + " submit errors: " + s.first_error);
+      figures["submit_seconds"] = s.seconds;
+      auto t0 = SteadyClock::now();
+      cluster.byId("a1")->process->kill9();
+      cluster.start("w1", /*worker=*/true, /*leader=*/false);
+      int64_t new_leader_ms = -1, first_done_ms = -1;
+      bool done = waitFor(
+          [&] {
+            if (new_leader_ms < 0) {
+              Json l = cluster.leader();
+              if (l.is_object() && l.value("epoch", -1) > epoch) new_leader_ms = msSince(t0);
+            }
+            if (cluster.completed() > 0) {
+              first_done_ms = msSince(t0);
+              return true;
+            }
+            return false;
+          },
+          std::chrono::milliseconds(session_ms) + 300s, 20ms);
+      figures["new_leader_ms"] = new_leader_ms;
+      figures["first_completion_ms"] = first_done_ms;
+      figures["load_before_first_assignment_ms"] =
+          first_done_ms >= 0 && new_leader_ms >= 0 ? first_done_ms - new_leader_ms : -1;
+      pid_t a2 = cluster.byId("a2")->process->pid();
+      figures["new_leader_rss_mib"] = rssMiB(a2);
+      series = {{"timeline",
+                 {{{"event", "kill -9"}, {"ms", 0}},
+                  {{"event", "new leader"}, {"ms", new_leader_ms}},
+                  {{"event", "first completion"}, {"ms", first_done_ms}}}}};
+      if (!done) out.fail("nothing completed within session + 300 s");
+    });
+  }
+
   // Backlog: N tasks submitted with no worker running, then drained by freshly started workers.
   void backlog() {
     int n = config.backlog_tasks;
@@ -1164,6 +1221,9 @@ struct Bench {
       throughput(name, *ensemble, w, config.scaling_tasks, config.batch_size, config.batch_clients);
     }
     if (config.wants("backlog")) backlog();
+    if (config.leader_backlog_tasks > 0 && config.wants("failover-leader-backlog")) {
+      failoverLeaderBacklog(config.session_ms);
+    }
     if (config.wants("zk-limits")) rawLimits("zk-limits-ensemble", *ensemble);
     if (config.standalone && (config.wants("zk-limits") || config.wants("throughput-batch"))) {
       std::cout << "[ run ] starting a standalone ZooKeeper (forceSync=yes)" << std::endl;
@@ -1222,6 +1282,9 @@ int main(int argc, char** argv) {
   app.add_option("--failover-sessions", config.failover_sessions, "session timeouts, ms")
       ->capture_default_str();
   app.add_option("--backlog-tasks", config.backlog_tasks)->capture_default_str();
+  app.add_option("--leader-backlog-tasks", config.leader_backlog_tasks,
+                 "Pending tasks when failover-leader-backlog kills the leader (0: skip)")
+      ->capture_default_str();
   app.add_option("--backlog-workers", config.backlog_workers)->capture_default_str();
   app.add_option("--backlog-session-ms", config.backlog_session_ms)->capture_default_str();
   app.add_option("--stall-seconds", config.stall_seconds,

@@ -1,6 +1,7 @@
 #include <future>
 
 #include "api/test_fixture.h"
+#include "coord/forwarding.h"
 
 namespace drover::api::testing {
 namespace {
@@ -54,9 +55,9 @@ TEST_F(StoreTest, SubmitOnAMissingTreeIsUnavailable) {
 
 // A session whose multis are applied at once but, while held, answered only on release: the
 // state of a ZooKeeper request in flight.
-class HeldMultis final : public coord::Coordination {
+class HeldMultis final : public coord::ForwardingCoordination {
  public:
-  explicit HeldMultis(coord::Coordination& inner) : inner_(inner) {}
+  using ForwardingCoordination::ForwardingCoordination;
   void hold() {
     std::lock_guard lock(mu_);
     held_ = true;
@@ -84,38 +85,8 @@ class HeldMultis final : public coord::Coordination {
     answers_.push_back([p, r] { p.set(r); });
     return p.future();
   }
-  coord::Future<std::string> create(coord::CreateOp op) override { return inner_.create(op); }
-  coord::Future<void> remove(const std::string& path, int32_t version) override {
-    return inner_.remove(path, version);
-  }
-  coord::Future<coord::Stat> set(const std::string& path, std::string data,
-                                 int32_t version) override {
-    return inner_.set(path, std::move(data), version);
-  }
-  coord::Future<coord::Node> get(const std::string& path, coord::Watcher watcher) override {
-    return inner_.get(path, std::move(watcher));
-  }
-  coord::Future<std::optional<coord::Stat>> exists(const std::string& path,
-                                                   coord::Watcher watcher) override {
-    return inner_.exists(path, std::move(watcher));
-  }
-  coord::Future<std::vector<std::string>> children(const std::string& path,
-                                                   coord::Watcher watcher) override {
-    return inner_.children(path, std::move(watcher));
-  }
-  coord::Future<void> sync(const std::string& path) override { return inner_.sync(path); }
-  coord::Future<void> addAuth(const std::string& scheme, const std::string& cred) override {
-    return inner_.addAuth(scheme, cred);
-  }
-  coord::SessionEvent session() const override { return inner_.session(); }
-  uint64_t addSessionListener(coord::SessionListener l) override {
-    return inner_.addSessionListener(std::move(l));
-  }
-  void removeSessionListener(uint64_t id) override { inner_.removeSessionListener(id); }
-  void close() override { inner_.close(); }
 
  private:
-  coord::Coordination& inner_;
   mutable std::mutex mu_;
   bool held_ = false;
   size_t multis_ = 0;

@@ -182,6 +182,13 @@ void Scheduler::begin() {
   spdlog::info("scheduler: leading with epoch version {}", epoch_);
   fullReconcile();
   scheduleSweep();
+  later(options_.first_assign_after, [this] {
+    if (!active() || initial_loaded_) return;
+    spdlog::info("scheduler: first scan still loading ({} jobs so far); assigning meanwhile",
+                 jobs_.size());
+    assign_early_ = true;
+    pump();
+  });
 }
 
 void Scheduler::fullReconcile() {
@@ -639,9 +646,23 @@ void Scheduler::fetchJob(int bucket, const std::string& id) {
   // finds against its status once, and deletes leftovers of finished tasks (trees damaged by
   // hand or by older versions). After that, the token rule keeps jobs and terminal statuses
   // apart: every write that ends a task consumes its token in the same multi.
-  ++loading_;
+  ++loading_;  // until onFetched
+  fetch_queue_.emplace_back(bucket, id);
+  sendFetches();
+}
+
+void Scheduler::sendFetches() {
+  while (fetches_inflight_ < options_.max_fetches_inflight && !fetch_queue_.empty()) {
+    auto [bucket, id] = std::move(fetch_queue_.front());
+    fetch_queue_.pop_front();
+    ++fetches_inflight_;
+    sendFetch(bucket, id);
+  }
+}
+
+void Scheduler::sendFetch(int bucket, const std::string& id) {
   if (!initial_loaded_) {
-    // The first scan: job and status in one pipelined wave.
+    // The first scan: job and status, pipelined.
     struct Reads {
       std::optional<Result<Node>> job;
       std::optional<Result<Node>> status;
@@ -689,6 +710,8 @@ void Scheduler::fetchStatus(int bucket, const std::string& id, const Result<Node
 
 void Scheduler::onFetched(int bucket, const std::string& id, const Result<Node>& job_read,
                           const Result<Node>& status_read) {
+  --fetches_inflight_;
+  sendFetches();
   if (!active()) return;
   LoadDone load_done(*this);
   auto& known = bucket_known_[bucket];
@@ -834,7 +857,7 @@ Scheduler::LoadDone::~LoadDone() {
 }
 
 void Scheduler::pump() {
-  if (!active() || !connected_ || paused_ || !initial_loaded_) return;
+  if (!active() || !connected_ || paused_ || !(initial_loaded_ || assign_early_)) return;
   while (inflight_batches_ < options_.max_inflight_batches && !ready_.empty()) {
     std::vector<WorkerLoad> workers = loads();
     if (workers.empty()) return;

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -72,6 +73,14 @@ class Scheduler {
     // An empty /assignments/{w} with no /workers/{w} is deleted only once it is this old, so a
     // worker that creates it just before registering does not lose it.
     std::chrono::milliseconds orphan_dir_grace = std::chrono::seconds(30);
+    // A new leader assigns once its first scan of the jobs is in, so that a backlog goes out in
+    // priority order. A large backlog takes long to load (50,000 jobs: ~12 s here, so a 1M
+    // backlog minutes), so after this long it assigns from what it has loaded so far (priority
+    // order then holds within that) while the scan goes on. A few thousand jobs load within it.
+    base::Duration first_assign_after = std::chrono::milliseconds(250);
+    // Job reads in flight at once. The session answers in order, so an assign multi waits
+    // behind every read sent before it; the window keeps that queue short during a big scan.
+    size_t max_fetches_inflight = 512;
     base::Backoff retry_backoff;  // delay before re-reading after a failed or ambiguous call
   };
 
@@ -200,6 +209,8 @@ class Scheduler {
   void relistDirty();
   void onBucket(int bucket, const coord::Result<std::vector<std::string>>& r, bool watched);
   void fetchJob(int bucket, const std::string& id);
+  void sendFetches();
+  void sendFetch(int bucket, const std::string& id);
   void fetchStatus(int bucket, const std::string& id, const coord::Result<coord::Node>& job);
   void onFetched(int bucket, const std::string& id, const coord::Result<coord::Node>& job,
                  const coord::Result<coord::Node>& status);
@@ -285,7 +296,10 @@ class Scheduler {
   // Bucket listings and job reads in flight. Nothing is assigned until the first full scan has
   // come in, so that the backlog a new leader finds goes out in priority order.
   size_t loading_ = 0;
-  bool initial_loaded_ = false;
+  bool initial_loaded_ = false;                          // the first scan is in
+  bool assign_early_ = false;                            // first_assign_after passed before it was
+  std::deque<std::pair<int, std::string>> fetch_queue_;  // (bucket, id) not yet read
+  size_t fetches_inflight_ = 0;
   struct LoadDone {  // marks one listing or read as in, whichever way its handler returns
     Scheduler& s;
     explicit LoadDone(Scheduler& scheduler) : s(scheduler) {}

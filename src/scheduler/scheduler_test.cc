@@ -9,6 +9,7 @@
 
 #include "base/eventually.h"
 #include "coord/fake/fake_coordination.h"
+#include "coord/forwarding.h"
 #include "coord/paths.h"
 
 namespace drover::scheduler {
@@ -33,6 +34,9 @@ class SchedulerTest : public ::testing::Test {
     options_.sweep_interval = std::chrono::hours(1);  // watches must do the work
     options_.retry_backoff = base::Backoff{10ms, 100ms, 2.0, 0.0};
     options_.orphan_dir_grace = 0ms;
+    // The first scan of a fake tree takes milliseconds, but a loaded machine could stretch it
+    // past the default deadline and turn priority-order tests into early assignment.
+    options_.first_assign_after = std::chrono::hours(1);
   }
 
   void TearDown() override {
@@ -88,9 +92,19 @@ class SchedulerTest : public ::testing::Test {
     ASSERT_TRUE(r) << r.error().toString();
   }
 
+  // Makes the scheduler talk through a wrapper of leader_ (see via_); returns the wrapper.
+  template <class Wrapper, class... Args>
+  Wrapper& talkVia(Args&&... args) {
+    auto wrapper = std::make_unique<Wrapper>(leader_, std::forward<Args>(args)...);
+    Wrapper& ref = *wrapper;
+    via_ = std::move(wrapper);
+    return ref;
+  }
+
   void start() {
+    coord::Coordination& session = via_ ? *via_ : leader_;
     scheduler_ =
-        std::make_unique<Scheduler>(leader_, layout_, options_, epoch_, [this](std::string reason) {
+        std::make_unique<Scheduler>(session, layout_, options_, epoch_, [this](std::string reason) {
           std::lock_guard lock(mu_);
           fenced_.push_back(reason);
         });
@@ -161,6 +175,8 @@ class SchedulerTest : public ::testing::Test {
   std::shared_ptr<FakeServer> server_ = std::make_shared<FakeServer>();
   FakeCoordination admin_{server_};
   FakeCoordination leader_{server_};
+  // Set: the scheduler talks through this instead. Outlives the scheduler's stop (TearDown).
+  std::unique_ptr<coord::Coordination> via_;
   int32_t epoch_ = 0;
   Scheduler::Options options_;
   std::unique_ptr<Scheduler> scheduler_;
@@ -651,6 +667,83 @@ TEST_F(SchedulerTest, RetentionDeletesInMultisFallingBackToSingleDeletesOnAClash
   EXPECT_EQ(leader_.callCount(coord::OpKind::kRemove) - removes_before, 200u);
   EXPECT_GE(leader_.callCount(coord::OpKind::kMulti) - multis_before, 3u);
   EXPECT_EQ(scheduler_->snapshot().statuses_deleted, static_cast<uint64_t>(n));
+}
+
+// Reads of one path are answered only on release (applied at once, like a ZooKeeper read whose
+// reply is still on its way).
+class HeldReads final : public coord::ForwardingCoordination {
+ public:
+  HeldReads(coord::Coordination& inner, std::string path)
+      : ForwardingCoordination(inner), path_(std::move(path)) {}
+  ~HeldReads() override { release(); }
+  void release() {
+    std::vector<std::function<void()>> answers;
+    {
+      std::lock_guard lock(mu_);
+      released_ = true;
+      answers.swap(answers_);
+    }
+    for (auto& a : answers) a();
+  }
+  coord::Future<coord::Node> get(const std::string& path, coord::Watcher watcher) override {
+    auto r = inner_.get(path, std::move(watcher)).get();
+    std::lock_guard lock(mu_);
+    if (path != path_ || released_) return coord::Future<coord::Node>::ready(std::move(r));
+    coord::Promise<coord::Node> p;
+    answers_.push_back([p, r] { p.set(r); });
+    return p.future();
+  }
+
+ private:
+  const std::string path_;
+  std::mutex mu_;
+  bool released_ = false;
+  std::vector<std::function<void()>> answers_;
+};
+
+// A new leader whose first scan is still loading (here: one job's read is held; in life, a
+// backlog of tens of thousands of jobs) assigns what it has loaded once first_assign_after
+// passed, instead of nothing until the whole backlog is in. Without the deadline it waits.
+TEST_F(SchedulerTest, AssignsWhatItLoadedWhileTheFirstScanIsStillOpen) {
+  auto& held = talkVia<HeldReads>(layout_.job("slow"));
+  options_.first_assign_after = 100ms;
+  addWorker("w1", 4);
+  submit("fast");
+  submit("slow");
+  start();
+  ASSERT_TRUE(base::eventually([&] { return isAssigned("fast"); }));
+  EXPECT_FALSE(isAssigned("slow"));
+  held.release();
+  ASSERT_TRUE(base::eventually([&] { return isAssigned("slow"); }));
+}
+
+TEST_F(SchedulerTest, WithoutTheDeadlineTheFirstScanIsAssignedInPriorityOrder) {
+  auto& held = talkVia<HeldReads>(layout_.job("high"));
+  options_.first_assign_after = std::chrono::hours(1);
+  addWorker("w1", 1);
+  submit("low", 1);
+  submit("high", 9);
+  start();
+  // The scan cannot end while "high" is held, so nothing may go out; release it, and the one
+  // slot goes to "high" although "low" was loaded long before.
+  ASSERT_TRUE(base::eventually([&] { return scheduler_->snapshot().pending == 1; }));
+  EXPECT_TRUE(assignments().empty());
+  held.release();
+  ASSERT_TRUE(base::eventually([&] { return assignments().size() == 1; }));
+  EXPECT_TRUE(isAssigned("high"));
+  EXPECT_FALSE(isAssigned("low"));
+}
+
+// Job reads go through a window; a window of one still loads and assigns every job.
+TEST_F(SchedulerTest, AFetchWindowOfOneLoadsEveryJob) {
+  options_.max_fetches_inflight = 1;
+  addWorker("w1", 64);
+  for (int i = 0; i < 40; ++i) submit("j" + std::to_string(i));
+  start();
+  ASSERT_TRUE(base::eventually([&] { return assignments().size() == 40; }));
+  // And jobs submitted after the first scan, too.
+  for (int i = 40; i < 50; ++i) submit("j" + std::to_string(i));
+  ASSERT_TRUE(base::eventually([&] { return assignments().size() == 50; }));
 }
 
 TEST_F(SchedulerTest, StopIsIdempotent) {
