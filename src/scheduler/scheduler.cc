@@ -1175,6 +1175,7 @@ void Scheduler::retentionReadOne(const std::shared_ptr<RetentionScan>& scan) {
               // Versioned: a status rewritten since the read is left alone. No token to
               // consume: the task is over.
               scan->doomed.emplace_back(id, g->stat.version);
+              terminal_seen_.erase(id);  // seen young by an earlier pass: not doomed twice
               if (scan->excess > 0) --scan->excess;
             } else {
               terminal_seen_[id] = {finished, g->stat.version};
