@@ -7,7 +7,6 @@
 
 #include <atomic>
 #include <mutex>
-#include <thread>
 
 #include "base/eventually.h"
 #include "base/ids.h"
@@ -187,13 +186,16 @@ TEST(ZkCoordinationConnect, RejectsAConnectStringTheClientCannotParse) {
 // The client's own thread can finish connecting before zookeeper_init returns, i.e. before the
 // handle is published as the session's. That "connected" event must not be dropped: it once
 // was, about 1 connect in 1,000 on a loaded machine, and waitConnected then never returned.
-// The hook holds the window open until the client is connected, plus a grace period for its
-// completion thread to deliver the event.
+// The hook holds the window open until the client's thread has delivered the "connected"
+// event (the second hook sees it arrive, before it takes any lock).
 TEST(ZkCoordinationConnect, ConnectingBeforeTheHandleIsPublishedIsNotLost) {
   ZkOptions options{ZkCluster::sharedStandalone().connectString(), 4000ms};
-  options.after_handle_created_for_testing = [](zhandle_t* zh) {
-    EXPECT_TRUE(base::eventually([&] { return zoo_state(zh) == ZOO_CONNECTED_STATE; }, 10s));
-    std::this_thread::sleep_for(200ms);
+  std::atomic<bool> delivered{false};
+  options.on_session_event_for_testing = [&](int state) {
+    if (state == ZOO_CONNECTED_STATE) delivered = true;
+  };
+  options.after_handle_created_for_testing = [&](zhandle_t*) {
+    EXPECT_TRUE(base::eventually([&] { return delivered.load(); }, 10s));
   };
   auto c = ZkCoordination::connect(options);
   ASSERT_TRUE(c) << c.error().toString();

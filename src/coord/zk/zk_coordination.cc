@@ -285,6 +285,9 @@ void ZkCoordination::Impl::sessionWatcher(zhandle_t*, int type, int zstate, cons
                                           void* ctx) {
   if (type != ZOO_SESSION_EVENT) return;
   auto* h = static_cast<Handle*>(ctx);
+  if (h->impl->options.on_session_event_for_testing) {
+    h->impl->options.on_session_event_for_testing(zstate);
+  }
   h->impl->onSession(h, zstate);
 }
 

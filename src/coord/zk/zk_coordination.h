@@ -20,9 +20,11 @@ struct ZkOptions {
   // (1 MiB by default) instead of answering with an error, so oversized requests are refused
   // here with kBadArguments before they are sent.
   size_t max_request_bytes = 1024 * 1024 - 16 * 1024;
-  // Test hook: runs right after the C client handle is created, before it is published as the
-  // current session's, so a test can widen that window.
+  // Test hooks: the first runs right after the C client handle is created, before it is
+  // published as the current session's, so a test can hold that window open; the second runs on
+  // the client's thread for every session event, before the event takes any lock.
   std::function<void(_zhandle*)> after_handle_created_for_testing = nullptr;
+  std::function<void(int state)> on_session_event_for_testing = nullptr;
 };
 
 // Coordination over the ZooKeeper C client (multi-threaded flavour). Callbacks, watches and
