@@ -2,11 +2,13 @@
 // (the same one the fake passes), and each error branch of the session and request handling.
 #include "coord/zk/zk_coordination.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <zookeeper/zookeeper.h>
 
 #include <atomic>
 #include <mutex>
+#include <thread>
 
 #include "base/eventually.h"
 #include "base/ids.h"
@@ -60,6 +62,14 @@ struct SessionLog {
       if (e.state == s && (generation == 0 || e.generation == generation)) return true;
     }
     return false;
+  }
+  std::string describe() {
+    std::lock_guard lock(mu);
+    std::string out;
+    for (const auto& e : events) {
+      out += fmt::format("gen {} state {}; ", e.generation, static_cast<int>(e.state));
+    }
+    return out;
   }
   std::mutex mu;
   std::vector<SessionEvent> events;
@@ -154,6 +164,85 @@ TEST_F(ZkCoordinationTest, ForcedExpiryRebuildsTheSessionAndDropsItsState) {
   ASSERT_TRUE(client_->set(root_, "changed", kAnyVersion).get());
   ASSERT_TRUE(victim->sync(root_).get());
   EXPECT_EQ(stale_watch_fired.load(), 0);
+}
+
+// Multis sent while the session expires must never reach the C client on a dead handle: its
+// zoo_amulti (3.8.0) frees an unset path when a sub-op cannot be built on an expired handle, and
+// glibc aborts the process ("double free"). A pump keeps multi-op multis in flight through several
+// forced expiries; the process must live, each multi must end with success or a session error,
+// and some must have met the expiry (else the test did not exercise the window).
+TEST_F(ZkCoordinationTest, MultisInFlightAcrossSessionExpiryNeverCrashTheProcess) {
+  auto victim = connectTo(ZkCluster::sharedStandalone().connectString(), 2000ms);
+  SessionLog log(*victim);
+  ASSERT_TRUE(victim->create({root_ + "/m", "", CreateMode::kPersistent, {}}).get());
+  std::atomic<bool> stop{false};
+  std::atomic<int> in_flight{0}, ok{0}, session_errors{0}, other_errors{0};
+  std::mutex mu;
+  std::string unexpected;
+  // A failed assertion must not leave the pump running past the test.
+  struct Stopper {
+    std::atomic<bool>& stop;
+    std::thread& t;
+    ~Stopper() {
+      stop = true;
+      if (t.joinable()) t.join();
+    }
+  };
+  std::thread pump([&] {
+    // Paths long enough to live on the heap, so a stray free of one is caught at once.
+    std::string path = root_ + "/m";
+    while (!stop) {
+      if (in_flight >= 200) {
+        std::this_thread::yield();
+        continue;
+      }
+      in_flight++;
+      victim
+          ->multi(
+              {CheckOp{path, kAnyVersion}, CheckOp{path, kAnyVersion}, CheckOp{path, kAnyVersion}})
+          .then([&](const Result<std::vector<OpResult>>& r) {
+            if (r) {
+              ok++;
+            } else if (r.error().sessionLost() || r.error().code() == Code::kConnectionLoss ||
+                       r.error().code() == Code::kOperationTimeout ||
+                       r.error().code() == Code::kClosing) {
+              session_errors++;
+            } else {
+              other_errors++;
+              std::lock_guard lock(mu);
+              unexpected = r.error().toString();
+            }
+            in_flight--;
+          });
+    }
+  });
+  Stopper stopper{stop, pump};
+  constexpr uint64_t kExpiries = 6;
+  for (uint64_t generation = 1; generation <= kExpiries; ++generation) {
+    ASSERT_TRUE(base::eventually(
+        [&] {
+          auto s = victim->session();
+          return s.state == SessionState::kConnected && s.generation == generation;
+        },
+        20s))
+        << "generation " << generation << ", events: " << log.describe();
+    int before = ok.load();
+    ASSERT_TRUE(base::eventually([&] { return ok.load() > before + 100; }, 20s));
+    ASSERT_TRUE(victim->expireSessionForTesting(20s));
+  }
+  ASSERT_TRUE(
+      base::eventually([&] { return log.saw(SessionState::kConnected, kExpiries + 1); }, 20s));
+  EXPECT_TRUE(log.saw(SessionState::kExpired, kExpiries));
+  int before = ok.load();
+  EXPECT_TRUE(base::eventually([&] { return ok.load() > before + 100; }, 20s));
+  stop = true;
+  pump.join();
+  EXPECT_TRUE(base::eventually([&] { return in_flight.load() == 0; }, 20s));
+  EXPECT_GT(session_errors.load(), 0) << "no multi met an expiry: the window was not exercised";
+  std::lock_guard lock(mu);
+  EXPECT_EQ(other_errors.load(), 0) << unexpected;
+  std::printf("[ figure ] multis: %d ok, %d ended by a lost session\n", ok.load(),
+              session_errors.load());
 }
 
 TEST_F(ZkCoordinationTest, AclsRefuseUnauthenticatedSessions) {

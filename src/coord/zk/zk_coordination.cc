@@ -3,8 +3,10 @@
 #include <spdlog/spdlog.h>
 #include <zookeeper/zookeeper.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -163,6 +165,7 @@ struct Handle {
   uint64_t generation = 0;
   ZkCoordination::Impl* impl = nullptr;
   bool was_connected = false;  // guarded by Impl::mu_
+  bool lost = false;           // the session expired or failed auth; guarded by Impl::mu_
 };
 
 struct ZkCoordination::Impl {
@@ -170,6 +173,8 @@ struct ZkCoordination::Impl {
 
   ZkOptions options;
   mutable std::mutex mu;
+  // Orders publish(); taken before `mu`, never under it; recursive so a listener may close().
+  std::recursive_mutex publish_mu;
   mutable std::condition_variable cv;
   std::unique_ptr<Handle> handle;  // the current session's handle; null once closed
   SessionEvent state{SessionState::kConnecting, 0, 1, std::chrono::milliseconds(0)};
@@ -178,6 +183,18 @@ struct ZkCoordination::Impl {
   std::map<uint64_t, SessionListener> listeners;
   uint64_t next_listener = 1;
   base::ThreadExecutor manager;  // rebuilds handles after expiry; never the completion thread
+
+  // A multi that waits for its session to be connected (see sendMulti). `send` hands it to the
+  // client and returns the client's immediate code; `fail` completes it with an error and must be
+  // called without `mu` held (continuations run inline).
+  struct HeldMulti {
+    uint64_t id;
+    uint64_t generation;
+    std::function<int(zhandle_t*)> send;
+    std::function<void(int)> fail;
+  };
+  std::vector<HeldMulti> held;  // guarded by mu
+  uint64_t next_held = 1;       // guarded by mu
 
   static void sessionWatcher(zhandle_t* zh, int type, int zstate, const char* path, void* ctx);
 
@@ -203,7 +220,11 @@ struct ZkCoordination::Impl {
     return h;
   }
 
+  // Sets the state and tells the listeners. Deliveries happen one at a time, in the order their
+  // states were set: without that, an expiry told on the old session's completion thread could
+  // land after the new session's "connected", leaving the state expired on a live session.
   void publish(const SessionEvent& event) {
+    std::lock_guard order(publish_mu);
     std::vector<SessionListener> copy;
     {
       std::lock_guard lock(mu);
@@ -231,6 +252,7 @@ struct ZkCoordination::Impl {
                  zstate == ZOO_NOTCONNECTED_STATE) {
         event.state = h->was_connected ? SessionState::kDisconnected : SessionState::kConnecting;
       } else if (zstate == ZOO_EXPIRED_SESSION_STATE || zstate == ZOO_AUTH_FAILED_STATE) {
+        h->lost = true;
         event.state = SessionState::kExpired;
         rebuild = true;
       } else {
@@ -240,16 +262,89 @@ struct ZkCoordination::Impl {
     if (rebuild) {
       dropWatchesOf(this, h->generation);
       spdlog::warn("zookeeper session 0x{:x} expired; opening a new session", event.session_id);
-      manager.post([this, gen = h->generation] { replace(gen); });
     }
+    // The expiry is told before the rebuild is queued, so it precedes every event of the new
+    // session.
     publish(event);
+    if (rebuild) manager.post([this, gen = h->generation] { replace(gen); });
+    if (event.state == SessionState::kConnected || event.state == SessionState::kExpired) {
+      releaseHeld();
+    }
+  }
+
+  // The ZooKeeper 3.8.0 C client's zoo_amulti frees a path it never set when a sub-op's request
+  // cannot be built, and a sub-op cannot be built once the handle's session has expired or failed
+  // auth (ZINVALIDSTATE): glibc then aborts the process ("double free"). Every other async call
+  // returns the error cleanly. So a multi reaches the client only while the handle is connected:
+  // from there, an expiry takes a disconnect, a reconnect and the server's answer to it, which
+  // cannot all happen while one zoo_amulti builds its request. A handle whose session is gone
+  // gets the session-lost error here; one that is (re)connecting holds the multi until it is
+  // connected (sent then), its session is lost or the handle closed (failed then), or a session
+  // timeout passes (failed as a connection loss: never sent, as the client itself would report a
+  // request queued across a failed reconnect).
+  //
+  // Returns ZOK when the multi was sent or held (its completion or `fail` now owns it), else the
+  // error for the caller to complete it with.
+  int sendMulti(std::function<int(zhandle_t*)> send, std::function<void(int)> fail) {
+    std::lock_guard lock(mu);
+    if (closed || !handle) return ZCLOSING;
+    int zstate = zoo_state(handle->zh);
+    if (handle->lost || zstate == ZOO_EXPIRED_SESSION_STATE || zstate == ZOO_AUTH_FAILED_STATE) {
+      return ZSESSIONEXPIRED;
+    }
+    if (zstate == ZOO_CONNECTED_STATE && held.empty()) return send(handle->zh);
+    uint64_t id = next_held++;
+    held.push_back(HeldMulti{id, handle->generation, std::move(send), std::move(fail)});
+    manager.postAfter(options.session_timeout, [this, id] { dropHeld(id); });
+    return ZOK;
+  }
+
+  // Sends the held multis the current handle can take now, in the order they came, and fails
+  // those whose session is gone.
+  void releaseHeld() {
+    std::vector<std::pair<std::function<void(int)>, int>> failed;
+    {
+      std::lock_guard lock(mu);
+      std::vector<HeldMulti> keep;
+      for (auto& m : held) {
+        int rc = ZOK;
+        if (closed || !handle) {
+          rc = ZCLOSING;
+        } else if (handle->lost || m.generation != handle->generation) {
+          rc = ZSESSIONEXPIRED;
+        } else if (!keep.empty() || zoo_state(handle->zh) != ZOO_CONNECTED_STATE) {
+          keep.push_back(std::move(m));
+          continue;
+        } else {
+          rc = m.send(handle->zh);
+        }
+        if (rc != ZOK) failed.emplace_back(std::move(m.fail), rc);
+      }
+      held = std::move(keep);
+    }
+    for (auto& [fail, rc] : failed) fail(rc);
+  }
+
+  // A multi held past its deadline: failed as never sent.
+  void dropHeld(uint64_t id) {
+    std::function<void(int)> fail;
+    {
+      std::lock_guard lock(mu);
+      auto it = std::find_if(held.begin(), held.end(), [&](const auto& m) { return m.id == id; });
+      if (it == held.end()) return;
+      fail = std::move(it->fail);
+      held.erase(it);
+    }
+    fail(ZCONNECTIONLOSS);
   }
 
   // Replaces the expired handle of generation `gen` with a new session.
   void replace(uint64_t gen) {
     std::unique_ptr<Handle> old;
     {
-      std::lock_guard lock(mu);
+      // Held until "connecting" is told, so the new session's own events come after it.
+      std::unique_lock order(publish_mu);
+      std::unique_lock lock(mu);
       if (closed || !handle || handle->generation != gen) return;
       auto fresh = open(gen + 1);
       if (!fresh) {
@@ -260,8 +355,11 @@ struct ZkCoordination::Impl {
       old = std::move(handle);
       handle = std::move(*fresh);
       state = SessionEvent{SessionState::kConnecting, 0, gen + 1, std::chrono::milliseconds(0)};
+      lock.unlock();
+      publish(SessionEvent{SessionState::kConnecting, 0, gen + 1, std::chrono::milliseconds(0)});
     }
-    publish(SessionEvent{SessionState::kConnecting, 0, gen + 1, std::chrono::milliseconds(0)});
+    // Outside publish_mu: closing joins the old session's completion thread, which may be
+    // waiting to publish.
     zookeeper_close(old->zh);  // completes the old session's pending calls with an error
   }
 
@@ -587,10 +685,15 @@ Future<std::vector<OpResult>> ZkCoordination::multi(std::vector<Op> ops) {
         call->ops[i]);
   }
   MultiCall* raw = call.get();
-  int rc = impl_->withHandle([&](zhandle_t* zh) {
-    return zoo_amulti(zh, static_cast<int>(n), raw->zops.data(), raw->results.data(), &multiDone,
-                      raw);
-  });
+  int rc = impl_->sendMulti(
+      [raw, n](zhandle_t* zh) {
+        return zoo_amulti(zh, static_cast<int>(n), raw->zops.data(), raw->results.data(),
+                          &multiDone, raw);
+      },
+      [raw](int error) {
+        std::unique_ptr<MultiCall> c(raw);
+        c->promise.set(tl::unexpected(toError(error, "multi")));
+      });
   if (rc != ZOK) {
     call->promise.set(tl::unexpected(toError(rc, "multi")));
     return f;
@@ -651,6 +754,7 @@ void ZkCoordination::close() {
     zookeeper_close(h->zh);  // ends the session now: its ephemerals go at once
     dropWatchesOf(impl_.get(), h->generation);
   }
+  impl_->releaseHeld();  // fails the multis still waiting for a connection
   SessionEvent event = session();
   event.state = SessionState::kClosed;
   impl_->publish(event);

@@ -3,6 +3,12 @@
 #include <zookeeper/zookeeper.h>
 
 namespace drover::coord {
+namespace {
+// The server's "unknown session" (its own code, absent from the C client's header): an answer to
+// a request of a session the server has already closed, seen on multis sent while a session
+// expires. It means the session is gone, as ZSESSIONEXPIRED does.
+constexpr int kUnknownSession = -12;
+}  // namespace
 
 Code toCode(int rc) {
   switch (rc) {
@@ -26,6 +32,8 @@ Code toCode(int rc) {
       return Code::kSessionExpired;
     // The handle is expired or auth-failed: the client refuses to send anything on it.
     case ZINVALIDSTATE:
+      return Code::kSessionExpired;
+    case kUnknownSession:
       return Code::kSessionExpired;
     case ZSESSIONMOVED:
       return Code::kSessionMoved;

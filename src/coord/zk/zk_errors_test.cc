@@ -25,6 +25,7 @@ TEST(ZkErrors, EveryClientCodeMapsToItsClass) {
            {ZOPERATIONTIMEOUT, Code::kOperationTimeout},
            {ZSESSIONEXPIRED, Code::kSessionExpired},
            {ZINVALIDSTATE, Code::kSessionExpired},
+           {-12, Code::kSessionExpired},  // the server's "unknown session"
            {ZSESSIONMOVED, Code::kSessionMoved},
            {ZNOAUTH, Code::kNoAuth},
            {ZAUTHFAILED, Code::kAuthFailed},
