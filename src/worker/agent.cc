@@ -623,6 +623,7 @@ void WorkerAgent::launch(const std::string& id) {
   TaskContext ctx;
   ctx.id = id;
   ctx.attempt = item.assignment->attempt;
+  ctx.worker = worker_id_;
   ctx.payload = spec.payload;
   ctx.cancel = item.token;
   ctx.timeout = std::chrono::milliseconds(static_cast<int64_t>(spec.timeout_s * 1000.0));

@@ -376,6 +376,11 @@ ExecOutcome runExec(const ExecRequest& req, const ExecLimits& limits, const Canc
 HandlerResult execHandler(TaskContext& ctx, const ExecLimits& limits) {
   auto req = parseExecPayload(ctx.payload);
   if (!req) return HandlerResult::failure("invalid exec payload: " + req.error());
+  // Who is running, for the command's own logs and idempotence (the task model's contract). Set
+  // last, so a task's `env` cannot pass itself off as another task or attempt.
+  req->env["DROVER_TASK_ID"] = ctx.id;
+  req->env["DROVER_ATTEMPT"] = std::to_string(ctx.attempt);
+  req->env["DROVER_WORKER"] = ctx.worker;
   ExecOutcome o = runExec(*req, limits, ctx.cancel);
   if (!o.started) {
     Json detail;

@@ -61,6 +61,20 @@ class TempDir {
   std::string path_;
 };
 
+// The child learns which task, attempt and worker it is (the task model's contract), and a task's
+// own env cannot override them.
+TEST(ExecTest, ChildGetsItsTaskIdAttemptAndWorker) {
+  TaskContext ctx;
+  ctx.id = "job-42";
+  ctx.attempt = 3;
+  ctx.worker = "worker-7";
+  ctx.payload = {{"argv", {"sh", "-c", "echo \"$DROVER_TASK_ID $DROVER_ATTEMPT $DROVER_WORKER\""}},
+                 {"env", {{"DROVER_TASK_ID", "spoofed"}}}};
+  HandlerResult r = execHandler(ctx, {});
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.result["stdout"], "job-42 3 worker-7\n");
+}
+
 TEST(ExecPayloadTest, Valid) {
   auto r = parseExecPayload(
       Json{{"argv", {"ls", "-l"}}, {"env", {{"A", "1"}}}, {"cwd", "/"}, {"stdin", "x"}});

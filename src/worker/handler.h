@@ -60,6 +60,7 @@ class CancelToken {
 struct TaskContext {
   std::string id;
   int attempt = 1;
+  std::string worker;  // the id of the worker running it (its membership id)
   Json payload = Json::object();
   CancelToken cancel;
   // The task's timeout (zero: none). The runner sets `deadline` = start + timeout when the run
