@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: deps configure build test unit integration up asan tsan format tidy clean
+.PHONY: deps configure build test unit integration up asan tsan format format-check layering check tidy clean
 
 deps:
 	@scripts/install-deps.sh
@@ -37,6 +37,17 @@ tsan:
 
 format:
 	@git ls-files '*.h' '*.cc' | xargs clang-format -i
+
+# The house rules CI enforces beside the tests: every C++ file as clang-format writes it, and the
+# dependency rule of docs/ARCHITECTURE.md (scripts/check_layering.py).
+format-check: deps
+	@git ls-files '*.h' '*.cc' | xargs clang-format --dry-run --Werror
+	@echo "format: ok"
+
+layering:
+	@python3 scripts/check_layering.py .
+
+check: format-check layering
 
 tidy: configure
 	@git ls-files 'src/*.cc' | xargs clang-tidy -p $(BUILD) --quiet

@@ -8,7 +8,7 @@ packages=(
   libzookeeper-mt-dev zookeeper default-jre-headless
   libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev
   libexpected-dev libgtest-dev libgmock-dev libbenchmark-dev
-  netcat-openbsd procps curl python3 chromium dpkg-dev
+  netcat-openbsd procps curl python3 chromium dpkg-dev clang-format
   prometheus  # promtool checks the /metrics format (tests/metrics_test.sh)
 )
 # Node.js for the dashboard's browser test: Debian's nodejs and npm, unless node and npm are on PATH
