@@ -242,6 +242,7 @@ TEST_F(HttpTest, BadInputGets4xxWritesNothingAndServerKeepsServing) {
 TEST_F(HttpTest, ConnectionLossAfterApplyAnswers202ExactlyOnce) {
   coord_->failNext(OpKind::kMulti, Code::kConnectionLoss, FaultMode::kAfterApply);
   auto r = postJson("/v1/tasks", R"({"id":"amb","type":"noop"})");
+  EXPECT_EQ(coord_->pendingFaults(), 0u);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 202) << r->body;
   EXPECT_EQ(coord_->callCount(OpKind::kMulti), 1u);  // settled by re-reading, not re-applying
@@ -253,6 +254,7 @@ TEST_F(HttpTest, ConnectionLossAfterApplyAnswers202ExactlyOnce) {
 TEST_F(HttpTest, ConnectionLossBeforeApplyRetriesAndAnswers202) {
   coord_->failNext(OpKind::kMulti, Code::kConnectionLoss, FaultMode::kBeforeApply);
   auto r = postJson("/v1/tasks", R"({"id":"lost","type":"noop"})");
+  EXPECT_EQ(coord_->pendingFaults(), 0u);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 202) << r->body;
   EXPECT_EQ(coord_->callCount(OpKind::kMulti), 2u);
@@ -284,6 +286,9 @@ TEST_F(HttpTest, OutcomeStillUnknownAtTheDeadlineIs503) {
   for (int i = 0; i < 100; ++i) coord_->failNext(OpKind::kSync, Code::kConnectionLoss);
   auto r = postJson("/v1/tasks", R"({"id":"t1","type":"noop"})");
   expectProblem(r, 503);
+  // The multi's fault fired, and so did one sync fault per sync the submit tried.
+  EXPECT_GT(coord_->callCount(OpKind::kSync), 0u);
+  EXPECT_EQ(coord_->pendingFaults(), 100u - coord_->callCount(OpKind::kSync));
   EXPECT_EQ(countStatuses(), 1u);  // it did land; a retry finds it
   while (coord_->pendingFaults() > 0) (void)coord_->sync("/").get();
   auto again = postJson("/v1/tasks", R"({"id":"t1","type":"noop"})");
@@ -333,6 +338,7 @@ TEST_F(HttpTest, BatchAmbiguousWriteSettles) {
   coord_->failNext(OpKind::kMulti, Code::kConnectionLoss, FaultMode::kAfterApply);
   auto r = postJson("/v1/tasks/batch",
                     R"({"tasks":[{"id":"x1","type":"noop"},{"id":"x2","type":"noop"}]})");
+  EXPECT_EQ(coord_->pendingFaults(), 0u);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 202) << r->body;
   EXPECT_EQ(coord_->callCount(OpKind::kMulti), 1u);

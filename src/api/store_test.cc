@@ -1,3 +1,4 @@
+#include <atomic>
 #include <future>
 
 #include "api/test_fixture.h"
@@ -160,6 +161,7 @@ TEST_F(StoreTest, AmbiguousGroupMultiIsSettledByReading) {
   TaskStore store(*coord_, layout_, groupOptions());
   coord_->failNext(OpKind::kMulti, Code::kConnectionLoss, FaultMode::kAfterApply);
   auto r = store.submit(spec("amb"));
+  EXPECT_EQ(coord_->pendingFaults(), 0u);
   ASSERT_TRUE(r) << r.error().detail;
   EXPECT_TRUE(r->created);
   EXPECT_TRUE(statusOf("amb"));
@@ -169,6 +171,7 @@ TEST_F(StoreTest, AmbiguousGroupMultiIsSettledByReading) {
 TEST_F(StoreTest, SessionExpiryDuringSubmitIsUnavailable) {
   coord_->failNext(OpKind::kMulti, Code::kSessionExpired);
   auto r = store_->submit(spec("s1"));
+  EXPECT_EQ(coord_->pendingFaults(), 0u);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().failure, Failure::kUnavailable);
   EXPECT_FALSE(statusOf("s1"));
@@ -179,6 +182,7 @@ TEST_F(StoreTest, TimeoutAfterApplyOnBatchRetryDoesNotDuplicate) {
   coord_->failNext(OpKind::kMulti, Code::kOperationTimeout, FaultMode::kAfterApply);
   coord_->failNext(OpKind::kGet, Code::kConnectionLoss);
   auto r = store_->submitBatch({spec("b1"), spec("b2")});
+  EXPECT_EQ(coord_->pendingFaults(), 0u);
   ASSERT_TRUE(r) << r.error().detail;
   EXPECT_TRUE(r->created);
   EXPECT_EQ(coord_->callCount(OpKind::kMulti), 1u);
@@ -223,21 +227,30 @@ TEST_F(StoreTest, CancelGivesUpBoundedlyWhenTheTokenKeepsMissing) {
 
 TEST_F(StoreTest, CancelRetriesWhenTheTokenMoved) {
   ASSERT_TRUE(store_->submit(spec("c2")));
-  // The leader assigns between the cancel's read and its multi: the job delete fails (NoNode),
-  // the cancel re-reads and deletes the assignment instead.
-  coord_->failNextOn(OpKind::kMulti, layout_.job("c2"), Code::kConnectionLoss,
-                     FaultMode::kBeforeApply);
-  assign("c2", "wk", State::kAssigned);
+  // The leader assigns between the cancel's read (pending) and its multi: the job delete fails
+  // (NoNode, op 0), and the cancel re-reads and deletes the assignment instead.
+  coord_->beforeNextOn(OpKind::kMulti, layout_.job("c2"),
+                       [&] { assign("c2", "wk", State::kAssigned); });
+  size_t multis = coord_->callCount(OpKind::kMulti);
+  size_t gets = coord_->callCount(OpKind::kGet);
   auto r = store_->cancel("c2");
+  EXPECT_EQ(coord_->pendingFaults(), 0u);  // the assign ran inside the cancel
   ASSERT_TRUE(r) << r.error().detail;
   EXPECT_EQ(r->status.state, State::kCancelled);
+  EXPECT_FALSE(r->already_finished);
+  EXPECT_EQ(r->status.worker, "wk");  // cancelled as the re-read found it: assigned
+  EXPECT_EQ(coord_->callCount(OpKind::kMulti) - multis, 2u);  // the fenced one, then the retry
+  EXPECT_EQ(coord_->callCount(OpKind::kGet) - gets, 2u);      // pending, then assigned
+  EXPECT_EQ(statusOf("c2")->state, State::kCancelled);
   EXPECT_FALSE(server_->peek(layout_.assignment("wk", "c2")));
+  EXPECT_FALSE(server_->peek(layout_.job("c2")));
 }
 
 TEST_F(StoreTest, CancelAmbiguousWriteSettles) {
   ASSERT_TRUE(store_->submit(spec("c3")));
   coord_->failNext(OpKind::kMulti, Code::kConnectionLoss, FaultMode::kAfterApply);
   auto r = store_->cancel("c3");
+  EXPECT_EQ(coord_->pendingFaults(), 0u);
   ASSERT_TRUE(r) << r.error().detail;
   EXPECT_EQ(r->status.state, State::kCancelled);
   EXPECT_FALSE(r->already_finished);
@@ -318,9 +331,19 @@ TEST_F(FeedTest, WatchDrivenNotPolling) {
   auto sub = feed_->subscribe();
   append("a");
   ASSERT_TRUE(sub->next(5s));
+  // The listing that found "a" armed the next watch: the feed now waits on it.
+  ASSERT_TRUE(base::eventually([&] { return server_->watchCount() == 1; }));
   size_t calls = feed_coord_->callCount(OpKind::kChildren);
-  std::this_thread::sleep_for(300ms);  // idle: nothing to read, so nothing may be read
-  EXPECT_EQ(feed_coord_->callCount(OpKind::kChildren), calls);
+  // Idle: nothing to read, so nothing may be read, over many of its min_interval (50 ms) and
+  // past its first retry delay (100 ms). Fails as soon as a listing is taken.
+  EXPECT_FALSE(
+      base::eventually([&] { return feed_coord_->callCount(OpKind::kChildren) != calls; }, 500ms));
+  // And it was not merely stopped: one change costs one listing, which delivers it.
+  append("b");
+  auto e = sub->next(5s);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->id, "b");
+  EXPECT_EQ(feed_coord_->callCount(OpKind::kChildren), calls + 1);
 }
 
 TEST_F(FeedTest, IdleFeedReadsNothingAndResumesWithoutReplay) {
@@ -427,18 +450,28 @@ TEST_F(FeedTest, RecoversFromAFailedListing) {
   auto e = sub->next(5s);
   ASSERT_TRUE(e);
   EXPECT_EQ(e->id, "a");
+  EXPECT_EQ(feed_coord_->pendingFaults(), 0u);
 }
 
 TEST_F(FeedTest, SkipsRecordsTrimmedBeforeTheyWereRead) {
   auto sub = feed_->subscribe();
-  feed_coord_->failNext(OpKind::kChildren, Code::kConnectionLoss);
-  append("gone");
-  // Trim it right away (the leader's job); then a later record still arrives.
-  for (const auto& [path, data] : tree()) {
-    if (path.rfind(layout_.events() + "/", 0) == 0) {
-      ASSERT_TRUE(other_->remove(path, coord::kAnyVersion).get());
+  // The feed has listed the record and is about to read it when the leader trims it.
+  std::atomic<int64_t> trimmed{-1};
+  feed_coord_->beforeNextOn(OpKind::kGet, layout_.events() + "/", [&] {
+    for (const auto& [path, data] : tree()) {
+      if (path.rfind(layout_.events() + "/", 0) == 0) {
+        EXPECT_TRUE(other_->remove(path, coord::kAnyVersion).get());
+        trimmed = coord::sequenceOf(coord::baseName(path));
+      }
     }
-  }
+  });
+  append("gone");
+  ASSERT_TRUE(base::eventually([&] { return feed_coord_->pendingFaults() == 0; }));
+  ASSERT_GE(trimmed.load(), 0);
+  // Skipped: the feed moves past it at once (an error there would leave it behind until a
+  // retry's listing, which no longer shows the record).
+  ASSERT_TRUE(base::eventually([&] { return feed_->lastSeen() == trimmed.load(); }));
+  // And a later record still arrives, with nothing before it.
   append("kept");
   auto e = sub->next(5s);
   ASSERT_TRUE(e);

@@ -11,8 +11,9 @@ namespace drover::coord {
 // Wraps any Coordination (a real ZooKeeper session in integration tests) and turns chosen writes
 // into ambiguous ones: the write is sent and applied, then the caller is told kConnectionLoss.
 // This is the fault "applied, then connection loss" that every writer must survive. Arm it with
-// ambiguousNext(prefix): the next create, multi, set or remove whose path (for a multi, its first
-// op's path) starts with `prefix` is reported lost after it completes. Thread-safe.
+// ambiguousNext(prefix): the next create, multi, set or remove whose path (for a multi, any of
+// its ops' paths) starts with `prefix` is reported lost after it completes. injected() counts the
+// losses reported so far: a test asserts it to know its fault fired. Thread-safe.
 class FaultInjectingCoordination final : public ForwardingCoordination {
  public:
   explicit FaultInjectingCoordination(Coordination& inner) : ForwardingCoordination(inner) {}

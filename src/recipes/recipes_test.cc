@@ -110,12 +110,16 @@ TEST_F(RecipesTest, AnAmbiguousJoinIsSettledByReadingTheNodeBack) {
   c->failNext(OpKind::kMulti, Code::kConnectionLoss, FaultMode::kAfterApply);
   Membership m(*c, "/r/workers", ex);
   ASSERT_TRUE(m.join("w1", "{}"));
+  EXPECT_EQ(c->pendingFaults(), 0u);
+  EXPECT_EQ(c->callCount(OpKind::kMulti), 1u);  // settled by reading, not sent again
   EXPECT_EQ(server_->peek("/r/workers/w1")->stat.ephemeral_owner, c->session().session_id);
   // Lost before it was applied: the join tries again and succeeds.
   auto c2 = client();
   c2->failNext(OpKind::kMulti, Code::kConnectionLoss, FaultMode::kBeforeApply);
   Membership m2(*c2, "/r/workers", ex);
   ASSERT_TRUE(m2.join("w2", "{}"));
+  EXPECT_EQ(c2->pendingFaults(), 0u);
+  EXPECT_EQ(c2->callCount(OpKind::kMulti), 2u);  // lost, then sent again
   EXPECT_TRUE(server_->peek("/r/workers/w2"));
   ASSERT_TRUE(m2.leave());
   EXPECT_FALSE(server_->peek("/r/workers/w2"));
@@ -228,6 +232,7 @@ TEST_F(RecipesTest, AStaleCandidateNodeOfOursIsDeletedNotWaitedFor) {
   c->failNextOn(OpKind::kRemove, "/r/election/", Code::kConnectionLoss, FaultMode::kBeforeApply);
   a.stepDown("epoch moved", a.epoch());
   ASSERT_TRUE(base::eventually([&] { return a.isLeader() && a.candidateNode() != old_node; }));
+  EXPECT_EQ(c->pendingFaults(), 0u);
   EXPECT_FALSE(server_->peek("/r/election/" + old_node));
   EXPECT_EQ(candidates(), 1u);
 }
@@ -252,6 +257,7 @@ TEST_F(RecipesTest, ALostCreateBeforeApplyIsRetried) {
   LeaderElection e(*c, options("a"), ev.listener());
   e.start();
   ASSERT_TRUE(base::eventually([&] { return ev.leading.load(); }));
+  EXPECT_EQ(c->pendingFaults(), 0u);
   EXPECT_EQ(candidates(), 1u);
 }
 

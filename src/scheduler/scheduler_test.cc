@@ -291,29 +291,74 @@ TEST_F(SchedulerTest, HigherPriorityFirstFifoWithinAPriority) {
             (std::vector<std::string>{"high-1", "high-2", "mid-1", "mid-2", "low-1", "low-2"}));
 }
 
+// Passes the scheduler's calls through and, right after each of its multis lands, records the
+// most assignments each worker holds in the tree: a high-water mark over the whole run, so a
+// worker overfilled for a moment is seen even if the test never looks at that moment.
+class AssignmentHighWater final : public coord::ForwardingCoordination {
+ public:
+  AssignmentHighWater(coord::Coordination& inner, FakeServer& server, std::string root)
+      : ForwardingCoordination(inner), server_(server), root_(std::move(root) + "/") {}
+
+  coord::Future<std::vector<coord::OpResult>> multi(std::vector<coord::Op> ops) override {
+    auto r = inner_.multi(std::move(ops)).get();  // the fake answers at once
+    std::map<std::string, int> held;
+    for (const auto& [path, data] : server_.dump()) {  // {root}/{worker}/{task}
+      if (path.rfind(root_, 0) != 0) continue;
+      auto slash = path.find('/', root_.size());
+      if (slash != std::string::npos) ++held[path.substr(root_.size(), slash - root_.size())];
+    }
+    std::lock_guard lock(mu_);
+    ++multis_;
+    for (const auto& [w, n] : held) high_[w] = std::max(high_[w], n);
+    return coord::Future<std::vector<coord::OpResult>>::ready(std::move(r));
+  }
+  std::map<std::string, int> highWater() const {
+    std::lock_guard lock(mu_);
+    return high_;
+  }
+  size_t multis() const {
+    std::lock_guard lock(mu_);
+    return multis_;
+  }
+
+ private:
+  FakeServer& server_;
+  const std::string root_;
+  mutable std::mutex mu_;
+  std::map<std::string, int> high_;
+  size_t multis_ = 0;
+};
+
 TEST_F(SchedulerTest, NeverMoreThanAWorkersSlots) {
   options_.strategy = "round-robin";
+  auto& watch = talkVia<AssignmentHighWater>(*server_, layout_.assignments());
   addWorker("w1", 2);
   addWorker("w2", 1);
   for (int i = 0; i < 10; ++i) submit("t" + std::to_string(i));
   start();
-  std::map<std::string, int> slots{{"w1", 2}, {"w2", 1}};
+  const std::map<std::string, int> slots{{"w1", 2}, {"w2", 1}};
   int done = 0;
   while (done < 10) {
+    const size_t free_slots = std::min<size_t>(3, 10 - done);
+    ASSERT_TRUE(base::eventually([&] { return assignments().size() >= free_slots; })) << done;
+    // Settled: every task left is either assigned or known to the scheduler and held back.
     ASSERT_TRUE(base::eventually([&] {
-      return assignments().size() == std::min<size_t>(3, 10 - done);
+      return scheduler_->snapshot().pending + assignments().size() ==
+             static_cast<size_t>(10 - done);
     })) << done;
-    std::map<std::string, int> per_worker;
-    for (const auto& [id, w] : assignments()) ++per_worker[w];
-    for (const auto& [w, n] : per_worker) EXPECT_LE(n, slots[w]) << w;
-    // Nothing more is assigned while the slots are full.
-    EXPECT_EQ(assignments().size(), std::min<size_t>(3, 10 - done));
+    // At no moment so far has a worker held more than its slots, and now every slot is taken
+    // while the rest wait.
+    for (const auto& [w, n] : watch.highWater()) EXPECT_LE(n, slots.at(w)) << w << " " << done;
+    EXPECT_EQ(assignments().size(), free_slots) << done;
     auto [id, w] = *assignments().begin();
     complete(w, id);
     ++done;
   }
   EXPECT_TRUE(base::eventually([&] { return assignments().empty(); }));
   EXPECT_TRUE(children(layout_.jobBucket("t0")).empty() || !jobOf("t0"));
+  // Every assign went through the watch, and each worker was filled to its slots exactly.
+  EXPECT_GE(watch.multis(), 1u);
+  EXPECT_EQ(watch.highWater(), slots);
 }
 
 TEST_F(SchedulerTest, ABusyLeaderDefersRelistingChangedBuckets) {
@@ -485,8 +530,10 @@ TEST_F(SchedulerTest, LostAssignRequestIsRetried) {
                    coord::FaultMode::kBeforeApply);
   start();
   ASSERT_TRUE(base::eventually([&] { return assignments().size() == 5; }));
+  EXPECT_EQ(leader_.pendingFaults(), 0u);
   for (int i = 0; i < 5; ++i) EXPECT_EQ(tokens("t" + std::to_string(i)), 1);
   EXPECT_TRUE(base::eventually([&] { return scheduler_->snapshot().assigned_total == 5; }));
+  EXPECT_GE(scheduler_->snapshot().batch_failures, 1u);
 }
 
 TEST_F(SchedulerTest, CancelledJobDoesNotBlockItsBatch) {
@@ -567,6 +614,10 @@ TEST_F(SchedulerTest, TrimFallsBackToSingleDeletesWhenAMultiFails) {
   leader_.failNextOn(coord::OpKind::kMulti, layout_.events(), coord::Code::kNoNode);
   start();
   ASSERT_TRUE(base::eventually([&] { return children(layout_.events()).size() == 2; }));
+  EXPECT_EQ(leader_.pendingFaults(), 0u);
+  // The trim multi failed, and its four records went one delete at a time.
+  EXPECT_EQ(leader_.callCount(coord::OpKind::kRemove), 4u);
+  EXPECT_TRUE(base::eventually([&] { return scheduler_->snapshot().events_trimmed == 4; }));
 }
 
 TEST_F(SchedulerTest, DeletesOldTerminalStatuses) {
@@ -663,6 +714,7 @@ TEST_F(SchedulerTest, RetentionDeletesInMultisFallingBackToSingleDeletesOnAClash
   size_t multis_before = leader_.callCount(coord::OpKind::kMulti);
   start();
   ASSERT_TRUE(base::eventually([&] { return statusIds().empty(); }, 10s));
+  EXPECT_EQ(leader_.pendingFaults(), 0u);
   // 450 statuses: three multis (200, 200, 50); the failed one's 200 went one by one.
   EXPECT_EQ(leader_.callCount(coord::OpKind::kRemove) - removes_before, 200u);
   EXPECT_GE(leader_.callCount(coord::OpKind::kMulti) - multis_before, 3u);

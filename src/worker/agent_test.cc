@@ -4,10 +4,13 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
+#include <vector>
 
 #include "base/clock.h"
 #include "base/eventually.h"
 #include "coord/fake/fake_coordination.h"
+#include "coord/forwarding.h"
 #include "coord/paths.h"
 #include "tasks/records.h"
 
@@ -25,6 +28,34 @@ constexpr const char* kWorker = "w1";
 coord::CreateOp persistent(std::string path, std::string data) {
   return coord::CreateOp{std::move(path), std::move(data), coord::CreateMode::kPersistent, {}};
 }
+
+// Passes every call on to the worker's session and keeps the error of each multi that failed
+// (with its op count), so a test can tell which op of which multi failed.
+class MultiErrors final : public coord::ForwardingCoordination {
+ public:
+  using ForwardingCoordination::ForwardingCoordination;
+  struct Failure {
+    size_t ops;
+    coord::Error error;
+  };
+  coord::Future<std::vector<coord::OpResult>> multi(std::vector<coord::Op> ops) override {
+    size_t n = ops.size();
+    auto r = inner_.multi(std::move(ops)).get();  // the fake answers at once
+    if (!r) {
+      std::lock_guard lock(mu_);
+      failures_.push_back({n, r.error()});
+    }
+    return coord::Future<std::vector<coord::OpResult>>::ready(std::move(r));
+  }
+  std::vector<Failure> failures() const {
+    std::lock_guard lock(mu_);
+    return failures_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<Failure> failures_;
+};
 
 class AgentTest : public ::testing::Test {
  protected:
@@ -53,8 +84,8 @@ class AgentTest : public ::testing::Test {
   }
 
   void startAgent() {
-    agent_ = std::make_unique<WorkerAgent>(worker_coord_, layout_, kWorker, runner_, registry_,
-                                           options_);
+    coord::Coordination& session = via_ ? *via_ : worker_coord_;
+    agent_ = std::make_unique<WorkerAgent>(session, layout_, kWorker, runner_, registry_, options_);
     agent_->start();
   }
 
@@ -132,6 +163,8 @@ class AgentTest : public ::testing::Test {
   std::atomic<bool> release_{false};
   AgentOptions options_;
   Runner runner_{4};
+  // Set: the agent talks through this instead of worker_coord_. Outlives the agent's stop.
+  std::unique_ptr<coord::Coordination> via_;
   std::unique_ptr<WorkerAgent> agent_;
 };
 
@@ -196,10 +229,24 @@ TEST_F(AgentTest, AQueuedAssignmentThatVanishesIsDroppedWithoutRunning) {
 }
 
 TEST_F(AgentTest, StartsThatFailTogetherAreRetriedOneByOne) {
-  // Four assignments at once: their starts may share a multi. One of them is fenced (its token
-  // changed): the others must still start and finish.
+  // Four assignments at once: their starts share a multi. One of them (b2) is cancelled after
+  // the worker read it and before that multi lands, so the multi fails on b2's token check: the
+  // others must still start and finish, and b2 must not start.
   options_.mark_running_after = 0ms;
+  auto recorder_owned = std::make_unique<MultiErrors>(worker_coord_);
+  MultiErrors& recorder = *recorder_owned;
+  via_ = std::move(recorder_owned);
   startAgent();
+  worker_coord_.beforeNextOn(OpKind::kMulti, layout_.assignment(kWorker, "b2"), [&] {
+    tasks::TaskStatus cancelled = *status("b2");
+    cancelled.state = State::kCancelled;
+    EXPECT_TRUE(admin_
+                    .multi({coord::DeleteOp{layout_.assignment(kWorker, "b2"), coord::kAnyVersion},
+                            coord::SetOp{layout_.status("b2"), tasks::toJson(cancelled).dump(),
+                                         coord::kAnyVersion}})
+                    .get()
+                    .has_value());
+  });
   std::vector<coord::Op> batch;
   for (int i = 0; i < 4; ++i) {
     tasks::TaskSpec spec;
@@ -214,17 +261,30 @@ TEST_F(AgentTest, StartsThatFailTogetherAreRetriedOneByOne) {
     batch.push_back(persistent(layout_.assignment(kWorker, spec.id),
                                tasks::toJson(tasks::Assignment{spec, 1, 1, ""}).dump()));
   }
-  worker_coord_.failNextOn(OpKind::kMulti, layout_.assignment(kWorker, "b2"), Code::kBadVersion);
   ASSERT_TRUE(admin_.multi(std::move(batch)).get());
-  ASSERT_TRUE(base::eventually([&] {
-    int done = 0;
-    for (int i = 0; i < 4; ++i) done += stateIs("b" + std::to_string(i), State::kSucceeded);
-    return done == 4 || (done == 3 && agent_->stats().dropped == 1);
-  }));
-  for (int i = 0; i < 4; ++i) {
-    std::string id = "b" + std::to_string(i);
-    EXPECT_LE(eventsIn(id, State::kRunning), 1u) << id;
+  ASSERT_TRUE(base::eventually([&] { return agent_->stats().succeeded == 3; }));
+  ASSERT_TRUE(base::eventually([&] { return agent_->stats().dropped == 1; }));
+  EXPECT_EQ(worker_coord_.pendingFaults(), 0u);
+  // The shared multi failed naming b2's check (op 4: b0 and b1 have a check and a status each
+  // before it); then b2's own start failed on its check (op 0), the fence.
+  auto failures = recorder.failures();
+  ASSERT_EQ(failures.size(), 2u);
+  EXPECT_EQ(failures[0].ops, 9u);  // four checks, four statuses, one event record
+  EXPECT_EQ(failures[0].error.code(), Code::kNoNode);
+  EXPECT_EQ(failures[0].error.failedOp(), 4);
+  EXPECT_EQ(failures[1].ops, 3u);
+  EXPECT_EQ(failures[1].error.code(), Code::kNoNode);
+  EXPECT_EQ(failures[1].error.failedOp(), 0);
+  for (const char* id : {"b0", "b1", "b3"}) {
+    EXPECT_TRUE(stateIs(id, State::kSucceeded)) << id;
+    EXPECT_EQ(eventsIn(id, State::kRunning), 1u) << id;
   }
+  EXPECT_TRUE(stateIs("b2", State::kCancelled));
+  EXPECT_EQ(eventsIn("b2", State::kRunning), 0u);
+  auto st = agent_->stats();
+  EXPECT_EQ(st.succeeded, 3u);
+  EXPECT_EQ(st.fenced_commits, 0u);
+  EXPECT_EQ(st.running, 0);
 }
 
 TEST_F(AgentTest, RunsAnAssignmentAndCommitsSuccess) {
@@ -462,6 +522,7 @@ TEST_F(AgentTest, AmbiguousRetryCommitCreatesOneJob) {
   worker_coord_.failNext(OpKind::kMulti, Code::kConnectionLoss, FaultMode::kAfterApply);
   release_ = true;
   ASSERT_TRUE(base::eventually([&] { return agent_->stats().retried == 1; }));
+  EXPECT_EQ(worker_coord_.pendingFaults(), 0u);
   EXPECT_EQ(status("r")->state, State::kPending);
   EXPECT_EQ(eventsIn("r", State::kPending), 1u);
   EXPECT_TRUE(server_->peek(layout_.job("r")).has_value());
@@ -475,6 +536,7 @@ TEST_F(AgentTest, LostCommitIsSentAgain) {
   worker_coord_.failNext(OpKind::kMulti, Code::kConnectionLoss, FaultMode::kBeforeApply);
   release_ = true;
   ASSERT_TRUE(base::eventually([&] { return agent_->stats().succeeded == 1; }));
+  EXPECT_EQ(worker_coord_.pendingFaults(), 0u);
   EXPECT_EQ(status("l")->state, State::kSucceeded);
   EXPECT_EQ(eventsIn("l", State::kSucceeded), 1u);
   EXPECT_FALSE(assignmentExists("l"));
@@ -486,6 +548,7 @@ TEST_F(AgentTest, AmbiguousStartRunsOnce) {
   assign("s", "gate");
   ASSERT_TRUE(base::eventually([&] { return gate_runs_ == 1; }));
   ASSERT_TRUE(base::eventually([&] { return stateIs("s", State::kRunning); }));
+  EXPECT_EQ(worker_coord_.pendingFaults(), 0u);
   release_ = true;
   ASSERT_TRUE(base::eventually([&] { return stateIs("s", State::kSucceeded); }));
   EXPECT_EQ(gate_runs_, 1);

@@ -35,6 +35,35 @@ const std::string& pathOf(const Op& op) {
   return std::visit([](const auto& o) -> const std::string& { return o.path; }, op);
 }
 
+// Whether a queued fault or hook for (`want`, `prefix`) applies to a call of `kind` on `paths`:
+// nullopt if not; else the index of the first path the prefix matched (-1 without a prefix).
+std::optional<int> matchCall(OpKind want, const std::string& prefix, OpKind kind,
+                             const std::vector<std::string>& paths) {
+  if (want != OpKind::kAny && want != kind) return std::nullopt;
+  if (prefix.empty()) return -1;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (startsWith(paths[i], prefix)) return static_cast<int>(i);
+  }
+  return std::nullopt;
+}
+
+// The errors a single op of a multi fails with (the others are the session's or the client's).
+bool isOpError(Code code) {
+  switch (code) {
+    case Code::kNoNode:
+    case Code::kNodeExists:
+    case Code::kBadVersion:
+    case Code::kNotEmpty:
+    case Code::kNoChildrenForEphemerals:
+    case Code::kNoAuth:
+    case Code::kInvalidAcl:
+    case Code::kBadArguments:
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -504,13 +533,10 @@ std::optional<Error> FakeCoordination::admit(OpKind kind, const std::vector<std:
       return Error(Code::kClosing, "fake: closed");
   }
   for (auto it = faults_.begin(); it != faults_.end(); ++it) {
-    if (it->kind != OpKind::kAny && it->kind != kind) continue;
-    if (!it->prefix.empty()) {
-      bool match = false;
-      for (const auto& path : paths) match = match || startsWith(path, it->prefix);
-      if (!match) continue;
-    }
-    Error error(it->code, "fake: injected fault");
+    std::optional<int> matched = matchCall(it->kind, it->prefix, kind, paths);
+    if (!matched) continue;
+    const int failed_op = kind == OpKind::kMulti && isOpError(it->code) ? *matched : -1;
+    Error error(it->code, "fake: injected fault", failed_op);
     FaultMode mode = it->mode;
     faults_.erase(it);
     if (mode == FaultMode::kBeforeApply) return error;
@@ -520,8 +546,23 @@ std::optional<Error> FakeCoordination::admit(OpKind kind, const std::vector<std:
   return std::nullopt;
 }
 
+std::function<void()> FakeCoordination::takeHook(OpKind kind,
+                                                 const std::vector<std::string>& paths) {
+  std::lock_guard lock(mu_);
+  if (state_ != SessionState::kConnected) return {};
+  for (auto it = hooks_.begin(); it != hooks_.end(); ++it) {
+    if (!matchCall(it->kind, it->prefix, kind, paths)) continue;
+    auto action = std::move(it->action);
+    hooks_.erase(it);
+    return action;
+  }
+  return {};
+}
+
 template <class T, class Fn>
 Future<T> FakeCoordination::run(OpKind kind, std::vector<std::string> paths, Fn&& apply) {
+  // Outside mu_: the action may call this session too.
+  if (auto hook = takeHook(kind, paths)) hook();
   std::lock_guard lock(mu_);
   std::optional<Error> after;
   if (auto error = admit(kind, paths, after)) return Future<T>::ready(tl::unexpected(*error));
@@ -629,9 +670,15 @@ void FakeCoordination::failNextOn(OpKind kind, std::string path_prefix, Code cod
   faults_.push_back(Fault{kind, std::move(path_prefix), code, mode});
 }
 
+void FakeCoordination::beforeNextOn(OpKind kind, std::string path_prefix,
+                                    std::function<void()> action) {
+  std::lock_guard lock(mu_);
+  hooks_.push_back(Hook{kind, std::move(path_prefix), std::move(action)});
+}
+
 size_t FakeCoordination::pendingFaults() const {
   std::lock_guard lock(mu_);
-  return faults_.size();
+  return faults_.size() + hooks_.size();
 }
 
 void FakeCoordination::disconnect() {

@@ -190,14 +190,27 @@ class FakeCoordination final : public Coordination {
   // --- Fault injection and inspection (tests only) ---
 
   // Queues a fault: the next call of `kind` (kAny: of any kind) fails with `code`. Faults are
-  // consumed once each, first queued first. A kAfterApply fault whose call itself fails (say
-  // kNoNode) reports `code` anyway.
+  // consumed once each, first queued first, and only by calls made while connected. A
+  // kAfterApply fault whose call itself fails (say kNoNode) reports `code` anyway. The error names
+  // no failed op (Error::failedOp() is -1); to fail one op of a multi, use failNextOn.
   void failNext(OpKind kind, Code code, FaultMode mode = FaultMode::kBeforeApply);
   // Like failNext, but only for calls on a path starting with `path_prefix` (a multi matches
-  // when any of its ops does).
+  // when any of its ops does). On a multi, an error that belongs to one op (kNoNode,
+  // kNodeExists, kBadVersion, kNotEmpty, kNoChildrenForEphemerals, kNoAuth, kInvalidAcl,
+  // kBadArguments) names the first op whose path matches as the failed op, as a real multi
+  // failure names its op; the session's errors (connection loss, expiry, ...) name none.
   void failNextOn(OpKind kind, std::string path_prefix, Code code,
                   FaultMode mode = FaultMode::kBeforeApply);
-  // Faults queued and not yet consumed.
+  // Queues a hook: `action` runs once, just before the next call of `kind` (kAny: of any kind)
+  // on a path starting with `path_prefix` (empty: any path; a multi matches when any of its ops
+  // does) is admitted, and the call then goes ahead on the tree as the action left it. This makes
+  // a race happen for certain: another session's write lands between a client's read and its
+  // write. The action runs on the calling thread with none of this fake's locks held, so it may
+  // use any session, this one included; a call it makes does not trigger the hook again. Hooks
+  // are consumed once each, first queued first, only by calls made while connected, and are
+  // independent of the fault queue (a call may run a hook and then take a fault).
+  void beforeNextOn(OpKind kind, std::string path_prefix, std::function<void()> action);
+  // Faults and hooks queued and not yet consumed: 0 once every one has fired.
   size_t pendingFaults() const;
 
   // Connection lost: listeners get kDisconnected; calls fail with kConnectionLoss. The session
@@ -226,6 +239,11 @@ class FakeCoordination final : public Coordination {
     Code code;
     FaultMode mode;
   };
+  struct Hook {
+    OpKind kind;
+    std::string prefix;
+    std::function<void()> action;
+  };
 
   // The single event thread: runs posted tasks in order.
   class EventThread {
@@ -250,6 +268,9 @@ class FakeCoordination final : public Coordination {
   // to report before applying, and sets `after` to the error to report after applying.
   std::optional<Error> admit(OpKind kind, const std::vector<std::string>& paths,
                              std::optional<Error>& after);
+  // Takes the first queued hook that matches the call (empty if none, or if not connected).
+  // Takes mu_ itself.
+  std::function<void()> takeHook(OpKind kind, const std::vector<std::string>& paths);
   // Under mu_: queues a session event for the listeners.
   void postSessionEvent(SessionState state);
   void openSessionLocked();
@@ -270,6 +291,7 @@ class FakeCoordination final : public Coordination {
   int64_t session_id_ = 0;
   uint64_t generation_ = 0;
   std::deque<Fault> faults_;
+  std::deque<Hook> hooks_;
   std::map<OpKind, size_t> calls_;
   std::vector<std::pair<std::string, std::string>> auths_;
   std::map<uint64_t, SessionListener> listeners_;

@@ -365,6 +365,7 @@ TEST_F(FakeCoordinationTest, AfterApplyFaultIsAnAmbiguousWrite) {
   EXPECT_TRUE(result.error().outcomeUnknown());
   ASSERT_TRUE(server_->peek("/a").has_value());
   EXPECT_EQ(server_->peek("/a")->data, "v");
+  EXPECT_EQ(client_.pendingFaults(), 0u);
   // The retry sees its own earlier write.
   EXPECT_EQ(codeOf(client_.create(persistent("/a", "v"))), Code::kNodeExists);
 }
@@ -385,12 +386,14 @@ TEST_F(FakeCoordinationTest, AfterApplyFaultOnEveryWriteKind) {
   EXPECT_EQ(codeOf(client_.multi({CreateOp{"/m", "", CreateMode::kPersistent, {}}})),
             Code::kConnectionLoss);
   EXPECT_TRUE(server_->peek("/m").has_value());
+  EXPECT_EQ(client_.pendingFaults(), 0u);
 }
 
 TEST_F(FakeCoordinationTest, AfterApplyFaultReportsTheInjectedCodeEvenIfTheCallFailed) {
   ASSERT_EQ(codeOf(client_.create(persistent("/a"))), Code::kOk);
   client_.failNext(OpKind::kCreate, Code::kConnectionLoss, FaultMode::kAfterApply);
   EXPECT_EQ(codeOf(client_.create(persistent("/a"))), Code::kConnectionLoss);
+  EXPECT_EQ(client_.pendingFaults(), 0u);
 }
 
 TEST_F(FakeCoordinationTest, AfterApplyFaultOnAReadStillSetsTheWatch) {
@@ -402,6 +405,7 @@ TEST_F(FakeCoordinationTest, AfterApplyFaultOnAReadStillSetsTheWatch) {
   client_.failNext(OpKind::kGet, Code::kConnectionLoss, FaultMode::kBeforeApply);
   EXPECT_EQ(codeOf(client_.get("/a", watch.watcher())), Code::kConnectionLoss);
   EXPECT_EQ(server_->watchCount(), 1u);
+  EXPECT_EQ(client_.pendingFaults(), 0u);
   ASSERT_EQ(codeOf(client_.set("/a", "x", kAnyVersion)), Code::kOk);
   EXPECT_TRUE(watch.waitForCount(1));
 }
@@ -456,6 +460,7 @@ TEST_F(FakeCoordinationTest, FaultsAreConsumedFirstInFirstOut) {
   EXPECT_EQ(codeOf(client_.sync("/")), Code::kOk);  // the kGet fault waits for a get
   EXPECT_EQ(codeOf(client_.get("/", nullptr)), Code::kSessionMoved);
   EXPECT_EQ(codeOf(client_.get("/", nullptr)), Code::kOk);
+  EXPECT_EQ(client_.pendingFaults(), 0u);
 }
 
 TEST_F(FakeCoordinationTest, PathFaultsMatchAPrefix) {
@@ -475,6 +480,102 @@ TEST_F(FakeCoordinationTest, PathFaultsMatchAPrefix) {
   EXPECT_EQ(client_.pendingFaults(), 0u);
 }
 
+TEST_F(FakeCoordinationTest, APathFaultOnAMultiNamesTheOpItMatched) {
+  ASSERT_EQ(codeOf(client_.create(persistent("/a"))), Code::kOk);
+  // An op's error: the first op on the prefix is the failed one, as in a real multi failure.
+  client_.failNextOn(OpKind::kMulti, "/jobs/", Code::kBadVersion);
+  auto r = await(client_.multi({CheckOp{"/a", kAnyVersion}, persistent("/x"), persistent("/jobs/1"),
+                                persistent("/jobs/2")}));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Code::kBadVersion);
+  EXPECT_EQ(r.error().failedOp(), 2);
+  EXPECT_FALSE(server_->peek("/x").has_value());
+  // A session's error names no op.
+  client_.failNextOn(OpKind::kMulti, "/jobs/", Code::kConnectionLoss);
+  r = await(client_.multi({persistent("/x"), persistent("/jobs/1")}));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Code::kConnectionLoss);
+  EXPECT_EQ(r.error().failedOp(), -1);
+  // Nor does a fault without a prefix, nor one on a single call.
+  client_.failNext(OpKind::kMulti, Code::kNoNode);
+  r = await(client_.multi({persistent("/x")}));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().failedOp(), -1);
+  client_.failNextOn(OpKind::kCreate, "/x", Code::kNodeExists);
+  auto c = await(client_.create(persistent("/x")));
+  ASSERT_FALSE(c.has_value());
+  EXPECT_EQ(c.error().code(), Code::kNodeExists);
+  EXPECT_EQ(c.error().failedOp(), -1);
+  EXPECT_FALSE(server_->peek("/x").has_value());
+  EXPECT_EQ(client_.pendingFaults(), 0u);
+}
+
+TEST_F(FakeCoordinationTest, AHookRunsJustBeforeTheNextMatchingCall) {
+  FakeCoordination other(server_);
+  ASSERT_EQ(codeOf(client_.create(persistent("/job"))), Code::kOk);
+  int runs = 0;
+  std::thread::id ran_on;
+  client_.beforeNextOn(OpKind::kMulti, "/job", [&] {
+    ++runs;
+    ran_on = std::this_thread::get_id();
+    // Another session takes the node between this client's read and its write.
+    EXPECT_EQ(codeOf(other.remove("/job", kAnyVersion)), Code::kOk);
+  });
+  EXPECT_EQ(client_.pendingFaults(), 1u);
+  // Calls of another kind or on other paths pass it by.
+  EXPECT_EQ(codeOf(client_.get("/job", nullptr)), Code::kOk);
+  EXPECT_EQ(codeOf(client_.multi({persistent("/other")})), Code::kOk);
+  EXPECT_EQ(runs, 0);
+  EXPECT_EQ(client_.pendingFaults(), 1u);
+
+  auto r = await(client_.multi({persistent("/new"), DeleteOp{"/job", kAnyVersion}}));
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+  // The multi was applied to the tree as the hook left it.
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Code::kNoNode);
+  EXPECT_EQ(r.error().failedOp(), 1);
+  EXPECT_FALSE(server_->peek("/new").has_value());
+  EXPECT_EQ(client_.pendingFaults(), 0u);
+
+  // Consumed once.
+  ASSERT_EQ(codeOf(client_.create(persistent("/job"))), Code::kOk);
+  EXPECT_EQ(codeOf(client_.multi({DeleteOp{"/job", kAnyVersion}})), Code::kOk);
+  EXPECT_EQ(runs, 1);
+}
+
+TEST_F(FakeCoordinationTest, AHookMayCallItsOwnSession) {
+  int runs = 0;
+  client_.beforeNextOn(OpKind::kCreate, "/a", [&] {
+    ++runs;
+    // No deadlock, and this create (which matches too) does not run the hook again.
+    EXPECT_EQ(codeOf(client_.create(persistent("/a0"))), Code::kOk);
+  });
+  EXPECT_EQ(codeOf(client_.create(persistent("/a"))), Code::kOk);
+  EXPECT_EQ(runs, 1);
+  ASSERT_TRUE(server_->peek("/a0").has_value());
+  EXPECT_LT(server_->peek("/a0")->stat.czxid, server_->peek("/a")->stat.czxid);
+  EXPECT_EQ(client_.pendingFaults(), 0u);
+}
+
+TEST_F(FakeCoordinationTest, HooksWaitWhileDisconnectedAndFaultsStillApply) {
+  std::vector<std::string> ran;
+  client_.beforeNextOn(OpKind::kAny, {}, [&] { ran.push_back("first"); });
+  client_.beforeNextOn(OpKind::kGet, {}, [&] { ran.push_back("second"); });
+  client_.failNext(OpKind::kGet, Code::kOperationTimeout);
+  client_.disconnect();
+  EXPECT_EQ(codeOf(client_.get("/", nullptr)), Code::kConnectionLoss);
+  EXPECT_TRUE(ran.empty());
+  EXPECT_EQ(client_.pendingFaults(), 3u);
+  client_.reconnect();
+  // First queued, first run; the call then still takes its fault.
+  EXPECT_EQ(codeOf(client_.get("/", nullptr)), Code::kOperationTimeout);
+  EXPECT_EQ(ran, std::vector<std::string>{"first"});
+  EXPECT_EQ(codeOf(client_.get("/", nullptr)), Code::kOk);
+  EXPECT_EQ(ran, (std::vector<std::string>{"first", "second"}));
+  EXPECT_EQ(client_.pendingFaults(), 0u);
+}
+
 TEST_F(FakeCoordinationTest, FaultsWaitWhileDisconnected) {
   client_.failNext(OpKind::kAny, Code::kSystemError);
   client_.disconnect();
@@ -482,6 +583,7 @@ TEST_F(FakeCoordinationTest, FaultsWaitWhileDisconnected) {
   EXPECT_EQ(client_.pendingFaults(), 1u);
   client_.reconnect();
   EXPECT_EQ(codeOf(client_.get("/", nullptr)), Code::kSystemError);
+  EXPECT_EQ(client_.pendingFaults(), 0u);
 }
 
 TEST_F(FakeCoordinationTest, CallCountsIncludeFailures) {
