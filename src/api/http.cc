@@ -477,11 +477,9 @@ void HttpServer::getWorkers(const Request&, Response& res) {
   auto r = store_.workers();
   if (!r) return fail(res, r.error());
   Json list = Json::array();
-  Json leader;
-  for (const auto& w : *r) {
-    list.push_back(workerJson(w));
-    if (w.leader) leader = w.info.id;
-  }
+  for (const auto& w : r->workers) list.push_back(workerJson(w));
+  // The same record /v1/cluster reads: the two always agree on who leads.
+  Json leader = r->leader ? Json(r->leader->id) : Json();
   res.set_content(dumpJson({{"workers", std::move(list)}, {"leader", leader}}), kJson);
 }
 
