@@ -3,6 +3,11 @@
 // the judge: every check reads the tasks' recorded statuses.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -59,7 +64,32 @@ Reply request(const std::string& url, const std::string& method, const std::stri
   out.status = r->status;
   out.raw = r->body;
   out.body = Json::parse(r->body, nullptr, false);
+  if (out.body.is_discarded()) out.body = Json();  // not JSON: null, never a throwing value
   return out;
+}
+
+// body[key] when it is a string, else "": never throws on a null or non-object body.
+std::string stringField(const Json& body, const std::string& key) {
+  if (!body.is_object()) return "";
+  auto it = body.find(key);
+  return it != body.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+// True while `pid` names a process that has not exited (a zombie has).
+bool processLives(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(f)), {});
+  auto paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z';
+}
+
+// The folder `drover up` printed for its node logs ("node logs kept in DIR").
+std::string keptLogs(const std::string& out) {
+  const std::string marker = "node logs kept in ";
+  auto at = out.rfind(marker);
+  if (at == std::string::npos) return "";
+  auto end = out.find('\n', at);
+  return out.substr(at + marker.size(), end == std::string::npos ? end : end - at - marker.size());
 }
 
 class ClusterTest : public ::testing::Test {
@@ -110,17 +140,29 @@ class ClusterTest : public ::testing::Test {
     ASSERT_TRUE(base::eventually([&] { return !leaderId().empty(); }, 30s));
   }
 
+  // Reads of what the nodes wrote go through this test's own session, which ZooKeeper orders
+  // only against its own writes: each helper below syncs first, so that it sees every write
+  // acknowledged to a node before the call.
+  bool syncWith(const std::string& path) {
+    auto st = zkc_->sync(path).get();
+    EXPECT_TRUE(st) << "sync " << path << ": " << (st ? "" : st.error().toString());
+    return static_cast<bool>(st);
+  }
+
   std::string leaderId() {
+    syncWith(layout_.root());
     auto node = zkc_->get(layout_.leader(), nullptr).get();
     if (!node) return "";
     Json j = Json::parse(node->data, nullptr, false);
-    return j.is_object() ? j.value("id", "") : "";
+    return stringField(j, "id");
   }
   int leaderEpoch() {
+    syncWith(layout_.root());
     auto node = zkc_->get(layout_.leader(), nullptr).get();
     if (!node) return -1;
     Json j = Json::parse(node->data, nullptr, false);
-    return j.is_object() ? j.value("epoch", -1) : -1;
+    if (!j.is_object() || !j.contains("epoch") || !j["epoch"].is_number_integer()) return -1;
+    return j["epoch"].get<int>();
   }
   Node* nodeById(const std::string& id) {
     for (auto& n : nodes_) {
@@ -137,20 +179,35 @@ class ClusterTest : public ::testing::Test {
 
   std::string submit(const Json& task, Node* via = nullptr) {
     Node* n = via != nullptr ? via : aliveNode();
+    if (n == nullptr) {
+      ADD_FAILURE() << "no live node to submit through";
+      return "";
+    }
     auto r = request(n->url(), "POST", "/v1/tasks", task.dump());
     EXPECT_EQ(r.status, 202) << r.raw;
-    return r.body.value("id", "");
+    return stringField(r.body, "id");
   }
 
   std::vector<std::string> submitBatch(const std::vector<Json>& specs, Node* via = nullptr) {
     Node* n = via != nullptr ? via : aliveNode();
+    if (n == nullptr) {
+      ADD_FAILURE() << "no live node to submit through";
+      return {};
+    }
     Json body = {{"tasks", specs}};
     auto r = request(n->url(), "POST", "/v1/tasks/batch", body.dump());
     EXPECT_EQ(r.status, 202) << r.raw;
-    return r.body.value("ids", std::vector<std::string>{});
+    std::vector<std::string> ids;
+    if (r.body.is_object() && r.body.contains("ids") && r.body["ids"].is_array()) {
+      for (const auto& id : r.body["ids"]) {
+        if (id.is_string()) ids.push_back(id.get<std::string>());
+      }
+    }
+    return ids;
   }
 
   std::optional<tasks::TaskStatus> status(const std::string& id) {
+    syncWith(layout_.status(id));
     auto node = zkc_->get(layout_.status(id), nullptr).get();
     if (!node) return std::nullopt;
     auto j = tasks::parseJson(node->data);
@@ -158,7 +215,14 @@ class ClusterTest : public ::testing::Test {
   }
 
   // Reads every status once (pipelined).
+  // The recorded state of `id`, nullopt when it has no readable status.
+  std::optional<tasks::State> stateOf(const std::string& id) {
+    auto s = status(id);
+    return s ? std::optional(s->state) : std::nullopt;
+  }
+
   std::map<std::string, tasks::TaskStatus> statuses(const std::vector<std::string>& ids) {
+    syncWith(layout_.statuses());
     std::vector<coord::Future<coord::Node>> fs;
     for (const auto& id : ids) fs.push_back(zkc_->get(layout_.status(id), nullptr));
     std::map<std::string, tasks::TaskStatus> out;
@@ -185,6 +249,7 @@ class ClusterTest : public ::testing::Test {
   // P9: nothing left behind for finished tasks (no job, no assignment).
   void expectNoTokensLeft(const std::vector<std::string>& ids) {
     std::set<std::string> want(ids.begin(), ids.end());
+    ASSERT_TRUE(syncWith(layout_.root()));
     auto workers = zkc_->children(layout_.assignments(), nullptr).get();
     ASSERT_TRUE(workers);
     for (const auto& w : *workers) {
@@ -202,6 +267,7 @@ class ClusterTest : public ::testing::Test {
 
   // Statuses over the 256 status buckets (listed pipelined).
   size_t statusCount() {
+    syncWith(layout_.statuses());
     std::vector<coord::Future<std::vector<std::string>>> fs;
     for (int b = 0; b < tasks::Layout::kJobBuckets; ++b) {
       fs.push_back(zkc_->children(layout_.statusBucketAt(b), nullptr));
@@ -386,7 +452,9 @@ TEST_F(ClusterTest, AZombieWorkersLateResultIsRejected) {
         return s && s->state == tasks::State::kRunning;
       },
       20s, 10ms));
-  std::string zombie = status(id)->worker;
+  auto running = status(id);
+  ASSERT_TRUE(running);
+  std::string zombie = running->worker;
   Node* z = nodeById(zombie);
   ASSERT_NE(z, nullptr);
   z->process->pause();
@@ -397,7 +465,9 @@ TEST_F(ClusterTest, AZombieWorkersLateResultIsRejected) {
         return s && s->state == tasks::State::kSucceeded;
       },
       std::chrono::milliseconds(kSessionMs) + 30s, 20ms));
-  auto done = *status(id);
+  auto finished = status(id);
+  ASSERT_TRUE(finished);
+  auto done = *finished;
   EXPECT_NE(done.worker, zombie);
   EXPECT_EQ(done.attempts, 2);
   z->process->resume();
@@ -406,11 +476,11 @@ TEST_F(ClusterTest, AZombieWorkersLateResultIsRejected) {
   ASSERT_TRUE(base::eventually(
       [&] { return z->process->readStderr().find("registering again") != std::string::npos; },
       20s));
-  ASSERT_TRUE(zkc_->sync(layout_.status(id)).get());
-  auto after = *status(id);
-  EXPECT_EQ(after.worker, done.worker);
-  EXPECT_EQ(after.attempts, 2);
-  EXPECT_EQ(after.finished_at, done.finished_at);
+  auto later = status(id);
+  ASSERT_TRUE(later);
+  EXPECT_EQ(later->worker, done.worker);
+  EXPECT_EQ(later->attempts, 2);
+  EXPECT_EQ(later->finished_at, done.finished_at);
 }
 
 TEST_F(ClusterTest, APausedLeaderIsReplacedAndNoWriteOfItLands) {
@@ -451,7 +521,9 @@ TEST_F(ClusterTest, AnAlwaysFailingTaskFailsAfterExactlyMaxAttemptsWithBackoff) 
         return s && tasks::isTerminal(s->state);
       },
       60s, 20ms));
-  auto s = *status(id);
+  auto failed = status(id);
+  ASSERT_TRUE(failed);
+  auto s = *failed;
   EXPECT_EQ(s.state, tasks::State::kFailed);
   EXPECT_EQ(s.attempts, 3);
   EXPECT_NE(s.error.find("boom"), std::string::npos) << s.error;
@@ -505,11 +577,11 @@ TEST_F(ClusterTest, CancellingPendingAndRunningTasks) {
   std::string pending = submit(task("noop"));  // the only slot is busy: it waits
   auto r = request(nodes_[0]->url(), "DELETE", "/v1/tasks/" + pending);
   EXPECT_EQ(r.status, 202) << r.raw;
-  EXPECT_EQ(status(pending)->state, tasks::State::kCancelled);
+  EXPECT_EQ(stateOf(pending), tasks::State::kCancelled);
   auto t0 = std::chrono::steady_clock::now();
   r = request(nodes_[0]->url(), "DELETE", "/v1/tasks/" + running);
   EXPECT_EQ(r.status, 202) << r.raw;
-  EXPECT_EQ(status(running)->state, tasks::State::kCancelled);
+  EXPECT_EQ(stateOf(running), tasks::State::kCancelled);
   // The worker stops the run: its slot frees and a new task runs long before 30 s.
   std::string next = submit(task("noop"));
   ASSERT_TRUE(base::eventually(
@@ -519,7 +591,7 @@ TEST_F(ClusterTest, CancellingPendingAndRunningTasks) {
       },
       20s));
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 20s);
-  EXPECT_EQ(status(running)->state, tasks::State::kCancelled);
+  EXPECT_EQ(stateOf(running), tasks::State::kCancelled);
   expectNoTokensLeft({pending, running, next});
 }
 
@@ -540,7 +612,9 @@ TEST_F(ClusterTest, AnEmbeddedNodeRunsItsOwnTaskType) {
   }
   std::string id = submit({{"type", "reverse"}, {"payload", {{"text", "drover"}}}});
   ASSERT_TRUE(allTerminal({id}, 30s));
-  auto s = *status(id);
+  auto done = status(id);
+  ASSERT_TRUE(done);
+  auto s = *done;
   EXPECT_EQ(s.state, tasks::State::kSucceeded) << s.error;
   EXPECT_EQ(s.result["text"], "revord");
   EXPECT_EQ(s.result["attempt"], 1);
@@ -568,9 +642,11 @@ TEST(DroverUp, ATaskSubmittedWithTheCliCompletesAndSigintLeavesNoProcess) {
   EXPECT_EQ(ws->code, 0) << wait.readStderr();
   Json printed = Json::parse(wait.readStdout(), nullptr, false);
   ASSERT_TRUE(printed.is_object()) << wait.readStdout();
-  EXPECT_EQ(printed["state"], "succeeded");
-  EXPECT_NE(printed["result"]["stdout"].get<std::string>().find("hello from drover"),
-            std::string::npos);
+  EXPECT_EQ(stringField(printed, "state"), "succeeded");
+  EXPECT_NE(
+      stringField(printed.value("result", Json::object()), "stdout").find("hello from drover"),
+      std::string::npos)
+      << printed.dump();
   // Every process `drover up` started, found by the port it gave them.
   auto children = [&] {
     std::vector<pid_t> out;
@@ -596,6 +672,256 @@ TEST(DroverUp, ATaskSubmittedWithTheCliCompletesAndSigintLeavesNoProcess) {
   EXPECT_EQ(exit->code, 0);
   EXPECT_TRUE(children().empty()) << "a node outlived drover up";
   EXPECT_EQ(up.readStdout().find("stopped") != std::string::npos, true);
+  local::removeTestDir(keptLogs(up.readStdout()), "node logs");
+}
+
+// A node whose first requests time out (the ensemble stalls while it creates the tree) retries
+// with backoff and comes up; it never exits on a transient error.
+TEST_F(ClusterTest, ANodeWhoseFirstRequestsTimeOutRetriesAndComesUp) {
+  auto own = ZkCluster::standalone();
+  auto conn = coord::ZkCoordination::connect({own->connectString(), 10000ms});
+  ASSERT_TRUE(conn);
+  auto& watcher = **conn;
+  ASSERT_TRUE(watcher.waitConnected(30s));
+  int port = local::freePort();
+  Process node({DROVER_BINARY, "node", "--zk", own->connectString(), "--zk-root", root_, "--http",
+                "127.0.0.1:" + std::to_string(port), "--id", "slow", "--session-timeout-ms",
+                std::to_string(kSessionMs)});
+  // The node creates ~500 directories one by one: stall the server once the first one is there,
+  // so that the node's next requests time out.
+  ASSERT_TRUE(base::eventually(
+      [&] {
+        auto root = watcher.exists(root_, nullptr).get();
+        return root && root->has_value();
+      },
+      30s, 1ms));
+  own->pause(0);
+  bool retried = base::eventually(
+      [&] { return node.readStderr().find("retrying in") != std::string::npos; }, 20s);
+  own->resume(0);
+  ASSERT_TRUE(retried) << "the fault did not fire: " << node.readStderr();
+  EXPECT_NE(node.readStderr().find("creating the znode tree"), std::string::npos)
+      << node.readStderr();
+  ASSERT_TRUE(base::eventually(
+      [&] { return node.readStderr().find("worker slow") != std::string::npos; }, 60s))
+      << node.readStderr();
+  EXPECT_TRUE(node.alive());
+  std::string url = "http://127.0.0.1:" + std::to_string(port);
+  EXPECT_TRUE(base::eventually([&] { return request(url, "GET", "/readyz").status == 200; }, 30s));
+  auto r = request(url, "POST", "/v1/tasks", task("noop").dump());
+  ASSERT_EQ(r.status, 202) << r.raw;
+  std::string id = stringField(r.body, "id");
+  EXPECT_TRUE(base::eventually(
+      [&] {
+        auto t = request(url, "GET", "/v1/tasks/" + id);
+        return stringField(t.body, "state") == "succeeded";
+      },
+      30s, 20ms));
+}
+
+// A node started while its ZooKeeper answers nothing (paused) waits, then comes up and serves.
+TEST_F(ClusterTest, ANodeStartedAgainstAPausedZooKeeperComesUpWhenItResumes) {
+  auto own = ZkCluster::standalone();
+  own->pause(0);
+  int port = local::freePort();
+  Process node({DROVER_BINARY, "node", "--zk", own->connectString(), "--zk-root", root_, "--http",
+                "127.0.0.1:" + std::to_string(port), "--id", "patient", "--session-timeout-ms",
+                std::to_string(kSessionMs)});
+  // It waits (and says so) instead of exiting.
+  bool waited = base::eventually(
+      [&] { return node.readStderr().find("waiting for ZooKeeper") != std::string::npos; }, 20s);
+  bool alive = node.alive();
+  own->resume(0);
+  ASSERT_TRUE(waited) << node.readStderr();
+  ASSERT_TRUE(alive) << node.readStderr();
+  ASSERT_TRUE(base::eventually(
+      [&] { return node.readStderr().find("worker patient") != std::string::npos; }, 60s))
+      << node.readStderr();
+  std::string url = "http://127.0.0.1:" + std::to_string(port);
+  EXPECT_TRUE(base::eventually([&] { return request(url, "GET", "/readyz").status == 200; }, 30s));
+  EXPECT_TRUE(node.alive());
+}
+
+// After its session expired, a node re-registers its worker under a new id and stands for
+// election under that same id: /v1/workers marks the leader that /v1/cluster names.
+TEST_F(ClusterTest, AfterASessionExpiryWorkersAndClusterAgreeOnTheLeader) {
+  startCluster(1, 2);
+  Node& n = *nodes_[0];
+  ASSERT_EQ(leaderId(), "n1");
+  n.process->pause();
+  // Its session expires: its registration goes.
+  ASSERT_TRUE(base::eventually(
+      [&] {
+        syncWith(layout_.workers());
+        auto w = zkc_->exists(layout_.worker("n1"), nullptr).get();
+        return w && !w->has_value();
+      },
+      std::chrono::milliseconds(kSessionMs) + 20s, 20ms));
+  n.process->resume();
+  ASSERT_TRUE(base::eventually(
+      [&] { return n.process->readStderr().find("registering again") != std::string::npos; }, 20s))
+      << n.process->readStderr();
+  std::string cluster_leader, workers_leader;
+  bool agree = base::eventually(
+      [&] {
+        auto c = request(n.url(), "GET", "/v1/cluster");
+        auto w = request(n.url(), "GET", "/v1/workers");
+        if (c.status != 200 || w.status != 200) return false;
+        cluster_leader = stringField(c.body, "leader");
+        workers_leader = stringField(w.body, "leader");
+        if (cluster_leader.empty() || workers_leader != cluster_leader) return false;
+        // The marked worker is a listed one.
+        for (const auto& worker : w.body.value("workers", Json::array())) {
+          if (stringField(worker, "id") == cluster_leader) return worker.value("leader", false);
+        }
+        return false;
+      },
+      30s, 50ms);
+  EXPECT_TRUE(agree) << "/v1/cluster leader '" << cluster_leader << "', /v1/workers leader '"
+                     << workers_leader << "'";
+  EXPECT_NE(cluster_leader, "n1") << "the leader is still the expired session's id";
+}
+
+// A port that is taken is an error (exit 4, naming it), never shared: the holder keeps getting
+// every connection.
+class PortTaken : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    port_ = local::freePort();
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd_, 0);
+    // SO_REUSEPORT, as cpp-httplib's default sets it: a server that set it too would share.
+    int yes = 1;
+    ASSERT_EQ(::setsockopt(fd_, SOL_SOCKET, SO_REUSEPORT, &yes, sizeof(yes)), 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port_));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    ASSERT_EQ(::listen(fd_, 64), 0);
+  }
+  void TearDown() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  // Opens `n` connections to the port; how many of them the holder accepts.
+  int holderAccepts(int n) {
+    std::vector<int> clients;
+    for (int i = 0; i < n; ++i) {
+      int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(static_cast<uint16_t>(port_));
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (::connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+        clients.push_back(c);
+      } else {
+        ::close(c);
+      }
+    }
+    int accepted = 0;
+    base::eventually(
+        [&] {
+          pollfd p{fd_, POLLIN, 0};
+          while (::poll(&p, 1, 0) == 1) {
+            int a = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+            if (a < 0) break;
+            ::close(a);
+            ++accepted;
+          }
+          return accepted >= n;
+        },
+        2s);
+    for (int c : clients) ::close(c);
+    return accepted;
+  }
+
+  int port_ = 0;
+  int fd_ = -1;
+};
+
+TEST_F(PortTaken, DroverNodeExitsWithCode4NamingThePort) {
+  Process node({DROVER_BINARY, "node", "--zk", ZkCluster::sharedEnsemble().connectString(),
+                "--zk-root", "/t-" + base::randomHex(6), "--http",
+                "127.0.0.1:" + std::to_string(port_), "--session-timeout-ms",
+                std::to_string(kSessionMs)});
+  auto exit = node.wait(60s);
+  ASSERT_TRUE(exit) << "drover node serves on a taken port: " << node.readStderr();
+  EXPECT_EQ(exit->code, 4) << node.readStderr();
+  EXPECT_NE(node.readStderr().find("port " + std::to_string(port_) + " is in use"),
+            std::string::npos)
+      << node.readStderr();
+  EXPECT_EQ(holderAccepts(20), 20);
+}
+
+TEST_F(PortTaken, DroverUpExitsWithCode4NamingThePort) {
+  Process up({DROVER_BINARY, "up", "--nodes", "1", "--http-port", std::to_string(port_)});
+  auto exit = up.wait(120s);
+  ASSERT_TRUE(exit) << "drover up runs on a taken port: " << up.readStdout();
+  EXPECT_EQ(exit->code, 4) << up.readStderr();
+  EXPECT_NE(up.readStderr().find("port " + std::to_string(port_) + " is in use"), std::string::npos)
+      << up.readStderr();
+  EXPECT_EQ(up.readStdout().find("Drover is up"), std::string::npos);
+  EXPECT_EQ(holderAccepts(20), 20);
+}
+
+// Ctrl-C of `drover up` while exec tasks run: every task's process is gone when it exits, and
+// the node logs are kept.
+TEST(DroverUp, SigintStopsRunningTasksProcessesAndKeepsTheLogs) {
+  int port = local::freePort();
+  while (port > 65000) port = local::freePort();
+  std::string dir = local::makeTempDir("drover-up-tasks");
+  std::vector<pid_t> pids;
+  std::string logs;
+  // Whatever happens, end the task processes this test caused (by the PIDs they wrote) and
+  // remove the folders.
+  struct Cleanup {
+    std::vector<pid_t>& pids;
+    std::string& dir;
+    std::string& logs;
+    ~Cleanup() {
+      for (pid_t p : pids) {
+        if (processLives(p)) ::kill(p, SIGKILL);
+      }
+      local::removeTestDir(dir, "task pid files");
+      local::removeTestDir(logs, "node logs");
+    }
+  } cleanup{pids, dir, logs};
+  Process up(
+      {DROVER_BINARY, "up", "--nodes", "2", "--slots", "2", "--http-port", std::to_string(port)});
+  ASSERT_TRUE(up.waitForOutput("Drover is up", 90s)) << up.readStdout() << up.readStderr();
+  std::string server = "http://127.0.0.1:" + std::to_string(port);
+  const int kTasks = 3;
+  for (int i = 0; i < kTasks; ++i) {
+    Json spec = {
+        {"type", "exec"},
+        {"payload",
+         {{"argv",
+           {"sh", "-c", "echo $$ > " + dir + "/pid-" + std::to_string(i) + "; exec sleep 300"}}}}};
+    auto r = request(server, "POST", "/v1/tasks", spec.dump());
+    ASSERT_EQ(r.status, 202) << r.raw;
+  }
+  ASSERT_TRUE(base::eventually(
+      [&] {
+        pids.clear();
+        for (int i = 0; i < kTasks; ++i) {
+          std::ifstream f(dir + "/pid-" + std::to_string(i));
+          pid_t p = 0;
+          if (!(f >> p) || !processLives(p)) return false;
+          pids.push_back(p);
+        }
+        return true;
+      },
+      60s, 20ms))
+      << "the tasks did not start";
+  up.signal(SIGINT);
+  auto exit = up.wait(90s);
+  ASSERT_TRUE(exit) << "drover up did not stop on SIGINT";
+  EXPECT_EQ(exit->code, 0) << up.readStdout() << up.readStderr();
+  logs = keptLogs(up.readStdout());
+  for (pid_t p : pids) EXPECT_FALSE(processLives(p)) << "task process " << p << " outlived up";
+  ASSERT_FALSE(logs.empty()) << up.readStdout();
+  EXPECT_TRUE(std::filesystem::exists(logs + "/node-1.log")) << logs;
 }
 
 }  // namespace

@@ -98,6 +98,8 @@ class ElectionTest : public ::testing::Test {
     auto conn = coord::ZkCoordination::connect({zk().connectString(), 4000ms});
     EXPECT_TRUE(conn);
     EXPECT_TRUE((*conn)->waitConnected(20s));
+    // A new session may sit on a server that has not applied the leaders' last writes yet.
+    EXPECT_TRUE((*conn)->sync(root_ + "/log").get());
     auto kids = (*conn)->children(root_ + "/log", nullptr).get();
     EXPECT_TRUE(kids);
     std::vector<std::string> names = kids ? *kids : std::vector<std::string>{};

@@ -1,12 +1,17 @@
 #include "api/http.h"
 
 #include <fmt/format.h>
+#include <netdb.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 
 #include "base/ids.h"
 #include "base/metrics.h"
@@ -156,6 +161,13 @@ HttpServer::HttpServer(TaskStore& store, EventFeed* events, HttpOptions options)
   // Small request/response pairs: without TCP_NODELAY, Nagle's algorithm and delayed ACKs add
   // tens of milliseconds to a POST whose header and body go out in separate writes.
   server_.set_tcp_nodelay(true);
+  // cpp-httplib's default sets SO_REUSEPORT, with which a second server on the same port binds
+  // too and the kernel splits the connections between the two. SO_REUSEADDR alone still lets a
+  // restarted node bind over connections in TIME_WAIT, but never beside a live listener.
+  server_.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   server_.set_error_handler(httplib::Server::HandlerWithResponse(
       [this](const Request& req, Response& res) { return onError(req, res); }));
   server_.set_exception_handler([this](const Request& req, Response& res, std::exception_ptr ep) {
@@ -465,11 +477,9 @@ void HttpServer::getWorkers(const Request&, Response& res) {
   auto r = store_.workers();
   if (!r) return fail(res, r.error());
   Json list = Json::array();
-  Json leader;
-  for (const auto& w : *r) {
-    list.push_back(workerJson(w));
-    if (w.leader) leader = w.info.id;
-  }
+  for (const auto& w : r->workers) list.push_back(workerJson(w));
+  // The same record /v1/cluster reads: the two always agree on who leads.
+  Json leader = r->leader ? Json(r->leader->id) : Json();
   res.set_content(dumpJson({{"workers", std::move(list)}, {"leader", leader}}), kJson);
 }
 
@@ -586,6 +596,40 @@ void HttpServer::metrics(const Request&, Response& res) {
   res.set_content(body, "text/plain; version=0.0.4; charset=utf-8");
 }
 
+namespace {
+
+// Why binding host:port failed, found by trying it again the way start() does (the library does
+// not report errno): "port 8080 is in use" for EADDRINUSE.
+std::string bindFailure(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  std::string service = std::to_string(port);
+  if (::getaddrinfo(host.c_str(), service.c_str(), &hints, &found) != 0 || found == nullptr) {
+    return fmt::format("cannot resolve {}", host);
+  }
+  int err = 0;
+  for (addrinfo* a = found; a != nullptr && err != EADDRINUSE; a = a->ai_next) {
+    int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) {
+      err = errno;
+      continue;
+    }
+    int yes = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    if (::bind(fd, a->ai_addr, a->ai_addrlen) != 0 || ::listen(fd, 1) != 0) err = errno;
+    ::close(fd);
+  }
+  ::freeaddrinfo(found);
+  if (err == EADDRINUSE) return fmt::format("port {} is in use", port);
+  if (err != 0) return fmt::format("cannot bind {}:{}: {}", host, port, std::strerror(err));
+  return fmt::format("cannot bind {}:{}", host, port);
+}
+
+}  // namespace
+
 tl::expected<int, std::string> HttpServer::start() {
   if (thread_.joinable()) return tl::unexpected(std::string("already started"));
   int port = options_.port;
@@ -593,7 +637,7 @@ tl::expected<int, std::string> HttpServer::start() {
     port = server_.bind_to_any_port(options_.host);
     if (port < 0) return tl::unexpected(fmt::format("cannot bind {}:0", options_.host));
   } else if (!server_.bind_to_port(options_.host, port)) {
-    return tl::unexpected(fmt::format("cannot bind {}:{}", options_.host, port));
+    return tl::unexpected(bindFailure(options_.host, port));
   }
   port_ = port;
   thread_ = std::thread([this] { server_.listen_after_bind(); });

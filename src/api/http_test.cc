@@ -546,6 +546,26 @@ TEST_F(HttpTest, WorkersAndCluster) {
   EXPECT_EQ(cj["tasks"]["cancelled"], 0);
 }
 
+// /v1/workers names the leader /v1/cluster names, even when no listed worker has its id (a
+// leader without the worker role, or one whose worker is registering again after its session
+// expired).
+TEST_F(HttpTest, WorkersNameTheLeaderClusterNamesEvenWhenNoWorkerHasItsId) {
+  ASSERT_TRUE(other_
+                  ->create({layout_.leader(),
+                            R"({"id":"api-only","epoch":3,"http":""})",
+                            coord::CreateMode::kEphemeral,
+                            {}})
+                  .get());
+  auto r = client().Get("/v1/workers");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(bodyOf(r)["leader"], "api-only");
+  auto c = client().Get("/v1/cluster");
+  ASSERT_TRUE(c);
+  ASSERT_EQ(c->status, 200) << c->body;
+  EXPECT_EQ(bodyOf(c)["leader"], "api-only");
+}
+
 TEST_F(HttpTest, ClusterWithoutLeader) {
   auto c = client().Get("/v1/cluster");
   ASSERT_TRUE(c);

@@ -650,7 +650,7 @@ StoreResult<std::optional<LeaderInfo>> TaskStore::readLeader() {
   return std::optional<LeaderInfo>(std::move(info));
 }
 
-StoreResult<std::vector<WorkerView>> TaskStore::workers() {
+StoreResult<WorkersView> TaskStore::workers() {
   auto kids = await(coord_.children(layout_.workers(), nullptr));
   if (!kids) return tl::unexpected(fromCoord(kids.error(), "listing workers"));
   std::vector<std::string> names = std::move(*kids);
@@ -664,7 +664,8 @@ StoreResult<std::vector<WorkerView>> TaskStore::workers() {
     infos.push_back(coord_.get(layout_.worker(w), nullptr));
     running.push_back(coord_.children(layout_.assignmentsOf(w), nullptr));
   }
-  std::vector<WorkerView> out;
+  WorkersView out;
+  out.leader = *leader;
   for (size_t i = 0; i < names.size(); ++i) {
     auto info = await(infos[i]);
     auto assigned = await(running[i]);
@@ -683,7 +684,7 @@ StoreResult<std::vector<WorkerView>> TaskStore::workers() {
     view.assigned = assigned ? assigned->size() : 0;
     view.running = std::min(view.assigned, static_cast<size_t>(std::max(0, view.info.slots)));
     view.leader = *leader && (*leader)->id == view.info.id;
-    out.push_back(std::move(view));
+    out.workers.push_back(std::move(view));
   }
   return out;
 }

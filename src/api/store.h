@@ -98,6 +98,13 @@ struct LeaderInfo {
   int64_t epoch = 0;
 };
 
+// The live workers and the leader, as /leader names it (read once, so that the flag on the
+// workers and `leader` agree). A leader with no worker role is named but marks no worker.
+struct WorkersView {
+  std::vector<WorkerView> workers;
+  std::optional<LeaderInfo> leader;
+};
+
 struct ClusterView {
   std::optional<LeaderInfo> leader;
   coord::SessionEvent session;
@@ -142,7 +149,7 @@ class TaskStore {
   StoreResult<TaskPage> list(std::optional<tasks::State> state, size_t limit,
                              const std::string& cursor);
 
-  StoreResult<std::vector<WorkerView>> workers();
+  StoreResult<WorkersView> workers();
   StoreResult<ClusterView> cluster();
 
   // The session as the coordination layer reports it; ready means kConnected.

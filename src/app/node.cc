@@ -10,6 +10,7 @@
 #include "api/dashboard.h"
 #include "api/http.h"
 #include "api/store.h"
+#include "base/backoff.h"
 #include "base/clock.h"
 #include "base/ids.h"
 #include "base/metrics.h"
@@ -66,6 +67,41 @@ bool splitHostPort(const std::string& s, std::string& host, int& port) {
   return !host.empty() && port >= 0 && port <= 65535;
 }
 
+// A worker id is unique per session: the first session registers under the base id, each later
+// one (after an expiry) under "{base}-s{generation}". The election uses the same id, so that
+// /leader always names a worker listed in /workers.
+std::string idForGeneration(const std::string& base_id, uint64_t generation) {
+  return generation <= 1 ? base_id : fmt::format("{}-s{}", base_id, generation);
+}
+
+// Errors a node outlives by trying again: the ensemble is slow, unreachable or electing, or the
+// session ended and a new one is being built. Everything else (an ACL or authentication refusal,
+// a bad argument) is a fault of the configuration or of the tree, which retrying cannot fix.
+bool transient(const coord::Error& e) {
+  return e.retryable() || e.code() == coord::Code::kSessionExpired ||
+         e.code() == coord::Code::kSessionMoved || e.code() == coord::Code::kNodeExists;
+}
+
+constexpr base::Backoff kStartBackoff{std::chrono::milliseconds(200), std::chrono::seconds(5), 2.0,
+                                      0.5};
+
+// Runs `step` until it succeeds, a permanent error or `stop`, sleeping a backoff between tries
+// and logging each retry with what is retried and why. Returns the last error when not done
+// (`stop` gives kClosing).
+coord::Status retryAtStart(const std::string& what, const base::StopFlag& stop,
+                           const std::function<coord::Status()>& step) {
+  for (uint32_t attempt = 1;; ++attempt) {
+    auto st = step();
+    if (st) return st;
+    if (!transient(st.error())) return st;
+    auto delay =
+        std::chrono::duration_cast<std::chrono::milliseconds>(kStartBackoff.delay(attempt));
+    spdlog::warn("{} failed ({}); retrying in {} ms (attempt {})", what, st.error().toString(),
+                 delay.count(), attempt + 1);
+    if (stop.waitFor(delay)) return coord::fail(coord::Code::kClosing, "stopped");
+  }
+}
+
 // Creates the persistent directories of the tree once (cheap when they exist: one read).
 coord::Status ensureTree(coord::Coordination& c, const tasks::Layout& layout) {
   // The last directory created (the last status bucket) tells that all of them exist.
@@ -93,8 +129,7 @@ class WorkerRole {
 
   // Registers (a new incarnation if needed) and starts the agent. Blocking.
   coord::Status start() {
-    uint64_t generation = coord_.session().generation;
-    std::string id = generation <= 1 ? base_id_ : fmt::format("{}-s{}", base_id_, generation);
+    std::string id = idForGeneration(base_id_, coord_.session().generation);
     tasks::WorkerInfo info;
     info.id = id;
     info.host = hostName();
@@ -117,16 +152,31 @@ class WorkerRole {
     return {};
   }
 
-  // Rebuilds after the agent died with its session.
+  // Rebuilds after the agent died with its session, and retries a registration that failed
+  // (with backoff) until it succeeds: a worker never stays unregistered while the node runs.
   void superviseOnce() {
-    if (!agent_ || !agent_->dead()) return;
+    if (agent_ && agent_->dead()) {
+      spdlog::warn("worker {} lost its session; registering again under a new id", id_);
+      agent_->stop();
+      agent_.reset();
+      membership_.reset();
+      retry_attempt_ = 0;
+      retry_at_ = {};
+    }
+    if (agent_) return;
     if (coord_.session().state != coord::SessionState::kConnected) return;
-    spdlog::warn("worker {} lost its session; registering again under a new id", id_);
-    agent_->stop();
+    if (std::chrono::steady_clock::now() < retry_at_) return;
+    auto st = start();
+    if (st) return;
     agent_.reset();
     membership_.reset();
-    if (auto st = start(); !st) spdlog::error("re-registration failed: {}", st.error().toString());
+    auto delay = kStartBackoff.delay(++retry_attempt_);
+    retry_at_ = std::chrono::steady_clock::now() + delay;
+    spdlog::warn("registering worker {} failed ({}); retrying in {} ms",
+                 idForGeneration(base_id_, coord_.session().generation), st.error().toString(),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(delay).count());
   }
+  const std::string& baseId() const { return base_id_; }
 
   void stop() {
     if (agent_) agent_->stop();
@@ -151,21 +201,28 @@ class WorkerRole {
   worker::Runner runner_;
   std::unique_ptr<recipes::Membership> membership_;
   std::unique_ptr<worker::WorkerAgent> agent_;
+  uint32_t retry_attempt_ = 0;
+  std::chrono::steady_clock::time_point retry_at_{};
 };
 
 // The leader role: standing for election; while elected, a Scheduler fenced by the epoch.
 class LeaderRole {
  public:
+  // `candidate_base`: the id to stand under, per session generation as the worker registers
+  // (idForGeneration), so that /leader names this node's current worker id.
   LeaderRole(coord::Coordination& c, const tasks::Layout& layout, const NodeConfig& config,
-             const std::string& candidate, const std::string& http)
+             const std::string& candidate_base, const std::string& http)
       : coord_(c), layout_(layout), config_(config) {
     recipes::ElectionOptions eo{
         layout.election(),
         layout.epoch(),
         layout.leader(),
-        candidate,
-        fmt::format(R"({{"id":"{}","epoch":{{epoch}},"http":"{}"}})", candidate, http),
-        std::chrono::milliseconds(config.session_timeout_ms * 2 / 3)};
+        candidate_base,
+        fmt::format(R"({{"id":"{{id}}","epoch":{{epoch}},"http":"{}"}})", http),
+        std::chrono::milliseconds(config.session_timeout_ms * 2 / 3),
+        [candidate_base](uint64_t generation) {
+          return idForGeneration(candidate_base, generation);
+        }};
     election_ = std::make_unique<recipes::LeaderElection>(
         c, eo,
         recipes::LeaderElection::Listener{[this](int32_t epoch) { onElected(epoch); },
@@ -386,7 +443,10 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
     if (stop) return 0;
     spdlog::info("waiting for ZooKeeper at {} ...", config.zk);
   }
-  if (auto st = ensureTree(c, layout); !st) {
+  if (auto st = retryAtStart(fmt::format("creating the znode tree under {}", config.zk_root), stop,
+                             [&] { return ensureTree(c, layout); });
+      !st) {
+    if (stop) return 0;
     spdlog::error("cannot create the znode tree under {}: {}", config.zk_root,
                   st.error().toString());
     return 3;
@@ -419,14 +479,17 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
 
   if (config.worker) {
     worker = std::make_unique<WorkerRole>(c, layout, config, http_addr);
-    if (auto st = worker->start(); !st) {
+    if (auto st = retryAtStart("registering the worker", stop, [&] { return worker->start(); });
+        !st) {
+      if (stop) return 0;
       spdlog::error("cannot register the worker: {}", st.error().toString());
       return 5;
     }
   }
   if (config.leader) {
-    std::string candidate =
-        worker ? worker->id() : fmt::format("{}-{}-{}", hostName(), getpid(), base::randomHex(3));
+    std::string candidate = worker
+                                ? worker->baseId()
+                                : fmt::format("{}-{}-{}", hostName(), getpid(), base::randomHex(3));
     leader = std::make_unique<LeaderRole>(c, layout, config, candidate, http_addr);
     leader->start();
   }

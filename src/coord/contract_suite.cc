@@ -111,6 +111,8 @@ void CoordinationContract::TearDown() {
   // A fresh client: the test may have closed or broken client_.
   auto admin = env_->connect();
   if (admin) {
+    // A new session reads only what its server has applied: catch up with client_'s writes.
+    (void)admin->sync(base_).get();
     removeTree(*admin, base_);
     admin->close();
   }
@@ -617,6 +619,8 @@ TEST_P(CoordinationContract, EphemeralsVanishForOthersWhenTheOwnerCloses) {
   ASSERT_EQ(codeOf(owner->create(CreateOp{path("kept"), "", CreateMode::kPersistent, {}})),
             Code::kOk);
   WatchRecorder watch;
+  // Another session's write: visible to client_'s reads once it has synced.
+  ASSERT_EQ(codeOf(client_->sync(path("eph"))), Code::kOk);
   auto seen = valueOf(client_->exists(path("eph"), watch.watcher()));
   ASSERT_TRUE(seen.has_value());
   EXPECT_EQ(seen->ephemeral_owner, owner->session().session_id);

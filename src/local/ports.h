@@ -25,4 +25,8 @@ uint16_t freePort();
 // not enough are found.
 std::vector<uint16_t> freePorts(int n);
 
+// True when something listens on 127.0.0.1:port now (a bind as a server does it, with
+// SO_REUSEADDR, fails with EADDRINUSE). A check only: the port may be taken right after.
+bool portInUse(uint16_t port);
+
 }  // namespace drover::local

@@ -115,6 +115,12 @@ class Process {
   mutable std::optional<ExitStatus> status_;
 };
 
+// For a program (not a test) that stops its children itself on SIGINT and SIGTERM, gracefully:
+// call before the first Process is created, and the handlers that SIGKILL every child's group on
+// those signals are never installed (`drover up` SIGTERMs its nodes so that they stop their
+// tasks; a SIGKILL would leave the tasks' processes behind).
+void leaveTerminatingSignalsAlone();
+
 // Creates a fresh directory $TMPDIR/<prefix>XXXXXX (or under /tmp); throws std::runtime_error on
 // failure. The caller owns it.
 std::string makeTempDir(std::string_view prefix);

@@ -99,6 +99,7 @@ void LeaderElection::stand() {
   if (stopped_ || !node_.empty()) return;
   auto session = coord_.session();
   if (session.state != coord::SessionState::kConnected) return;  // onSession() resumes us
+  if (options_.candidate_for) options_.candidate_id = options_.candidate_for(session.generation);
   std::string prefix = "c_" + guid_ + "_";
   for (int attempt = 0; attempt < 50 && !stopped_; ++attempt) {
     auto created = coord_
@@ -235,6 +236,9 @@ void LeaderElection::lead() {
     std::string data = options_.leader_data;
     if (auto pos = data.find("{epoch}"); pos != std::string::npos) {
       data.replace(pos, 7, std::to_string(epoch));
+    }
+    if (auto pos = data.find("{id}"); pos != std::string::npos) {
+      data.replace(pos, 4, options_.candidate_id);
     }
     // A /leader left by the previous leader's still-open session is replaced, fenced.
     auto written =

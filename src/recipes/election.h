@@ -17,9 +17,14 @@ struct ElectionOptions {
   std::string epoch_path;    // persistent; its data version is the fencing token
   std::string leader_path;   // ephemeral discovery record written by the leader
   std::string candidate_id;  // who we are (stored in the candidate node and /leader)
-  std::string leader_data;   // JSON for /leader; "{epoch}" in it is replaced by the epoch
+  // JSON for /leader; "{epoch}" in it is replaced by the epoch and "{id}" by the candidate id.
+  std::string leader_data;
   // A leader disconnected for longer than this steps down even if its session may still live.
   base::Duration disconnect_bound = std::chrono::milliseconds(2000);
+  // When set, the candidate id for a session of this generation, asked each time the candidate
+  // stands; it replaces `candidate_id`. A node whose worker registers under a new id after a
+  // session expiry must stand (and lead, in /leader) under that same id.
+  std::function<std::string(uint64_t generation)> candidate_for = nullptr;
 };
 
 // Leader election with epoch fencing.
