@@ -212,6 +212,7 @@ int run(const Options& o) {
         return s && *s;
       },
       30s, 200ms);
+  std::cout << fmt::format("[ jepsen ] {} ms: dumping the tree\n", msSince(t0)) << std::flush;
 
   std::string planted;
   if (!o.plant.empty()) {
@@ -223,7 +224,14 @@ int run(const Options& o) {
     std::cout << "[ plant ] " << planted << "\n" << std::flush;
   }
 
+  // A request can time out while the ensemble settles after a restart: try the dump again.
   auto tree = dumpTree(coord, layout);
+  for (int attempt = 2; !tree && attempt <= 5; ++attempt) {
+    std::cout << "[ jepsen ] dump failed (" << tree.error() << "); trying again\n" << std::flush;
+    coord.waitConnected(30s);
+    std::this_thread::sleep_for(1s);
+    tree = dumpTree(coord, layout);
+  }
   if (!tree) {
     std::cerr << "[ jepsen ] cannot dump the tree: " << tree.error() << "\n";
     return 2;

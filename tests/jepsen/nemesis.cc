@@ -4,6 +4,7 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <iostream>
 #include <thread>
 
@@ -126,8 +127,14 @@ bool Nemesis::partitionRule(bool add, int uid) {
 void Nemesis::run(std::chrono::milliseconds duration) {
   const int session = fleet_.sessionTimeoutMs();
   while (nowMs() < duration.count()) {
-    // Three draws per fault whatever happens, so the schedule depends on the seed alone.
-    std::string kind = kKinds[rng_() % kKinds.size()];
+    // The same draws per fault whatever happens, so the schedule depends on the seed alone.
+    // Kinds come from a shuffled bag of all of them, so even a short run meets every kind.
+    if (bag_.empty()) {
+      bag_ = kKinds;
+      std::shuffle(bag_.begin(), bag_.end(), rng_);
+    }
+    std::string kind = bag_.back();
+    bag_.pop_back();
     uint64_t pick = rng_();
     int64_t quiet = 1000 + static_cast<int64_t>(rng_() % 2000);
     hold(quiet);

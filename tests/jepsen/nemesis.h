@@ -1,11 +1,11 @@
 #pragma once
 
-// The nemesis: a seeded schedule of faults against a Fleet. The same seed draws the same kinds,
-// targets (as positions among the candidates of the moment) and durations, so a run is
-// reproduced by its seed. Each fault is injected, held, then healed before the next one, with a
-// quiet spell between faults; nodes that died on their own are restarted so the fleet keeps its
-// workers. Every fault is appended to faults.jsonl with monotonic times (ms since the run
-// started).
+// The nemesis: a seeded schedule of faults against a Fleet. The same seed draws the same kinds
+// (every kind once per round of nine, in a shuffled order), targets (as positions among the
+// candidates of the moment) and durations, so a run is reproduced by its seed. Each fault is
+// injected, held, then healed before the next one, with a quiet spell between faults; nodes that
+// died on their own are restarted so the fleet keeps its workers. Every fault is appended to
+// faults.jsonl with monotonic times (ms since the run started).
 //
 // Kinds: kill-worker, kill-leader (kill -9, restart later), zombie-worker, zombie-leader (SIGSTOP
 // past the session timeout, SIGCONT), short-pause (SIGSTOP for a third of the timeout),
@@ -69,6 +69,7 @@ class Nemesis {
   std::ofstream log_;
   PartitionSupport partition_;
   bool partitioned_ = false;
+  std::vector<std::string> bag_;  // kinds still to come in this round
   std::vector<Fault> faults_;
   std::vector<std::string> crashes_;
   int64_t last_heal_ms_ = 0;
