@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <set>
 #include <sstream>
 
@@ -450,12 +451,22 @@ CheckReport check(const CheckInput& in) {
                        rep.worst_recovery_ms, in.recovery_bound_ms));
     }
   }
-  for (const auto& f : in.faults) {
+  for (size_t i = 0; i < in.faults.size(); ++i) {
+    const Fault& f = in.faults[i];
     rep.faults_by_kind[f.skipped.empty() ? f.kind : f.kind + " (skipped)"]++;
     if (!f.skipped.empty() || f.heal_ms < 0) continue;
+    // Only until the next fault starts: a later one's outage is not this one's recovery.
+    int64_t next = INT64_MAX;
+    for (size_t k = i + 1; k < in.faults.size(); ++k) {
+      if (in.faults[k].skipped.empty()) {
+        next = in.faults[k].start_ms;
+        break;
+      }
+    }
     int64_t best = -1;
     for (const auto& r : in.requests) {
-      if (r.acknowledged() && r.start_ms >= f.heal_ms && (best < 0 || r.end_ms < best)) {
+      if (r.acknowledged() && r.start_ms >= f.heal_ms && r.end_ms < next &&
+          (best < 0 || r.end_ms < best)) {
         best = r.end_ms;
       }
     }

@@ -191,6 +191,23 @@ TEST_F(CheckerTest, AnAttemptGoingBackwardsOrAnEpochBehindIsNamed) {
   EXPECT_TRUE(named(r, "P5 one leader", "", "epoch 4")) << summarize(r);
 }
 
+TEST_F(CheckerTest, RecoveryAfterAHealStopsAtTheNextFault) {
+  // Healed at 900; the first acknowledged submit after it (t1's repeat ends at 55) is before the
+  // heal, so none counts; a second fault starting at 950 bounds the first one's window.
+  in_.faults.push_back({.kind = "zk-kill", .target = "zk1", .start_ms = 950, .heal_ms = 2000});
+  Request late = request("t1", "repeat", 200);
+  late.start_ms = 1500;
+  late.end_ms = 1600;
+  add(late);
+  auto r = check(in_);
+  EXPECT_TRUE(r.ok()) << summarize(r);
+  EXPECT_EQ(r.worst_first_ack_after_heal_ms, -1);  // 1500 started before zk-kill's heal
+  in_.requests.back().start_ms = 2100;
+  in_.requests.back().end_ms = 2150;
+  r = check(in_);
+  EXPECT_EQ(r.worst_first_ack_after_heal_ms, 150);
+}
+
 TEST_F(CheckerTest, DuplicateExecutionsAreCountedNotFailed) {
   in_.executions.push_back(*parseExecution("t1 2 w2 77"));
   auto r = check(in_);
