@@ -87,7 +87,9 @@ package: configure
 # The fault suite (docs/FAULTS.md), a long run: 10 minutes of faults by default. The seed comes
 # from JEPSEN_SEED, else the clock, and is printed first: rerun a failure with JEPSEN_SEED=<seed>.
 # Output (history, execution log, faults, tree, node logs) in $(BUILD)/jepsen-long/.
-JEPSEN_SEED ?= $(shell date +%s)
+ifeq ($(origin JEPSEN_SEED),undefined)
+JEPSEN_SEED := $(shell date +%s)
+endif
 JEPSEN_DURATION ?= 600
 JEPSEN_ARGS ?=
 .PHONY: jepsen
