@@ -140,8 +140,12 @@ void Nemesis::run(std::chrono::milliseconds duration) {
     hold(quiet);
     if (nowMs() >= duration.count()) break;
     int64_t hold_ms = 0;
-    if (kind == "zombie-worker" || kind == "zombie-leader" || kind == "partition") {
+    if (kind == "zombie-worker" || kind == "zombie-leader") {
       hold_ms = session * 3 / 2 + static_cast<int64_t>(pick % 1000);
+    } else if (kind == "partition") {
+      // Longer than a pause: the server expires a session only at its next tick past the
+      // timeout, and a dropped connection is noticed late, so the cut must outlast both.
+      hold_ms = session * 2 + static_cast<int64_t>(pick % 1000);
     } else if (kind == "short-pause") {
       hold_ms = session / 3;
     } else if (kind == "quorum-loss") {
@@ -247,6 +251,7 @@ void Nemesis::inject(const std::string& kind, uint64_t pick, int64_t hold_ms) {
       return;
     }
     partitioned_ = true;
+    f.start_ms = nowMs();  // the cut starts once the rule is in
     hold(hold_ms);
     partitioned_ = !partitionRule(false, partition_.uid);
     if (partitioned_) f.target += " (rule not removed)";
