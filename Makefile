@@ -94,3 +94,18 @@ package: configure
 	@cmake --build $(BUILD) --target drover -j $(JOBS)
 	@cd $(BUILD) && { cpack -G DEB >cpack.log 2>&1 || { cat cpack.log; exit 1; }; }
 	@ls -1t $(abspath $(BUILD))/drover_*.deb | head -n 1
+
+# The fault suite (docs/FAULTS.md), a long run: 10 minutes of faults by default. The seed comes
+# from JEPSEN_SEED, else the clock, and is printed first: rerun a failure with JEPSEN_SEED=<seed>.
+# Output (history, execution log, faults, tree, node logs) in $(BUILD)/jepsen-long/.
+ifeq ($(origin JEPSEN_SEED),undefined)
+JEPSEN_SEED := $(shell date +%s)
+endif
+JEPSEN_DURATION ?= 600
+JEPSEN_ARGS ?=
+.PHONY: jepsen
+jepsen: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target drover drover_jepsen
+	@echo "[ jepsen ] seed $(JEPSEN_SEED) (rerun: make jepsen JEPSEN_SEED=$(JEPSEN_SEED))"
+	@$(BUILD)/tests/jepsen/drover_jepsen --seed $(JEPSEN_SEED) --duration-s $(JEPSEN_DURATION) \
+		--drover $(BUILD)/src/app/drover --out $(BUILD)/jepsen-long $(JEPSEN_ARGS)
