@@ -253,6 +253,14 @@ StoreResult<SubmitResult> TaskStore::submit(const TaskSpec& spec) {
     return problem(Failure::kUnavailable, "not connected to ZooKeeper; try again later");
   }
   const auto deadline = Clock::now() + options_.settle_deadline;
+  // This request's creation identity: every attempt of this call writes the same submitted_at,
+  // and every later writer of the status (leader, worker, cancel) carries it over. A status found
+  // after an ambiguous write with an equal spec is this call's own write (202) if it carries this
+  // stamp, else an earlier request's (200). Two requests for one id with equal specs in the same
+  // millisecond, one of them ambiguous, could both answer 202; both answers still say the task
+  // exists with that spec, which is what a client acts on.
+  const int64_t stamp = base::wallMillis();
+  auto ours = [&](const TaskStatus& found) { return found.submitted_at == stamp; };
 
   // After an ambiguous write: re-read (after a sync) until we know. The task's status, if the
   // write (or an earlier one of ours) was applied; nullopt if it was not (send it again).
@@ -275,7 +283,11 @@ StoreResult<SubmitResult> TaskStore::submit(const TaskSpec& spec) {
       }
       auto existing = decodeStatus(st->data);
       if (!existing) return problem(Failure::kInternal, "task is unreadable");
-      if (existing->spec == spec) return std::optional<SubmitResult>{{std::move(*existing), true}};
+      if (existing->spec == spec) {
+        SubmitResult found{std::move(*existing), false};
+        found.created = ours(found.status);
+        return std::optional<SubmitResult>(std::move(found));
+      }
       return problem(Failure::kConflict,
                      fmt::format("task '{}' already exists with a different spec", spec.id));
     }
@@ -285,7 +297,7 @@ StoreResult<SubmitResult> TaskStore::submit(const TaskSpec& spec) {
   if (options_.group_inflight > 0) {
     TaskStatus status;
     status.spec = spec;
-    status.submitted_at = base::wallMillis();
+    status.submitted_at = stamp;
     auto err = groupCreate(status);
     if (!err) return SubmitResult{std::move(status), true};
     if (err->outcomeUnknown()) {
@@ -301,7 +313,7 @@ StoreResult<SubmitResult> TaskStore::submit(const TaskSpec& spec) {
   for (int attempt = 1;; ++attempt) {
     TaskStatus status;
     status.spec = spec;
-    status.submitted_at = base::wallMillis();
+    status.submitted_at = stamp;
     std::vector<coord::Op> ops = submitOps(status);
     ops.push_back(
         tasks::eventOp(layout_, {TaskEvent{spec.id, State::kPending, 0, "", status.submitted_at}}));
@@ -319,7 +331,11 @@ StoreResult<SubmitResult> TaskStore::submit(const TaskSpec& spec) {
         pause(attempt);
         continue;
       }
-      if ((*existing)->spec == spec) return SubmitResult{std::move(**existing), maybe_applied};
+      if ((*existing)->spec == spec) {
+        // Ours only if an earlier attempt of this call may have landed and the stamp is ours.
+        bool created = maybe_applied && ours(**existing);
+        return SubmitResult{std::move(**existing), created};
+      }
       return problem(Failure::kConflict,
                      fmt::format("task '{}' already exists with a different spec", spec.id));
     }
@@ -357,16 +373,24 @@ StoreResult<BatchResult> TaskStore::submitBatch(const std::vector<TaskSpec>& spe
     return problem(Failure::kUnavailable, "not connected to ZooKeeper; try again later");
   }
 
+  // This call's creation identity, written into every status of the batch by every attempt
+  // (see submit()): a batch found whole after an ambiguous write is this call's (202) only if
+  // every status carries it, else an earlier request's (200). The multi is all or nothing, so
+  // the statuses of one batch are either all this call's or none.
+  const int64_t stamp = base::wallMillis();
+
   // Classifies the existing statuses after a NodeExists or an ambiguous write.
   auto classify = [&](const std::vector<std::optional<TaskStatus>>& found, bool maybe_applied,
                       bool& retry) -> StoreResult<BatchResult> {
     std::vector<std::string> differ, present;
     size_t absent = 0;
+    bool all_ours = maybe_applied;
     for (size_t i = 0; i < specs.size(); ++i) {
       if (!found[i]) {
         ++absent;
       } else if (found[i]->spec == specs[i]) {
         present.push_back(specs[i].id);
+        all_ours = all_ours && found[i]->submitted_at == stamp;
       } else {
         differ.push_back(specs[i].id);
       }
@@ -385,7 +409,7 @@ StoreResult<BatchResult> TaskStore::submitBatch(const std::vector<TaskSpec>& spe
       retry = true;
       return BatchResult{};
     }
-    if (absent == 0) return BatchResult{ids, maybe_applied};
+    if (absent == 0) return BatchResult{ids, all_ours};
     return problem(Failure::kConflict,
                    fmt::format("some tasks of the batch exist already ({}); a batch is all or "
                                "nothing: submit the others separately",
@@ -395,7 +419,7 @@ StoreResult<BatchResult> TaskStore::submitBatch(const std::vector<TaskSpec>& spe
   const auto deadline = Clock::now() + options_.settle_deadline;
   bool maybe_applied = false;
   for (int attempt = 1;; ++attempt) {
-    int64_t now = base::wallMillis();
+    const int64_t now = stamp;
     std::vector<coord::Op> ops;
     std::vector<TaskEvent> events;
     ops.reserve(specs.size() * 2 + 1);
