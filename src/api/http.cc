@@ -321,6 +321,14 @@ class SubmitMetric {
 
 }  // namespace
 
+tl::expected<tasks::TaskSpec, tasks::ValidationError> HttpServer::parseTask(
+    const Json& body) const {
+  auto spec = tasks::parseSpec(body, options_.limits, options_.known_type);
+  if (!spec || !options_.validate_payload) return spec;
+  if (auto e = options_.validate_payload(spec->type, spec->payload)) return tl::unexpected(*e);
+  return spec;
+}
+
 void HttpServer::postTask(const Request& req, Response& res) {
   SubmitMetric metric(res);
   if (!isJsonContentType(req.get_header_value("Content-Type"))) {
@@ -342,7 +350,7 @@ void HttpServer::postTask(const Request& req, Response& res) {
       }
     }
   }
-  auto spec = tasks::parseSpec(*body, options_.limits, options_.known_type);
+  auto spec = parseTask(*body);
   if (!spec) {
     const auto& e = spec.error();
     return problem(res, 400, e.field.empty() ? e.detail : fmt::format("{}: {}", e.field, e.detail));
@@ -380,7 +388,7 @@ void HttpServer::postBatch(const Request& req, Response& res) {
   std::vector<tasks::TaskSpec> specs;
   specs.reserve(list->size());
   for (size_t i = 0; i < list->size(); ++i) {
-    auto spec = tasks::parseSpec((*list)[i], options_.limits, options_.known_type);
+    auto spec = parseTask((*list)[i]);
     if (!spec) {
       const auto& e = spec.error();
       return problem(res, 400,

@@ -16,6 +16,7 @@
 #include "coord/fake/fake_coordination.h"
 #include "coord/paths.h"
 #include "tasks/layout.h"
+#include "tasks/payloads.h"
 #include "tasks/records.h"
 #include "tasks/task.h"
 
@@ -51,6 +52,11 @@ class ApiFixture : public ::testing::Test {
     ho.port = 0;
     ho.threads = 8;
     ho.known_type = &knownType;
+    ho.validate_payload = [](std::string_view type,
+                             const Json& payload) -> std::optional<tasks::ValidationError> {
+      auto validator = tasks::builtinPayloadValidator(type);
+      return validator ? validator(payload) : std::nullopt;
+    };
     ho.heartbeat = 200ms;
     ho.read_timeout = 2s;
     configure(ho);

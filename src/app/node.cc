@@ -406,6 +406,9 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
   ho.port = port;
   ho.limits.max_payload_bytes = config.max_payload_bytes;
   ho.known_type = &knownType;
+  ho.validate_payload = [](std::string_view type, const tasks::Json& payload) {
+    return registry().validate(type, payload);
+  };
   ho.metrics = [] { return base::metrics().render(); };
   api::HttpServer http(store, &events, ho);
   api::addDashboard(http);
