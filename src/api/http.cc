@@ -82,6 +82,8 @@ int statusOf(Failure f) {
       return 409;
     case Failure::kTooLarge:
       return 413;
+    case Failure::kTooMany:
+      return 429;
     case Failure::kUnavailable:
       return 503;
     case Failure::kInternal:
@@ -181,7 +183,9 @@ void HttpServer::problem(Response& res, int status, std::string detail) const {
                {"title", reason(status)},
                {"status", status},
                {"detail", std::move(detail)}};
-  if (status == 503) res.set_header("Retry-After", std::to_string(options_.retry_after_s));
+  if (status == 503 || status == 429) {
+    res.set_header("Retry-After", std::to_string(options_.retry_after_s));
+  }
   res.set_content(dumpJson(body), kProblemJson);
 }
 

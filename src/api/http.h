@@ -50,7 +50,7 @@ struct HttpOptions {
   std::chrono::milliseconds heartbeat{15000};  // SSE comment interval on /v1/events
   size_t max_event_streams = 0;                // 0: threads / 2
   std::chrono::milliseconds max_wait{300000};  // largest ?wait= on GET /v1/tasks/{id}
-  int retry_after_s = 1;                       // Retry-After on 503
+  int retry_after_s = 1;                       // Retry-After on 503 and 429
 };
 
 // The HTTP front of a node. Routes (see docs/API.md): POST /v1/tasks, POST /v1/tasks/batch,

@@ -366,6 +366,31 @@ TEST_F(HttpTest, BatchWithABadPayloadIsRefusedWholeNamingItsIndex) {
   EXPECT_FALSE(statusOf("q1"));
 }
 
+class HttpPendingCapTest : public ApiFixture {
+  void configureStore(StoreOptions& so) override {
+    so.max_pending = 2;
+    so.pending_ttl = 0ms;
+  }
+};
+
+TEST_F(HttpPendingCapTest, PastTheCapIs429WithRetryAfterAndWritesNothing) {
+  ASSERT_EQ(postJson("/v1/tasks", R"({"id":"f1","type":"noop"})")->status, 202);
+  auto before = tree();
+  auto batch = postJson("/v1/tasks/batch",
+                        R"({"tasks":[{"id":"f2","type":"noop"},{"id":"f3","type":"noop"}]})");
+  expectProblem(batch, 429);
+  EXPECT_EQ(batch->get_header_value("Retry-After"), "1");
+  EXPECT_EQ(tree(), before);
+  ASSERT_EQ(postJson("/v1/tasks", R"({"id":"f2","type":"noop"})")->status, 202);
+  before = tree();
+  auto r = postJson("/v1/tasks", R"({"id":"f3","type":"noop"})");
+  expectProblem(r, 429);
+  EXPECT_EQ(r->get_header_value("Retry-After"), "1");
+  EXPECT_NE(bodyOf(r)["detail"].get<std::string>().find("the cap is 2"), std::string::npos);
+  EXPECT_EQ(tree(), before);
+  EXPECT_FALSE(statusOf("f3"));
+}
+
 TEST_F(HttpTest, BatchOverThePacketLimitIs413) {
   std::string payload(240 * 1024, 'x');
   Json tasks_json = Json::array();

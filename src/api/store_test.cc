@@ -270,6 +270,61 @@ TEST_F(StoreTest, AmbiguousRepeatOfAnEarlierBatchIsARepeat) {
   EXPECT_TRUE(own->created);
 }
 
+// Issue 13.9: flood control. A cap on the pending tasks (jobs), read from the job buckets'
+// child counts, never by listing them.
+StoreOptions capOptions(size_t cap, std::chrono::milliseconds ttl) {
+  StoreOptions so;
+  so.call_timeout = 2s;
+  so.group_inflight = 0;
+  so.max_pending = cap;
+  so.pending_ttl = ttl;
+  return so;
+}
+
+TEST_F(StoreTest, SubmitsPastThePendingCapAreRefusedAndWriteNothing) {
+  TaskStore store(*coord_, layout_, capOptions(3, 0ms));  // every submit reads the count
+  for (const char* id : {"c1", "c2", "c3"}) ASSERT_TRUE(store.submit(spec(id))) << id;
+  auto before = tree();
+  size_t listings = coord_->callCount(OpKind::kChildren);
+  auto r = store.submit(spec("c4"));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().failure, Failure::kTooMany);
+  EXPECT_NE(r.error().detail.find("3 tasks are pending, the cap is 3"), std::string::npos)
+      << r.error().detail;
+  EXPECT_EQ(tree(), before);
+  EXPECT_EQ(coord_->callCount(OpKind::kChildren), listings);  // counted without listing
+
+  // A batch that would cross the cap is refused whole, even when part of it would fit.
+  assign("c1", "w1", State::kAssigned);  // one job leaves /jobs: 2 pending
+  before = tree();
+  auto batch = store.submitBatch({spec("d1"), spec("d2")});
+  ASSERT_FALSE(batch);
+  EXPECT_EQ(batch.error().failure, Failure::kTooMany);
+  EXPECT_EQ(tree(), before);
+  EXPECT_FALSE(statusOf("d1"));
+  // The one that fits goes in.
+  ASSERT_TRUE(store.submitBatch({spec("d1")}));
+  EXPECT_EQ(store.submit(spec("c5")).error().failure, Failure::kTooMany);
+}
+
+TEST_F(StoreTest, PendingCountIsReusedWithinItsTtlAndCountsOwnSubmits) {
+  TaskStore store(*coord_, layout_, capOptions(5, 1h));
+  size_t exists_before = coord_->callCount(OpKind::kExists);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(store.submit(spec("o" + std::to_string(i))));
+  // One read of the 256 buckets served every submit; this store's own submits were added.
+  EXPECT_EQ(coord_->callCount(OpKind::kExists) - exists_before,
+            static_cast<size_t>(tasks::Layout::kJobBuckets));
+  EXPECT_EQ(store.submit(spec("o5")).error().failure, Failure::kTooMany);
+  EXPECT_FALSE(statusOf("o5"));
+}
+
+TEST_F(StoreTest, ZeroMeansNoCap) {
+  TaskStore store(*coord_, layout_, capOptions(0, 0ms));
+  size_t exists_before = coord_->callCount(OpKind::kExists);
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(store.submit(spec("u" + std::to_string(i))));
+  EXPECT_EQ(coord_->callCount(OpKind::kExists), exists_before);  // not even counted
+}
+
 TEST_F(StoreTest, SessionExpiryDuringSubmitIsUnavailable) {
   coord_->failNext(OpKind::kMulti, Code::kSessionExpired);
   auto r = store_->submit(spec("s1"));

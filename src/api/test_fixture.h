@@ -42,6 +42,7 @@ class ApiFixture : public ::testing::Test {
     so.call_timeout = 2s;
     so.cancel_attempts = 4;
     so.counts_ttl = 0ms;
+    configureStore(so);
     store_ = std::make_unique<TaskStore>(*coord_, layout_, so);
     EventFeedOptions fo;
     fo.queue_capacity = feedCapacity();
@@ -73,6 +74,7 @@ class ApiFixture : public ::testing::Test {
   }
 
   virtual void configure(HttpOptions&) {}
+  virtual void configureStore(StoreOptions&) {}
   virtual void addRoutes(HttpServer&) {}
   virtual size_t feedCapacity() { return 1024; }
   virtual std::chrono::milliseconds feedMinInterval() { return std::chrono::milliseconds(50); }
