@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include "app/node.h"
@@ -28,16 +29,26 @@ int main(int argc, char** argv) {
   CLI11_PARSE(cli, argc, argv);
   base::initLogging("info");
 
-  // Handlers get the task's id and attempt, so they can make their side effects idempotent.
-  app::handlerRegistry().add("reverse", [](worker::TaskContext& task) {
-    if (!task.payload.is_object() || !task.payload.contains("text") ||
-        !task.payload["text"].is_string()) {
-      return worker::HandlerResult::failure("payload.text must be a string");
-    }
-    std::string text = task.payload["text"];
-    return worker::HandlerResult::success(
-        {{"text", std::string(text.rbegin(), text.rend())}, {"attempt", task.attempt}});
-  });
+  // Handlers get the task's id and attempt, so they can make their side effects idempotent. The
+  // validator runs at submit: a payload it refuses is a 400 naming the field, and nothing is
+  // written (the handler still checks what it reads).
+  app::handlerRegistry().add(
+      "reverse",
+      [](worker::TaskContext& task) {
+        if (!task.payload.is_object() || !task.payload.contains("text") ||
+            !task.payload["text"].is_string()) {
+          return worker::HandlerResult::failure("payload.text must be a string");
+        }
+        std::string text = task.payload["text"];
+        return worker::HandlerResult::success(
+            {{"text", std::string(text.rbegin(), text.rend())}, {"attempt", task.attempt}});
+      },
+      [](const tasks::Json& payload) -> std::optional<tasks::ValidationError> {
+        if (payload.is_object() && payload.contains("text") && payload["text"].is_string()) {
+          return std::nullopt;
+        }
+        return tasks::ValidationError{"payload.text", "is required (a string)"};
+      });
 
   if (auto problem = app::validate(config); !problem.empty()) {
     std::cerr << problem << "\n";

@@ -87,6 +87,8 @@ int statusOf(Failure f) {
       return 409;
     case Failure::kTooLarge:
       return 413;
+    case Failure::kTooMany:
+      return 429;
     case Failure::kUnavailable:
       return 503;
     case Failure::kInternal:
@@ -193,7 +195,9 @@ void HttpServer::problem(Response& res, int status, std::string detail) const {
                {"title", reason(status)},
                {"status", status},
                {"detail", std::move(detail)}};
-  if (status == 503) res.set_header("Retry-After", std::to_string(options_.retry_after_s));
+  if (status == 503 || status == 429) {
+    res.set_header("Retry-After", std::to_string(options_.retry_after_s));
+  }
   res.set_content(dumpJson(body), kProblemJson);
 }
 
@@ -333,6 +337,14 @@ class SubmitMetric {
 
 }  // namespace
 
+tl::expected<tasks::TaskSpec, tasks::ValidationError> HttpServer::parseTask(
+    const Json& body) const {
+  auto spec = tasks::parseSpec(body, options_.limits, options_.known_type);
+  if (!spec || !options_.validate_payload) return spec;
+  if (auto e = options_.validate_payload(spec->type, spec->payload)) return tl::unexpected(*e);
+  return spec;
+}
+
 void HttpServer::postTask(const Request& req, Response& res) {
   SubmitMetric metric(res);
   if (!isJsonContentType(req.get_header_value("Content-Type"))) {
@@ -354,7 +366,7 @@ void HttpServer::postTask(const Request& req, Response& res) {
       }
     }
   }
-  auto spec = tasks::parseSpec(*body, options_.limits, options_.known_type);
+  auto spec = parseTask(*body);
   if (!spec) {
     const auto& e = spec.error();
     return problem(res, 400, e.field.empty() ? e.detail : fmt::format("{}: {}", e.field, e.detail));
@@ -392,7 +404,7 @@ void HttpServer::postBatch(const Request& req, Response& res) {
   std::vector<tasks::TaskSpec> specs;
   specs.reserve(list->size());
   for (size_t i = 0; i < list->size(); ++i) {
-    auto spec = tasks::parseSpec((*list)[i], options_.limits, options_.known_type);
+    auto spec = parseTask((*list)[i]);
     if (!spec) {
       const auto& e = spec.error();
       return problem(res, 400,

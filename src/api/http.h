@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <regex>
 #include <set>
 #include <string>
@@ -38,12 +39,18 @@ struct HttpOptions {
   tasks::SubmitLimits limits;
   // Which task types the cluster runs (nullptr: any valid name).
   bool (*known_type)(std::string_view) = nullptr;
+  // Checks a known type's payload at submit (the validators registered with the handlers, see
+  // worker::HandlerRegistry::validate); an error is a 400 naming the field, nothing written.
+  // Empty: payloads are not checked. Called on HTTP threads: thread-safe.
+  std::function<std::optional<tasks::ValidationError>(std::string_view type,
+                                                      const tasks::Json& payload)>
+      validate_payload;
   // Body of GET /metrics (Prometheus text). Empty: a minimal built-in exposition.
   std::function<std::string()> metrics;
   std::chrono::milliseconds heartbeat{15000};  // SSE comment interval on /v1/events
   size_t max_event_streams = 0;                // 0: threads / 2
   std::chrono::milliseconds max_wait{300000};  // largest ?wait= on GET /v1/tasks/{id}
-  int retry_after_s = 1;                       // Retry-After on 503
+  int retry_after_s = 1;                       // Retry-After on 503 and 429
 };
 
 // The HTTP front of a node. Routes (see docs/API.md): POST /v1/tasks, POST /v1/tasks/batch,
@@ -85,6 +92,8 @@ class HttpServer {
   void setupRoutes();
   httplib::Server::HandlerResponse onError(const httplib::Request& req, httplib::Response& res);
 
+  // parseSpec, then the payload check of the task's type.
+  tl::expected<tasks::TaskSpec, tasks::ValidationError> parseTask(const tasks::Json& body) const;
   void postTask(const httplib::Request& req, httplib::Response& res);
   void postBatch(const httplib::Request& req, httplib::Response& res);
   void getTask(const httplib::Request& req, httplib::Response& res);

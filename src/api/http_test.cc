@@ -322,6 +322,80 @@ TEST_F(HttpTest, BatchIsAllOrNothing) {
   EXPECT_FALSE(statusOf("n1"));
 }
 
+// Issue 13.7: a payload that does not fit its built-in type is a 400 naming the field, and
+// nothing is written (before, these were accepted and then failed on workers).
+TEST_F(HttpTest, BadPayloadOfABuiltinTypeIs400NamingTheFieldAndWritesNothing) {
+  struct Case {
+    std::string body;
+    std::string detail;
+  };
+  const std::vector<Case> cases = {
+      {R"({"id":"p1","type":"exec","payload":{"argv":"echo hi"}})",
+       "payload.argv: must be a non-empty array of strings"},
+      {R"({"id":"p2","type":"exec"})", "payload.argv: is required"},
+      {R"({"id":"p3","type":"exec","payload":{"argv":["ls"],"env":{"A":1}}})",
+       "payload.env.A: must be a string"},
+      {R"({"id":"p4","type":"sleep","payload":{"ms":"soon"}})", "payload.ms: must be a number"},
+      {R"({"id":"p5","type":"sleep","payload":{"ms":-5}})", "payload.ms: must be a number"},
+      {R"({"id":"p6","type":"sleep","payload":7})", "payload: must be an object"},
+      {R"({"id":"p7","type":"fail","payload":{"message":42}})",
+       "payload.message: must be a string"},
+  };
+  auto before = tree();
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.body);
+    auto r = postJson("/v1/tasks", c.body);
+    expectProblem(r, 400);
+    EXPECT_EQ(bodyOf(r)["detail"].get<std::string>().rfind(c.detail, 0), 0u) << r->body;
+  }
+  EXPECT_EQ(tree(), before);
+  EXPECT_EQ(countStatuses(), 0u);
+  // Good payloads of the same types are accepted.
+  EXPECT_EQ(postJson("/v1/tasks", R"({"type":"exec","payload":{"argv":["echo","hi"]}})")->status,
+            202);
+  EXPECT_EQ(postJson("/v1/tasks", R"({"type":"sleep","payload":{"ms":10}})")->status, 202);
+  EXPECT_EQ(postJson("/v1/tasks", R"({"type":"fail","payload":{"message":"x"}})")->status, 202);
+  EXPECT_EQ(postJson("/v1/tasks", R"({"type":"echo","payload":"anything"})")->status, 202);
+}
+
+TEST_F(HttpTest, BatchWithABadPayloadIsRefusedWholeNamingItsIndex) {
+  auto before = tree();
+  auto r = postJson(
+      "/v1/tasks/batch",
+      R"({"tasks":[{"id":"q0","type":"noop"},{"id":"q1","type":"sleep","payload":{"ms":5}},)"
+      R"({"id":"q2","type":"exec","payload":{"argv":"echo hi"}}]})");
+  expectProblem(r, 400);
+  EXPECT_EQ(bodyOf(r)["detail"], "tasks[2].payload.argv: must be a non-empty array of strings");
+  EXPECT_EQ(tree(), before);
+  EXPECT_FALSE(statusOf("q0"));
+  EXPECT_FALSE(statusOf("q1"));
+}
+
+class HttpPendingCapTest : public ApiFixture {
+  void configureStore(StoreOptions& so) override {
+    so.max_pending = 2;
+    so.pending_ttl = 0ms;
+  }
+};
+
+TEST_F(HttpPendingCapTest, PastTheCapIs429WithRetryAfterAndWritesNothing) {
+  ASSERT_EQ(postJson("/v1/tasks", R"({"id":"f1","type":"noop"})")->status, 202);
+  auto before = tree();
+  auto batch = postJson("/v1/tasks/batch",
+                        R"({"tasks":[{"id":"f2","type":"noop"},{"id":"f3","type":"noop"}]})");
+  expectProblem(batch, 429);
+  EXPECT_EQ(batch->get_header_value("Retry-After"), "1");
+  EXPECT_EQ(tree(), before);
+  ASSERT_EQ(postJson("/v1/tasks", R"({"id":"f2","type":"noop"})")->status, 202);
+  before = tree();
+  auto r = postJson("/v1/tasks", R"({"id":"f3","type":"noop"})");
+  expectProblem(r, 429);
+  EXPECT_EQ(r->get_header_value("Retry-After"), "1");
+  EXPECT_NE(bodyOf(r)["detail"].get<std::string>().find("the cap is 2"), std::string::npos);
+  EXPECT_EQ(tree(), before);
+  EXPECT_FALSE(statusOf("f3"));
+}
+
 TEST_F(HttpTest, BatchOverThePacketLimitIs413) {
   std::string payload(240 * 1024, 'x');
   Json tasks_json = Json::array();

@@ -247,12 +247,88 @@ StoreResult<std::vector<std::optional<TaskStatus>>> TaskStore::readStatuses(
   return out;
 }
 
+std::optional<size_t> TaskStore::countPending() {
+  std::vector<coord::Future<std::optional<coord::Stat>>> buckets;
+  buckets.reserve(tasks::Layout::kJobBuckets);
+  for (int b = 0; b < tasks::Layout::kJobBuckets; ++b) {
+    buckets.push_back(coord_.exists(layout_.jobBucketAt(b), nullptr));
+  }
+  size_t pending = 0;
+  for (auto& f : buckets) {
+    auto stat = await(f);
+    if (!stat) return std::nullopt;
+    if (*stat) pending += static_cast<size_t>(std::max(0, (*stat)->num_children));
+  }
+  return pending;
+}
+
+// How stale the estimate may be, and why that is fine: it is the count read at most
+// pending_ttl ago (1 s by default) plus every task this store admitted since, so it misses only
+// what other nodes accepted in that window (and errs high by what workers took meanwhile, and by
+// admitted submits that then wrote nothing). The cap is flood control, not a quota: passing it
+// by one second of the cluster's accepted submits, or refusing a little early for a second, is
+// harmless, while an exact count would cost a listing of /jobs per submit. A read costs 256 stat
+// reads per refresh per submitting node, whatever the backlog.
+StoreResult<void> TaskStore::admit(size_t tasks) {
+  if (options_.max_pending == 0) return {};
+  auto fresh = [&] {
+    std::lock_guard lock(pending_mu_);
+    return pending_read_at_ && Clock::now() - *pending_read_at_ < options_.pending_ttl;
+  };
+  if (!fresh()) {
+    bool have_count = false;
+    {
+      std::lock_guard lock(pending_mu_);
+      have_count = pending_read_at_.has_value();
+    }
+    // One thread reads at a time. While another reads, go on with the old count; with no count
+    // yet, wait for that read.
+    std::unique_lock refresh(pending_refresh_mu_, std::defer_lock);
+    if (have_count) {
+      (void)refresh.try_lock();
+    } else {
+      refresh.lock();
+    }
+    if (refresh.owns_lock() && !fresh()) {
+      auto read_at = Clock::now();
+      if (auto count = countPending()) {
+        std::lock_guard lock(pending_mu_);
+        pending_read_ = *count;
+        pending_added_ = 0;
+        pending_read_at_ = read_at;
+      }
+      // A failed read keeps the old count; with none, the submit goes on (it answers 503 itself
+      // if ZooKeeper is gone).
+    }
+  }
+  std::lock_guard lock(pending_mu_);
+  if (!pending_read_at_) return {};
+  size_t pending = pending_read_ + pending_added_;
+  if (pending + tasks > options_.max_pending) {
+    return problem(Failure::kTooMany,
+                   fmt::format("{} tasks are pending, the cap is {}{}: retry later", pending,
+                               options_.max_pending,
+                               tasks > 1 ? fmt::format(" and the batch holds {}", tasks) : ""));
+  }
+  pending_added_ += tasks;
+  return {};
+}
+
 StoreResult<SubmitResult> TaskStore::submit(const TaskSpec& spec) {
   if (!base::isValidName(spec.id)) return problem(Failure::kBadRequest, "invalid task id");
   if (!connected()) {
     return problem(Failure::kUnavailable, "not connected to ZooKeeper; try again later");
   }
+  if (auto admitted = admit(1); !admitted) return tl::unexpected(admitted.error());
   const auto deadline = Clock::now() + options_.settle_deadline;
+  // This request's creation identity: every attempt of this call writes the same submitted_at,
+  // and every later writer of the status (leader, worker, cancel) carries it over. A status found
+  // after an ambiguous write with an equal spec is this call's own write (202) if it carries this
+  // stamp, else an earlier request's (200). Two requests for one id with equal specs in the same
+  // millisecond, one of them ambiguous, could both answer 202; both answers still say the task
+  // exists with that spec, which is what a client acts on.
+  const int64_t stamp = base::wallMillis();
+  auto ours = [&](const TaskStatus& found) { return found.submitted_at == stamp; };
 
   // After an ambiguous write: re-read (after a sync) until we know. The task's status, if the
   // write (or an earlier one of ours) was applied; nullopt if it was not (send it again).
@@ -275,7 +351,11 @@ StoreResult<SubmitResult> TaskStore::submit(const TaskSpec& spec) {
       }
       auto existing = decodeStatus(st->data);
       if (!existing) return problem(Failure::kInternal, "task is unreadable");
-      if (existing->spec == spec) return std::optional<SubmitResult>{{std::move(*existing), true}};
+      if (existing->spec == spec) {
+        SubmitResult found{std::move(*existing), false};
+        found.created = ours(found.status);
+        return std::optional<SubmitResult>(std::move(found));
+      }
       return problem(Failure::kConflict,
                      fmt::format("task '{}' already exists with a different spec", spec.id));
     }
@@ -285,7 +365,7 @@ StoreResult<SubmitResult> TaskStore::submit(const TaskSpec& spec) {
   if (options_.group_inflight > 0) {
     TaskStatus status;
     status.spec = spec;
-    status.submitted_at = base::wallMillis();
+    status.submitted_at = stamp;
     auto err = groupCreate(status);
     if (!err) return SubmitResult{std::move(status), true};
     if (err->outcomeUnknown()) {
@@ -301,7 +381,7 @@ StoreResult<SubmitResult> TaskStore::submit(const TaskSpec& spec) {
   for (int attempt = 1;; ++attempt) {
     TaskStatus status;
     status.spec = spec;
-    status.submitted_at = base::wallMillis();
+    status.submitted_at = stamp;
     std::vector<coord::Op> ops = submitOps(status);
     ops.push_back(
         tasks::eventOp(layout_, {TaskEvent{spec.id, State::kPending, 0, "", status.submitted_at}}));
@@ -319,7 +399,11 @@ StoreResult<SubmitResult> TaskStore::submit(const TaskSpec& spec) {
         pause(attempt);
         continue;
       }
-      if ((*existing)->spec == spec) return SubmitResult{std::move(**existing), maybe_applied};
+      if ((*existing)->spec == spec) {
+        // Ours only if an earlier attempt of this call may have landed and the stamp is ours.
+        bool created = maybe_applied && ours(**existing);
+        return SubmitResult{std::move(**existing), created};
+      }
       return problem(Failure::kConflict,
                      fmt::format("task '{}' already exists with a different spec", spec.id));
     }
@@ -356,17 +440,26 @@ StoreResult<BatchResult> TaskStore::submitBatch(const std::vector<TaskSpec>& spe
   if (!connected()) {
     return problem(Failure::kUnavailable, "not connected to ZooKeeper; try again later");
   }
+  if (auto admitted = admit(specs.size()); !admitted) return tl::unexpected(admitted.error());
+
+  // This call's creation identity, written into every status of the batch by every attempt
+  // (see submit()): a batch found whole after an ambiguous write is this call's (202) only if
+  // every status carries it, else an earlier request's (200). The multi is all or nothing, so
+  // the statuses of one batch are either all this call's or none.
+  const int64_t stamp = base::wallMillis();
 
   // Classifies the existing statuses after a NodeExists or an ambiguous write.
   auto classify = [&](const std::vector<std::optional<TaskStatus>>& found, bool maybe_applied,
                       bool& retry) -> StoreResult<BatchResult> {
     std::vector<std::string> differ, present;
     size_t absent = 0;
+    bool all_ours = maybe_applied;
     for (size_t i = 0; i < specs.size(); ++i) {
       if (!found[i]) {
         ++absent;
       } else if (found[i]->spec == specs[i]) {
         present.push_back(specs[i].id);
+        all_ours = all_ours && found[i]->submitted_at == stamp;
       } else {
         differ.push_back(specs[i].id);
       }
@@ -385,7 +478,7 @@ StoreResult<BatchResult> TaskStore::submitBatch(const std::vector<TaskSpec>& spe
       retry = true;
       return BatchResult{};
     }
-    if (absent == 0) return BatchResult{ids, maybe_applied};
+    if (absent == 0) return BatchResult{ids, all_ours};
     return problem(Failure::kConflict,
                    fmt::format("some tasks of the batch exist already ({}); a batch is all or "
                                "nothing: submit the others separately",
@@ -395,7 +488,7 @@ StoreResult<BatchResult> TaskStore::submitBatch(const std::vector<TaskSpec>& spe
   const auto deadline = Clock::now() + options_.settle_deadline;
   bool maybe_applied = false;
   for (int attempt = 1;; ++attempt) {
-    int64_t now = base::wallMillis();
+    const int64_t now = stamp;
     std::vector<coord::Op> ops;
     std::vector<TaskEvent> events;
     ops.reserve(specs.size() * 2 + 1);

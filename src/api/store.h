@@ -33,6 +33,7 @@ enum class Failure {
   kNotFound,     // 404: no such task
   kConflict,     // 409: the id exists with another spec
   kTooLarge,     // 413: more than one ZooKeeper transaction can carry
+  kTooMany,      // 429: past the cap on pending tasks (StoreOptions::max_pending); retry later
   kUnavailable,  // 503: no quorum, not connected, or the outcome could not be learned in time
   kInternal,     // 500: the tree holds something this version cannot read, or a broken invariant
 };
@@ -64,6 +65,13 @@ struct StoreOptions {
   // sends its own multi.
   size_t group_inflight = 2;
   size_t group_max_tasks = 500;
+  // Flood control: a submit that would take the pending tasks (the jobs under /jobs: tasks
+  // waiting for a worker, retries in backoff included) past this is refused with kTooMany and
+  // writes nothing. 0: no cap.
+  size_t max_pending = 0;
+  // How long one count of the pending tasks is used (with this store's own submits added)
+  // before it is read again.
+  std::chrono::milliseconds pending_ttl{1000};
 };
 
 struct SubmitResult {
@@ -182,6 +190,12 @@ class TaskStore {
   // The ids of every status, from all status buckets (listed pipelined), unsorted.
   StoreResult<std::vector<std::string>> statusIds(const char* what);
   void pause(int attempt) const;
+  // Flood control (StoreOptions::max_pending): kTooMany if `tasks` more would pass the cap, else
+  // counts them in. Never lists ZooKeeper: see pendingEstimate().
+  StoreResult<void> admit(size_t tasks);
+  // The pending tasks: the sum of the job buckets' child counts (256 stat reads, pipelined, no
+  // listing); nullopt when they cannot be read.
+  std::optional<size_t> countPending();
 
   // Group commit (see StoreOptions::group_inflight). A submit's first try joins the queue; the
   // outcome of its group's multi is all it learns: nullopt when it committed, else the multi's
@@ -204,6 +218,15 @@ class TaskStore {
   std::mutex counts_mu_;
   std::optional<std::pair<std::chrono::steady_clock::time_point, std::map<tasks::State, size_t>>>
       counts_cache_;
+
+  // Flood control: the last count of the pending tasks, when it was read, and the tasks this
+  // store admitted since (under pending_mu_). One thread reads a new count at a time
+  // (pending_refresh_mu_); the others go on with the old one meanwhile.
+  std::mutex pending_mu_;
+  std::optional<std::chrono::steady_clock::time_point> pending_read_at_;
+  size_t pending_read_ = 0;
+  size_t pending_added_ = 0;
+  std::mutex pending_refresh_mu_;
 
   // Shared with multi completions, which may come after the store is gone.
   std::shared_ptr<Group> group_;

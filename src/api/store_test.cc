@@ -2,6 +2,8 @@
 #include <future>
 
 #include "api/test_fixture.h"
+#include "base/clock.h"
+#include "coord/fault_injecting.h"
 #include "coord/forwarding.h"
 
 namespace drover::api::testing {
@@ -166,6 +168,163 @@ TEST_F(StoreTest, AmbiguousGroupMultiIsSettledByReading) {
   EXPECT_TRUE(r->created);
   EXPECT_TRUE(statusOf("amb"));
   EXPECT_TRUE(server_->peek(layout_.job("amb")).has_value());
+}
+
+// Issue 13.6: a submit whose write is ambiguous (applied, then connection loss) and that then
+// finds the task must tell its own write (202) from an earlier request's (200). Both paths: the
+// group multi (group_inflight > 0) and one multi per submit.
+StoreOptions ambiguityOptions(size_t group_inflight) {
+  StoreOptions so;
+  so.call_timeout = 2s;
+  so.settle_deadline = 2s;
+  so.group_inflight = group_inflight;
+  return so;
+}
+
+// Waits until the wall clock has passed `ms`, so the next submit's creation stamp differs.
+void passMillisecond(int64_t ms) {
+  ASSERT_TRUE(base::eventually([&] { return base::wallMillis() > ms; }));
+}
+
+TEST_F(StoreTest, AmbiguousRepeatOfAnEarlierSubmitIsARepeat) {
+  for (size_t inflight : {size_t{0}, size_t{2}}) {
+    SCOPED_TRACE(inflight);
+    coord::FaultInjectingCoordination faults(*coord_);
+    TaskStore store(faults, layout_, ambiguityOptions(inflight));
+    const std::string id = "rep" + std::to_string(inflight);
+    auto first = store.submit(spec(id));
+    ASSERT_TRUE(first) << first.error().detail;
+    EXPECT_TRUE(first->created);
+    passMillisecond(first->status.submitted_at);
+    auto events = countUnder(layout_.events());
+
+    // The repeat's multi fails (the status exists) and is reported as a lost connection.
+    faults.ambiguousNext(layout_.status(id));
+    auto repeat = store.submit(spec(id));
+    EXPECT_EQ(faults.injected(), 1);  // the fault fired
+    ASSERT_TRUE(repeat) << repeat.error().detail;
+    EXPECT_FALSE(repeat->created);  // 200: the earlier request's task
+    EXPECT_EQ(repeat->status.submitted_at, first->status.submitted_at);
+    EXPECT_EQ(countUnder(layout_.events()), events);  // nothing written
+  }
+}
+
+TEST_F(StoreTest, AmbiguousFirstSubmitIsCreated) {
+  for (size_t inflight : {size_t{0}, size_t{2}}) {
+    SCOPED_TRACE(inflight);
+    coord::FaultInjectingCoordination faults(*coord_);
+    TaskStore store(faults, layout_, ambiguityOptions(inflight));
+    const std::string id = "own" + std::to_string(inflight);
+    faults.ambiguousNext(layout_.status(id));
+    auto r = store.submit(spec(id));
+    EXPECT_EQ(faults.injected(), 1);
+    ASSERT_TRUE(r) << r.error().detail;
+    EXPECT_TRUE(r->created);  // 202: this call's own write landed
+    EXPECT_TRUE(statusOf(id));
+  }
+}
+
+TEST_F(StoreTest, AmbiguousRepeatAfterTheLeaderMovedTheTaskIsStillARepeat) {
+  // The leader rewrote the status (assigned) in between: the stamp it carries over still tells.
+  coord::FaultInjectingCoordination faults(*coord_);
+  TaskStore store(faults, layout_, ambiguityOptions(0));
+  auto first = store.submit(spec("moved"));
+  ASSERT_TRUE(first && first->created);
+  assign("moved", "w1", State::kAssigned);
+  passMillisecond(first->status.submitted_at);
+  faults.ambiguousNext(layout_.status("moved"));
+  auto repeat = store.submit(spec("moved"));
+  EXPECT_EQ(faults.injected(), 1);
+  ASSERT_TRUE(repeat) << repeat.error().detail;
+  EXPECT_FALSE(repeat->created);
+  EXPECT_EQ(repeat->status.state, State::kAssigned);
+}
+
+TEST_F(StoreTest, AmbiguousOtherSpecIsAConflict) {
+  coord::FaultInjectingCoordination faults(*coord_);
+  TaskStore store(faults, layout_, ambiguityOptions(0));
+  ASSERT_TRUE(store.submit(spec("other")));
+  faults.ambiguousNext(layout_.status("other"));
+  auto r = store.submit(spec("other", "echo"));
+  EXPECT_EQ(faults.injected(), 1);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().failure, Failure::kConflict);
+}
+
+TEST_F(StoreTest, AmbiguousRepeatOfAnEarlierBatchIsARepeat) {
+  coord::FaultInjectingCoordination faults(*coord_);
+  TaskStore store(faults, layout_, ambiguityOptions(0));
+  auto first = store.submitBatch({spec("rb1"), spec("rb2")});
+  ASSERT_TRUE(first) << first.error().detail;
+  EXPECT_TRUE(first->created);
+  passMillisecond(statusOf("rb1")->submitted_at);
+  faults.ambiguousNext(layout_.status("rb1"));
+  auto repeat = store.submitBatch({spec("rb1"), spec("rb2")});
+  EXPECT_EQ(faults.injected(), 1);
+  ASSERT_TRUE(repeat) << repeat.error().detail;
+  EXPECT_FALSE(repeat->created);
+
+  // And a batch whose own ambiguous write landed is created.
+  faults.ambiguousNext(layout_.status("rb3"));
+  auto own = store.submitBatch({spec("rb3"), spec("rb4")});
+  EXPECT_EQ(faults.injected(), 2);
+  ASSERT_TRUE(own) << own.error().detail;
+  EXPECT_TRUE(own->created);
+}
+
+// Issue 13.9: flood control. A cap on the pending tasks (jobs), read from the job buckets'
+// child counts, never by listing them.
+StoreOptions capOptions(size_t cap, std::chrono::milliseconds ttl) {
+  StoreOptions so;
+  so.call_timeout = 2s;
+  so.group_inflight = 0;
+  so.max_pending = cap;
+  so.pending_ttl = ttl;
+  return so;
+}
+
+TEST_F(StoreTest, SubmitsPastThePendingCapAreRefusedAndWriteNothing) {
+  TaskStore store(*coord_, layout_, capOptions(3, 0ms));  // every submit reads the count
+  for (const char* id : {"c1", "c2", "c3"}) ASSERT_TRUE(store.submit(spec(id))) << id;
+  auto before = tree();
+  size_t listings = coord_->callCount(OpKind::kChildren);
+  auto r = store.submit(spec("c4"));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().failure, Failure::kTooMany);
+  EXPECT_NE(r.error().detail.find("3 tasks are pending, the cap is 3"), std::string::npos)
+      << r.error().detail;
+  EXPECT_EQ(tree(), before);
+  EXPECT_EQ(coord_->callCount(OpKind::kChildren), listings);  // counted without listing
+
+  // A batch that would cross the cap is refused whole, even when part of it would fit.
+  assign("c1", "w1", State::kAssigned);  // one job leaves /jobs: 2 pending
+  before = tree();
+  auto batch = store.submitBatch({spec("d1"), spec("d2")});
+  ASSERT_FALSE(batch);
+  EXPECT_EQ(batch.error().failure, Failure::kTooMany);
+  EXPECT_EQ(tree(), before);
+  EXPECT_FALSE(statusOf("d1"));
+  // The one that fits goes in.
+  ASSERT_TRUE(store.submitBatch({spec("d1")}));
+  EXPECT_EQ(store.submit(spec("c5")).error().failure, Failure::kTooMany);
+}
+
+TEST_F(StoreTest, PendingCountIsReusedWithinItsTtlAndCountsOwnSubmits) {
+  TaskStore store(*coord_, layout_, capOptions(5, 1h));
+  size_t exists_before = coord_->callCount(OpKind::kExists);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(store.submit(spec("o" + std::to_string(i))));
+  // One read of the 256 buckets served every submit; this store's own submits were added.
+  EXPECT_EQ(coord_->callCount(OpKind::kExists) - exists_before,
+            static_cast<size_t>(tasks::Layout::kJobBuckets));
+  EXPECT_EQ(store.submit(spec("o5")).error().failure, Failure::kTooMany);
+  EXPECT_FALSE(statusOf("o5"));
+}
+
+TEST_F(StoreTest, ZeroMeansNoCap) {
+  TaskStore store(*coord_, layout_, capOptions(0, 0ms));
+  size_t exists_before = coord_->callCount(OpKind::kExists);
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(store.submit(spec("u" + std::to_string(i))));
+  EXPECT_EQ(coord_->callCount(OpKind::kExists), exists_before);  // not even counted
 }
 
 TEST_F(StoreTest, SessionExpiryDuringSubmitIsUnavailable) {

@@ -16,6 +16,7 @@
 #include "coord/fake/fake_coordination.h"
 #include "coord/paths.h"
 #include "tasks/layout.h"
+#include "tasks/payloads.h"
 #include "tasks/records.h"
 #include "tasks/task.h"
 
@@ -41,6 +42,7 @@ class ApiFixture : public ::testing::Test {
     so.call_timeout = 2s;
     so.cancel_attempts = 4;
     so.counts_ttl = 0ms;
+    configureStore(so);
     store_ = std::make_unique<TaskStore>(*coord_, layout_, so);
     EventFeedOptions fo;
     fo.queue_capacity = feedCapacity();
@@ -51,6 +53,11 @@ class ApiFixture : public ::testing::Test {
     ho.port = 0;
     ho.threads = 8;
     ho.known_type = &knownType;
+    ho.validate_payload = [](std::string_view type,
+                             const Json& payload) -> std::optional<tasks::ValidationError> {
+      auto validator = tasks::builtinPayloadValidator(type);
+      return validator ? validator(payload) : std::nullopt;
+    };
     ho.heartbeat = 200ms;
     ho.read_timeout = 2s;
     configure(ho);
@@ -67,6 +74,7 @@ class ApiFixture : public ::testing::Test {
   }
 
   virtual void configure(HttpOptions&) {}
+  virtual void configureStore(StoreOptions&) {}
   virtual void addRoutes(HttpServer&) {}
   virtual size_t feedCapacity() { return 1024; }
   virtual std::chrono::milliseconds feedMinInterval() { return std::chrono::milliseconds(50); }

@@ -81,6 +81,7 @@ TEST(Config, EnvironmentCoversEveryKey) {
                       {"DROVER_STRATEGY", "random"},
                       {"DROVER_LABELS", "a, b,,c"},
                       {"DROVER_MAX_PAYLOAD_BYTES", "1024"},
+                      {"DROVER_MAX_PENDING_TASKS", "500"},
                       {"DROVER_LOG_LEVEL", "debug"},
                       {"DROVER_LOG_FORMAT", "json"}});
   auto r = loadConfig({}, env);
@@ -98,6 +99,7 @@ TEST(Config, EnvironmentCoversEveryKey) {
   EXPECT_EQ(c.strategy, "random");
   EXPECT_EQ(c.labels, (std::vector<std::string>{"a", "b", "c"}));
   EXPECT_EQ(c.max_payload_bytes, 1024u);
+  EXPECT_EQ(c.max_pending_tasks, 500);
   EXPECT_EQ(c.log_level, "debug");
   EXPECT_EQ(c.log_format, "json");
 }
@@ -201,6 +203,19 @@ TEST(Config, PrefetchIsValidatedLikeSlots) {
   EXPECT_EQ(validate(c), "--prefetch must be from 0 to 4096");
   c.prefetch = 0;
   EXPECT_EQ(validate(c), "");
+}
+
+TEST(Config, MaxPendingTasks) {
+  NodeConfig c;
+  EXPECT_EQ(c.max_pending_tasks, 1000000);  // the documented default
+  EXPECT_EQ(validate(c), "");
+  c.max_pending_tasks = 0;  // no cap
+  EXPECT_EQ(validate(c), "");
+  c.max_pending_tasks = -1;
+  EXPECT_EQ(validate(c), "--max-pending-tasks must be 0 (no cap) or more");
+  EXPECT_TRUE(setConfigKey(c, "max_pending_tasks", "many").has_value());
+  EXPECT_FALSE(setConfigKey(c, "max_pending_tasks", "25").has_value());
+  EXPECT_EQ(c.max_pending_tasks, 25);
 }
 
 TEST(Config, EnvNames) {

@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
       {"max_payload_bytes", "--max-payload-bytes", nullptr, ""},
       {"retention_count", "--retention-count", nullptr, ""},
       {"retention_age_s", "--retention-age-s", nullptr, ""},
+      {"max_pending_tasks", "--max-pending-tasks", nullptr, ""},
       {"log_level", "--log-level", nullptr, ""},
       {"log_format", "--log-format", nullptr, ""},
   };
@@ -79,6 +80,7 @@ int main(int argc, char** argv) {
       {"max_payload_bytes", "Largest accepted task payload in bytes"},
       {"retention_count", "Finished task statuses kept at most (the leader deletes the oldest)"},
       {"retention_age_s", "Finished task statuses are deleted after this many seconds"},
+      {"max_pending_tasks", "Pending tasks past which submits get 429 (0: no cap)"},
       {"log_level", "trace|debug|info|warn|error|critical|off"},
       {"log_format", "text | json"},
   };

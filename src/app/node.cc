@@ -415,6 +415,7 @@ std::string validate(const NodeConfig& c) {
   }
   if (c.slots < 1 || c.slots > 1024) return "--slots must be from 1 to 1024";
   if (c.prefetch < 0 || c.prefetch > 4096) return "--prefetch must be from 0 to 4096";
+  if (c.max_pending_tasks < 0) return "--max-pending-tasks must be 0 (no cap) or more";
   if (c.retention_count < 0 || c.retention_count > 10000000) {
     return "--retention-count must be from 0 to 10000000";
   }
@@ -452,7 +453,9 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
     return 3;
   }
 
-  api::TaskStore store(c, layout);
+  api::StoreOptions store_options;
+  store_options.max_pending = static_cast<size_t>(config.max_pending_tasks);
+  api::TaskStore store(c, layout, store_options);
   api::EventFeed events(c, layout);
   events.start();
   std::unique_ptr<WorkerRole> worker;
@@ -466,6 +469,9 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
   ho.port = port;
   ho.limits.max_payload_bytes = config.max_payload_bytes;
   ho.known_type = &knownType;
+  ho.validate_payload = [](std::string_view type, const tasks::Json& payload) {
+    return registry().validate(type, payload);
+  };
   ho.metrics = [] { return base::metrics().render(); };
   api::HttpServer http(store, &events, ho);
   api::addDashboard(http);

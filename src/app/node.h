@@ -29,6 +29,8 @@ struct NodeConfig {
   // Terminal task statuses the leader keeps: at most this many, none older than this.
   int64_t retention_count = 100000;
   int64_t retention_age_s = 24 * 3600;
+  // Pending tasks (waiting for a worker) past which submits are refused with 429; 0 = no cap.
+  int64_t max_pending_tasks = 1000000;
   std::string log_level = "info";
   std::string log_format = "text";
 };

@@ -5,6 +5,9 @@
 //            "cancelled" (or the cancel reason) when cancelled first.
 //   fail  -> fails with payload.message (a string) or "failed".
 //   exec  -> see exec.h.
+// The payloads of sleep, fail and exec are checked at submit by the validators of
+// tasks/payloads.h, registered here with the handlers; the handlers still check what they read
+// (a task written by another writer, or before validation existed, fails rather than misruns).
 #include <fmt/format.h>
 
 #include "worker/exec.h"
@@ -13,7 +16,7 @@
 namespace drover::worker {
 namespace {
 
-constexpr int64_t kMaxSleepMs = 86'400'000;
+using tasks::kMaxSleepMs;
 
 HandlerResult sleepHandler(TaskContext& ctx) {
   const Json& p = ctx.payload;
@@ -53,9 +56,11 @@ HandlerResult failHandler(TaskContext& ctx) {
 void registerBuiltins(HandlerRegistry& registry, ExecLimits limits) {
   registry.add("noop", [](TaskContext&) { return HandlerResult::success(); });
   registry.add("echo", [](TaskContext& ctx) { return HandlerResult::success(ctx.payload); });
-  registry.add("sleep", sleepHandler);
-  registry.add("fail", failHandler);
-  registry.add("exec", [limits](TaskContext& ctx) { return execHandler(ctx, limits); });
+  registry.add("sleep", sleepHandler, tasks::validateSleepPayload);
+  registry.add("fail", failHandler, tasks::validateFailPayload);
+  registry.add(
+      "exec", [limits](TaskContext& ctx) { return execHandler(ctx, limits); },
+      tasks::validateExecPayload);
 }
 
 }  // namespace drover::worker

@@ -26,8 +26,6 @@ constexpr auto kDrainAfterExit = std::chrono::seconds(1);
 // How often the loop looks at the cancel token when no output comes.
 constexpr int kPollMs = 20;
 
-bool hasNul(const std::string& s) { return s.find('\0') != std::string::npos; }
-
 // Owns one descriptor.
 class Fd {
  public:
@@ -171,46 +169,9 @@ std::string toValidUtf8(std::string_view s) {
 }
 
 tl::expected<ExecRequest, std::string> parseExecPayload(const Json& payload) {
-  if (!payload.is_object()) return tl::unexpected<std::string>("payload must be an object");
-  ExecRequest req;
-  for (const auto& [key, value] : payload.items()) {
-    if (key == "argv") {
-      if (!value.is_array() || value.empty()) {
-        return tl::unexpected<std::string>("argv must be a non-empty array of strings");
-      }
-      for (const auto& arg : value) {
-        if (!arg.is_string()) return tl::unexpected<std::string>("argv must hold only strings");
-        req.argv.push_back(arg.get<std::string>());
-        if (hasNul(req.argv.back())) return tl::unexpected<std::string>("argv holds a NUL byte");
-      }
-      if (req.argv[0].empty()) return tl::unexpected<std::string>("argv[0] must not be empty");
-    } else if (key == "env") {
-      if (!value.is_object()) return tl::unexpected<std::string>("env must be an object");
-      for (const auto& [name, v] : value.items()) {
-        if (name.empty() || name.find('=') != std::string::npos || hasNul(name)) {
-          return tl::unexpected<std::string>(
-              fmt::format("env name '{}' must be non-empty without '='", name));
-        }
-        if (!v.is_string()) {
-          return tl::unexpected<std::string>(fmt::format("env '{}' must be a string", name));
-        }
-        auto s = v.get<std::string>();
-        if (hasNul(s)) return tl::unexpected<std::string>("env holds a NUL byte");
-        req.env[name] = std::move(s);
-      }
-    } else if (key == "cwd") {
-      if (!value.is_string()) return tl::unexpected<std::string>("cwd must be a string");
-      req.cwd = value.get<std::string>();
-      if (hasNul(req.cwd)) return tl::unexpected<std::string>("cwd holds a NUL byte");
-    } else if (key == "stdin") {
-      if (!value.is_string()) return tl::unexpected<std::string>("stdin must be a string");
-      req.stdin_data = value.get<std::string>();
-    } else {
-      return tl::unexpected<std::string>(fmt::format("unknown field '{}'", key));
-    }
-  }
-  if (req.argv.empty()) return tl::unexpected<std::string>("argv is required");
-  return req;
+  auto r = tasks::parseExecPayload(payload);
+  if (!r) return tl::unexpected(fmt::format("{}: {}", r.error().field, r.error().detail));
+  return std::move(*r);
 }
 
 ExecOutcome runExec(const ExecRequest& req, const ExecLimits& limits, const CancelToken& cancel,

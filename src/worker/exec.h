@@ -10,21 +10,16 @@
 #include <tl/expected.hpp>
 #include <vector>
 
+#include "tasks/payloads.h"
 #include "worker/handler.h"
 
 namespace drover::worker {
 
-// A validated `exec` payload: {"argv": [...], "env": {...}, "cwd": "...", "stdin": "..."}.
-struct ExecRequest {
-  std::vector<std::string> argv;           // non-empty; argv[0] is looked up in the node's PATH
-  std::map<std::string, std::string> env;  // added to (or replacing in) the node's environment
-  std::string cwd;                         // "" = the node's working directory
-  std::string stdin_data;                  // written to the command's stdin, which is then closed
-};
+// The `exec` payload (its contract and its reading live with the task model, so that the API
+// can check it at submit): see tasks/payloads.h.
+using tasks::ExecRequest;
 
-// Checks a payload: argv a non-empty array of strings; env an object of string values with
-// names that are non-empty and hold no '='; cwd and stdin strings; no NUL byte anywhere; no other
-// field. The error names the field.
+// tasks::parseExecPayload, with the error as one string ("payload.argv: must be ...").
 tl::expected<ExecRequest, std::string> parseExecPayload(const Json& payload);
 
 // What happened to one command.

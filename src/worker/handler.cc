@@ -59,20 +59,38 @@ HandlerResult invokeHandler(const Handler& handler, TaskContext& ctx) noexcept {
   }
 }
 
-void HandlerRegistry::add(std::string type, Handler handler) {
+void HandlerRegistry::add(std::string type, Handler handler, tasks::PayloadValidator validate) {
   std::unique_lock lock(mu_);
-  handlers_[std::move(type)] = std::move(handler);
+  handlers_[std::move(type)] = Entry{std::move(handler), std::move(validate)};
 }
 
 Handler HandlerRegistry::find(std::string_view type) const {
   std::shared_lock lock(mu_);
   auto it = handlers_.find(type);
-  return it == handlers_.end() ? Handler() : it->second;
+  return it == handlers_.end() ? Handler() : it->second.handler;
 }
 
 bool HandlerRegistry::has(std::string_view type) const {
   std::shared_lock lock(mu_);
   return handlers_.find(type) != handlers_.end();
+}
+
+std::optional<tasks::ValidationError> HandlerRegistry::validate(std::string_view type,
+                                                                const Json& payload) const {
+  tasks::PayloadValidator validator;
+  {
+    std::shared_lock lock(mu_);
+    auto it = handlers_.find(type);
+    if (it == handlers_.end() || !it->second.validate) return std::nullopt;
+    validator = it->second.validate;
+  }
+  try {
+    return validator(payload);
+  } catch (const std::exception& e) {
+    return tasks::ValidationError{"payload", std::string("refused by the validator: ") + e.what()};
+  } catch (...) {
+    return tasks::ValidationError{"payload", "refused by the validator"};
+  }
 }
 
 std::vector<std::string> HandlerRegistry::types() const {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "tasks/payloads.h"
 
 namespace drover::worker {
 
@@ -87,20 +88,31 @@ using Handler = std::function<HandlerResult(TaskContext&)>;
 // Calls `handler`, turning any exception (and an empty handler) into a failure.
 HandlerResult invokeHandler(const Handler& handler, TaskContext& ctx) noexcept;
 
-// Task type name -> handler. Thread-safe (a shared lock); normally filled once at startup and
-// only read afterwards.
+// Task type name -> handler, and the type's payload validator. Thread-safe (a shared lock);
+// normally filled once at startup and only read afterwards.
 class HandlerRegistry {
  public:
-  // Registers or replaces the handler of `type`.
-  void add(std::string type, Handler handler);
+  // Registers or replaces the handler of `type`, with the validator the API runs on every
+  // payload of that type at submit (empty: any JSON is accepted). A payload the validator
+  // refuses is a 400 naming the field, and nothing is written; a handler still gets only
+  // payloads that passed it (tasks submitted through this node's API).
+  void add(std::string type, Handler handler, tasks::PayloadValidator validate = {});
   // A copy of the handler of `type`; empty when there is none.
   Handler find(std::string_view type) const;
   bool has(std::string_view type) const;
   std::vector<std::string> types() const;
+  // What the validator of `type` says of `payload`: nullopt when it passes, when the type has no
+  // validator, or when the type is unknown (the API refuses unknown types before this). A
+  // validator that throws refuses the payload with the exception's message.
+  std::optional<tasks::ValidationError> validate(std::string_view type, const Json& payload) const;
 
  private:
+  struct Entry {
+    Handler handler;
+    tasks::PayloadValidator validate;
+  };
   mutable std::shared_mutex mu_;
-  std::map<std::string, Handler, std::less<>> handlers_;
+  std::map<std::string, Entry, std::less<>> handlers_;
 };
 
 // Limits of the built-in `exec` type.
@@ -111,7 +123,8 @@ struct ExecLimits {
   base::Duration kill_grace = std::chrono::seconds(2);
 };
 
-// Registers the built-in types: noop, echo, sleep, fail, exec (see builtin.cc for each contract).
+// Registers the built-in types with their payload validators: noop, echo, sleep, fail, exec (see
+// builtin.cc and tasks/payloads.h for each contract).
 void registerBuiltins(HandlerRegistry& registry, ExecLimits limits = {});
 
 }  // namespace drover::worker

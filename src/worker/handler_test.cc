@@ -83,6 +83,51 @@ TEST_F(BuiltinsTest, AllRegistered) {
   }
 }
 
+TEST_F(BuiltinsTest, BuiltinsCarryTheirPayloadValidators) {
+  EXPECT_FALSE(registry_.validate("noop", Json{{"x", 1}}));
+  EXPECT_FALSE(registry_.validate("echo", Json("anything")));
+  EXPECT_FALSE(registry_.validate("sleep", Json{{"ms", 10}}));
+  EXPECT_FALSE(registry_.validate("exec", Json{{"argv", {"true"}}}));
+  auto e = registry_.validate("exec", Json{{"argv", "echo hi"}});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->field, "payload.argv");
+  e = registry_.validate("sleep", Json{{"ms", "soon"}});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->field, "payload.ms");
+  e = registry_.validate("fail", Json{{"message", 3}});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->field, "payload.message");
+  EXPECT_FALSE(registry_.validate("no-such-type", Json::object()));
+}
+
+TEST(HandlerRegistryTest, EmbeddersRegisterAValidatorWithTheirHandler) {
+  HandlerRegistry registry;
+  registry.add(
+      "resize", [](TaskContext&) { return HandlerResult::success(); },
+      [](const Json& payload) -> std::optional<tasks::ValidationError> {
+        if (payload.is_object() && payload.contains("width")) return std::nullopt;
+        return tasks::ValidationError{"payload.width", "is required"};
+      });
+  registry.add("plain", [](TaskContext&) { return HandlerResult::success(); });
+  registry.add(
+      "throws", [](TaskContext&) { return HandlerResult::success(); },
+      [](const Json&) -> std::optional<tasks::ValidationError> {
+        throw std::runtime_error("bad validator");
+      });
+  EXPECT_FALSE(registry.validate("resize", Json{{"width", 3}}));
+  auto e = registry.validate("resize", Json::object());
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->field, "payload.width");
+  EXPECT_FALSE(registry.validate("plain", Json("x")));
+  e = registry.validate("throws", Json::object());
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->field, "payload");
+  EXPECT_NE(e->detail.find("bad validator"), std::string::npos);
+  // Replacing a handler replaces its validator.
+  registry.add("resize", [](TaskContext&) { return HandlerResult::success(); });
+  EXPECT_FALSE(registry.validate("resize", Json::object()));
+}
+
 TEST_F(BuiltinsTest, NoopAndEcho) {
   auto r = runType(registry_, "noop", Json{{"x", 1}});
   EXPECT_TRUE(r.ok);
