@@ -9,6 +9,7 @@ packages=(
   libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev
   libexpected-dev libgtest-dev libgmock-dev libbenchmark-dev
   netcat-openbsd procps curl python3 chromium dpkg-dev clang-format
+  iptables  # the fault suite cuts a node off from ZooKeeper with an owner match (docs/FAULTS.md)
   prometheus  # promtool checks the /metrics format (tests/metrics_test.sh)
 )
 # Node.js for the dashboard's browser test: Debian's nodejs and npm, unless node and npm are on PATH

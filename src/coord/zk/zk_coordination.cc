@@ -276,8 +276,11 @@ struct ZkCoordination::Impl {
   // cannot be built, and a sub-op cannot be built once the handle's session has expired or failed
   // auth (ZINVALIDSTATE): glibc then aborts the process ("double free"). Every other async call
   // returns the error cleanly. So a multi reaches the client only while the handle is connected:
-  // from there, an expiry takes a disconnect, a reconnect and the server's answer to it, which
-  // cannot all happen while one zoo_amulti builds its request. A handle whose session is gone
+  // from there, an expiry takes the client's I/O thread a disconnect, a reconnect and the
+  // server's answer, all while this thread is inside the few microseconds in which zoo_amulti
+  // builds its sub-requests (only a preemption of this thread right there, lasting a loopback
+  // round trip, could still meet it; the client offers no lock to close that). A handle whose
+  // session is gone
   // gets the session-lost error here; one that is (re)connecting holds the multi until it is
   // connected (sent then), its session is lost or the handle closed (failed then), or a session
   // timeout passes (failed as a connection loss: never sent, as the client itself would report a
