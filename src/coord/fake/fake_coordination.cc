@@ -554,6 +554,7 @@ std::function<void()> FakeCoordination::takeHook(OpKind kind,
     if (!matchCall(it->kind, it->prefix, kind, paths)) continue;
     auto action = std::move(it->action);
     hooks_.erase(it);
+    ++hooks_running_;  // still pending until it has run (see run())
     return action;
   }
   return {};
@@ -562,7 +563,11 @@ std::function<void()> FakeCoordination::takeHook(OpKind kind,
 template <class T, class Fn>
 Future<T> FakeCoordination::run(OpKind kind, std::vector<std::string> paths, Fn&& apply) {
   // Outside mu_: the action may call this session too.
-  if (auto hook = takeHook(kind, paths)) hook();
+  if (auto hook = takeHook(kind, paths)) {
+    hook();
+    std::lock_guard lock(mu_);
+    --hooks_running_;
+  }
   std::lock_guard lock(mu_);
   std::optional<Error> after;
   if (auto error = admit(kind, paths, after)) return Future<T>::ready(tl::unexpected(*error));
@@ -678,7 +683,7 @@ void FakeCoordination::beforeNextOn(OpKind kind, std::string path_prefix,
 
 size_t FakeCoordination::pendingFaults() const {
   std::lock_guard lock(mu_);
-  return faults_.size() + hooks_.size();
+  return faults_.size() + hooks_.size() + hooks_running_;
 }
 
 void FakeCoordination::disconnect() {

@@ -292,6 +292,7 @@ class FakeCoordination final : public Coordination {
   uint64_t generation_ = 0;
   std::deque<Fault> faults_;
   std::deque<Hook> hooks_;
+  size_t hooks_running_ = 0;  // taken from hooks_ and not yet returned
   std::map<OpKind, size_t> calls_;
   std::vector<std::pair<std::string, std::string>> auths_;
   std::map<uint64_t, SessionListener> listeners_;
