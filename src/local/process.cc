@@ -307,6 +307,34 @@ bool Process::signal(int sig) {
   return ::kill(-pid_, sig) == 0;
 }
 
+namespace {
+// True when every thread of `pid` is in the stopped state ('T') or gone.
+bool allThreadsStopped(pid_t pid) {
+  std::error_code ec;
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream stat(task.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;  // the thread ended meanwhile
+    auto close = line.rfind(')');
+    if (close == std::string::npos || close + 2 >= line.size()) continue;
+    char state = line[close + 2];
+    if (state != 'T' && state != 't' && state != 'Z' && state != 'X') return false;
+  }
+  return !ec;
+}
+}  // namespace
+
+bool Process::pause() {
+  if (!signal(SIGSTOP)) return false;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!allThreadsStopped(pid_)) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
 void Process::reap() const {
   unregisterLive(slot_);
   // Leftovers in the group die with the child; the unreaped child pins the PGID, so this cannot hit

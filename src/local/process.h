@@ -76,7 +76,10 @@ class Process {
   // false once the child has been reaped (see alive()).
   bool kill9() { return signal(SIGKILL); }
   bool terminate() { return signal(SIGTERM); }
-  bool pause() { return signal(SIGSTOP); }
+  // Returns once every thread of the child is stopped (a SIGSTOP is acted on asynchronously: a
+  // thread running on another core may still finish a request after kill() returns), or after 5 s
+  // (false then).
+  bool pause();
   bool resume() { return signal(SIGCONT); }
   bool signal(int sig);
 
