@@ -114,11 +114,12 @@ class Clients {
       Request r = submit(c, rng, "first", b);
       // An unknown outcome is retried with the same id and spec, as the API says is safe.
       for (int t = 0; t < 3 && r.unknown() && !stop_; ++t) {
-        std::this_thread::sleep_for(200ms);
+        std::this_thread::sleep_for(200ms);  // a client's pause before retrying, not a wait
         r = submit(c, rng, "retry", b);
       }
       if (rng() % 10 == 0) submit(c, rng, "repeat", b);
       if (rng() % 20 == 0) submit(c, rng, "conflict", body(id, sleep_ms + 1));
+      // Seeded think time between submits, so the load varies; not a wait on anything.
       std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 60));
     }
   }
@@ -195,14 +196,13 @@ int run(const Options& o) {
   auto& coord = **zc;
   tasks::Layout layout(fo.zk_root);
   int64_t drained_ms = -1;
-  auto drain_deadline = Clock::now() + std::chrono::seconds(o.drain_s);
-  while (Clock::now() < drain_deadline) {
-    auto tokens = countTokens(coord, layout);
-    if (tokens && *tokens == 0) {
-      drained_ms = msSince(t0);
-      break;
-    }
-    std::this_thread::sleep_for(100ms);
+  if (base::eventually(
+          [&] {
+            auto tokens = countTokens(coord, layout);
+            return tokens && *tokens == 0;
+          },
+          std::chrono::seconds(o.drain_s), 100ms)) {
+    drained_ms = msSince(t0);
   }
   std::cout << fmt::format("[ jepsen ] drained at {} ms\n", drained_ms) << std::flush;
   // Membership and the event log settle within a few sweeps once the work is done.
@@ -229,7 +229,6 @@ int run(const Options& o) {
   for (int attempt = 2; !tree && attempt <= 5; ++attempt) {
     std::cout << "[ jepsen ] dump failed (" << tree.error() << "); trying again\n" << std::flush;
     coord.waitConnected(30s);
-    std::this_thread::sleep_for(1s);
     tree = dumpTree(coord, layout);
   }
   if (!tree) {
