@@ -46,7 +46,14 @@ class Clients {
  public:
   Clients(const Options& o, std::vector<std::string> urls, Clock::time_point t0)
       : o_(o), urls_(std::move(urls)), t0_(t0), history_(o.out + "/history.jsonl") {
-    log_path_ = o.out + "/executions.log";
+    // A node may run under another uid (partition fault), and --out may sit below a folder that
+    // uid cannot enter (a mktemp clone): the log lives in a folder of its own under /tmp.
+    char dir[] = "/tmp/drover-jepsen-XXXXXX";
+    if (::mkdtemp(dir) != nullptr && ::chmod(dir, 0755) == 0) {
+      log_path_ = std::string(dir) + "/executions.log";
+    } else {
+      log_path_ = o.out + "/executions.log";
+    }
     std::ofstream(log_path_).flush();
     ::chmod(log_path_.c_str(), 0666);  // a node may run under another uid (partition fault)
   }
