@@ -4,6 +4,7 @@
 
 #include "api/test_fixture.h"
 #include "base/ids.h"
+#include "tasks/transitions.h"
 
 namespace drover::api::testing {
 namespace {
@@ -495,11 +496,10 @@ TEST_F(HttpTest, CancelRunningDeletesTheAssignment) {
   EXPECT_EQ(statusOf("c2")->state, State::kCancelled);
   EXPECT_EQ(statusOf("c2")->worker, "worker-a");
   // The worker's late commit is fenced: its assignment is gone.
-  auto late =
-      other_
-          ->multi({coord::DeleteOp{layout_.assignment("worker-a", "c2"), coord::kAnyVersion},
-                   coord::SetOp{layout_.status("c2"), "{}", coord::kAnyVersion}})
-          .get();
+  tasks::Txn txn(layout_);
+  txn.add(tasks::commit(layout_, "worker-a", coord::kAnyVersion, *statusOf("c2"), std::nullopt,
+                        true, 3));
+  auto late = other_->multi(std::move(txn).finish().ops).get();
   ASSERT_FALSE(late);
   EXPECT_EQ(late.error().code(), Code::kNoNode);
 }

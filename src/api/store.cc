@@ -13,6 +13,7 @@
 #include "base/clock.h"
 #include "base/ids.h"
 #include "coord/paths.h"
+#include "tasks/transitions.h"
 
 namespace drover::api {
 namespace {
@@ -27,11 +28,6 @@ using Clock = std::chrono::steady_clock;
 
 tl::unexpected<Problem> problem(Failure failure, std::string detail) {
   return tl::unexpected(Problem{failure, std::move(detail)});
-}
-
-// Never throws on odd bytes (invalid UTF-8 is replaced).
-std::string dumpJson(const Json& j) {
-  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
 // What a coordination error means for a client of the API.
@@ -52,17 +48,6 @@ Problem fromCoord(const coord::Error& error, std::string_view what) {
   }
 }
 
-size_t opSize(const coord::Op& op) {
-  constexpr size_t kOpOverhead = 32;  // header, lengths, version, flags, ACL
-  return std::visit(
-      [](const auto& o) {
-        size_t n = o.path.size() + kOpOverhead;
-        if constexpr (requires { o.data; }) n += o.data.size();
-        return n;
-      },
-      op);
-}
-
 std::optional<TaskStatus> decodeStatus(const std::string& data) {
   auto j = tasks::parseJson(data);
   if (!j) return std::nullopt;
@@ -81,9 +66,7 @@ std::map<State, size_t> zeroCounts() {
 }  // namespace
 
 struct TaskStore::GroupEntry {
-  std::vector<coord::Op> ops;  // the status and job creates
-  tasks::TaskEvent event;
-  size_t bytes = 0;
+  tasks::TaskOps part;                                // the task's submit
   std::promise<std::optional<coord::Error>> outcome;  // nullopt: committed
 };
 
@@ -110,8 +93,8 @@ struct TaskStore::Group {
     std::vector<std::shared_ptr<GroupEntry>> out;
     size_t bytes = 0;
     while (!queue.empty() && out.size() < max_tasks &&
-           (out.empty() || bytes + queue.front()->bytes <= max_bytes)) {
-      bytes += queue.front()->bytes;
+           (out.empty() || bytes + queue.front()->part.bytes <= max_bytes)) {
+      bytes += queue.front()->part.bytes;
       out.push_back(std::move(queue.front()));
       queue.pop_front();
     }
@@ -122,14 +105,9 @@ struct TaskStore::Group {
   // completes, the next group (the submits that queued meanwhile) goes out from the completion.
   static void send(const std::shared_ptr<Group>& self,
                    std::vector<std::shared_ptr<GroupEntry>> entries) {
-    std::vector<coord::Op> ops;
-    std::vector<tasks::TaskEvent> events;
-    for (auto& e : entries) {
-      for (const auto& op : e->ops) ops.push_back(op);
-      events.push_back(e->event);
-    }
-    ops.push_back(tasks::eventOp(self->layout, events));
-    self->coord.multi(std::move(ops))
+    tasks::Txn txn(self->layout);
+    for (auto& e : entries) txn.add(std::move(e->part));
+    self->coord.multi(std::move(txn).finish().ops)
         .then([self,
                entries = std::move(entries)](const coord::Result<std::vector<coord::OpResult>>& r) {
           std::optional<coord::Error> outcome;
@@ -159,25 +137,9 @@ size_t TaskStore::queuedSubmits() const {
   return group_->queue.size();
 }
 
-std::vector<coord::Op> TaskStore::submitOps(const TaskStatus& status) const {
-  const TaskSpec& spec = status.spec;
-  return {coord::CreateOp{layout_.status(spec.id),
-                          dumpJson(tasks::toJson(status)),
-                          coord::CreateMode::kPersistent,
-                          {}},
-          coord::CreateOp{layout_.job(spec.id),
-                          dumpJson(tasks::toJson(tasks::Job{spec, 1, 0, status.submitted_at})),
-                          coord::CreateMode::kPersistent,
-                          {}}};
-}
-
 std::optional<coord::Error> TaskStore::groupCreate(const TaskStatus& status) {
-  const TaskSpec& spec = status.spec;
   auto entry = std::make_shared<GroupEntry>();
-  entry->ops = submitOps(status);
-  entry->event = TaskEvent{spec.id, State::kPending, 0, "", status.submitted_at};
-  for (const auto& op : entry->ops) entry->bytes += opSize(op);
-  entry->bytes += 64;  // its share of the event record
+  entry->part = tasks::submit(layout_, status);
   auto outcome = entry->outcome.get_future();
   std::vector<std::shared_ptr<GroupEntry>> send;
   {
@@ -382,14 +344,15 @@ StoreResult<SubmitResult> TaskStore::submit(const TaskSpec& spec) {
     TaskStatus status;
     status.spec = spec;
     status.submitted_at = stamp;
-    std::vector<coord::Op> ops = submitOps(status);
-    ops.push_back(
-        tasks::eventOp(layout_, {TaskEvent{spec.id, State::kPending, 0, "", status.submitted_at}}));
-    auto r = await(coord_.multi(std::move(ops)));
+    tasks::Txn txn(layout_);
+    txn.add(tasks::submit(layout_, status));
+    auto t = std::move(txn).finish();
+    auto r = await(coord_.multi(std::move(t.ops)));
     if (r) return SubmitResult{std::move(status), true};
     const coord::Error& err = r.error();
+    const auto failed = t.decoder.failed(err);
 
-    if (err.code() == Code::kNodeExists && err.failedOp() == 0) {
+    if (err.code() == Code::kNodeExists && failed && failed->step == tasks::Step::kStatus) {
       auto existing = readStatus(spec.id);
       if (!existing) return tl::unexpected(existing.error());
       if (!*existing) {  // deleted in between (retention): try the create again
@@ -488,31 +451,26 @@ StoreResult<BatchResult> TaskStore::submitBatch(const std::vector<TaskSpec>& spe
   const auto deadline = Clock::now() + options_.settle_deadline;
   bool maybe_applied = false;
   for (int attempt = 1;; ++attempt) {
-    const int64_t now = stamp;
-    std::vector<coord::Op> ops;
-    std::vector<TaskEvent> events;
-    ops.reserve(specs.size() * 2 + 1);
+    tasks::Txn txn(layout_);
     for (const auto& spec : specs) {
       TaskStatus status;
       status.spec = spec;
-      status.submitted_at = now;
-      for (auto& op : submitOps(status)) ops.push_back(std::move(op));
-      events.push_back(TaskEvent{spec.id, State::kPending, 0, "", now});
+      status.submitted_at = stamp;
+      txn.add(tasks::submit(layout_, status));
     }
-    ops.push_back(tasks::eventOp(layout_, events));
-    size_t bytes = 64;
-    for (const auto& op : ops) bytes += opSize(op);
+    const size_t bytes = txn.bytes();
     if (bytes > options_.max_multi_bytes) {
       return problem(Failure::kTooLarge,
                      fmt::format("the batch encodes to {} bytes; one transaction carries at most "
                                  "{}: split it",
                                  bytes, options_.max_multi_bytes));
     }
-    auto r = await(coord_.multi(std::move(ops)));
+    auto t = std::move(txn).finish();
+    auto r = await(coord_.multi(std::move(t.ops)));
     if (r) return BatchResult{ids, true};
     const coord::Error& err = r.error();
-    if (err.code() == Code::kNodeExists && err.failedOp() >= 0 && err.failedOp() % 2 == 1 &&
-        err.failedOp() < static_cast<int>(specs.size() * 2)) {
+    const auto failed = t.decoder.failed(err);
+    if (err.code() == Code::kNodeExists && failed && failed->step == tasks::Step::kJob) {
       return problem(Failure::kInternal,
                      fmt::format("a job exists without a status ({})", err.toString()));
     }
@@ -638,24 +596,18 @@ StoreResult<CancelResult> TaskStore::cancel(const std::string& id) {
     TaskStatus cancelled = status;
     cancelled.state = State::kCancelled;
     cancelled.finished_at = base::wallMillis();
-    std::vector<coord::Op> ops;
-    if (status.state == State::kPending) {
-      ops.push_back(coord::DeleteOp{layout_.job(id), coord::kAnyVersion});
-    } else {
-      if (!base::isValidName(status.worker)) {
-        return problem(Failure::kInternal, fmt::format("task '{}' is {} without a valid worker", id,
-                                                       tasks::stateName(status.state)));
-      }
-      ops.push_back(coord::DeleteOp{layout_.assignment(status.worker, id), coord::kAnyVersion});
+    if (status.state != State::kPending && !base::isValidName(status.worker)) {
+      return problem(Failure::kInternal, fmt::format("task '{}' is {} without a valid worker", id,
+                                                     tasks::stateName(status.state)));
     }
-    ops.push_back(
-        coord::SetOp{layout_.status(id), dumpJson(tasks::toJson(cancelled)), coord::kAnyVersion});
-    ops.push_back(tasks::eventOp(layout_, {TaskEvent{id, State::kCancelled, status.attempts,
-                                                     status.worker, cancelled.finished_at}}));
-    auto r = await(coord_.multi(std::move(ops)));
+    tasks::Txn txn(layout_);
+    txn.add(tasks::cancel(layout_, status, cancelled));
+    auto t = std::move(txn).finish();
+    auto r = await(coord_.multi(std::move(t.ops)));
     if (r) return CancelResult{std::move(cancelled), false};
     const coord::Error& err = r.error();
-    if (err.code() == Code::kNoNode && err.failedOp() == 0) {
+    const auto failed = t.decoder.failed(err);
+    if (err.code() == Code::kNoNode && failed && failed->step == tasks::Step::kToken) {
       pause(attempt);  // the token moved (assigned, requeued, finished): read again
       continue;
     }

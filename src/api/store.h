@@ -204,7 +204,6 @@ class TaskStore {
   struct GroupEntry;
   struct Group;
   // A submit's two creates: the task's status (pending) and its job.
-  std::vector<coord::Op> submitOps(const tasks::TaskStatus& status) const;
   std::optional<coord::Error> groupCreate(const tasks::TaskStatus& status);
 
   coord::Coordination& coord_;

@@ -19,6 +19,7 @@
 #include "tasks/payloads.h"
 #include "tasks/records.h"
 #include "tasks/task.h"
+#include "tasks/transitions.h"
 
 namespace drover::api::testing {
 
@@ -118,26 +119,18 @@ class ApiFixture : public ::testing::Test {
     return j ? tasks::statusFromJson(*j) : std::nullopt;
   }
 
-  // Plays the leader: moves a pending task's job to an assignment of `worker`.
+  // Plays the leader: moves a pending task's job to an assignment of `worker`, and for `running`
+  // plays the worker's start too.
   void assign(const std::string& id, const std::string& worker, tasks::State state) {
     auto st = statusOf(id);
     ASSERT_TRUE(st);
     ASSERT_TRUE(coord::ensurePath(*other_, layout_.assignmentsOf(worker)));
-    tasks::TaskStatus next = *st;
+    apply(tasks::assign(layout_, tasks::Job{st->spec, 1, 0, st->submitted_at}, coord::kAnyVersion,
+                        worker, 1));
+    if (state == tasks::State::kAssigned) return;
+    tasks::TaskStatus next = *statusOf(id);
     next.state = state;
-    next.attempts = 1;
-    next.worker = worker;
-    auto r = other_
-                 ->multi({coord::DeleteOp{layout_.job(id), coord::kAnyVersion},
-                          coord::CreateOp{layout_.assignment(worker, id),
-                                          tasks::toJson(tasks::Assignment{st->spec, 1}).dump(),
-                                          coord::CreateMode::kPersistent,
-                                          {}},
-                          coord::SetOp{layout_.status(id), tasks::toJson(next).dump(),
-                                       coord::kAnyVersion},
-                          tasks::eventOp(layout_, {tasks::TaskEvent{id, state, 1, worker, 1}})})
-                 .get();
-    ASSERT_TRUE(r) << r.error().toString();
+    apply(tasks::start(layout_, worker, coord::kAnyVersion, next, true));
   }
 
   // Plays the worker: commits a terminal state for an assigned task.
@@ -148,12 +141,14 @@ class ApiFixture : public ::testing::Test {
     next.state = state;
     next.finished_at = 2;
     next.result = Json{{"ok", true}};
-    auto r = other_
-                 ->multi({coord::DeleteOp{layout_.assignment(worker, id), coord::kAnyVersion},
-                          coord::SetOp{layout_.status(id), tasks::toJson(next).dump(),
-                                       coord::kAnyVersion},
-                          tasks::eventOp(layout_, {tasks::TaskEvent{id, state, 1, worker, 2}})})
-                 .get();
+    apply(tasks::commit(layout_, worker, coord::kAnyVersion, next, std::nullopt, true, 2));
+  }
+
+  // Applies one transition from the second session; asserts it landed.
+  void apply(tasks::TaskOps part) {
+    tasks::Txn txn(layout_);
+    txn.add(std::move(part));
+    auto r = other_->multi(std::move(txn).finish().ops).get();
     ASSERT_TRUE(r) << r.error().toString();
   }
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "coord/paths.h"
+#include "tasks/transitions.h"
 
 namespace drover::scheduler {
 
@@ -21,9 +22,6 @@ namespace {
 
 constexpr size_t kMaxEventDeletesPerSweep = 10000;
 constexpr size_t kEventDeletesPerMulti = 500;  // ~25 KB of paths: far below jute.maxbuffer
-constexpr size_t kOpOverheadBytes = 64;        // per-op framing, for the batch size estimate
-
-std::string statusData(const tasks::TaskStatus& status) { return tasks::toJson(status).dump(); }
 
 }  // namespace
 
@@ -487,41 +485,35 @@ void Scheduler::requeueTask(const std::shared_ptr<RequeueState>& state, const st
     status->spec = assignment->spec;
   }
 
-  std::vector<Op> ops;
-  ops.push_back(coord::CheckOp{layout_.epoch(), epoch_});
-  ops.push_back(coord::DeleteOp{layout_.assignment(w, id), a_read->stat.version});
   bool requeue = false;
   bool failed = false;
-  if (tasks::isTerminal(status->state)) {
-    // A leftover of a finished task: only the token goes.
-  } else {
-    int64_t now = base::wallMillis();
-    tasks::TaskStatus next = *status;
-    next.attempts = assignment->attempt;
-    next.error = fmt::format("worker {} was lost", w);
-    tasks::TaskEvent event{id, tasks::State::kPending, assignment->attempt, "", now};
+  std::optional<tasks::TaskStatus> next;
+  std::optional<tasks::Job> retry;
+  const int64_t now = base::wallMillis();
+  if (!tasks::isTerminal(status->state)) {  // else a finished task's leftover: the token goes
+    next = *status;
+    next->attempts = assignment->attempt;
+    next->error = fmt::format("worker {} was lost", w);
     if (assignment->attempt >= assignment->spec.max_attempts) {
       failed = true;
-      next.state = tasks::State::kFailed;
-      next.worker = w;
-      next.finished_at = now;
-      event.state = tasks::State::kFailed;
-      event.worker = w;
+      next->state = tasks::State::kFailed;
+      next->worker = w;
+      next->finished_at = now;
     } else {
       requeue = true;
-      tasks::Job job{assignment->spec, assignment->attempt + 1, 0, next.submitted_at, next.error};
-      ops.push_back(coord::CreateOp{
-          layout_.job(id), tasks::toJson(job).dump(), coord::CreateMode::kPersistent, {}});
-      next.state = tasks::State::kPending;
-      next.worker.clear();
+      retry =
+          tasks::Job{assignment->spec, assignment->attempt + 1, 0, next->submitted_at, next->error};
+      next->state = tasks::State::kPending;
+      next->worker.clear();
     }
-    ops.push_back(coord::SetOp{layout_.status(id), statusData(next), coord::kAnyVersion});
-    ops.push_back(tasks::eventOp(layout_, {event}));
   }
-  coord_.multi(std::move(ops))
-      .then([gate = gate_, this, state, id, requeue, failed,
-             finish](const Result<std::vector<OpResult>>& r) {
-        postVia(gate, this, [this, state, id, requeue, failed, finish, r] {
+  tasks::Txn txn = tasks::Txn::fenced(layout_, epoch_);
+  txn.add(tasks::requeue(layout_, w, id, a_read->stat.version, next, retry, now));
+  auto t = std::move(txn).finish();
+  coord_.multi(std::move(t.ops))
+      .then([gate = gate_, this, state, id, requeue, failed, finish,
+             decoder = std::move(t.decoder)](const Result<std::vector<OpResult>>& r) {
+        postVia(gate, this, [this, state, id, requeue, failed, finish, decoder, r] {
           if (fenced_) return;
           if (r) {
             if (requeue) ++counters_.requeued_total;
@@ -529,11 +521,12 @@ void Scheduler::requeueTask(const std::shared_ptr<RequeueState>& state, const st
             return finish();
           }
           const Error& e = r.error();
-          if (e.failedOp() == 0) return fence("epoch moved");
+          const auto step = decoder.failed(e);
+          if (step && step->step == tasks::Step::kEpoch) return fence("epoch moved");
           if (e.sessionLost()) return fence("session expired");
-          if (e.failedOp() == 1) {
+          if (step && step->step == tasks::Step::kToken) {
             // The assignment changed or went: the worker committed or a client cancelled.
-          } else if (e.failedOp() > 1) {
+          } else if (step) {
             spdlog::error("scheduler: requeue of {} from {} failed: {}", id, state->worker,
                           e.toString());
           } else {
@@ -862,42 +855,20 @@ void Scheduler::pump() {
     std::vector<WorkerLoad> workers = loads();
     if (workers.empty()) return;
     Batch batch;
-    std::vector<Op> ops;
-    std::vector<tasks::TaskEvent> events;
-    ops.push_back(coord::CheckOp{layout_.epoch(), epoch_});
-    size_t bytes = kOpOverheadBytes + layout_.epoch().size();
+    tasks::Txn txn = tasks::Txn::fenced(layout_, epoch_);
     int64_t now = base::wallMillis();
-    while (!ready_.empty() && batch.items.size() < options_.max_batch_tasks) {
+    while (!ready_.empty()) {
       const std::string id = ready_.begin()->id;
       JobEntry& entry = jobs_.at(id);
       auto pick = picker_->pick(workers, entry.job.spec);
       if (!pick) break;  // no free slot anywhere
       const std::string& w = workers[*pick].id;
-      tasks::Assignment assignment{entry.job.spec, entry.job.attempt, entry.submitted_at,
-                                   entry.error};
-      tasks::TaskStatus status;
-      status.submitted_at = entry.submitted_at;
-      status.error = entry.error;
-      status.spec = entry.job.spec;
-      status.state = tasks::State::kAssigned;
-      status.attempts = entry.job.attempt;
-      status.worker = w;
-      status.result = nullptr;
-      status.started_at = 0;
-      status.finished_at = 0;
-      std::string a_data = tasks::toJson(assignment).dump();
-      std::string s_data = statusData(status);
-      tasks::TaskEvent event{id, tasks::State::kAssigned, entry.job.attempt, w, now};
-      size_t size = a_data.size() + s_data.size() + 3 * kOpOverheadBytes + layout_.job(id).size() +
-                    layout_.assignment(w, id).size() + layout_.status(id).size() +
-                    tasks::toJson(event).dump().size();
-      if (!batch.items.empty() && bytes + size > options_.max_batch_bytes) break;
-      bytes += size;
-      ops.push_back(coord::DeleteOp{layout_.job(id), entry.version});
-      ops.push_back(coord::CreateOp{
-          layout_.assignment(w, id), std::move(a_data), coord::CreateMode::kPersistent, {}});
-      ops.push_back(coord::SetOp{layout_.status(id), std::move(s_data), coord::kAnyVersion});
-      events.push_back(std::move(event));
+      tasks::Job job = entry.job;
+      job.submitted_at = entry.submitted_at;
+      job.error = entry.error;
+      tasks::TaskOps part = tasks::assign(layout_, job, entry.version, w, now);
+      if (!txn.fits(part, options_.max_batch_tasks, options_.max_batch_bytes)) break;
+      txn.add(std::move(part));
       ++workers[*pick].assigned;
       ++workers_[w].reserved;
       eraseReady(entry);
@@ -905,8 +876,9 @@ void Scheduler::pump() {
       jobs_.erase(id);
     }
     if (batch.items.empty()) break;
-    ops.push_back(tasks::eventOp(layout_, events));
-    sendBatch(std::move(batch), std::move(ops));
+    auto t = std::move(txn).finish();
+    batch.decoder = std::move(t.decoder);
+    sendBatch(std::move(batch), std::move(t.ops));
   }
   if (!dirty_buckets_.empty() && ready_.size() < options_.relist_ready_below) {
     if (relist_timer_ != 0) executor_->cancel(relist_timer_);
@@ -957,21 +929,20 @@ void Scheduler::onBatchDone(Batch batch, const Result<std::vector<OpResult>>& r)
   const Error& e = r.error();
   if (e.sessionLost()) return fence("session expired");
   if (e.code() == Code::kClosing) return fence("session closed");
-  int k = e.failedOp();
-  if (k == 0) return fence("epoch moved");
+  const auto failed = batch.decoder.failed(e);
+  if (failed && failed->step == tasks::Step::kEpoch) return fence("epoch moved");
   size_t n = batch.items.size();
-  if (k > 0 && static_cast<size_t>(k) <= 3 * n) {
-    size_t t = (k - 1) / 3;
-    int which = (k - 1) % 3;
+  if (failed && failed->step != tasks::Step::kEvent) {
+    size_t t = failed->task;
     BatchItem& bad = batch.items[t];
     const std::string id = bad.entry.job.spec.id;
     auto& known = bucket_known_[bad.entry.bucket];
     bool retry_bad = false;
-    if (which == 0) {
+    if (failed->step == tasks::Step::kToken) {
       // NoNode: cancelled or taken since we read it. BadVersion: rewritten; read it again.
       known.erase(id);
       if (e.code() != Code::kNoNode) listBucket(bad.entry.bucket);
-    } else if (which == 1 && e.code() == Code::kNoNode) {
+    } else if (failed->step == tasks::Step::kAssignment && e.code() == Code::kNoNode) {
       // The worker's folder is gone: keep the task, and re-learn the worker.
       retry_bad = true;
       if (auto it = workers_.find(bad.worker); it != workers_.end()) {
@@ -982,8 +953,8 @@ void Scheduler::onBatchDone(Batch batch, const Result<std::vector<OpResult>>& r)
       // An assignment already exists (NodeExists) or the status is missing: the tree breaks
       // the token rule for this task. Leave it for an operator; it stays known so it is not
       // retried on every listing, and a later listing that lacks it forgets it.
-      spdlog::error("scheduler: cannot assign {} (op {} failed: {}); skipping it", id, k,
-                    e.toString());
+      spdlog::error("scheduler: cannot assign {} (its {} op failed: {}); skipping it", id,
+                    tasks::stepName(failed->step), e.toString());
     }
     for (size_t i = 0; i < n; ++i) {
       if (i != t || retry_bad) addJob(std::move(batch.items[i].entry));
@@ -991,7 +962,7 @@ void Scheduler::onBatchDone(Batch batch, const Result<std::vector<OpResult>>& r)
     pump();
     return;
   }
-  if (k > 0) {
+  if (failed) {
     // The event op failed: not a per-task problem. Put everything back and try later.
     spdlog::error("scheduler: assign batch failed on its event op: {}", e.toString());
     for (auto& item : batch.items) addJob(std::move(item.entry));
@@ -1212,12 +1183,11 @@ void Scheduler::retentionFinish(const std::shared_ptr<RetentionScan>& scan) {
 void Scheduler::retentionDelete(Doomed doomed, size_t from) {
   if (!active() || from >= doomed->size()) return;
   size_t to = std::min(doomed->size(), from + kRetentionDeletesPerMulti);
-  std::vector<coord::Op> ops;
-  ops.reserve(to - from);
+  tasks::Txn txn(layout_);
   for (size_t i = from; i < to; ++i) {
-    ops.push_back(coord::DeleteOp{layout_.status((*doomed)[i].first), (*doomed)[i].second});
+    txn.add(tasks::expire(layout_, (*doomed)[i].first, (*doomed)[i].second));
   }
-  coord_.multi(std::move(ops))
+  coord_.multi(std::move(txn).finish().ops)
       .then([gate = gate_, this, doomed, from, to](const Result<std::vector<coord::OpResult>>& r) {
         postVia(gate, this, [this, doomed, from, to, r] {
           if (!active()) return;

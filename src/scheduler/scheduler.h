@@ -21,6 +21,7 @@
 #include "tasks/layout.h"
 #include "tasks/records.h"
 #include "tasks/task.h"
+#include "tasks/transitions.h"
 
 namespace drover::scheduler {
 
@@ -168,6 +169,7 @@ class Scheduler {
   };
   struct Batch {
     std::vector<BatchItem> items;
+    tasks::Decoder decoder;  // which item a failed op of its multi belongs to
   };
   struct RequeueState;
 

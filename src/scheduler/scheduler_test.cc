@@ -11,6 +11,7 @@
 #include "coord/fake/fake_coordination.h"
 #include "coord/forwarding.h"
 #include "coord/paths.h"
+#include "tasks/transitions.h"
 
 namespace drover::scheduler {
 namespace {
@@ -51,15 +52,14 @@ class SchedulerTest : public ::testing::Test {
     tasks::TaskStatus status;
     status.spec = spec;
     status.submitted_at = base::wallMillis();
-    tasks::Job job{spec, 1, not_before, status.submitted_at};
-    auto r =
-        admin_
-            .multi(
-                {CreateOp{
-                     layout_.status(id), tasks::toJson(status).dump(), CreateMode::kPersistent, {}},
-                 CreateOp{layout_.job(id), tasks::toJson(job).dump(), CreateMode::kPersistent, {}},
-                 tasks::eventOp(layout_, {{id, State::kPending, 0, "", 0}})})
-            .get();
+    apply(tasks::submit(layout_, status, not_before));
+  }
+
+  // Another actor's transition (the API's submit, a worker's commit), from admin_'s session.
+  void apply(tasks::TaskOps part) {
+    tasks::Txn txn(layout_);
+    txn.add(std::move(part));
+    auto r = admin_.multi(std::move(txn).finish().ops).get();
     ASSERT_TRUE(r) << r.error().toString();
   }
 
@@ -84,12 +84,8 @@ class SchedulerTest : public ::testing::Test {
     ASSERT_TRUE(status);
     status->state = State::kSucceeded;
     status->finished_at = base::wallMillis();
-    auto r = admin_
-                 .multi({coord::DeleteOp{layout_.assignment(worker, id), coord::kAnyVersion},
-                         coord::SetOp{layout_.status(id), tasks::toJson(*status).dump(),
-                                      coord::kAnyVersion}})
-                 .get();
-    ASSERT_TRUE(r) << r.error().toString();
+    apply(tasks::commit(layout_, worker, coord::kAnyVersion, *status, std::nullopt, true,
+                        status->finished_at));
   }
 
   // Makes the scheduler talk through a wrapper of leader_ (see via_); returns the wrapper.
@@ -549,11 +545,7 @@ TEST_F(SchedulerTest, CancelledJobDoesNotBlockItsBatch) {
                      coord::Code::kConnectionLoss);
   auto status = *statusOf("b");
   status.state = State::kCancelled;
-  ASSERT_TRUE(admin_
-                  .multi({coord::DeleteOp{layout_.job("b"), coord::kAnyVersion},
-                          coord::SetOp{layout_.status("b"), tasks::toJson(status).dump(),
-                                       coord::kAnyVersion}})
-                  .get());
+  apply(tasks::cancel(layout_, *statusOf("b"), status));
   ASSERT_TRUE(base::eventually([&] { return leader_.pendingFaults() == 0; }));
   addWorker("w1", 10);
   ASSERT_TRUE(base::eventually([&] { return isAssigned("a") && isAssigned("c"); }, 2s));

@@ -8,6 +8,7 @@
 #include "base/clock.h"
 #include "base/metrics.h"
 #include "tasks/records.h"
+#include "tasks/transitions.h"
 
 namespace drover::worker {
 namespace {
@@ -15,34 +16,13 @@ namespace {
 using coord::Code;
 using tasks::State;
 
-// A status must fit in one znode with room to spare; a bigger result is replaced by a note.
-constexpr size_t kMaxStatusBytes = 768 * 1024;
 // Non-retryable, unexpected commit errors are tried this many times before giving up.
 constexpr uint32_t kMaxOddRetries = 5;
 
-std::string encodeStatus(const tasks::TaskStatus& status) {
-  std::string data = tasks::toJson(status).dump(-1, ' ', false, Json::error_handler_t::replace);
-  if (data.size() <= kMaxStatusBytes) return data;
-  tasks::TaskStatus small = status;
-  small.result = Json{{"truncated", true}, {"note", "the result was too large to record"}};
-  if (small.error.size() > 4096) small.error.resize(4096);
-  return tasks::toJson(small).dump(-1, ' ', false, Json::error_handler_t::replace);
-}
-
-bool isFence(const coord::Error& e) {
-  return e.failedOp() == 0 && (e.code() == Code::kNoNode || e.code() == Code::kBadVersion);
-}
-
-size_t opBytes(const coord::Op& op) {
-  return std::visit(
-      [](const auto& o) -> size_t {
-        if constexpr (requires { o.data; }) {
-          return o.path.size() + o.data.size() + 32;
-        } else {
-          return o.path.size() + 32;
-        }
-      },
-      op);
+// A failure of the task's token op (moved or consumed): the write is fenced.
+bool isFence(const coord::Error& e, const std::optional<tasks::FailedStep>& failed) {
+  return failed && failed->step == tasks::Step::kToken &&
+         (e.code() == Code::kNoNode || e.code() == Code::kBadVersion);
 }
 
 }  // namespace
@@ -465,25 +445,15 @@ void WorkerAgent::flushStarts() {
   size_t i = 0;
   while (i < starts.size()) {
     std::vector<std::pair<std::string, tasks::TaskStatus>> batch;
-    std::vector<coord::Op> ops;
-    std::vector<tasks::TaskEvent> events;
-    size_t bytes = 0;
+    tasks::Txn txn(layout_);
     for (; i < starts.size(); ++i) {
       Item* item = find(starts[i].first);
       if (item == nullptr || (item->phase != Phase::kStarting && item->phase != Phase::kRunning)) {
         continue;  // gone, or its run already ended (the commit records the outcome)
       }
-      coord::Op check = coord::CheckOp{layout_.assignment(worker_id_, item->id), item->version};
-      coord::Op status = statusOp(*item, starts[i].second);
-      size_t item_bytes = opBytes(check) + opBytes(status);
-      if (!batch.empty() &&
-          (batch.size() >= options_.max_batch || bytes + item_bytes > options_.max_batch_bytes)) {
-        break;
-      }
-      bytes += item_bytes;
-      ops.push_back(std::move(check));
-      ops.push_back(std::move(status));
-      events.push_back(eventOf(*item, State::kRunning));
+      auto part = startPart(*item, starts[i].second);
+      if (!txn.fits(part, options_.max_batch, options_.max_batch_bytes)) break;
+      txn.add(std::move(part));
       batch.push_back(std::move(starts[i]));
     }
     if (batch.empty()) continue;
@@ -491,11 +461,11 @@ void WorkerAgent::flushStarts() {
       startOne(batch[0].first, batch[0].second);
       continue;
     }
-    sendBatch(std::move(ops), events, [this, batch](const MultiResult& r) {
+    sendBatch(std::move(txn), [this, batch](const MultiResult& r) {
       for (const auto& [id, running] : batch) {
         if (find(id) == nullptr) continue;
         if (r) {
-          onStarted(id, running, std::vector<coord::OpResult>{});
+          onStarted(id, running, std::vector<coord::OpResult>{}, std::nullopt);
         } else if (sessionGone(r.error())) {
           return;
         } else if (r.error().outcomeUnknown()) {
@@ -508,40 +478,44 @@ void WorkerAgent::flushStarts() {
   }
 }
 
-void WorkerAgent::sendBatch(std::vector<coord::Op> ops, const std::vector<tasks::TaskEvent>& events,
-                            std::function<void(const MultiResult&)> done) {
-  ops.emplace_back(tasks::eventOp(layout_, events));
+void WorkerAgent::sendBatch(tasks::Txn txn, std::function<void(const MultiResult&)> done) {
   auto shared = shared_;
-  coord_.multi(std::move(ops)).then([this, shared, done = std::move(done)](const MultiResult& r) {
-    shared->post([this, done, r] {
-      if (!halted()) done(r);
-    });
-  });
+  coord_.multi(std::move(txn).finish().ops)
+      .then([this, shared, done = std::move(done)](const MultiResult& r) {
+        shared->post([this, done, r] {
+          if (!halted()) done(r);
+        });
+      });
 }
 
 void WorkerAgent::startOne(const std::string& id, const tasks::TaskStatus& running) {
   if (halted()) return;
   Item* item = find(id);
   if (item == nullptr) return;
-  std::vector<coord::Op> ops;
-  ops.emplace_back(coord::CheckOp{layout_.assignment(worker_id_, id), item->version});
-  ops.push_back(statusOp(*item, running));
-  ops.emplace_back(tasks::eventOp(layout_, {eventOf(*item, State::kRunning)}));
+  tasks::Txn txn(layout_);
+  txn.add(startPart(*item, running));
+  auto t = std::move(txn).finish();
   auto shared = shared_;
-  coord_.multi(std::move(ops))
-      .then([this, shared, id, running](const coord::Result<std::vector<coord::OpResult>>& r) {
-        shared->post([this, id, running, r] { onStarted(id, running, r); });
+  coord_.multi(std::move(t.ops))
+      .then([this, shared, id, running, decoder = std::move(t.decoder)](const MultiResult& r) {
+        std::optional<tasks::FailedStep> failed;
+        if (!r) failed = decoder.failed(r.error());
+        shared->post([this, id, running, r, failed] { onStarted(id, running, r, failed); });
       });
 }
 
+tasks::TaskOps WorkerAgent::startPart(const Item& item, const tasks::TaskStatus& running) const {
+  return tasks::start(layout_, worker_id_, item.version, running, item.status_exists);
+}
+
 void WorkerAgent::onStarted(const std::string& id, const tasks::TaskStatus& running,
-                            const coord::Result<std::vector<coord::OpResult>>& r) {
+                            const MultiResult& r, std::optional<tasks::FailedStep> failed) {
   if (halted()) return;
   Item* item = find(id);
   if (item == nullptr) return;
   if (!r) {
     if (sessionGone(r.error())) return;
-    if (isFence(r.error())) {
+    if (isFence(r.error(), failed)) {
       if (item->phase == Phase::kRunning || item->phase == Phase::kCommitting) {
         // Launched before the write (mark_running_after): the run is stopped, and its commit
         // is fenced like any late result.
@@ -558,7 +532,8 @@ void WorkerAgent::onStarted(const std::string& id, const tasks::TaskStatus& runn
       retryLater(*item, [this, id, running] { verifyStart(id, running); });
       return;
     }
-    if (r.error().failedOp() == 1 && r.error().code() == Code::kNoNode && item->status_exists) {
+    if (failed && failed->step == tasks::Step::kStatus && r.error().code() == Code::kNoNode &&
+        item->status_exists) {
       item->status_exists = false;  // broken tree: the status is created with the start
       startRun(id);
       return;
@@ -609,7 +584,7 @@ void WorkerAgent::verifyStart(const std::string& id, const tasks::TaskStatus& ru
           bool landed = now && now->state == State::kRunning && now->worker == worker_id_ &&
                         now->attempts == running.attempts && now->started_at == running.started_at;
           if (landed) {
-            onStarted(id, running, std::vector<coord::OpResult>{});
+            onStarted(id, running, std::vector<coord::OpResult>{}, std::nullopt);
           } else {
             startRun(id);  // not applied: try again (the check fences it if the token went)
           }
@@ -746,30 +721,9 @@ void WorkerAgent::prepareCommit(Item& item, const HandlerResult& result) {
   item.tries = 0;
 }
 
-coord::Op WorkerAgent::statusOp(const Item& item, const tasks::TaskStatus& status) const {
-  if (item.status_exists) {
-    return coord::SetOp{layout_.status(item.id), encodeStatus(status), coord::kAnyVersion};
-  }
-  return coord::CreateOp{
-      layout_.status(item.id), encodeStatus(status), coord::CreateMode::kPersistent, {}};
-}
-
-tasks::TaskEvent WorkerAgent::eventOf(const Item& item, State state) const {
-  return tasks::TaskEvent{item.id, state, item.assignment ? item.assignment->attempt : 0,
-                          worker_id_, base::wallMillis()};
-}
-
-std::vector<coord::Op> WorkerAgent::commitOps(const Item& item) const {
-  std::vector<coord::Op> ops;
-  ops.emplace_back(coord::DeleteOp{layout_.assignment(worker_id_, item.id), item.version});
-  if (item.retry_job) {
-    std::string job =
-        tasks::toJson(*item.retry_job).dump(-1, ' ', false, Json::error_handler_t::replace);
-    ops.emplace_back(
-        coord::CreateOp{layout_.job(item.id), std::move(job), coord::CreateMode::kPersistent, {}});
-  }
-  ops.push_back(statusOp(item, item.target));
-  return ops;
+tasks::TaskOps WorkerAgent::commitPart(const Item& item) const {
+  return tasks::commit(layout_, worker_id_, item.version, item.target, item.retry_job,
+                       item.status_exists, base::wallMillis());
 }
 
 void WorkerAgent::queueCommit(const std::string& id) {
@@ -785,30 +739,21 @@ void WorkerAgent::flushCommits() {
   while (i < ready.size()) {
     // One batch: as many ready commits as fit the bounds.
     std::vector<std::string> batch;
-    std::vector<coord::Op> ops;
-    std::vector<tasks::TaskEvent> events;
-    size_t bytes = 0;
+    tasks::Txn txn(layout_);
     for (; i < ready.size(); ++i) {
       Item* item = find(ready[i]);
       if (item == nullptr) continue;
-      auto item_ops = commitOps(*item);
-      size_t item_bytes = 0;
-      for (const auto& op : item_ops) item_bytes += opBytes(op);
-      if (!batch.empty() &&
-          (batch.size() >= options_.max_batch || bytes + item_bytes > options_.max_batch_bytes)) {
-        break;
-      }
-      bytes += item_bytes;
+      auto part = commitPart(*item);
+      if (!txn.fits(part, options_.max_batch, options_.max_batch_bytes)) break;
+      txn.add(std::move(part));
       batch.push_back(item->id);
-      events.push_back(eventOf(*item, item->target.state));
-      for (auto& op : item_ops) ops.push_back(std::move(op));
     }
     if (batch.empty()) continue;
     if (batch.size() == 1) {
       commitOne(batch[0]);
       continue;
     }
-    sendBatch(std::move(ops), events, [this, batch](const MultiResult& r) {
+    sendBatch(std::move(txn), [this, batch](const MultiResult& r) {
       if (r) {
         for (const auto& id : batch) landed(id);
         return;
@@ -830,17 +775,20 @@ void WorkerAgent::commitOne(const std::string& id) {
   if (halted()) return;
   Item* item = find(id);
   if (item == nullptr) return;
-  auto ops = commitOps(*item);
-  ops.emplace_back(tasks::eventOp(layout_, {eventOf(*item, item->target.state)}));
+  tasks::Txn txn(layout_);
+  txn.add(commitPart(*item));
+  auto t = std::move(txn).finish();
   auto shared = shared_;
-  coord_.multi(std::move(ops))
-      .then([this, shared, id](const coord::Result<std::vector<coord::OpResult>>& r) {
-        shared->post([this, id, r] { onCommitted(id, r); });
+  coord_.multi(std::move(t.ops))
+      .then([this, shared, id, decoder = std::move(t.decoder)](const MultiResult& r) {
+        std::optional<tasks::FailedStep> failed;
+        if (!r) failed = decoder.failed(r.error());
+        shared->post([this, id, r, failed] { onCommitted(id, r, failed); });
       });
 }
 
-void WorkerAgent::onCommitted(const std::string& id,
-                              const coord::Result<std::vector<coord::OpResult>>& r) {
+void WorkerAgent::onCommitted(const std::string& id, const MultiResult& r,
+                              std::optional<tasks::FailedStep> failed) {
   if (halted()) return;
   Item* item = find(id);
   if (item == nullptr) return;
@@ -849,7 +797,7 @@ void WorkerAgent::onCommitted(const std::string& id,
     return;
   }
   if (sessionGone(r.error())) return;
-  if (isFence(r.error())) {
+  if (isFence(r.error(), failed)) {
     fenced(id);
     return;
   }

@@ -23,6 +23,7 @@
 #include "tasks/layout.h"
 #include "tasks/records.h"
 #include "tasks/task.h"
+#include "tasks/transitions.h"
 #include "worker/handler.h"
 #include "worker/runner.h"
 
@@ -147,15 +148,15 @@ class WorkerAgent {
   void startRun(const std::string& id);
   void flushStarts();
   using MultiResult = coord::Result<std::vector<coord::OpResult>>;
-  // Sends a batch's ops with one event record for `events`; `done` runs on the executor unless
-  // the agent has halted meanwhile.
-  void sendBatch(std::vector<coord::Op> ops, const std::vector<tasks::TaskEvent>& events,
-                 std::function<void(const MultiResult&)> done);
+  // Sends a batch's multi; `done` runs on the executor unless the agent has halted meanwhile.
+  void sendBatch(tasks::Txn txn, std::function<void(const MultiResult&)> done);
   // Posts `flush` once for everything queued in this executor turn (`posted` tracks it).
   void flushSoon(bool& posted, void (WorkerAgent::*flush)());
   void startOne(const std::string& id, const tasks::TaskStatus& running);
-  void onStarted(const std::string& id, const tasks::TaskStatus& running,
-                 const coord::Result<std::vector<coord::OpResult>>& r);
+  tasks::TaskOps startPart(const Item& item, const tasks::TaskStatus& running) const;
+  // `failed`: the step of the start's own multi that failed (nullopt after a batch or a re-read).
+  void onStarted(const std::string& id, const tasks::TaskStatus& running, const MultiResult& r,
+                 std::optional<tasks::FailedStep> failed);
   void verifyStart(const std::string& id, const tasks::TaskStatus& running);
   void launch(const std::string& id);
   // After mark_running_after: writes `running` for a task that is still running.
@@ -165,16 +166,15 @@ class WorkerAgent {
   void prepareCommit(Item& item, const HandlerResult& result);
   void queueCommit(const std::string& id);
   void flushCommits();
-  std::vector<coord::Op> commitOps(const Item& item) const;
-  tasks::TaskEvent eventOf(const Item& item, tasks::State state) const;
+  tasks::TaskOps commitPart(const Item& item) const;
   void commitOne(const std::string& id);
-  void onCommitted(const std::string& id, const coord::Result<std::vector<coord::OpResult>>& r);
+  void onCommitted(const std::string& id, const MultiResult& r,
+                   std::optional<tasks::FailedStep> failed);
   void resolve(const std::string& id);
   void resolveByStatus(const std::string& id);
   void landed(const std::string& id);
   void fenced(const std::string& id);
   void finish(const std::string& id);
-  coord::Op statusOp(const Item& item, const tasks::TaskStatus& status) const;
   // Handles an error common to every step; true when the caller should stop (session lost).
   bool sessionGone(const coord::Error& e);
   void becomeDead(const std::string& why);

@@ -13,6 +13,7 @@
 #include "coord/forwarding.h"
 #include "coord/paths.h"
 #include "tasks/records.h"
+#include "tasks/transitions.h"
 
 namespace drover::worker {
 namespace {
@@ -116,6 +117,15 @@ class AgentTest : public ::testing::Test {
                  .get();
     EXPECT_TRUE(r.has_value()) << r.error().toString();
     return spec;
+  }
+
+  // Another actor's transition (a client's cancel, the leader's requeue), from admin_'s session.
+  bool apply(tasks::TaskOps part) {
+    tasks::Txn txn(layout_);
+    txn.add(std::move(part));
+    auto r = admin_.multi(std::move(txn).finish().ops).get();
+    EXPECT_TRUE(r) << r.error().toString();
+    return r.has_value();
   }
 
   std::optional<tasks::TaskStatus> status(const std::string& id) {
@@ -240,12 +250,7 @@ TEST_F(AgentTest, StartsThatFailTogetherAreRetriedOneByOne) {
   worker_coord_.beforeNextOn(OpKind::kMulti, layout_.assignment(kWorker, "b2"), [&] {
     tasks::TaskStatus cancelled = *status("b2");
     cancelled.state = State::kCancelled;
-    EXPECT_TRUE(admin_
-                    .multi({coord::DeleteOp{layout_.assignment(kWorker, "b2"), coord::kAnyVersion},
-                            coord::SetOp{layout_.status("b2"), tasks::toJson(cancelled).dump(),
-                                         coord::kAnyVersion}})
-                    .get()
-                    .has_value());
+    EXPECT_TRUE(apply(tasks::cancel(layout_, *status("b2"), cancelled)));
   });
   std::vector<coord::Op> batch;
   for (int i = 0; i < 4; ++i) {
@@ -459,13 +464,8 @@ TEST_F(AgentTest, AssignmentMovedAwayMidRunIsCancelledAndFenced) {
   moved.attempts = 1;
   moved.worker = "";
   moved.error = "worker w1 died";
-  ASSERT_TRUE(
-      admin_
-          .multi({coord::DeleteOp{layout_.assignment(kWorker, "m"), coord::kAnyVersion},
-                  persistent(layout_.job("m"), tasks::toJson(tasks::Job{spec, 2, 0}).dump()),
-                  coord::SetOp{layout_.status("m"), tasks::toJson(moved).dump()}})
-          .get()
-          .has_value());
+  ASSERT_TRUE(apply(
+      tasks::requeue(layout_, kWorker, "m", coord::kAnyVersion, moved, tasks::Job{spec, 2, 0}, 1)));
   ASSERT_TRUE(base::eventually([&] { return agent_->stats().fenced_commits == 1; }));
   EXPECT_EQ(runner_.runningCount(), 0);
   auto s = *status("m");
@@ -473,7 +473,8 @@ TEST_F(AgentTest, AssignmentMovedAwayMidRunIsCancelledAndFenced) {
   EXPECT_EQ(s.error, "worker w1 died");
   auto job = tasks::jobFromJson(*tasks::parseJson(server_->peek(layout_.job("m"))->data));
   EXPECT_EQ(job->attempt, 2);
-  EXPECT_EQ(eventsIn("m", State::kPending), 0u);  // the worker recorded nothing more
+  // The requeue's own event; the worker's fenced retry would have added a second one.
+  EXPECT_EQ(eventsIn("m", State::kPending), 1u);
   auto st = agent_->stats();
   EXPECT_EQ(st.succeeded + st.failed + st.retried, 0u);
   EXPECT_EQ(st.running, 0);
@@ -486,11 +487,7 @@ TEST_F(AgentTest, ClientCancelWhileRunningKillsTheRun) {
   ASSERT_TRUE(base::eventually([&] { return runner_.runningCount() == 1; }));
   tasks::TaskStatus cancelled = *status("c");
   cancelled.state = State::kCancelled;
-  ASSERT_TRUE(admin_
-                  .multi({coord::DeleteOp{layout_.assignment(kWorker, "c"), coord::kAnyVersion},
-                          coord::SetOp{layout_.status("c"), tasks::toJson(cancelled).dump()}})
-                  .get()
-                  .has_value());
+  ASSERT_TRUE(apply(tasks::cancel(layout_, *status("c"), cancelled)));
   ASSERT_TRUE(base::eventually([&] { return agent_->stats().fenced_commits == 1; }));
   EXPECT_EQ(runner_.runningCount(), 0);
   EXPECT_EQ(status("c")->state, State::kCancelled);
@@ -591,11 +588,7 @@ TEST_F(AgentTest, OneFencedTaskInABatchDoesNotBlockTheOthers) {
   // x1 is moved away; its run ignores the cancel and finishes with the others.
   tasks::TaskStatus cancelled = *status("x1");
   cancelled.state = State::kCancelled;
-  ASSERT_TRUE(admin_
-                  .multi({coord::DeleteOp{layout_.assignment(kWorker, "x1"), coord::kAnyVersion},
-                          coord::SetOp{layout_.status("x1"), tasks::toJson(cancelled).dump()}})
-                  .get()
-                  .has_value());
+  ASSERT_TRUE(apply(tasks::cancel(layout_, *status("x1"), cancelled)));
   release_ = true;
   ASSERT_TRUE(base::eventually([&] { return agent_->stats().succeeded == 2; }));
   ASSERT_TRUE(base::eventually([&] { return agent_->stats().fenced_commits == 1; }));
