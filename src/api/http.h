@@ -18,6 +18,7 @@
 #include <tl/expected.hpp>
 #include <vector>
 
+#include "api/event_feed.h"
 #include "api/store.h"
 #include "tasks/task.h"
 

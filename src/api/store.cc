@@ -1,7 +1,6 @@
 #include "api/store.h"
 
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <deque>
@@ -12,56 +11,16 @@
 
 #include "base/clock.h"
 #include "base/ids.h"
-#include "coord/paths.h"
 #include "tasks/transitions.h"
 
 namespace drover::api {
 namespace {
 
 using coord::Code;
-using tasks::Json;
 using tasks::State;
-using tasks::TaskEvent;
 using tasks::TaskSpec;
 using tasks::TaskStatus;
 using Clock = std::chrono::steady_clock;
-
-tl::unexpected<Problem> problem(Failure failure, std::string detail) {
-  return tl::unexpected(Problem{failure, std::move(detail)});
-}
-
-// What a coordination error means for a client of the API.
-Problem fromCoord(const coord::Error& error, std::string_view what) {
-  switch (error.code()) {
-    case Code::kConnectionLoss:
-    case Code::kOperationTimeout:
-    case Code::kSessionExpired:
-    case Code::kSessionMoved:
-    case Code::kClosing:
-      return {Failure::kUnavailable,
-              fmt::format("{}: ZooKeeper is unavailable ({})", what, error.toString())};
-    case Code::kBadArguments:
-      return {Failure::kTooLarge,
-              fmt::format("{}: rejected by ZooKeeper ({})", what, error.toString())};
-    default:
-      return {Failure::kInternal, fmt::format("{}: {}", what, error.toString())};
-  }
-}
-
-std::optional<TaskStatus> decodeStatus(const std::string& data) {
-  auto j = tasks::parseJson(data);
-  if (!j) return std::nullopt;
-  return tasks::statusFromJson(*j);
-}
-
-std::map<State, size_t> zeroCounts() {
-  std::map<State, size_t> counts;
-  for (State s : {State::kPending, State::kAssigned, State::kRunning, State::kSucceeded,
-                  State::kFailed, State::kCancelled}) {
-    counts[s] = 0;
-  }
-  return counts;
-}
 
 }  // namespace
 
@@ -128,6 +87,8 @@ TaskStore::TaskStore(coord::Coordination& coord, tasks::Layout layout, StoreOpti
     : coord_(coord),
       layout_(std::move(layout)),
       options_(options),
+      reader_(coord, layout_, options_),
+      admission_(coord, layout_, options_),
       group_(std::make_shared<Group>(coord, layout_, options.group_inflight,
                                      std::max<size_t>(1, options.group_max_tasks),
                                      options.max_multi_bytes)) {}
@@ -158,122 +119,9 @@ std::optional<coord::Error> TaskStore::groupCreate(const TaskStatus& status) {
   return outcome.get();
 }
 
-template <class T>
-coord::Result<T> TaskStore::await(const coord::Future<T>& future) const {
-  auto r = future.waitFor(options_.call_timeout);
-  if (!r) return coord::fail(Code::kOperationTimeout, "no reply in time");
-  return *r;
-}
-
 void TaskStore::pause(int attempt) const {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   std::this_thread::sleep_for(options_.backoff.delay(static_cast<uint32_t>(attempt), rng()));
-}
-
-StoreResult<std::optional<TaskStatus>> TaskStore::readStatus(const std::string& id) {
-  auto r = await(coord_.get(layout_.status(id), nullptr));
-  if (!r) {
-    if (r.error().code() == Code::kNoNode) return std::optional<TaskStatus>();
-    return tl::unexpected(fromCoord(r.error(), fmt::format("reading task '{}'", id)));
-  }
-  auto status = decodeStatus(r->data);
-  if (!status) return problem(Failure::kInternal, fmt::format("task '{}' is unreadable", id));
-  return status;
-}
-
-StoreResult<std::vector<std::optional<TaskStatus>>> TaskStore::readStatuses(
-    const std::vector<std::string>& ids) {
-  std::vector<std::optional<TaskStatus>> out;
-  out.reserve(ids.size());
-  for (size_t start = 0; start < ids.size(); start += options_.pipeline) {
-    size_t end = std::min(ids.size(), start + options_.pipeline);
-    std::vector<coord::Future<coord::Node>> futures;
-    for (size_t i = start; i < end; ++i)
-      futures.push_back(coord_.get(layout_.status(ids[i]), nullptr));
-    for (size_t i = start; i < end; ++i) {
-      auto r = await(futures[i - start]);
-      if (!r) {
-        if (r.error().code() == Code::kNoNode) {
-          out.emplace_back();
-          continue;
-        }
-        return tl::unexpected(fromCoord(r.error(), fmt::format("reading task '{}'", ids[i])));
-      }
-      auto status = decodeStatus(r->data);
-      if (!status) {
-        return problem(Failure::kInternal, fmt::format("task '{}' is unreadable", ids[i]));
-      }
-      out.push_back(std::move(status));
-    }
-  }
-  return out;
-}
-
-std::optional<size_t> TaskStore::countPending() {
-  std::vector<coord::Future<std::optional<coord::Stat>>> buckets;
-  buckets.reserve(tasks::Layout::kJobBuckets);
-  for (int b = 0; b < tasks::Layout::kJobBuckets; ++b) {
-    buckets.push_back(coord_.exists(layout_.jobBucketAt(b), nullptr));
-  }
-  size_t pending = 0;
-  for (auto& f : buckets) {
-    auto stat = await(f);
-    if (!stat) return std::nullopt;
-    if (*stat) pending += static_cast<size_t>(std::max(0, (*stat)->num_children));
-  }
-  return pending;
-}
-
-// How stale the estimate may be, and why that is fine: it is the count read at most
-// pending_ttl ago (1 s by default) plus every task this store admitted since, so it misses only
-// what other nodes accepted in that window (and errs high by what workers took meanwhile, and by
-// admitted submits that then wrote nothing). The cap is flood control, not a quota: passing it
-// by one second of the cluster's accepted submits, or refusing a little early for a second, is
-// harmless, while an exact count would cost a listing of /jobs per submit. A read costs 256 stat
-// reads per refresh per submitting node, whatever the backlog.
-StoreResult<void> TaskStore::admit(size_t tasks) {
-  if (options_.max_pending == 0) return {};
-  auto fresh = [&] {
-    std::lock_guard lock(pending_mu_);
-    return pending_read_at_ && Clock::now() - *pending_read_at_ < options_.pending_ttl;
-  };
-  if (!fresh()) {
-    bool have_count = false;
-    {
-      std::lock_guard lock(pending_mu_);
-      have_count = pending_read_at_.has_value();
-    }
-    // One thread reads at a time. While another reads, go on with the old count; with no count
-    // yet, wait for that read.
-    std::unique_lock refresh(pending_refresh_mu_, std::defer_lock);
-    if (have_count) {
-      (void)refresh.try_lock();
-    } else {
-      refresh.lock();
-    }
-    if (refresh.owns_lock() && !fresh()) {
-      auto read_at = Clock::now();
-      if (auto count = countPending()) {
-        std::lock_guard lock(pending_mu_);
-        pending_read_ = *count;
-        pending_added_ = 0;
-        pending_read_at_ = read_at;
-      }
-      // A failed read keeps the old count; with none, the submit goes on (it answers 503 itself
-      // if ZooKeeper is gone).
-    }
-  }
-  std::lock_guard lock(pending_mu_);
-  if (!pending_read_at_) return {};
-  size_t pending = pending_read_ + pending_added_;
-  if (pending + tasks > options_.max_pending) {
-    return problem(Failure::kTooMany,
-                   fmt::format("{} tasks are pending, the cap is {}{}: retry later", pending,
-                               options_.max_pending,
-                               tasks > 1 ? fmt::format(" and the batch holds {}", tasks) : ""));
-  }
-  pending_added_ += tasks;
-  return {};
 }
 
 StoreResult<SubmitResult> TaskStore::submit(const TaskSpec& spec) {
@@ -281,7 +129,7 @@ StoreResult<SubmitResult> TaskStore::submit(const TaskSpec& spec) {
   if (!connected()) {
     return problem(Failure::kUnavailable, "not connected to ZooKeeper; try again later");
   }
-  if (auto admitted = admit(1); !admitted) return tl::unexpected(admitted.error());
+  if (auto admitted = admission_.admit(1); !admitted) return tl::unexpected(admitted.error());
   const auto deadline = Clock::now() + options_.settle_deadline;
   // This request's creation identity: every attempt of this call writes the same submitted_at,
   // and every later writer of the status (leader, worker, cancel) carries it over. A status found
@@ -353,7 +201,7 @@ StoreResult<SubmitResult> TaskStore::submit(const TaskSpec& spec) {
     const auto failed = t.decoder.failed(err);
 
     if (err.code() == Code::kNodeExists && failed && failed->step == tasks::Step::kStatus) {
-      auto existing = readStatus(spec.id);
+      auto existing = reader_.readStatus(spec.id);
       if (!existing) return tl::unexpected(existing.error());
       if (!*existing) {  // deleted in between (retention): try the create again
         if (Clock::now() >= deadline) {
@@ -403,7 +251,8 @@ StoreResult<BatchResult> TaskStore::submitBatch(const std::vector<TaskSpec>& spe
   if (!connected()) {
     return problem(Failure::kUnavailable, "not connected to ZooKeeper; try again later");
   }
-  if (auto admitted = admit(specs.size()); !admitted) return tl::unexpected(admitted.error());
+  if (auto admitted = admission_.admit(specs.size()); !admitted)
+    return tl::unexpected(admitted.error());
 
   // This call's creation identity, written into every status of the batch by every attempt
   // (see submit()): a batch found whole after an ambiguous write is this call's (202) only if
@@ -494,7 +343,7 @@ StoreResult<BatchResult> TaskStore::submitBatch(const std::vector<TaskSpec>& spe
         auto synced = await(coord_.sync(layout_.statuses()));
         if (!synced && synced.error().retryable()) continue;
       }
-      auto found = readStatuses(ids);
+      auto found = reader_.readStatuses(ids);
       if (!found) {
         if (err.outcomeUnknown() && found.error().failure == Failure::kUnavailable) continue;
         return tl::unexpected(found.error());
@@ -509,82 +358,11 @@ StoreResult<BatchResult> TaskStore::submitBatch(const std::vector<TaskSpec>& spe
   }
 }
 
-StoreResult<TaskStatus> TaskStore::get(const std::string& id) {
-  if (!base::isValidName(id)) return problem(Failure::kBadRequest, "invalid task id");
-  auto r = readStatus(id);
-  if (!r) return tl::unexpected(r.error());
-  if (!*r) return problem(Failure::kNotFound, fmt::format("no task '{}'", id));
-  return std::move(**r);
-}
-
-StoreResult<TaskStatus> TaskStore::wait(const std::string& id, std::chrono::milliseconds timeout) {
-  if (!base::isValidName(id)) return problem(Failure::kBadRequest, "invalid task id");
-  auto signal = std::make_shared<WaitSignal>();
-  {
-    std::lock_guard lock(waits_mu_);
-    waits_.insert(signal);
-  }
-  struct Unregister {
-    TaskStore* self;
-    std::shared_ptr<WaitSignal> signal;
-    ~Unregister() {
-      std::lock_guard lock(self->waits_mu_);
-      self->waits_.erase(signal);
-    }
-  } unregister{this, signal};
-  const auto deadline = Clock::now() + timeout;
-  std::optional<TaskStatus> last;
-  for (int failures = 0;;) {
-    {
-      std::lock_guard lock(signal->mu);
-      signal->fired = false;
-    }
-    // The watch may fire long after this call returned: it holds only the shared signal.
-    coord::Watcher watcher = [signal](const coord::WatchEvent&) {
-      std::lock_guard lock(signal->mu);
-      signal->fired = true;
-      signal->cv.notify_all();
-    };
-    auto r = await(coord_.get(layout_.status(id), watcher));
-    if (!r) {
-      if (r.error().code() == Code::kNoNode) {
-        return problem(Failure::kNotFound, fmt::format("no task '{}'", id));
-      }
-      if (!r.error().retryable() || Clock::now() >= deadline) {
-        if (last) return std::move(*last);
-        return tl::unexpected(fromCoord(r.error(), fmt::format("reading task '{}'", id)));
-      }
-      // Not connected: wait for the connection (bounded by the deadline), then read again.
-      auto delay = options_.backoff.delay(static_cast<uint32_t>(++failures));
-      std::this_thread::sleep_until(std::min(deadline, Clock::now() + delay));
-      continue;
-    }
-    failures = 0;
-    last = decodeStatus(r->data);
-    if (!last) return problem(Failure::kInternal, fmt::format("task '{}' is unreadable", id));
-    if (tasks::isTerminal(last->state) || interrupted_) return std::move(*last);
-    std::unique_lock lock(signal->mu);
-    if (!signal->cv.wait_until(lock, deadline, [&] { return signal->fired || interrupted_; }) ||
-        interrupted_) {
-      return std::move(*last);
-    }
-  }
-}
-
-void TaskStore::interruptWaits() {
-  interrupted_ = true;
-  std::lock_guard lock(waits_mu_);
-  for (const auto& w : waits_) {
-    std::lock_guard wl(w->mu);
-    w->cv.notify_all();
-  }
-}
-
 StoreResult<CancelResult> TaskStore::cancel(const std::string& id) {
   if (!base::isValidName(id)) return problem(Failure::kBadRequest, "invalid task id");
   const auto deadline = Clock::now() + options_.settle_deadline;
   for (int attempt = 1; attempt <= options_.cancel_attempts; ++attempt) {
-    auto read = readStatus(id);
+    auto read = reader_.readStatus(id);
     if (!read) return tl::unexpected(read.error());
     if (!*read) return problem(Failure::kNotFound, fmt::format("no task '{}'", id));
     TaskStatus status = std::move(**read);
@@ -624,395 +402,13 @@ StoreResult<CancelResult> TaskStore::cancel(const std::string& id) {
                                  "unreachable); retry",
                                  id));
     }
-    auto after = readStatus(id);
+    auto after = reader_.readStatus(id);
     if (after && *after && (*after)->state == State::kCancelled) {
       return CancelResult{std::move(**after), false};
     }
   }
   return problem(Failure::kUnavailable,
                  fmt::format("task '{}' kept changing; cancel did not settle, retry", id));
-}
-
-StoreResult<std::vector<std::string>> TaskStore::statusIds(const char* what) {
-  // 256 listings in flight at once; each reply stays small (a bucket holds ~1/256 of the ids).
-  std::vector<coord::Future<std::vector<std::string>>> buckets;
-  buckets.reserve(tasks::Layout::kJobBuckets);
-  for (int b = 0; b < tasks::Layout::kJobBuckets; ++b) {
-    buckets.push_back(coord_.children(layout_.statusBucketAt(b), nullptr));
-  }
-  std::vector<std::string> ids;
-  for (auto& f : buckets) {
-    auto kids = await(f);
-    if (!kids) {
-      if (kids.error().code() == Code::kNoNode) continue;  // a tree not (fully) initialised
-      return tl::unexpected(fromCoord(kids.error(), what));
-    }
-    for (auto& id : *kids) ids.push_back(std::move(id));
-  }
-  return ids;
-}
-
-StoreResult<TaskPage> TaskStore::list(std::optional<State> state, size_t limit,
-                                      const std::string& cursor) {
-  auto kids = statusIds("listing tasks");
-  if (!kids) return tl::unexpected(kids.error());
-  std::vector<std::string> names = std::move(*kids);
-  std::sort(names.begin(), names.end());
-  auto it = cursor.empty() ? names.begin() : std::upper_bound(names.begin(), names.end(), cursor);
-  TaskPage page;
-  while (it != names.end() && page.tasks.size() < limit) {
-    auto end = it + static_cast<ptrdiff_t>(
-                        std::min<size_t>(options_.pipeline, static_cast<size_t>(names.end() - it)));
-    std::vector<std::string> chunk(it, end);
-    auto found = readStatuses(chunk);
-    if (!found) return tl::unexpected(found.error());
-    for (size_t i = 0; i < chunk.size(); ++i, ++it) {
-      if (page.tasks.size() == limit) break;
-      auto& st = (*found)[i];
-      if (!st || (state && st->state != *state)) continue;
-      page.tasks.push_back(std::move(*st));
-    }
-  }
-  if (page.tasks.size() == limit && it != names.end()) page.next = page.tasks.back().spec.id;
-  return page;
-}
-
-StoreResult<std::optional<LeaderInfo>> TaskStore::readLeader() {
-  auto r = await(coord_.get(layout_.leader(), nullptr));
-  if (!r) {
-    if (r.error().code() == Code::kNoNode) return std::optional<LeaderInfo>();
-    return tl::unexpected(fromCoord(r.error(), "reading the leader"));
-  }
-  auto j = tasks::parseJson(r->data);
-  if (!j || !j->is_object() || !j->contains("id") || !(*j)["id"].is_string()) {
-    return std::optional<LeaderInfo>();
-  }
-  LeaderInfo info;
-  info.id = (*j)["id"].get<std::string>();
-  if (auto e = j->find("epoch"); e != j->end() && e->is_number_integer()) {
-    info.epoch = e->get<int64_t>();
-  }
-  return std::optional<LeaderInfo>(std::move(info));
-}
-
-StoreResult<WorkersView> TaskStore::workers() {
-  auto kids = await(coord_.children(layout_.workers(), nullptr));
-  if (!kids) return tl::unexpected(fromCoord(kids.error(), "listing workers"));
-  std::vector<std::string> names = std::move(*kids);
-  std::sort(names.begin(), names.end());
-  auto leader = readLeader();
-  if (!leader) return tl::unexpected(leader.error());
-
-  std::vector<coord::Future<coord::Node>> infos;
-  std::vector<coord::Future<std::vector<std::string>>> running;
-  for (const auto& w : names) {
-    infos.push_back(coord_.get(layout_.worker(w), nullptr));
-    running.push_back(coord_.children(layout_.assignmentsOf(w), nullptr));
-  }
-  WorkersView out;
-  out.leader = *leader;
-  for (size_t i = 0; i < names.size(); ++i) {
-    auto info = await(infos[i]);
-    auto assigned = await(running[i]);
-    if (!info) {
-      if (info.error().code() == Code::kNoNode) continue;  // left meanwhile
-      return tl::unexpected(fromCoord(info.error(), "reading workers"));
-    }
-    WorkerView view;
-    auto j = tasks::parseJson(info->data);
-    auto decoded = j ? tasks::workerFromJson(*j) : std::nullopt;
-    if (decoded) {
-      view.info = std::move(*decoded);
-    } else {
-      view.info.id = names[i];  // unreadable registration: still list it
-    }
-    view.assigned = assigned ? assigned->size() : 0;
-    view.running = std::min(view.assigned, static_cast<size_t>(std::max(0, view.info.slots)));
-    view.leader = *leader && (*leader)->id == view.info.id;
-    out.workers.push_back(std::move(view));
-  }
-  return out;
-}
-
-StoreResult<std::map<State, size_t>> TaskStore::countTasks() {
-  {
-    std::lock_guard lock(counts_mu_);
-    if (counts_cache_ && Clock::now() - counts_cache_->first < options_.counts_ttl) {
-      return counts_cache_->second;
-    }
-  }
-  auto kids = statusIds("counting tasks");
-  if (!kids) return tl::unexpected(kids.error());
-  auto counts = zeroCounts();
-  for (size_t start = 0; start < kids->size(); start += options_.pipeline) {
-    size_t end = std::min(kids->size(), start + options_.pipeline);
-    std::vector<coord::Future<coord::Node>> futures;
-    for (size_t i = start; i < end; ++i) {
-      futures.push_back(coord_.get(layout_.status((*kids)[i]), nullptr));
-    }
-    for (auto& f : futures) {
-      auto r = await(f);
-      if (!r) {
-        if (r.error().code() == Code::kNoNode) continue;
-        return tl::unexpected(fromCoord(r.error(), "counting tasks"));
-      }
-      auto j = tasks::parseJson(r->data);
-      if (!j || !j->is_object() || !j->contains("state") || !(*j)["state"].is_string()) continue;
-      if (auto s = tasks::parseState((*j)["state"].get<std::string>())) ++counts[*s];
-    }
-  }
-  std::lock_guard lock(counts_mu_);
-  counts_cache_.emplace(Clock::now(), counts);
-  return counts;
-}
-
-StoreResult<ClusterView> TaskStore::cluster() {
-  ClusterView view;
-  view.session = coord_.session();
-  auto leader = readLeader();
-  if (!leader) return tl::unexpected(leader.error());
-  view.leader = std::move(*leader);
-  auto kids = await(coord_.children(layout_.workers(), nullptr));
-  if (!kids) return tl::unexpected(fromCoord(kids.error(), "listing workers"));
-  view.workers = kids->size();
-  auto counts = countTasks();
-  if (!counts) return tl::unexpected(counts.error());
-  view.counts = std::move(*counts);
-  return view;
-}
-
-// --- Subscription ---
-
-std::optional<TaskEvent> Subscription::next(std::chrono::milliseconds timeout) {
-  std::unique_lock lock(mu_);
-  cv_.wait_for(lock, timeout, [&] { return !queue_.empty() || closed_; });
-  if (queue_.empty()) return std::nullopt;
-  TaskEvent e = std::move(queue_.front());
-  queue_.pop_front();
-  return e;
-}
-
-bool Subscription::closed() const {
-  std::lock_guard lock(mu_);
-  return closed_;
-}
-
-bool Subscription::dropped() const {
-  std::lock_guard lock(mu_);
-  return dropped_;
-}
-
-void Subscription::close() {
-  std::lock_guard lock(mu_);
-  closed_ = true;
-  cv_.notify_all();
-}
-
-void Subscription::push(const TaskEvent& event) {
-  if (!id_filter_.empty() && event.id != id_filter_) return;
-  std::lock_guard lock(mu_);
-  if (closed_) return;
-  if (queue_.size() >= capacity_) {
-    // Too slow: drop it rather than block the feed or grow without bound.
-    dropped_ = true;
-    closed_ = true;
-    queue_.clear();
-  } else {
-    queue_.push_back(event);
-  }
-  cv_.notify_all();
-}
-
-// --- EventFeed ---
-
-EventFeed::EventFeed(coord::Coordination& coord, tasks::Layout layout, EventFeedOptions options)
-    : coord_(coord), layout_(std::move(layout)), options_(options) {}
-
-EventFeed::~EventFeed() { stop(); }
-
-void EventFeed::start() {
-  {
-    std::lock_guard lock(anchor_->mu);
-    anchor_->feed = this;
-  }
-  std::weak_ptr<Anchor> anchor = anchor_;
-  listener_ = coord_.addSessionListener([anchor](const coord::SessionEvent& e) {
-    auto a = anchor.lock();
-    if (!a || e.state != coord::SessionState::kConnected) return;
-    std::lock_guard lock(a->mu);
-    if (a->feed == nullptr) return;
-    EventFeed* feed = a->feed;
-    feed->executor_.post([feed, generation = e.generation] {
-      // A new session lost the old one's watches: arm again. A reconnect of the same session
-      // keeps them; refresh anyway to pick up what happened meanwhile.
-      if (generation != feed->generation_) feed->watch_armed_ = false;
-      feed->generation_ = generation;
-      feed->refresh();
-    });
-  });
-  generation_ = coord_.session().generation;
-}
-
-void EventFeed::stop() {
-  {
-    std::lock_guard lock(anchor_->mu);
-    anchor_->feed = nullptr;
-  }
-  std::vector<std::weak_ptr<Subscription>> subs;
-  {
-    std::lock_guard lock(mu_);
-    if (stopped_) return;
-    stopped_ = true;
-    subs.swap(subscribers_);
-    listing_cv_.notify_all();
-  }
-  if (listener_ != 0) coord_.removeSessionListener(listener_);
-  executor_.stop();
-  for (auto& w : subs) {
-    if (auto s = w.lock()) s->close();
-  }
-}
-
-std::shared_ptr<Subscription> EventFeed::subscribe(std::string id_filter) {
-  auto sub = std::make_shared<Subscription>(std::move(id_filter), options_.queue_capacity);
-  std::unique_lock lock(mu_);
-  if (stopped_) {
-    sub->close();
-    return sub;
-  }
-  subscribers_.push_back(sub);
-  if (initialized_) return sub;
-  // Idle (or still taking its first listing): wake it and wait for a listing, so that what the
-  // caller does next is seen.
-  uint64_t seen = listings_;
-  executor_.post([this] { refresh(); });
-  listing_cv_.wait_for(lock, options_.call_timeout,
-                       [&] { return stopped_ || (initialized_ && listings_ != seen); });
-  return sub;
-}
-
-bool EventFeed::anyoneListening() {
-  std::lock_guard lock(mu_);
-  std::erase_if(subscribers_, [](const std::weak_ptr<Subscription>& w) {
-    auto s = w.lock();
-    return !s || s->closed();
-  });
-  if (subscribers_.empty()) initialized_ = false;  // idle: the next subscriber starts afresh
-  return !subscribers_.empty();
-}
-
-void EventFeed::wake() {
-  if (wake_pending_) return;
-  auto due = last_refresh_ + options_.min_interval;
-  auto now = std::chrono::steady_clock::now();
-  if (now >= due) {
-    refresh();
-    return;
-  }
-  wake_pending_ = true;
-  executor_.postAfter(std::chrono::duration_cast<base::Duration>(due - now), [this] {
-    wake_pending_ = false;
-    refresh();
-  });
-}
-
-size_t EventFeed::subscribers() {
-  std::lock_guard lock(mu_);
-  std::erase_if(subscribers_, [](const std::weak_ptr<Subscription>& w) {
-    auto s = w.lock();
-    return !s || s->closed();
-  });
-  return subscribers_.size();
-}
-
-void EventFeed::scheduleRetry() {
-  if (retry_pending_) return;
-  retry_pending_ = true;
-  ++failures_;
-  executor_.postAfter(options_.retry.delay(failures_, std::random_device{}()), [this] {
-    retry_pending_ = false;
-    refresh();
-  });
-}
-
-void EventFeed::refresh() {
-  // Nobody listens: take no listing and arm no watch (one already armed fires once more, and
-  // ends here too).
-  if (!anyoneListening()) return;
-  last_refresh_ = std::chrono::steady_clock::now();
-  coord::Watcher watcher;
-  if (!watch_armed_) {
-    std::weak_ptr<Anchor> anchor = anchor_;
-    watcher = [anchor](const coord::WatchEvent&) {
-      auto a = anchor.lock();
-      if (!a) return;
-      std::lock_guard lock(a->mu);
-      if (a->feed == nullptr) return;
-      EventFeed* feed = a->feed;
-      feed->executor_.post([feed] {
-        feed->watch_armed_ = false;
-        feed->wake();
-      });
-    };
-  }
-  auto kids = coord_.children(layout_.events(), watcher).waitFor(options_.call_timeout);
-  if (!kids || !*kids) {
-    if (kids) spdlog::debug("event feed: listing events failed: {}", kids->error().toString());
-    scheduleRetry();
-    return;
-  }
-  if (watcher) watch_armed_ = true;
-  failures_ = 0;
-
-  std::vector<std::pair<int64_t, std::string>> records;
-  for (const auto& name : **kids) {
-    int64_t seq = coord::sequenceOf(name);
-    if (seq >= 0) records.emplace_back(seq, name);
-  }
-  std::sort(records.begin(), records.end());
-  if (!initialized_) {
-    // The first listing since the feed was idle: deliver what comes after it (no replay).
-    last_seen_ = records.empty() ? -1 : records.back().first;
-    std::lock_guard lock(mu_);
-    initialized_ = true;
-    ++listings_;
-    listing_cv_.notify_all();
-    return;
-  }
-  std::erase_if(records, [&](const auto& r) { return r.first <= last_seen_.load(); });
-  std::vector<coord::Future<coord::Node>> futures;
-  futures.reserve(records.size());
-  for (const auto& r : records)
-    futures.push_back(coord_.get(coord::join(layout_.events(), r.second), nullptr));
-  for (size_t i = 0; i < records.size(); ++i) {
-    auto node = futures[i].waitFor(options_.call_timeout);
-    if (!node || (!*node && (*node).error().code() != Code::kNoNode)) {
-      scheduleRetry();  // read the rest later; last_seen_ stays at the last one delivered
-      return;
-    }
-    if (*node) {
-      std::vector<TaskEvent> events;
-      auto j = tasks::parseJson((*node)->data);
-      if (j && j->is_array()) {
-        for (const auto& item : *j) {
-          if (auto e = tasks::eventFromJson(item)) events.push_back(std::move(*e));
-        }
-      }
-      dispatch(events);
-    }  // else: trimmed before we read it
-    last_seen_ = records[i].first;
-  }
-}
-
-void EventFeed::dispatch(const std::vector<TaskEvent>& events) {
-  if (events.empty()) return;
-  std::lock_guard lock(mu_);
-  std::erase_if(subscribers_, [&](const std::weak_ptr<Subscription>& w) {
-    auto s = w.lock();
-    if (!s) return true;
-    for (const auto& e : events) s->push(e);
-    return s->closed();
-  });
 }
 
 }  // namespace drover::api

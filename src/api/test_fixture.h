@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "api/event_feed.h"
 #include "api/http.h"
 #include "api/store.h"
 #include "base/eventually.h"
@@ -125,12 +126,19 @@ class ApiFixture : public ::testing::Test {
     auto st = statusOf(id);
     ASSERT_TRUE(st);
     ASSERT_TRUE(coord::ensurePath(*other_, layout_.assignmentsOf(worker)));
-    apply(tasks::assign(layout_, tasks::Job{st->spec, 1, 0, st->submitted_at}, coord::kAnyVersion,
-                        worker, 1));
-    if (state == tasks::State::kAssigned) return;
-    tasks::TaskStatus next = *statusOf(id);
-    next.state = state;
-    apply(tasks::start(layout_, worker, coord::kAnyVersion, next, true));
+    // One multi, so that a watcher sees one change whatever the state.
+    tasks::Txn txn(layout_);
+    txn.add(tasks::assign(layout_, tasks::Job{st->spec, 1, 0, st->submitted_at}, coord::kAnyVersion,
+                          worker, 1));
+    if (state != tasks::State::kAssigned) {
+      tasks::TaskStatus next = *st;
+      next.state = state;
+      next.attempts = 1;
+      next.worker = worker;
+      txn.add(tasks::start(layout_, worker, coord::kAnyVersion, next, true));
+    }
+    auto r = other_->multi(std::move(txn).finish().ops).get();
+    ASSERT_TRUE(r) << r.error().toString();
   }
 
   // Plays the worker: commits a terminal state for an assigned task.

@@ -9,6 +9,7 @@
 
 #include "api/dashboard.h"
 #include "api/http.h"
+#include "api/event_feed.h"
 #include "api/store.h"
 #include "base/backoff.h"
 #include "base/clock.h"

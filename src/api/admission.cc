@@ -1,0 +1,78 @@
+#include "api/admission.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace drover::api {
+
+using Clock = std::chrono::steady_clock;
+
+std::optional<size_t> Admission::countPending() {
+  std::vector<coord::Future<std::optional<coord::Stat>>> buckets;
+  buckets.reserve(tasks::Layout::kJobBuckets);
+  for (int b = 0; b < tasks::Layout::kJobBuckets; ++b) {
+    buckets.push_back(coord_.exists(layout_.jobBucketAt(b), nullptr));
+  }
+  size_t pending = 0;
+  for (auto& f : buckets) {
+    auto stat = awaitFor(f, options_.call_timeout);
+    if (!stat) return std::nullopt;
+    if (*stat) pending += static_cast<size_t>(std::max(0, (*stat)->num_children));
+  }
+  return pending;
+}
+
+// How stale the estimate may be, and why that is fine: it is the count read at most
+// pending_ttl ago (1 s by default) plus every task this store admitted since, so it misses only
+// what other nodes accepted in that window (and errs high by what workers took meanwhile, and by
+// admitted submits that then wrote nothing). The cap is flood control, not a quota: passing it
+// by one second of the cluster's accepted submits, or refusing a little early for a second, is
+// harmless, while an exact count would cost a listing of /jobs per submit. A read costs 256 stat
+// reads per refresh per submitting node, whatever the backlog.
+StoreResult<void> Admission::admit(size_t tasks) {
+  if (options_.max_pending == 0) return {};
+  auto fresh = [&] {
+    std::lock_guard lock(pending_mu_);
+    return pending_read_at_ && Clock::now() - *pending_read_at_ < options_.pending_ttl;
+  };
+  if (!fresh()) {
+    bool have_count = false;
+    {
+      std::lock_guard lock(pending_mu_);
+      have_count = pending_read_at_.has_value();
+    }
+    // One thread reads at a time. While another reads, go on with the old count; with no count
+    // yet, wait for that read.
+    std::unique_lock refresh(pending_refresh_mu_, std::defer_lock);
+    if (have_count) {
+      (void)refresh.try_lock();
+    } else {
+      refresh.lock();
+    }
+    if (refresh.owns_lock() && !fresh()) {
+      auto read_at = Clock::now();
+      if (auto count = countPending()) {
+        std::lock_guard lock(pending_mu_);
+        pending_read_ = *count;
+        pending_added_ = 0;
+        pending_read_at_ = read_at;
+      }
+      // A failed read keeps the old count; with none, the submit goes on (it answers 503 itself
+      // if ZooKeeper is gone).
+    }
+  }
+  std::lock_guard lock(pending_mu_);
+  if (!pending_read_at_) return {};
+  size_t pending = pending_read_ + pending_added_;
+  if (pending + tasks > options_.max_pending) {
+    return problem(Failure::kTooMany,
+                   fmt::format("{} tasks are pending, the cap is {}{}: retry later", pending,
+                               options_.max_pending,
+                               tasks > 1 ? fmt::format(" and the batch holds {}", tasks) : ""));
+  }
+  pending_added_ += tasks;
+  return {};
+}
+
+}  // namespace drover::api

@@ -1,0 +1,251 @@
+#include "api/event_feed.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <random>
+
+#include "api/problem.h"
+#include "coord/paths.h"
+
+namespace drover::api {
+
+using coord::Code;
+using tasks::TaskEvent;
+using Clock = std::chrono::steady_clock;
+
+// --- Subscription ---
+
+std::optional<TaskEvent> Subscription::next(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, timeout, [&] { return !queue_.empty() || closed_; });
+  if (queue_.empty()) return std::nullopt;
+  TaskEvent e = std::move(queue_.front());
+  queue_.pop_front();
+  return e;
+}
+
+bool Subscription::closed() const {
+  std::lock_guard lock(mu_);
+  return closed_;
+}
+
+bool Subscription::dropped() const {
+  std::lock_guard lock(mu_);
+  return dropped_;
+}
+
+void Subscription::close() {
+  std::lock_guard lock(mu_);
+  closed_ = true;
+  cv_.notify_all();
+}
+
+void Subscription::push(const TaskEvent& event) {
+  if (!id_filter_.empty() && event.id != id_filter_) return;
+  std::lock_guard lock(mu_);
+  if (closed_) return;
+  if (queue_.size() >= capacity_) {
+    // Too slow: drop it rather than block the feed or grow without bound.
+    dropped_ = true;
+    closed_ = true;
+    queue_.clear();
+  } else {
+    queue_.push_back(event);
+  }
+  cv_.notify_all();
+}
+
+// --- EventFeed ---
+
+EventFeed::EventFeed(coord::Coordination& coord, tasks::Layout layout, EventFeedOptions options)
+    : coord_(coord), layout_(std::move(layout)), options_(options) {}
+
+EventFeed::~EventFeed() { stop(); }
+
+void EventFeed::start() {
+  {
+    std::lock_guard lock(anchor_->mu);
+    anchor_->feed = this;
+  }
+  std::weak_ptr<Anchor> anchor = anchor_;
+  listener_ = coord_.addSessionListener([anchor](const coord::SessionEvent& e) {
+    auto a = anchor.lock();
+    if (!a || e.state != coord::SessionState::kConnected) return;
+    std::lock_guard lock(a->mu);
+    if (a->feed == nullptr) return;
+    EventFeed* feed = a->feed;
+    feed->executor_.post([feed, generation = e.generation] {
+      // A new session lost the old one's watches: arm again. A reconnect of the same session
+      // keeps them; refresh anyway to pick up what happened meanwhile.
+      if (generation != feed->generation_) feed->watch_armed_ = false;
+      feed->generation_ = generation;
+      feed->refresh();
+    });
+  });
+  generation_ = coord_.session().generation;
+}
+
+void EventFeed::stop() {
+  {
+    std::lock_guard lock(anchor_->mu);
+    anchor_->feed = nullptr;
+  }
+  std::vector<std::weak_ptr<Subscription>> subs;
+  {
+    std::lock_guard lock(mu_);
+    if (stopped_) return;
+    stopped_ = true;
+    subs.swap(subscribers_);
+    listing_cv_.notify_all();
+  }
+  if (listener_ != 0) coord_.removeSessionListener(listener_);
+  executor_.stop();
+  for (auto& w : subs) {
+    if (auto s = w.lock()) s->close();
+  }
+}
+
+std::shared_ptr<Subscription> EventFeed::subscribe(std::string id_filter) {
+  auto sub = std::make_shared<Subscription>(std::move(id_filter), options_.queue_capacity);
+  std::unique_lock lock(mu_);
+  if (stopped_) {
+    sub->close();
+    return sub;
+  }
+  subscribers_.push_back(sub);
+  if (initialized_) return sub;
+  // Idle (or still taking its first listing): wake it and wait for a listing, so that what the
+  // caller does next is seen.
+  uint64_t seen = listings_;
+  executor_.post([this] { refresh(); });
+  listing_cv_.wait_for(lock, options_.call_timeout,
+                       [&] { return stopped_ || (initialized_ && listings_ != seen); });
+  return sub;
+}
+
+bool EventFeed::anyoneListening() {
+  std::lock_guard lock(mu_);
+  std::erase_if(subscribers_, [](const std::weak_ptr<Subscription>& w) {
+    auto s = w.lock();
+    return !s || s->closed();
+  });
+  if (subscribers_.empty()) initialized_ = false;  // idle: the next subscriber starts afresh
+  return !subscribers_.empty();
+}
+
+void EventFeed::wake() {
+  if (wake_pending_) return;
+  auto due = last_refresh_ + options_.min_interval;
+  auto now = std::chrono::steady_clock::now();
+  if (now >= due) {
+    refresh();
+    return;
+  }
+  wake_pending_ = true;
+  executor_.postAfter(std::chrono::duration_cast<base::Duration>(due - now), [this] {
+    wake_pending_ = false;
+    refresh();
+  });
+}
+
+size_t EventFeed::subscribers() {
+  std::lock_guard lock(mu_);
+  std::erase_if(subscribers_, [](const std::weak_ptr<Subscription>& w) {
+    auto s = w.lock();
+    return !s || s->closed();
+  });
+  return subscribers_.size();
+}
+
+void EventFeed::scheduleRetry() {
+  if (retry_pending_) return;
+  retry_pending_ = true;
+  ++failures_;
+  executor_.postAfter(options_.retry.delay(failures_, std::random_device{}()), [this] {
+    retry_pending_ = false;
+    refresh();
+  });
+}
+
+void EventFeed::refresh() {
+  // Nobody listens: take no listing and arm no watch (one already armed fires once more, and
+  // ends here too).
+  if (!anyoneListening()) return;
+  last_refresh_ = std::chrono::steady_clock::now();
+  coord::Watcher watcher;
+  if (!watch_armed_) {
+    std::weak_ptr<Anchor> anchor = anchor_;
+    watcher = [anchor](const coord::WatchEvent&) {
+      auto a = anchor.lock();
+      if (!a) return;
+      std::lock_guard lock(a->mu);
+      if (a->feed == nullptr) return;
+      EventFeed* feed = a->feed;
+      feed->executor_.post([feed] {
+        feed->watch_armed_ = false;
+        feed->wake();
+      });
+    };
+  }
+  auto kids = coord_.children(layout_.events(), watcher).waitFor(options_.call_timeout);
+  if (!kids || !*kids) {
+    if (kids) spdlog::debug("event feed: listing events failed: {}", kids->error().toString());
+    scheduleRetry();
+    return;
+  }
+  if (watcher) watch_armed_ = true;
+  failures_ = 0;
+
+  std::vector<std::pair<int64_t, std::string>> records;
+  for (const auto& name : **kids) {
+    int64_t seq = coord::sequenceOf(name);
+    if (seq >= 0) records.emplace_back(seq, name);
+  }
+  std::sort(records.begin(), records.end());
+  if (!initialized_) {
+    // The first listing since the feed was idle: deliver what comes after it (no replay).
+    last_seen_ = records.empty() ? -1 : records.back().first;
+    std::lock_guard lock(mu_);
+    initialized_ = true;
+    ++listings_;
+    listing_cv_.notify_all();
+    return;
+  }
+  std::erase_if(records, [&](const auto& r) { return r.first <= last_seen_.load(); });
+  std::vector<coord::Future<coord::Node>> futures;
+  futures.reserve(records.size());
+  for (const auto& r : records)
+    futures.push_back(coord_.get(coord::join(layout_.events(), r.second), nullptr));
+  for (size_t i = 0; i < records.size(); ++i) {
+    auto node = futures[i].waitFor(options_.call_timeout);
+    if (!node || (!*node && (*node).error().code() != Code::kNoNode)) {
+      scheduleRetry();  // read the rest later; last_seen_ stays at the last one delivered
+      return;
+    }
+    if (*node) {
+      std::vector<TaskEvent> events;
+      auto j = tasks::parseJson((*node)->data);
+      if (j && j->is_array()) {
+        for (const auto& item : *j) {
+          if (auto e = tasks::eventFromJson(item)) events.push_back(std::move(*e));
+        }
+      }
+      dispatch(events);
+    }  // else: trimmed before we read it
+    last_seen_ = records[i].first;
+  }
+}
+
+void EventFeed::dispatch(const std::vector<TaskEvent>& events) {
+  if (events.empty()) return;
+  std::lock_guard lock(mu_);
+  std::erase_if(subscribers_, [&](const std::weak_ptr<Subscription>& w) {
+    auto s = w.lock();
+    if (!s) return true;
+    for (const auto& e : events) s->push(e);
+    return s->closed();
+  });
+}
+}  // namespace drover::api

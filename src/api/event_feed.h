@@ -1,0 +1,133 @@
+#pragma once
+
+// The cluster-wide event log (/events) as per-subscriber queues for GET /v1/events: EventFeed
+// reads the log, driven by ZooKeeper watches, and fans its records out to Subscriptions.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/backoff.h"
+#include "base/executor.h"
+#include "coord/coordination.h"
+#include "tasks/layout.h"
+#include "tasks/records.h"
+
+namespace drover::api {
+
+// One subscriber's queue of events. The feed pushes, the subscriber pops. Thread-safe.
+class Subscription {
+ public:
+  Subscription(std::string id_filter, size_t capacity)
+      : id_filter_(std::move(id_filter)), capacity_(capacity) {}
+
+  // The next event, waiting at most `timeout`; nullopt on timeout or once closed.
+  std::optional<tasks::TaskEvent> next(std::chrono::milliseconds timeout);
+  // Closed: by the feed (stopped, or this subscriber fell `capacity` events behind: dropped) or
+  // by close(). A closed subscription gets nothing more; queued events can still be popped.
+  bool closed() const;
+  bool dropped() const;
+  void close();
+
+ private:
+  friend class EventFeed;
+  // Queues `event` unless filtered out; on overflow closes the subscription (dropped).
+  void push(const tasks::TaskEvent& event);
+
+  const std::string id_filter_;
+  const size_t capacity_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<tasks::TaskEvent> queue_;
+  bool closed_ = false;
+  bool dropped_ = false;
+};
+
+struct EventFeedOptions {
+  size_t queue_capacity = 1024;  // per subscriber
+  base::Backoff retry{std::chrono::milliseconds(100), std::chrono::milliseconds(5000), 2.0, 0.5};
+  std::chrono::milliseconds call_timeout{5000};
+  // Two listings of the log start at least this far apart: under a high task rate every commit
+  // fires the watch, and one listing then picks up every record written meanwhile.
+  std::chrono::milliseconds min_interval{50};
+};
+
+// Watches the children of layout.events(), reads the records past the last one seen (by their
+// sequence number) and fans their TaskEvents out to subscribers. Driven by child watches
+// (re-armed on each fire and after a session is rebuilt), not by polling; a failed read retries
+// with backoff.
+//
+// The feed reads ZooKeeper only while it has subscribers: a node that nobody streams events from
+// costs ZooKeeper nothing per task (every node has a feed, and the log changes several times per
+// task). subscribe() on an idle feed starts listening and returns once the first listing is in
+// (or after call_timeout), so a subscriber sees every event committed after subscribe() returned;
+// there is no history replay. When the last subscriber is gone the feed stops at its next wake-up.
+//
+// Owns one executor thread; watch callbacks only post to it. Thread-safe.
+class EventFeed {
+ public:
+  EventFeed(coord::Coordination& coord, tasks::Layout layout, EventFeedOptions options = {});
+  ~EventFeed();
+  EventFeed(const EventFeed&) = delete;
+  EventFeed& operator=(const EventFeed&) = delete;
+
+  // Makes the feed usable (it listens only while it has subscribers). Returns at once.
+  void start();
+  // Stops the thread and closes every subscription. Idempotent; the destructor calls it.
+  void stop();
+
+  // A new queue; events for other ids are skipped when `id_filter` is non-empty. Blocks (up to
+  // call_timeout) while an idle feed takes its first listing.
+  std::shared_ptr<Subscription> subscribe(std::string id_filter = {});
+  size_t subscribers();
+  // The sequence number of the newest record read (-1 before the first read).
+  int64_t lastSeen() const { return last_seen_.load(); }
+  // True while the feed listens: its first listing since it last went idle is in, and events
+  // committed since are delivered.
+  bool ready() const { return initialized_.load(); }
+
+ private:
+  void refresh();  // executor thread only
+  void wake();     // executor thread only: refresh now or once min_interval has passed
+  bool anyoneListening();
+  void scheduleRetry();
+  void dispatch(const std::vector<tasks::TaskEvent>& events);
+
+  coord::Coordination& coord_;
+  const tasks::Layout layout_;
+  const EventFeedOptions options_;
+
+  // Executor-thread state.
+  std::atomic<bool> initialized_{false};
+  bool watch_armed_ = false;
+  bool retry_pending_ = false;
+  uint32_t failures_ = 0;
+  uint64_t generation_ = 0;
+  std::atomic<int64_t> last_seen_{-1};
+  std::chrono::steady_clock::time_point last_refresh_{};
+  bool wake_pending_ = false;
+  uint64_t listings_ = 0;               // listings of the log taken (initialized_ under mu_)
+  std::condition_variable listing_cv_;  // a listing came in (waited on under mu_)
+
+  std::mutex mu_;
+  std::vector<std::weak_ptr<Subscription>> subscribers_;
+  bool stopped_ = false;
+  uint64_t listener_ = 0;
+  // What watch callbacks hold: they may fire after the feed is gone, so they reach it only
+  // through this, which stop() clears.
+  struct Anchor {
+    std::mutex mu;
+    EventFeed* feed = nullptr;
+  };
+  std::shared_ptr<Anchor> anchor_ = std::make_shared<Anchor>();
+  base::ThreadExecutor executor_{"event-feed"};
+};
+
+}  // namespace drover::api

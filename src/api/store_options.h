@@ -1,0 +1,94 @@
+#pragma once
+
+// The API store's options and the values its calls answer with.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/backoff.h"
+#include "coord/coordination.h"
+#include "tasks/records.h"
+#include "tasks/task.h"
+
+namespace drover::api {
+
+struct StoreOptions {
+  // How long one coordination call may take before it counts as timed out (outcome unknown).
+  std::chrono::milliseconds call_timeout{5000};
+  // How long submit/cancel keep trying to learn the outcome of an ambiguous write.
+  std::chrono::milliseconds settle_deadline{10000};
+  base::Backoff backoff{std::chrono::milliseconds(20), std::chrono::milliseconds(1000), 2.0, 0.5};
+  // Largest encoded multi submitBatch sends (ZooKeeper's packet limit is 1 MiB).
+  size_t max_multi_bytes = 900 * 1024;
+  // Re-reads cancel makes when the token moved under it.
+  int cancel_attempts = 8;
+  // Gets in flight at once when scanning /status.
+  size_t pipeline = 256;
+  // How long cluster() reuses its task counts.
+  std::chrono::milliseconds counts_ttl{1000};
+  // Group commit of single submits: submits that arrive while this many group multis are in
+  // flight wait and go out together in the next one (at most group_max_tasks). 0: every submit
+  // sends its own multi.
+  size_t group_inflight = 2;
+  size_t group_max_tasks = 500;
+  // Flood control: a submit that would take the pending tasks (the jobs under /jobs: tasks
+  // waiting for a worker, retries in backoff included) past this is refused with kTooMany and
+  // writes nothing. 0: no cap.
+  size_t max_pending = 0;
+  // How long one count of the pending tasks is used (with this store's own submits added)
+  // before it is read again.
+  std::chrono::milliseconds pending_ttl{1000};
+};
+
+struct SubmitResult {
+  tasks::TaskStatus status;
+  bool created = false;  // true: this call committed it (202); false: an identical repeat (200)
+};
+
+struct BatchResult {
+  std::vector<std::string> ids;
+  bool created = false;  // false: every task already existed with the same spec (200)
+};
+
+struct CancelResult {
+  tasks::TaskStatus status;
+  bool already_finished = false;  // it was terminal before: returned unchanged
+};
+
+struct TaskPage {
+  std::vector<tasks::TaskStatus> tasks;
+  std::optional<std::string> next;  // the cursor for the following page; nullopt at the end
+};
+
+struct WorkerView {
+  tasks::WorkerInfo info;
+  size_t assigned = 0;  // children of /assignments/{id}: running, starting or queued there
+  size_t running = 0;   // of those, the ones in slots: min(assigned, slots)
+  bool leader = false;
+};
+
+struct LeaderInfo {
+  std::string id;
+  int64_t epoch = 0;
+};
+
+// The live workers and the leader, as /leader names it (read once, so that the flag on the
+// workers and `leader` agree). A leader with no worker role is named but marks no worker.
+struct WorkersView {
+  std::vector<WorkerView> workers;
+  std::optional<LeaderInfo> leader;
+};
+
+struct ClusterView {
+  std::optional<LeaderInfo> leader;
+  coord::SessionEvent session;
+  size_t workers = 0;
+  std::map<tasks::State, size_t> counts;  // every state present, zero included
+};
+
+}  // namespace drover::api
