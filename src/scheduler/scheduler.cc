@@ -18,12 +18,7 @@ using coord::OpResult;
 using coord::Result;
 using coord::Watcher;
 
-namespace {
-
-constexpr size_t kMaxEventDeletesPerSweep = 10000;
-constexpr size_t kEventDeletesPerMulti = 500;  // ~25 KB of paths: far below jute.maxbuffer
-
-}  // namespace
+namespace {}  // namespace
 
 // The join of the reads and writes that move one dead worker's assignments back.
 struct Scheduler::RequeueState {
@@ -49,6 +44,12 @@ Scheduler::Scheduler(coord::Coordination& coord, tasks::Layout layout, Options o
     picker_ = std::make_unique<LeastLoadedPicker>();
   }
   gate_->executor = executor_.get();
+  cleanup_ = std::make_unique<Cleanup>(
+      coord_, layout_,
+      Cleanup::Options{options_.events_keep, options_.retention_age, options_.retention_count,
+                       options_.retention_reads_per_sweep},
+      [gate = gate_, this](std::function<void()> fn) { postVia(gate, this, std::move(fn)); },
+      [this] { return active(); });
 }
 
 Scheduler::~Scheduler() { stop(); }
@@ -126,11 +127,15 @@ base::TimerId Scheduler::later(base::Duration delay, std::function<void()> fn) {
 
 void Scheduler::publish() {
   Stats s = counters_;
+  if (cleanup_) {
+    s.events_trimmed = cleanup_->eventsTrimmed();
+    s.statuses_deleted = cleanup_->statusesDeleted();
+  }
   s.running = running_;
   s.fenced = fenced_;
-  s.pending = ready_.size();
-  s.delayed = delayed_.size();
-  s.pending_by_priority = ready_by_priority_;
+  s.pending = jobs_.ready();
+  s.delayed = jobs_.delayed();
+  s.pending_by_priority = jobs_.readyByPriority();
   s.workers = loads();
   std::lock_guard lock(stats_mu_);
   stats_ = std::move(s);
@@ -207,10 +212,10 @@ void Scheduler::sweep() {
   if (!active()) return;
   ++sweeps_;
   if (options_.reconcile_every <= 1 || sweeps_ % options_.reconcile_every == 0) fullReconcile();
-  trimEvents();
-  if (retention_behind_ || options_.retention_every <= 1 ||
+  cleanup_->trimEvents();
+  if (cleanup_->behind() || options_.retention_every <= 1 ||
       sweeps_ % options_.retention_every == 0) {
-    applyRetention();
+    cleanup_->applyRetention();
   }
   scheduleSweep();
 }
@@ -585,14 +590,14 @@ void Scheduler::listBucket(int bucket) {
 }
 
 void Scheduler::bucketChanged(int bucket) {
-  if (ready_.size() < options_.relist_ready_below) {
+  if (jobs_.ready() < options_.relist_ready_below) {
     listBucket(bucket);
     return;
   }
   dirty_buckets_.insert(bucket);
   if (relist_timer_ == 0) {
     auto by_size = std::chrono::duration_cast<base::Duration>(std::chrono::microseconds(50) *
-                                                              static_cast<int64_t>(ready_.size()));
+                                                              static_cast<int64_t>(jobs_.ready()));
     auto delay = std::min(options_.relist_delay_max, std::max(options_.relist_delay, by_size));
     relist_timer_ = later(delay, [this] {
       relist_timer_ = 0;
@@ -624,7 +629,7 @@ void Scheduler::onBucket(int bucket, const Result<std::vector<std::string>>& r, 
       ++it;
       continue;
     }
-    dropJob(*it);  // taken, cancelled, or assigned by us
+    jobs_.drop(*it);  // taken, cancelled, or assigned by us
     it = known.erase(it);
   }
   for (const auto& id : listed) {
@@ -771,36 +776,15 @@ void Scheduler::onFetched(int bucket, const std::string& id, const Result<Node>&
 }
 
 void Scheduler::addJob(JobEntry entry) {
-  std::string id = entry.job.spec.id;
-  if (entry.job.not_before > base::wallMillis()) {
-    delayed_.emplace(entry.job.not_before, id);
-    jobs_[id] = std::move(entry);
-    armDelayTimer();
-    return;
-  }
-  ready_.insert(ReadyKey{entry.job.spec.priority, entry.czxid, id});
-  ++ready_by_priority_[entry.job.spec.priority];
-  jobs_[id] = std::move(entry);
-}
-
-void Scheduler::eraseReady(const JobEntry& entry) {
-  const auto& spec = entry.job.spec;
-  if (ready_.erase(ReadyKey{spec.priority, entry.czxid, spec.id}) != 0) {
-    if (--ready_by_priority_[spec.priority] == 0) ready_by_priority_.erase(spec.priority);
-  }
-  delayed_.erase({entry.job.not_before, spec.id});
-}
-
-void Scheduler::dropJob(const std::string& id) {
-  auto it = jobs_.find(id);
-  if (it == jobs_.end()) return;
-  eraseReady(it->second);
-  jobs_.erase(it);
+  bool delayed = entry.job.not_before > 0;
+  jobs_.add(std::move(entry), base::wallMillis());
+  if (delayed) armDelayTimer();
 }
 
 void Scheduler::armDelayTimer() {
-  if (delayed_.empty()) return;
-  int64_t due = delayed_.begin()->first;
+  auto next = jobs_.nextDue();
+  if (!next) return;
+  int64_t due = *next;
   if (delay_timer_ != 0 && delay_timer_due_ <= due) return;
   if (delay_timer_ != 0) executor_->cancel(delay_timer_);
   int64_t wait_ms = std::max<int64_t>(0, due - base::wallMillis()) + 1;
@@ -813,17 +797,7 @@ void Scheduler::armDelayTimer() {
 
 void Scheduler::onDelayTimer() {
   if (!active()) return;
-  int64_t now = base::wallMillis();
-  while (!delayed_.empty() && delayed_.begin()->first <= now) {
-    std::string id = delayed_.begin()->second;
-    delayed_.erase(delayed_.begin());
-    auto it = jobs_.find(id);
-    if (it == jobs_.end()) continue;
-    JobEntry entry = std::move(it->second);
-    jobs_.erase(it);
-    entry.job.not_before = 0;  // due now
-    addJob(std::move(entry));
-  }
+  jobs_.promote(base::wallMillis());
   armDelayTimer();
   pump();
 }
@@ -851,15 +825,14 @@ Scheduler::LoadDone::~LoadDone() {
 
 void Scheduler::pump() {
   if (!active() || !connected_ || paused_ || !(initial_loaded_ || assign_early_)) return;
-  while (inflight_batches_ < options_.max_inflight_batches && !ready_.empty()) {
+  while (inflight_batches_ < options_.max_inflight_batches && jobs_.ready() > 0) {
     std::vector<WorkerLoad> workers = loads();
     if (workers.empty()) return;
     Batch batch;
     tasks::Txn txn = tasks::Txn::fenced(layout_, epoch_);
     int64_t now = base::wallMillis();
-    while (!ready_.empty()) {
-      const std::string id = ready_.begin()->id;
-      JobEntry& entry = jobs_.at(id);
+    while (jobs_.ready() > 0) {
+      const JobEntry& entry = jobs_.next();
       auto pick = picker_->pick(workers, entry.job.spec);
       if (!pick) break;  // no free slot anywhere
       const std::string& w = workers[*pick].id;
@@ -871,16 +844,16 @@ void Scheduler::pump() {
       txn.add(std::move(part));
       ++workers[*pick].assigned;
       ++workers_[w].reserved;
-      eraseReady(entry);
-      batch.items.push_back(BatchItem{w, std::move(entry), workers_[w].lists_issued});
-      jobs_.erase(id);
+      uint64_t lists_at_send = workers_[w].lists_issued;
+      const std::string id = entry.job.spec.id;  // `entry` goes with the take
+      batch.items.push_back(BatchItem{w, jobs_.take(id), lists_at_send});
     }
     if (batch.items.empty()) break;
     auto t = std::move(txn).finish();
     batch.decoder = std::move(t.decoder);
     sendBatch(std::move(batch), std::move(t.ops));
   }
-  if (!dirty_buckets_.empty() && ready_.size() < options_.relist_ready_below) {
+  if (!dirty_buckets_.empty() && jobs_.ready() < options_.relist_ready_below) {
     if (relist_timer_ != 0) executor_->cancel(relist_timer_);
     relist_timer_ = 0;
     relistDirty();
@@ -990,226 +963,6 @@ void Scheduler::onBatchDone(Batch batch, const Result<std::vector<OpResult>>& r)
     for (int b : buckets) listBucket(b);
     pump();
   });
-}
-
-// --- Cleanup ---
-
-void Scheduler::trimEvents() {
-  coord_.children(layout_.events(), nullptr)
-      .then([gate = gate_, this](const Result<std::vector<std::string>>& r) {
-        postVia(gate, this, [this, r] {
-          if (!active() || !r || r->size() <= options_.events_keep) return;
-          std::vector<std::pair<int64_t, std::string>> seq;
-          seq.reserve(r->size());
-          for (const auto& name : *r) seq.emplace_back(coord::sequenceOf(name), name);
-          std::sort(seq.begin(), seq.end());
-          size_t excess = std::min(seq.size() - options_.events_keep, kMaxEventDeletesPerSweep);
-          // Not fenced: an event record is no token, and a deposed leader trimming the oldest
-          // records harms nothing. The deletes go in multis of kEventDeletesPerMulti (one request
-          // each instead of one per record); a multi that fails (a record already gone: another
-          // trimmer) is retried one delete at a time.
-          for (size_t first = 0; first < excess; first += kEventDeletesPerMulti) {
-            size_t end = std::min(excess, first + kEventDeletesPerMulti);
-            std::vector<std::string> paths;
-            std::vector<Op> ops;
-            for (size_t i = first; i < end; ++i) {
-              paths.push_back(coord::join(layout_.events(), seq[i].second));
-              ops.push_back(coord::DeleteOp{paths.back(), coord::kAnyVersion});
-            }
-            coord_.multi(std::move(ops))
-                .then([gate = gate_, this, paths](const Result<std::vector<OpResult>>& m) {
-                  postVia(gate, this, [this, paths, m] {
-                    if (m) {
-                      counters_.events_trimmed += paths.size();
-                      return;
-                    }
-                    if (!active() || m.error().sessionLost()) return;
-                    for (const auto& path : paths) {
-                      coord_.remove(path, coord::kAnyVersion)
-                          .then([gate = gate_, this](const coord::Status& st) {
-                            if (st) postVia(gate, this, [this] { ++counters_.events_trimmed; });
-                          });
-                    }
-                  });
-                });
-          }
-        });
-      });
-}
-
-void Scheduler::applyRetention() {
-  // The total comes from the 256 status buckets' stats (no listing); then a bounded slice of
-  // statuses is read, listing only the buckets it needs, from where the last sweep stopped.
-  struct Totals {
-    size_t outstanding = tasks::Layout::kJobBuckets;
-    size_t total = 0;
-    bool ok = true;
-    std::array<int32_t, tasks::Layout::kJobBuckets> sizes{};
-  };
-  auto totals = std::make_shared<Totals>();
-  for (int b = 0; b < tasks::Layout::kJobBuckets; ++b) {
-    coord_.exists(layout_.statusBucketAt(b), nullptr)
-        .then([gate = gate_, this, totals, b](const Result<std::optional<coord::Stat>>& r) {
-          postVia(gate, this, [this, totals, b, r] {
-            if (!r) totals->ok = false;
-            if (r && *r) {
-              totals->sizes[static_cast<size_t>(b)] = (*r)->num_children;
-              totals->total += static_cast<size_t>((*r)->num_children);
-            }
-            if (--totals->outstanding != 0 || !totals->ok || !active()) return;
-            size_t excess = totals->total > options_.retention_count
-                                ? totals->total - options_.retention_count
-                                : 0;
-            retention_behind_ = excess > 0;
-            auto scan = std::make_shared<RetentionScan>();
-            scan->excess = excess;
-            scan->sizes = totals->sizes;
-            scan->want = std::min(totals->total, options_.retention_reads_per_sweep);
-            if (scan->want == 0) return;
-            retentionList(scan);
-          });
-        });
-  }
-}
-
-void Scheduler::retentionList(const std::shared_ptr<RetentionScan>& scan) {
-  if (!active()) return;
-  // Skip empty buckets (their stats said so); stop once every bucket was visited.
-  while (scan->visited < tasks::Layout::kJobBuckets &&
-         scan->sizes[static_cast<size_t>(retention_bucket_)] == 0) {
-    ++scan->visited;
-    retention_bucket_ = (retention_bucket_ + 1) % tasks::Layout::kJobBuckets;
-    retention_cursor_.clear();
-  }
-  if (scan->visited >= tasks::Layout::kJobBuckets || scan->ids.size() >= scan->want) {
-    retentionRead(scan);
-    return;
-  }
-  int b = retention_bucket_;
-  coord_.children(layout_.statusBucketAt(b), nullptr)
-      .then([gate = gate_, this, scan, b](const Result<std::vector<std::string>>& r) {
-        postVia(gate, this, [this, scan, b, r] {
-          if (!active() || !r) return;
-          std::vector<std::string> names = *r;
-          std::sort(names.begin(), names.end());
-          std::set<std::string> present(names.begin(), names.end());
-          for (auto it = terminal_seen_.begin(); it != terminal_seen_.end();) {
-            bool stale = tasks::Layout::bucketIndex(it->first) == b && !present.count(it->first);
-            it = stale ? terminal_seen_.erase(it) : std::next(it);
-          }
-          auto from = std::upper_bound(names.begin(), names.end(), retention_cursor_);
-          for (; from != names.end() && scan->ids.size() < scan->want; ++from) {
-            scan->ids.push_back(*from);
-            retention_cursor_ = *from;
-          }
-          if (from == names.end()) {  // this bucket is done: the next one next time
-            ++scan->visited;
-            retention_bucket_ = (retention_bucket_ + 1) % tasks::Layout::kJobBuckets;
-            retention_cursor_.clear();
-          }
-          retentionList(scan);
-        });
-      });
-}
-
-// A pass reads and deletes a few thousand statuses. The session answers its requests in order,
-// so a burst of them would hold back the assignment multis queued behind it (the backlog drain
-// stalled for about a second each pass when 5,000 reads and then 5,000 single deletes went out
-// at once). So reads go through a window and deletes go in multis, one multi in flight.
-constexpr size_t kRetentionReadWindow = 128;
-constexpr size_t kRetentionDeletesPerMulti = 200;
-
-void Scheduler::retentionRead(const std::shared_ptr<RetentionScan>& scan) {
-  if (scan->ids.empty()) return;
-  scan->cutoff = base::wallMillis() - options_.retention_age.count();
-  while (scan->outstanding < kRetentionReadWindow && scan->next < scan->ids.size()) {
-    retentionReadOne(scan);
-  }
-}
-
-void Scheduler::retentionReadOne(const std::shared_ptr<RetentionScan>& scan) {
-  const std::string id = scan->ids[scan->next++];
-  ++scan->outstanding;
-  coord_.get(layout_.status(id), nullptr)
-      .then([gate = gate_, this, id, scan](const Result<Node>& g) {
-        postVia(gate, this, [this, id, scan, g] {
-          if (!active()) return;
-          --scan->outstanding;
-          std::optional<tasks::TaskStatus> status;
-          if (g) {
-            auto j = tasks::parseJson(g->data);
-            if (j) status = tasks::statusFromJson(*j);
-          }
-          if (status && tasks::isTerminal(status->state)) {
-            int64_t finished = status->finished_at ? status->finished_at : g->stat.mtime_ms;
-            if (finished < scan->cutoff) {
-              // Versioned: a status rewritten since the read is left alone. No token to
-              // consume: the task is over.
-              scan->doomed.emplace_back(id, g->stat.version);
-              terminal_seen_.erase(id);  // seen young by an earlier pass: not doomed twice
-              if (scan->excess > 0) --scan->excess;
-            } else {
-              terminal_seen_[id] = {finished, g->stat.version};
-            }
-          }
-          if (scan->next < scan->ids.size()) {
-            retentionReadOne(scan);
-          } else if (scan->outstanding == 0) {
-            retentionFinish(scan);
-          }
-        });
-      });
-}
-
-void Scheduler::retentionFinish(const std::shared_ptr<RetentionScan>& scan) {
-  if (scan->excess > 0) {
-    // Over the count: the oldest terminal statuses seen so far go too.
-    std::vector<std::pair<int64_t, std::string>> oldest;
-    for (const auto& [id, fv] : terminal_seen_) oldest.emplace_back(fv.first, id);
-    std::sort(oldest.begin(), oldest.end());
-    size_t m = std::min({scan->excess, oldest.size(), options_.retention_reads_per_sweep});
-    for (size_t i = 0; i < m; ++i) {
-      const std::string& id = oldest[i].second;
-      scan->doomed.emplace_back(id, terminal_seen_[id].second);
-      terminal_seen_.erase(id);
-    }
-  }
-  if (scan->doomed.empty()) return;
-  retentionDelete(
-      std::make_shared<const std::vector<std::pair<std::string, int32_t>>>(std::move(scan->doomed)),
-      0);
-}
-
-void Scheduler::retentionDelete(Doomed doomed, size_t from) {
-  if (!active() || from >= doomed->size()) return;
-  size_t to = std::min(doomed->size(), from + kRetentionDeletesPerMulti);
-  tasks::Txn txn(layout_);
-  for (size_t i = from; i < to; ++i) {
-    txn.add(tasks::expire(layout_, (*doomed)[i].first, (*doomed)[i].second));
-  }
-  coord_.multi(std::move(txn).finish().ops)
-      .then([gate = gate_, this, doomed, from, to](const Result<std::vector<coord::OpResult>>& r) {
-        postVia(gate, this, [this, doomed, from, to, r] {
-          if (!active()) return;
-          bool one_op_failed =
-              !r && (r.error().code() == Code::kBadVersion || r.error().code() == Code::kNoNode);
-          if (r) {
-            counters_.statuses_deleted += to - from;
-          } else if (one_op_failed) {
-            // A status changed or went since it was read, failing the whole multi: delete the
-            // others one by one, each still versioned.
-            for (size_t i = from; i < to; ++i) {
-              coord_.remove(layout_.status((*doomed)[i].first), (*doomed)[i].second)
-                  .then([gate = gate_, this](const coord::Status& s) {
-                    if (s) postVia(gate, this, [this] { ++counters_.statuses_deleted; });
-                  });
-            }
-          } else {
-            return;  // connection or session trouble: the next pass finds the rest again
-          }
-          retentionDelete(doomed, to);
-        });
-      });
 }
 
 }  // namespace drover::scheduler

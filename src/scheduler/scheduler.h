@@ -17,6 +17,8 @@
 #include "base/clock.h"
 #include "base/executor.h"
 #include "coord/coordination.h"
+#include "scheduler/cleanup.h"
+#include "scheduler/job_index.h"
 #include "scheduler/strategy.h"
 #include "tasks/layout.h"
 #include "tasks/records.h"
@@ -129,26 +131,7 @@ class Scheduler {
   Stats snapshot() const;
 
  private:
-  struct JobEntry {
-    tasks::Job job;
-    int32_t version = 0;  // the job node's data version, for the versioned delete
-    int64_t czxid = 0;    // FIFO order within a priority
-    // What the assigned status keeps from the pending one (the rest comes from the job): kept
-    // apart from a whole TaskStatus, so that a pending job costs the leader one spec of memory.
-    int64_t submitted_at = 0;
-    std::string error;
-    int bucket = 0;
-  };
-  struct ReadyKey {
-    int priority;
-    int64_t czxid;
-    std::string id;
-    bool operator<(const ReadyKey& o) const {
-      if (priority != o.priority) return priority > o.priority;
-      if (czxid != o.czxid) return czxid < o.czxid;
-      return id < o.id;
-    }
-  };
+  using JobEntry = JobIndex::Entry;
   struct WorkerEntry {
     tasks::WorkerInfo info;
     bool info_loaded = false;
@@ -220,8 +203,6 @@ class Scheduler {
   void onFetched(int bucket, const std::string& id, const coord::Result<coord::Node>& job,
                  const coord::Result<coord::Node>& status);
   void addJob(JobEntry entry);
-  void dropJob(const std::string& id);
-  void eraseReady(const JobEntry& entry);
   void armDelayTimer();
   void onDelayTimer();
 
@@ -229,27 +210,6 @@ class Scheduler {
   std::vector<WorkerLoad> loads() const;
   void sendBatch(Batch batch, std::vector<coord::Op> ops);
   void onBatchDone(Batch batch, const coord::Result<std::vector<coord::OpResult>>& r);
-
-  void trimEvents();
-  // Retention walks the status buckets a bounded slice per sweep (see applyRetention()).
-  struct RetentionScan {
-    size_t excess = 0;  // statuses over retention_count
-    size_t want = 0;    // statuses to read this sweep
-    int visited = 0;    // buckets passed this sweep
-    std::array<int32_t, tasks::Layout::kJobBuckets> sizes{};
-    std::vector<std::string> ids;
-    size_t next = 0;         // ids[next] is the next status to read
-    size_t outstanding = 0;  // reads in flight
-    int64_t cutoff = 0;      // statuses finished before this (wall ms) are past retention_age
-    std::vector<std::pair<std::string, int32_t>> doomed;  // (id, version) to delete
-  };
-  void applyRetention();
-  void retentionList(const std::shared_ptr<RetentionScan>& scan);
-  void retentionRead(const std::shared_ptr<RetentionScan>& scan);
-  void retentionReadOne(const std::shared_ptr<RetentionScan>& scan);
-  void retentionFinish(const std::shared_ptr<RetentionScan>& scan);
-  using Doomed = std::shared_ptr<const std::vector<std::pair<std::string, int32_t>>>;
-  void retentionDelete(Doomed doomed, size_t from);
 
   coord::Coordination& coord_;
   const tasks::Layout layout_;
@@ -288,12 +248,7 @@ class Scheduler {
   std::set<int> dirty_buckets_;  // changed, re-list deferred (see relist_ready_below)
   base::TimerId relist_timer_ = 0;
   uint64_t sweeps_ = 0;
-  // The last retention pass found statuses over the count (true at first: the first sweep looks).
-  bool retention_behind_ = true;
-  std::map<std::string, JobEntry> jobs_;  // pending, in ready_ or delayed_
-  std::set<ReadyKey> ready_;
-  std::set<std::pair<int64_t, std::string>> delayed_;  // (not_before, id)
-  std::map<int, size_t> ready_by_priority_;
+  JobIndex jobs_;  // the pending jobs: ready to assign, or waiting for their not_before
   base::TimerId delay_timer_ = 0;
   int64_t delay_timer_due_ = 0;
   base::TimerId sweep_timer_ = 0;
@@ -311,9 +266,7 @@ class Scheduler {
     ~LoadDone();
   };
 
-  int retention_bucket_ = 0;      // the status bucket the last retention scan stopped in
-  std::string retention_cursor_;  // the status name in it the last retention scan stopped after
-  std::map<std::string, std::pair<int64_t, int32_t>> terminal_seen_;  // id -> (finished, ver)
+  std::unique_ptr<Cleanup> cleanup_;  // event-log trimming and retention, driven by sweep()
 
   std::unique_ptr<base::ThreadExecutor> executor_;  // last: stopped before the state goes
 };
