@@ -20,15 +20,6 @@ using coord::Watcher;
 
 namespace {}  // namespace
 
-// The join of the reads and writes that move one dead worker's assignments back.
-struct Scheduler::RequeueState {
-  std::string worker;
-  size_t outstanding = 0;  // tasks whose reads or multi have not finished
-  bool retry = false;      // something was ambiguous: run the pass again later
-  std::map<std::string, std::optional<Result<Node>>> assignment;
-  std::map<std::string, std::optional<Result<Node>>> status;
-};
-
 Scheduler::Scheduler(coord::Coordination& coord, tasks::Layout layout, Options options,
                      int32_t epoch, FencedCallback on_fenced)
     : coord_(coord),
@@ -38,12 +29,25 @@ Scheduler::Scheduler(coord::Coordination& coord, tasks::Layout layout, Options o
       on_fenced_(std::move(on_fenced)),
       picker_(makePicker(options_.strategy)),
       gate_(std::make_shared<Gate>()),
+      ctx_{
+          coord_,
+          layout_,
+          epoch_,
+          [gate = gate_, this](std::function<void()> fn) { postVia(gate, this, std::move(fn)); },
+          [this](base::Duration delay, std::function<void()> fn) { later(delay, std::move(fn)); },
+          [this] { return active(); },
+          [this](const std::string& reason) { fence(reason); },
+          [this](const Error& e, std::function<void()> retry) { onReadError(e, std::move(retry)); },
+          [this] { return retryDelay(); }},
       executor_(std::make_unique<base::ThreadExecutor>("scheduler")) {
   if (!picker_) {
     spdlog::warn("scheduler: unknown strategy '{}', using least-loaded", options_.strategy);
     picker_ = std::make_unique<LeastLoadedPicker>();
   }
   gate_->executor = executor_.get();
+  requeuer_ =
+      std::make_unique<Requeuer>(ctx_, options_.orphan_dir_grace,
+                                 [this](const std::string& w) { return workers_.count(w) != 0; });
   cleanup_ = std::make_unique<Cleanup>(
       coord_, layout_,
       Cleanup::Options{options_.events_keep, options_.retention_age, options_.retention_count,
@@ -127,6 +131,8 @@ base::TimerId Scheduler::later(base::Duration delay, std::function<void()> fn) {
 
 void Scheduler::publish() {
   Stats s = counters_;
+  s.requeued_total = requeuer_->requeued();
+  s.failed_total = requeuer_->failed();
   if (cleanup_) {
     s.events_trimmed = cleanup_->eventsTrimmed();
     s.statuses_deleted = cleanup_->statusesDeleted();
@@ -397,176 +403,6 @@ void Scheduler::listAssignmentRoots() {
 }
 
 // --- Requeue of a dead worker's assignments ---
-
-void Scheduler::requeueWorker(const std::string& w) {
-  if (!active()) return;
-  if (auto it = requeuing_.find(w); it != requeuing_.end()) {
-    it->second = true;  // a pass is running: run another once it ends
-    return;
-  }
-  requeuing_[w] = false;
-  auto state = std::make_shared<RequeueState>();
-  state->worker = w;
-  coord_.children(layout_.assignmentsOf(w), nullptr)
-      .then([gate = gate_, this, state](const Result<std::vector<std::string>>& r) {
-        postVia(gate, this, [this, state, r] {
-          if (!active()) return;
-          const std::string& w = state->worker;
-          if (!r) {
-            if (r.error().code() == Code::kNoNode) {
-              requeueDone(state);
-              return;
-            }
-            requeuing_.erase(w);
-            onReadError(r.error(), [this, w] { requeueWorker(w); });
-            return;
-          }
-          if (r->empty()) {
-            requeueDone(state);
-            return;
-          }
-          state->outstanding = r->size();
-          // Pipelined: every read is issued before any answer is looked at.
-          for (const auto& id : *r) {
-            state->assignment[id];
-            state->status[id];
-            auto on_read = [this, state, id] {
-              const auto& a = state->assignment[id];
-              const auto& s = state->status[id];
-              if (a && s) requeueTask(state, id, *a, *s);
-            };
-            coord_.get(layout_.assignment(w, id), nullptr)
-                .then([gate = gate_, this, state, id, on_read](const Result<Node>& r) {
-                  postVia(gate, this, [state, id, r, on_read] {
-                    state->assignment[id] = r;
-                    on_read();
-                  });
-                });
-            coord_.get(layout_.status(id), nullptr)
-                .then([gate = gate_, this, state, id, on_read](const Result<Node>& r) {
-                  postVia(gate, this, [state, id, r, on_read] {
-                    state->status[id] = r;
-                    on_read();
-                  });
-                });
-          }
-        });
-      });
-}
-
-void Scheduler::requeueTask(const std::shared_ptr<RequeueState>& state, const std::string& id,
-                            const Result<Node>& a_read, const Result<Node>& s_read) {
-  if (!active()) return;
-  const std::string& w = state->worker;
-  auto finish = [this, state] {
-    if (--state->outstanding == 0) requeueDone(state);
-  };
-  if (!a_read) {
-    if (a_read.error().code() != Code::kNoNode) {
-      if (a_read.error().sessionLost()) return fence("session expired");
-      state->retry = true;
-    }
-    return finish();
-  }
-  if (!s_read && s_read.error().code() != Code::kNoNode) {
-    if (s_read.error().sessionLost()) return fence("session expired");
-    state->retry = true;
-    return finish();
-  }
-  auto a_json = tasks::parseJson(a_read->data);
-  auto assignment = a_json ? tasks::assignmentFromJson(*a_json) : std::nullopt;
-  std::optional<tasks::TaskStatus> status;
-  if (s_read) {
-    auto s_json = tasks::parseJson(s_read->data);
-    if (s_json) status = tasks::statusFromJson(*s_json);
-  }
-  if (!assignment && status) assignment = tasks::Assignment{status->spec, status->attempts};
-  if (!assignment) {
-    spdlog::error("scheduler: unreadable assignment {}/{}; left in place", w, id);
-    return finish();
-  }
-  if (!status) {
-    status.emplace();
-    status->spec = assignment->spec;
-  }
-
-  bool requeue = false;
-  bool failed = false;
-  std::optional<tasks::TaskStatus> next;
-  std::optional<tasks::Job> retry;
-  const int64_t now = base::wallMillis();
-  if (!tasks::isTerminal(status->state)) {  // else a finished task's leftover: the token goes
-    next = *status;
-    next->attempts = assignment->attempt;
-    next->error = fmt::format("worker {} was lost", w);
-    if (assignment->attempt >= assignment->spec.max_attempts) {
-      failed = true;
-      next->state = tasks::State::kFailed;
-      next->worker = w;
-      next->finished_at = now;
-    } else {
-      requeue = true;
-      retry =
-          tasks::Job{assignment->spec, assignment->attempt + 1, 0, next->submitted_at, next->error};
-      next->state = tasks::State::kPending;
-      next->worker.clear();
-    }
-  }
-  tasks::Txn txn = tasks::Txn::fenced(layout_, epoch_);
-  txn.add(tasks::requeue(layout_, w, id, a_read->stat.version, next, retry, now));
-  auto t = std::move(txn).finish();
-  coord_.multi(std::move(t.ops))
-      .then([gate = gate_, this, state, id, requeue, failed, finish,
-             decoder = std::move(t.decoder)](const Result<std::vector<OpResult>>& r) {
-        postVia(gate, this, [this, state, id, requeue, failed, finish, decoder, r] {
-          if (fenced_) return;
-          if (r) {
-            if (requeue) ++counters_.requeued_total;
-            if (failed) ++counters_.failed_total;
-            return finish();
-          }
-          const Error& e = r.error();
-          const auto step = decoder.failed(e);
-          if (step && step->step == tasks::Step::kEpoch) return fence("epoch moved");
-          if (e.sessionLost()) return fence("session expired");
-          if (step && step->step == tasks::Step::kToken) {
-            // The assignment changed or went: the worker committed or a client cancelled.
-          } else if (step) {
-            spdlog::error("scheduler: requeue of {} from {} failed: {}", id, state->worker,
-                          e.toString());
-          } else {
-            state->retry = true;  // ambiguous: the next pass re-reads and sees
-          }
-          finish();
-        });
-      });
-}
-
-void Scheduler::requeueDone(const std::shared_ptr<RequeueState>& state) {
-  const std::string w = state->worker;
-  bool redo = requeuing_[w] || state->retry;
-  requeuing_.erase(w);
-  if (!active()) return;
-  if (redo) {
-    later(state->retry ? retryDelay() : base::Duration::zero(), [this, w] { requeueWorker(w); });
-    return;
-  }
-  removeOrphanDir(w);
-}
-
-void Scheduler::removeOrphanDir(const std::string& w) {
-  std::string dir = layout_.assignmentsOf(w);
-  coord_.get(dir, nullptr).then([gate = gate_, this, w, dir](const Result<Node>& r) {
-    postVia(gate, this, [this, w, dir, r] {
-      if (!active() || !r || workers_.count(w)) return;
-      if (r->stat.num_children != 0) return;
-      int64_t age = base::wallMillis() - r->stat.ctime_ms;
-      if (age < options_.orphan_dir_grace.count()) return;  // the next sweep looks again
-      // Not fenced: removing an empty folder consumes no token. NotEmpty/NoNode are fine.
-      coord_.remove(dir, coord::kAnyVersion).then([](const coord::Status&) {});
-    });
-  });
-}
 
 // --- Jobs ---
 

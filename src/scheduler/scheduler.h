@@ -19,6 +19,8 @@
 #include "coord/coordination.h"
 #include "scheduler/cleanup.h"
 #include "scheduler/job_index.h"
+#include "scheduler/leader_context.h"
+#include "scheduler/requeue.h"
 #include "scheduler/strategy.h"
 #include "tasks/layout.h"
 #include "tasks/records.h"
@@ -154,7 +156,6 @@ class Scheduler {
     std::vector<BatchItem> items;
     tasks::Decoder decoder;  // which item a failed op of its multi belongs to
   };
-  struct RequeueState;
 
   // Runs `fn` on the executor (then publishes stats), unless stopped. Safe from any thread.
   void post(std::function<void()> fn);
@@ -184,12 +185,7 @@ class Scheduler {
                      bool watched, uint64_t seq);
   void listAssignmentRoots();
 
-  void requeueWorker(const std::string& w);
-  void requeueTask(const std::shared_ptr<RequeueState>& state, const std::string& id,
-                   const coord::Result<coord::Node>& assignment,
-                   const coord::Result<coord::Node>& status);
-  void requeueDone(const std::shared_ptr<RequeueState>& state);
-  void removeOrphanDir(const std::string& w);
+  void requeueWorker(const std::string& w) { requeuer_->requeueWorker(w); }
 
   void listBucket(int bucket);
   // A bucket's watch fired: re-list it now, or later when enough work is queued.
@@ -241,7 +237,6 @@ class Scheduler {
 
   bool workers_watch_armed_ = false;
   std::map<std::string, WorkerEntry> workers_;
-  std::map<std::string, bool> requeuing_;  // worker -> redo once the current pass ends
 
   std::array<std::set<std::string>, tasks::Layout::kJobBuckets> bucket_known_;
   std::array<bool, tasks::Layout::kJobBuckets> bucket_armed_{};
@@ -266,7 +261,9 @@ class Scheduler {
     ~LoadDone();
   };
 
-  std::unique_ptr<Cleanup> cleanup_;  // event-log trimming and retention, driven by sweep()
+  LeaderContext ctx_;                   // what the components below get from the scheduler
+  std::unique_ptr<Requeuer> requeuer_;  // dead workers' assignments back to jobs
+  std::unique_ptr<Cleanup> cleanup_;    // event-log trimming and retention, driven by sweep()
 
   std::unique_ptr<base::ThreadExecutor> executor_;  // last: stopped before the state goes
 };
