@@ -391,6 +391,21 @@ TEST_F(SchedulerTest, AssignsUpToSlotsPlusPrefetch) {
   EXPECT_EQ(assignments().size(), 5u);
 }
 
+// Issue 9's report: A with 2 slots and prefetch 16, B with 2 slots and none; six tasks all went
+// to A and waited while B was idle.
+TEST_F(SchedulerTest, AWorkerWithIdleSlotsGetsTasksBeforeAnotherWorkersPrefetchQueue) {
+  addWorker("a", 2, /*prefetch=*/16);
+  addWorker("b", 2, /*prefetch=*/0);
+  start();
+  ASSERT_TRUE(base::eventually([&] { return scheduler_->snapshot().workers.size() == 2; }));
+  for (int i = 0; i < 6; ++i) submit("t" + std::to_string(i));
+  ASSERT_TRUE(base::eventually([&] { return assignments().size() == 6; }));
+  std::map<std::string, int> per_worker;
+  for (const auto& [id, w] : assignments()) ++per_worker[w];
+  EXPECT_EQ(per_worker["b"], 2);
+  EXPECT_EQ(per_worker["a"], 4);
+}
+
 TEST_F(SchedulerTest, AJobCarriesWhatTheAssignNeedsSoNoStatusIsRead) {
   addWorker("w1", 4);
   submit("warm");

@@ -2,6 +2,22 @@
 
 namespace drover::scheduler {
 
+bool preferIdle(const std::vector<WorkerLoad>& workers) {
+  for (const auto& w : workers) {
+    if (w.idleSlots() > 0) return true;
+  }
+  return false;
+}
+
+namespace {
+
+// The room that counts for this pick: idle slots while any worker has one, else all room.
+int roomOf(const WorkerLoad& w, bool idle_only) {
+  return idle_only ? w.idleSlots() : w.freeSlots();
+}
+
+}  // namespace
+
 std::optional<size_t> RoundRobinPicker::pick(const std::vector<WorkerLoad>& workers,
                                              const tasks::TaskSpec& /*task*/) {
   if (workers.empty()) return std::nullopt;
@@ -11,9 +27,10 @@ std::optional<size_t> RoundRobinPicker::pick(const std::vector<WorkerLoad>& work
     while (start < workers.size() && workers[start].id <= *last_) ++start;
     if (start == workers.size()) start = 0;
   }
+  const bool idle_only = preferIdle(workers);
   for (size_t n = 0; n < workers.size(); ++n) {
     size_t i = (start + n) % workers.size();
-    if (workers[i].freeSlots() > 0) {
+    if (roomOf(workers[i], idle_only) > 0) {
       last_ = workers[i].id;
       return i;
     }
@@ -26,8 +43,9 @@ RandomPicker::RandomPicker(uint64_t seed) : rng_(seed) {}
 std::optional<size_t> RandomPicker::pick(const std::vector<WorkerLoad>& workers,
                                          const tasks::TaskSpec& /*task*/) {
   std::vector<size_t> free;
+  const bool idle_only = preferIdle(workers);
   for (size_t i = 0; i < workers.size(); ++i) {
-    if (workers[i].freeSlots() > 0) free.push_back(i);
+    if (roomOf(workers[i], idle_only) > 0) free.push_back(i);
   }
   if (free.empty()) return std::nullopt;
   std::uniform_int_distribution<size_t> dist(0, free.size() - 1);
@@ -37,16 +55,17 @@ std::optional<size_t> RandomPicker::pick(const std::vector<WorkerLoad>& workers,
 std::optional<size_t> LeastLoadedPicker::pick(const std::vector<WorkerLoad>& workers,
                                               const tasks::TaskSpec& /*task*/) {
   std::optional<size_t> best;
+  const bool idle_only = preferIdle(workers);
   for (size_t i = 0; i < workers.size(); ++i) {
     const WorkerLoad& w = workers[i];
-    if (w.freeSlots() <= 0) continue;
+    if (roomOf(w, idle_only) <= 0) continue;
     if (!best) {
       best = i;
       continue;
     }
     const WorkerLoad& b = workers[*best];
-    if (w.freeSlots() != b.freeSlots()) {
-      if (w.freeSlots() > b.freeSlots()) best = i;
+    if (roomOf(w, idle_only) != roomOf(b, idle_only)) {
+      if (roomOf(w, idle_only) > roomOf(b, idle_only)) best = i;
       continue;
     }
     // Compare assigned/capacity without division: a/s < b/t  <=>  a*t < b*s (capacity > 0).

@@ -24,13 +24,17 @@ struct WorkerLoad {
   int capacity() const { return slots + prefetch; }
   // Assignments it can take now.
   int freeSlots() const { return capacity() > assigned ? capacity() - assigned : 0; }
+  // Slots with nothing to run: a task assigned here starts at once.
+  int idleSlots() const { return slots > assigned ? slots - assigned : 0; }
 };
 
 // Chooses the worker for a task. Every implementation returns the index (into `workers`) of a
 // worker with room (freeSlots() > 0), or nullopt when none has any: a worker is never handed more
-// than its capacity (slots + prefetch). `workers` is sorted by id. Not thread-safe (the scheduler
-// calls it from its own thread); implementations may keep state between calls (round-robin
-// remembers where it stopped).
+// than its capacity (slots + prefetch). Idle slots come first: while any worker has an idle slot
+// (idleSlots() > 0), only such workers are picked, so a task never waits in one worker's
+// prefetch queue while another worker's slot is free (see preferIdle()). `workers` is sorted by id.
+// Not thread-safe (the scheduler calls it from its own thread); implementations may keep state
+// between calls (round-robin remembers where it stopped).
 class WorkerPicker {
  public:
   virtual ~WorkerPicker() = default;
@@ -63,14 +67,17 @@ class RandomPicker final : public WorkerPicker {
   std::mt19937_64 rng_;
 };
 
-// The default: the worker with the most room; ties go to the lowest load ratio
-// (assigned / capacity), then to the lowest id.
+// The default: the worker with the most idle slots (or, when none has one, the most prefetch
+// room); ties go to the lowest load ratio (assigned / capacity), then to the lowest id.
 class LeastLoadedPicker final : public WorkerPicker {
  public:
   std::optional<size_t> pick(const std::vector<WorkerLoad>& workers,
                              const tasks::TaskSpec& task) override;
   std::string_view name() const override { return "least-loaded"; }
 };
+
+// Whether the pick is restricted to workers with an idle slot: true when at least one has one.
+bool preferIdle(const std::vector<WorkerLoad>& workers);
 
 // "round-robin" | "random" | "least-loaded"; nullptr for any other name.
 std::unique_ptr<WorkerPicker> makePicker(std::string_view name);

@@ -124,6 +124,23 @@ TEST(LeastLoadedPickerTest, BalancesEqualWorkers) {
   EXPECT_EQ(picks["c"], 3);
 }
 
+// Worker A: 2 slots and a prefetch queue of 16; B: 2 slots, no prefetch. Six tasks: whatever
+// the strategy, both B's slots are used before A's queue takes anything (a task never waits in
+// A's queue while B has an idle slot).
+TEST(StrategyTest, IdleSlotsAnywhereComeBeforeAnyPrefetchQueue) {
+  for (const char* name : {"round-robin", "random", "least-loaded"}) {
+    auto picker = makePicker(name);
+    std::vector<WorkerLoad> workers{{"a", 2, 0, {}, 16}, {"b", 2, 0, {}, 0}};
+    auto first = pickMany(*picker, workers, 4);
+    EXPECT_EQ(first["a"], 2) << name;
+    EXPECT_EQ(first["b"], 2) << name;
+    auto rest = pickMany(*picker, workers, 2);
+    EXPECT_EQ(rest["a"], 2) << name;  // only A has room left: its queue
+    workers[1].assigned = 1;          // B finished one
+    EXPECT_EQ(workers[*picker->pick(workers, spec())].id, "b") << name;
+  }
+}
+
 TEST(MakePickerTest, KnowsTheThreeNames) {
   EXPECT_EQ(makePicker("round-robin")->name(), "round-robin");
   EXPECT_EQ(makePicker("random")->name(), "random");
