@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <future>
+#include <limits>
 #include <random>
 
 #include "api/problem.h"
@@ -17,11 +19,32 @@ using Clock = std::chrono::steady_clock;
 
 // --- Subscription ---
 
-std::optional<TaskEvent> Subscription::next(std::chrono::milliseconds timeout) {
+std::string EventPosition::text() const { return fmt::format("{}.{}", record, index); }
+
+std::optional<EventPosition> parseEventPosition(std::string_view text) {
+  auto dot = text.find('.');
+  if (dot == std::string_view::npos || dot == 0 || dot + 1 == text.size()) return std::nullopt;
+  auto digits = [](std::string_view d, int64_t max) -> std::optional<int64_t> {
+    if (d.empty() || d.size() > 18) return std::nullopt;
+    int64_t v = 0;
+    for (char c : d) {
+      if (c < '0' || c > '9') return std::nullopt;
+      v = v * 10 + (c - '0');
+    }
+    if (v > max) return std::nullopt;
+    return v;
+  };
+  auto record = digits(text.substr(0, dot), std::numeric_limits<int64_t>::max());
+  auto index = digits(text.substr(dot + 1), std::numeric_limits<int>::max());
+  if (!record || !index) return std::nullopt;
+  return EventPosition{*record, static_cast<int>(*index)};
+}
+
+std::optional<FeedEvent> Subscription::next(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);
   cv_.wait_for(lock, timeout, [&] { return !queue_.empty() || closed_; });
   if (queue_.empty()) return std::nullopt;
-  TaskEvent e = std::move(queue_.front());
+  FeedEvent e = std::move(queue_.front());
   queue_.pop_front();
   return e;
 }
@@ -42,7 +65,7 @@ void Subscription::close() {
   cv_.notify_all();
 }
 
-void Subscription::push(const TaskEvent& event) {
+void Subscription::push(const FeedEvent& event) {
   if (!id_filter_.empty() && event.id != id_filter_) return;
   std::lock_guard lock(mu_);
   if (closed_) return;
@@ -123,6 +146,100 @@ std::shared_ptr<Subscription> EventFeed::subscribe(std::string id_filter) {
   listing_cv_.wait_for(lock, options_.call_timeout,
                        [&] { return stopped_ || (initialized_ && listings_ != seen); });
   return sub;
+}
+
+std::shared_ptr<Subscription> EventFeed::subscribe(std::string id_filter, EventPosition after) {
+  auto sub = std::make_shared<Subscription>(std::move(id_filter), options_.queue_capacity);
+  {
+    std::lock_guard lock(mu_);
+    if (stopped_) {
+      sub->close();
+      return sub;
+    }
+  }
+  auto done = std::make_shared<std::promise<void>>();
+  auto replayed = done->get_future();
+  executor_.post([this, sub, after, done] {
+    replay(sub, after);
+    done->set_value();
+  });
+  if (replayed.wait_for(options_.call_timeout) != std::future_status::ready) {
+    sub->close();  // the replay may still land: close it so it delivers nothing half-way
+  }
+  return sub;
+}
+
+void EventFeed::replay(const std::shared_ptr<Subscription>& sub, EventPosition after) {
+  if (sub->closed()) return;
+  auto kids = coord_.children(layout_.events(), nullptr).waitFor(options_.call_timeout);
+  if (!kids || !*kids) {
+    sub->close();
+    return;
+  }
+  std::vector<std::pair<int64_t, std::string>> records;
+  for (const auto& name : **kids) {
+    int64_t seq = coord::sequenceOf(name);
+    if (seq >= 0) records.emplace_back(seq, name);
+  }
+  std::sort(records.begin(), records.end());
+  if (!initialized_) {
+    // An idle feed starts live delivery after what this listing holds; the replay covers it.
+    last_seen_ = records.empty() ? -1 : records.back().first;
+    std::lock_guard lock(mu_);
+    initialized_ = true;
+    ++listings_;
+    listing_cv_.notify_all();
+  }
+  // Only records the live feed has passed are replayed here; newer ones come live.
+  const int64_t upto = last_seen_.load();
+  bool held = false;
+  std::vector<std::pair<int64_t, std::string>> wanted;
+  for (const auto& r : records) {
+    if (r.first == after.record) held = true;
+    if (r.first >= after.record && r.first <= upto) wanted.push_back(r);
+  }
+  if (!held) sub->gap_ = true;
+  std::vector<coord::Future<coord::Node>> futures;
+  futures.reserve(wanted.size());
+  for (const auto& r : wanted) {
+    futures.push_back(coord_.get(coord::join(layout_.events(), r.second), nullptr));
+  }
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    auto node = futures[i].waitFor(options_.call_timeout);
+    if (!node || (!*node && (*node).error().code() != Code::kNoNode)) {
+      sub->close();  // cannot tell what it missed: the client reconnects and resumes again
+      return;
+    }
+    if (!*node) {
+      sub->gap_ = true;  // trimmed between the listing and the read
+      continue;
+    }
+    for (const auto& e : decodeRecord(wanted[i].first, (*node)->data)) {
+      if (after < e.position) sub->push(e);
+    }
+  }
+  {
+    std::lock_guard lock(mu_);
+    subscribers_.push_back(sub);
+  }
+  refresh();  // arms the watch if needed and delivers anything past `upto`
+}
+
+std::vector<FeedEvent> EventFeed::decodeRecord(int64_t seq, const std::string& data) {
+  std::vector<FeedEvent> events;
+  auto j = tasks::parseJson(data);
+  if (!j || !j->is_array()) return events;
+  int index = 0;
+  for (const auto& item : *j) {
+    if (auto e = tasks::eventFromJson(item)) {
+      FeedEvent f;
+      static_cast<TaskEvent&>(f) = std::move(*e);
+      f.position = EventPosition{seq, index};
+      events.push_back(std::move(f));
+    }
+    ++index;
+  }
+  return events;
 }
 
 bool EventFeed::anyoneListening() {
@@ -224,21 +341,13 @@ void EventFeed::refresh() {
       scheduleRetry();  // read the rest later; last_seen_ stays at the last one delivered
       return;
     }
-    if (*node) {
-      std::vector<TaskEvent> events;
-      auto j = tasks::parseJson((*node)->data);
-      if (j && j->is_array()) {
-        for (const auto& item : *j) {
-          if (auto e = tasks::eventFromJson(item)) events.push_back(std::move(*e));
-        }
-      }
-      dispatch(events);
-    }  // else: trimmed before we read it
+    if (*node) dispatch(decodeRecord(records[i].first, (*node)->data));
+    // else: trimmed before we read it
     last_seen_ = records[i].first;
   }
 }
 
-void EventFeed::dispatch(const std::vector<TaskEvent>& events) {
+void EventFeed::dispatch(const std::vector<FeedEvent>& events) {
   if (events.empty()) return;
   std::lock_guard lock(mu_);
   std::erase_if(subscribers_, [&](const std::weak_ptr<Subscription>& w) {

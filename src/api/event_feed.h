@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/backoff.h"
@@ -22,6 +23,25 @@
 
 namespace drover::api {
 
+// Where an event sits in the log: the sequence number of its record and its index in the record.
+// Its text form, "{record}.{index}", is the event's SSE `id:`, which a client sends back as
+// Last-Event-ID to resume after it.
+struct EventPosition {
+  int64_t record = -1;
+  int index = 0;
+  std::string text() const;
+  bool operator<(const EventPosition& o) const {
+    return record != o.record ? record < o.record : index < o.index;
+  }
+};
+// Parses "{record}.{index}" (both decimal, record >= 0, index >= 0); nullopt otherwise.
+std::optional<EventPosition> parseEventPosition(std::string_view text);
+
+// An event as a subscriber gets it: the change, and where it sits in the log.
+struct FeedEvent : tasks::TaskEvent {
+  EventPosition position;
+};
+
 // One subscriber's queue of events. The feed pushes, the subscriber pops. Thread-safe.
 class Subscription {
  public:
@@ -29,25 +49,30 @@ class Subscription {
       : id_filter_(std::move(id_filter)), capacity_(capacity) {}
 
   // The next event, waiting at most `timeout`; nullopt on timeout or once closed.
-  std::optional<tasks::TaskEvent> next(std::chrono::milliseconds timeout);
+  std::optional<FeedEvent> next(std::chrono::milliseconds timeout);
   // Closed: by the feed (stopped, or this subscriber fell `capacity` events behind: dropped) or
   // by close(). A closed subscription gets nothing more; queued events can still be popped.
   bool closed() const;
   bool dropped() const;
   void close();
+  // A resumed subscription whose resume point the log no longer holds (trimmed): events after it
+  // may be missing, so the client should re-read the tasks it follows. Set before subscribe()
+  // returns.
+  bool gap() const { return gap_.load(); }
 
  private:
   friend class EventFeed;
   // Queues `event` unless filtered out; on overflow closes the subscription (dropped).
-  void push(const tasks::TaskEvent& event);
+  void push(const FeedEvent& event);
 
   const std::string id_filter_;
   const size_t capacity_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<tasks::TaskEvent> queue_;
+  std::deque<FeedEvent> queue_;
   bool closed_ = false;
   bool dropped_ = false;
+  std::atomic<bool> gap_{false};
 };
 
 struct EventFeedOptions {
@@ -86,6 +111,10 @@ class EventFeed {
   // A new queue; events for other ids are skipped when `id_filter` is non-empty. Blocks (up to
   // call_timeout) while an idle feed takes its first listing.
   std::shared_ptr<Subscription> subscribe(std::string id_filter = {});
+  // Resumes after `after` (a Last-Event-ID): first every event the log still holds after that
+  // position, then the live ones, with none missed or repeated in between. When the log no
+  // longer holds `after`'s record, the subscription's gap() is set. Blocks up to call_timeout.
+  std::shared_ptr<Subscription> subscribe(std::string id_filter, EventPosition after);
   size_t subscribers();
   // The sequence number of the newest record read (-1 before the first read).
   int64_t lastSeen() const { return last_seen_.load(); }
@@ -98,7 +127,11 @@ class EventFeed {
   void wake();     // executor thread only: refresh now or once min_interval has passed
   bool anyoneListening();
   void scheduleRetry();
-  void dispatch(const std::vector<tasks::TaskEvent>& events);
+  // The events of one record, in order.
+  static std::vector<FeedEvent> decodeRecord(int64_t seq, const std::string& data);
+  void dispatch(const std::vector<FeedEvent>& events);
+  // Executor thread: replays the log after `after` into `sub`, then makes it a live subscriber.
+  void replay(const std::shared_ptr<Subscription>& sub, EventPosition after);
 
   coord::Coordination& coord_;
   const tasks::Layout layout_;

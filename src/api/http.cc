@@ -528,7 +528,17 @@ void HttpServer::getEvents(const Request& req, Response& res) {
     streams_.fetch_sub(1);
     return problem(res, 503, fmt::format("too many event streams (at most {})", max_streams));
   }
-  auto sub = events_->subscribe(filter);
+  std::optional<EventPosition> after;
+  if (req.has_header("Last-Event-ID")) {
+    after = parseEventPosition(req.get_header_value("Last-Event-ID"));
+    if (!after) {
+      streams_.fetch_sub(1);
+      return problem(res, 400,
+                     "Last-Event-ID: expected an event id of this stream (\"{record}.{index}\", "
+                     "as sent in its id: lines)");
+    }
+  }
+  auto sub = after ? events_->subscribe(filter, *after) : events_->subscribe(filter);
   {
     std::lock_guard lock(streams_mu_);
     open_streams_.insert(sub);
@@ -546,14 +556,22 @@ void HttpServer::getEvents(const Request& req, Response& res) {
           if (!*started) {
             *started = true;
             static constexpr std::string_view kHello = ": drover events\nretry: 1000\n\n";
-            return sink.write(kHello.data(), kHello.size());
+            if (!sink.write(kHello.data(), kHello.size())) return false;
+            if (sub->gap()) {
+              static constexpr std::string_view kGap =
+                  "event: gap\ndata: {\"reason\":\"the event log no longer holds the events "
+                  "after Last-Event-ID; re-read the tasks you follow\"}\n\n";
+              return sink.write(kGap.data(), kGap.size());
+            }
+            return true;
           }
           auto now = std::chrono::steady_clock::now();
           auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(*next_beat - now);
           auto event = sub->next(std::max(wait, std::chrono::milliseconds(0)));
           if (event) {
             std::string frame =
-                fmt::format("event: task\ndata: {}\n\n", dumpJson(tasks::toJson(*event)));
+                fmt::format("id: {}\nevent: task\ndata: {}\n\n", event->position.text(),
+                            dumpJson(tasks::toJson(static_cast<const tasks::TaskEvent&>(*event))));
             return sink.write(frame.data(), frame.size());
           }
           if (sub->closed() || stopping_) {

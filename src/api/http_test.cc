@@ -658,12 +658,12 @@ TEST_F(HttpTest, DefaultMetrics) {
 // Reads an SSE stream on a thread of its own until `done` says stop.
 class StreamReader {
  public:
-  StreamReader(int port, std::string path) {
-    thread_ = std::thread([this, port, path] {
+  StreamReader(int port, std::string path, httplib::Headers headers = {}) {
+    thread_ = std::thread([this, port, path, headers] {
       httplib::Client c("127.0.0.1", port);
       c.set_read_timeout(std::chrono::seconds(20));
       auto r = c.Get(
-          path.c_str(),
+          path.c_str(), headers,
           [this](const httplib::Response& res) {
             std::lock_guard lock(mu_);
             status_ = res.status;
@@ -734,6 +734,62 @@ TEST_F(HttpTest, EventStreamDeliversAppendedEvents) {
   ASSERT_EQ(postJson("/v1/tasks", R"({"id":"ev2","type":"noop"})")->status, 202);
   ASSERT_TRUE(
       base::eventually([&] { return reader.text().find(R"("id":"ev2")") != std::string::npos; }));
+}
+
+// Every event carries an `id:`; a client that reconnects with it as Last-Event-ID gets what it
+// missed (from the log) and then the live events, without repeats.
+TEST_F(HttpTest, EventStreamResumesAfterLastEventId) {
+  auto append = [&](const char* id) {
+    ASSERT_TRUE(
+        other_->create(tasks::eventOp(layout_, {tasks::TaskEvent{id, State::kSucceeded, 1, "", 5}}))
+            .get());
+  };
+  std::string first_id;
+  {
+    StreamReader reader(port_, "/v1/events");
+    ASSERT_TRUE(base::eventually([&] { return reader.text().find(": drover events") == 0; }));
+    append("r1");
+    append("r2");
+    ASSERT_TRUE(
+        base::eventually([&] { return reader.text().find(R"("id":"r2")") != std::string::npos; }));
+    auto text = reader.text();
+    auto at = text.find("id: ");
+    ASSERT_NE(at, std::string::npos) << text;
+    first_id = text.substr(at + 4, text.find('\n', at) - at - 4);
+    EXPECT_LT(at, text.find(R"("id":"r1")"));  // r1's frame starts with its id
+  }
+  append("r3");  // while no stream was open
+  StreamReader resumed(port_, "/v1/events", {{"Last-Event-ID", first_id}});
+  ASSERT_TRUE(base::eventually([&] {
+    return resumed.text().find(R"("id":"r3")") != std::string::npos;
+  })) << resumed.text();
+  append("r4");
+  ASSERT_TRUE(
+      base::eventually([&] { return resumed.text().find(R"("id":"r4")") != std::string::npos; }));
+  auto text = resumed.text();
+  EXPECT_EQ(text.find(R"("id":"r1")"), std::string::npos) << text;  // not repeated
+  EXPECT_LT(text.find(R"("id":"r2")"), text.find(R"("id":"r3")"));
+  EXPECT_LT(text.find(R"("id":"r3")"), text.find(R"("id":"r4")"));
+  EXPECT_EQ(text.find("event: gap"), std::string::npos);
+
+  // The log trims r1's record (the oldest): a client resuming after r1 is told it may have
+  // missed events, then gets what the log still holds.
+  auto records = other_->children(layout_.events(), nullptr).get();
+  ASSERT_TRUE(records && !records->empty());
+  std::sort(records->begin(), records->end());
+  ASSERT_TRUE(other_->remove(coord::join(layout_.events(), records->front()), -1).get());
+  StreamReader gap(port_, "/v1/events", {{"Last-Event-ID", first_id}});
+  ASSERT_TRUE(base::eventually([&] { return gap.text().find("event: gap") != std::string::npos; }))
+      << gap.text();
+  ASSERT_TRUE(
+      base::eventually([&] { return gap.text().find(R"("id":"r4")") != std::string::npos; }));
+  EXPECT_NE(gap.text().find(R"("id":"r2")"), std::string::npos);
+
+  httplib::Client c("127.0.0.1", port_);
+  auto bad = c.Get("/v1/events", {{"Last-Event-ID", "yesterday"}});
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_NE(bad->body.find("Last-Event-ID"), std::string::npos);
 }
 
 TEST_F(HttpTest, EventStreamFiltersById) {

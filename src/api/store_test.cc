@@ -486,6 +486,57 @@ TEST_F(FeedTest, DeliversNewRecordsInOrderWithoutHistory) {
   EXPECT_TRUE(s2->closed());
 }
 
+TEST_F(FeedTest, ResumesAfterAPositionWithoutMissesOrRepeats) {
+  auto sub = feed_->subscribe();
+  append("a");
+  append("b");
+  auto e1 = sub->next(5s);
+  auto e2 = sub->next(5s);
+  ASSERT_TRUE(e1 && e2);
+  EXPECT_LT(e1->position, e2->position);
+  EXPECT_EQ(parseEventPosition(e1->position.text())->record, e1->position.record);
+  append("c");
+  ASSERT_TRUE(sub->next(5s));
+
+  auto resumed = feed_->subscribe("", e1->position);
+  EXPECT_FALSE(resumed->gap());
+  append("d");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto e = resumed->next(5s);
+    ASSERT_TRUE(e);
+    ids.push_back(e->id);
+  }
+  EXPECT_EQ(ids, (std::vector<std::string>{"b", "c", "d"}));
+  EXPECT_FALSE(resumed->next(100ms));
+}
+
+TEST_F(FeedTest, ResumingFromATrimmedRecordReportsAGap) {
+  auto sub = feed_->subscribe();
+  append("a");
+  append("b");
+  auto e1 = sub->next(5s);
+  ASSERT_TRUE(e1 && sub->next(5s));
+  auto records = other_->children(layout_.events(), nullptr).get();
+  ASSERT_TRUE(records);
+  std::sort(records->begin(), records->end());
+  ASSERT_TRUE(other_->remove(coord::join(layout_.events(), records->front()), -1).get());
+  auto resumed = feed_->subscribe("", e1->position);
+  EXPECT_TRUE(resumed->gap());
+  auto e = resumed->next(5s);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->id, "b");
+}
+
+TEST(EventPositionTest, ParsesOnlyItsOwnForm) {
+  EXPECT_EQ(parseEventPosition("12.3")->record, 12);
+  EXPECT_EQ(parseEventPosition("12.3")->index, 3);
+  for (const char* bad : {"", ".", "1.", ".1", "1", "a.b", "-1.0", "1.-1", "1.2.3", "1 .2",
+                          "99999999999999999999.0"}) {
+    EXPECT_FALSE(parseEventPosition(bad)) << bad;
+  }
+}
+
 TEST_F(FeedTest, WatchDrivenNotPolling) {
   auto sub = feed_->subscribe();
   append("a");
