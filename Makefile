@@ -26,7 +26,10 @@ unit: build
 integration: build
 	@cd $(BUILD) && ctest -L integration --output-on-failure --timeout 300
 
-up: build
+# Builds only the `drover` binary (not the test suites or the benchmark), then runs the cluster;
+# `drover up` prints the folder where it keeps the nodes' logs (kept after Ctrl-C).
+up: configure
+	@cmake --build $(BUILD) --target drover -j $(JOBS)
 	@$(BUILD)/src/app/drover up
 
 asan:

@@ -80,11 +80,14 @@ class HttpServer {
   // Stops accepting, ends event streams and waits for handlers. Idempotent.
   void stop();
   int port() const { return port_; }
+  // Every registered route as (method, pattern), in registration order.
+  std::vector<std::pair<std::string, std::string>> routes() const;
 
  private:
   struct Route {
     std::string method;
     std::regex pattern;
+    std::string text;  // the pattern as registered
   };
 
   void route(const std::string& method, const std::string& pattern, Handler handler);

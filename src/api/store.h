@@ -156,6 +156,15 @@ class TaskStore {
   // Statuses sorted by id, after `cursor` (exclusive), at most `limit`, optionally one state.
   StoreResult<TaskPage> list(std::optional<tasks::State> state, size_t limit,
                              const std::string& cursor);
+  // Statuses newest first: by creation zxid (a cluster-wide order of submits; the tasks of one
+  // batch share one, then higher ids come first), after `after` (exclusive). `next` is
+  // "<czxid>-<id>" (see parseNewestCursor). Costs a stat read per retained status.
+  struct NewestCursor {
+    int64_t czxid = 0;
+    std::string id;
+  };
+  StoreResult<TaskPage> listNewest(std::optional<tasks::State> state, size_t limit,
+                                   const std::optional<NewestCursor>& after);
 
   StoreResult<WorkersView> workers();
   StoreResult<ClusterView> cluster();
