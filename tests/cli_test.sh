@@ -152,5 +152,12 @@ run tasks --server "$server" --state bogus
 expectRc 5 "tasks --state bogus"
 expectIn "$err" "state:" "tasks --state bogus names the field"
 
+# Exit 4 for an unknown task (docs/CLI.md's exit codes).
+for cmd in status wait cancel; do
+  run "$cmd" no-such-task --server "$server"
+  expectRc 4 "$cmd of an unknown task"
+  expectIn "$err" "404" "$cmd of an unknown task says 404"
+done
+
 ((failures == 0)) || { echo "$failures failure(s)"; exit 1; }
 echo PASS
