@@ -151,6 +151,9 @@ expectIn "$out" "showing 1 of 1 cancelled tasks" "tasks --state"
 run tasks --server "$server" --state bogus
 expectRc 5 "tasks --state bogus"
 expectIn "$err" "state:" "tasks --state bogus names the field"
+run tasks --server "$server" --state 'a b&limit=1'
+expectRc 5 "tasks --state with a space and an ampersand"
+expectIn "$err" "state:" "a --state with a space reaches the server as one value"
 
 # Exit 4 for an unknown task (docs/CLI.md's exit codes).
 for cmd in status wait cancel; do

@@ -397,8 +397,10 @@ void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
       return;
     }
     std::string path = fmt::format("/v1/tasks?order=newest&limit={}", la->limit);
-    if (!la->state.empty()) path += "&state=" + la->state;
-    if (!la->cursor.empty()) path += "&cursor=" + la->cursor;
+    if (!la->state.empty()) path += "&state=" + httplib::detail::encode_query_param(la->state);
+    if (!la->cursor.empty()) {
+      path += "&cursor=" + httplib::detail::encode_query_param(la->cursor);
+    }
     auto a = call(o, "GET", path);
     if (a.status != 200) {
       exit_code = failure(a);
