@@ -109,8 +109,10 @@ class ProtocolTest(unittest.TestCase):
     def test_401_is_unauthorized_and_503_unavailable(self) -> None:
         for status, cls in ((401, drover.Unauthorized), (503, drover.Unavailable),
                             (500, drover.ServerError)):
-            s = self.serve(lambda h, st=status: reply(h, st, {"title": "x", "status": st,
-                                                              "detail": "why"}))
+            def answer(h: http.server.BaseHTTPRequestHandler, st: int = status) -> None:
+                reply(h, st, {"title": "x", "status": st, "detail": "why"})
+
+            s = self.serve(answer)
             with self.assertRaises(cls):
                 drover.Client(s.url).get("t1")
 

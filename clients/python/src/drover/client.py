@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import http.client
 import json
 import socket
@@ -181,14 +182,14 @@ class Client:
 
     # --- cluster ---
 
-    def workers(self) -> list[Worker]:
+    def workers(self) -> builtins.list[Worker]:
         _, body, _ = self._request("GET", "/v1/workers")
         return [Worker.from_json(w) for w in body.get("workers", [])]
 
     def cluster(self) -> dict[str, Any]:
         """``GET /v1/cluster`` as JSON: leader, epoch, zookeeper, workers, task counts."""
         _, body, _ = self._request("GET", "/v1/cluster")
-        return body
+        return dict(body)
 
     def events(
         self,
