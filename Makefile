@@ -26,8 +26,13 @@ unit: build
 integration: build
 	@cd $(BUILD) && ctest -L integration --output-on-failure --timeout 300
 
-up: build
-	@$(BUILD)/src/app/drover up
+# Builds only the `drover` binary (not the test suites or the benchmark), then runs the cluster;
+# `drover up` prints the folder where it keeps the nodes' logs (kept after Ctrl-C). UP_ARGS passes
+# flags on, e.g. `make up UP_ARGS="--nodes 1 --http-port 9000"`.
+UP_ARGS ?=
+up: configure
+	@cmake --build $(BUILD) --target drover -j $(JOBS)
+	@$(BUILD)/src/app/drover up $(UP_ARGS)
 
 asan:
 	@$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DDROVER_SANITIZE=address -DCMAKE_BUILD_TYPE=Debug"

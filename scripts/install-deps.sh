@@ -10,7 +10,10 @@ packages=(
   libexpected-dev libgtest-dev libgmock-dev libbenchmark-dev
   netcat-openbsd procps curl python3 chromium dpkg-dev clang-format
   iptables  # the fault suite cuts a node off from ZooKeeper with an owner match (docs/FAULTS.md)
-  prometheus  # promtool checks the /metrics format (tests/metrics_test.sh)
+  prometheus  # promtool checks the /metrics format and deploy/'s alert rules (tests/metrics_test.sh)
+  python3-jsonschema  # validates the OpenAPI document (tests/openapi/openapi_schema_test.py)
+  python3-venv python3-pip python3-setuptools  # installs clients/python offline in its test
+  mypy  # type-checks clients/python (python_client_typecheck)
 )
 # Node.js for the dashboard's browser test: Debian's nodejs and npm, unless node and npm are on PATH
 # already (NodeSource's nodejs bundles npm and conflicts with Debian's npm package).

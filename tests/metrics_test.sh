@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Scrapes a real node's GET /metrics and checks it with promtool (Debian's `prometheus` package,
 # installed by scripts/install-deps.sh). A missing promtool fails the test: it is not optional.
+# Then checks deploy/prometheus-rules.yml (promtool check rules) and that every metric it and
+# deploy/grafana-dashboard.json name is exposed by the node.
 # Usage: metrics_test.sh PATH/TO/drover
 set -euo pipefail
 
@@ -82,4 +84,19 @@ fi
 # The content type of the text format 0.0.4.
 ctype=$(curl -fsS -o /dev/null -w '%{content_type}' "$DROVER_SERVER/metrics")
 [[ "$ctype" == text/plain*version=0.0.4* ]] || { echo "FAIL: content type $ctype"; exit 1; }
+# The monitoring files under deploy/: the alert rules parse (promtool), and every metric the rules
+# and the Grafana dashboard's queries name is one this node exposes.
+deploy=$(cd "$(dirname "$0")/../deploy" && pwd)
+echo "--- promtool check rules deploy/prometheus-rules.yml"
+promtool check rules "$deploy/prometheus-rules.yml" || { echo "FAIL: promtool rejects the rules"; exit 1; }
+echo "--- deploy/ metric names against /metrics"
+scrape
+check="$(dirname "$0")/deploy_metrics_check.py"
+/usr/bin/python3 "$check" "$work/metrics.txt" "$deploy/grafana-dashboard.json" \
+  "$deploy/prometheus-rules.yml" || exit 1
+# The check must catch a name the node does not expose.
+printf 'expr: rate(drover_no_such_series_total[5m])\n' >"$work/planted.yml"
+if /usr/bin/python3 "$check" "$work/metrics.txt" "$work/planted.yml" >/dev/null; then
+  echo "FAIL: the metric-name check accepts drover_no_such_series_total"; exit 1
+fi
 echo "PASS"

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "api/openapi.h"
 #include "base/ids.h"
 #include "base/metrics.h"
 
@@ -224,7 +225,7 @@ HttpServer::Handler HttpServer::guard(Handler handler) const {
 }
 
 void HttpServer::route(const std::string& method, const std::string& pattern, Handler handler) {
-  routes_.push_back(Route{method, std::regex(pattern)});
+  routes_.push_back(Route{method, std::regex(pattern), pattern});
   auto h = guard(std::move(handler));
   if (method == "GET") {
     server_.Get(pattern, h);
@@ -240,6 +241,12 @@ void HttpServer::route(const std::string& method, const std::string& pattern, Ha
     routes_.pop_back();
     throw std::invalid_argument("unsupported HTTP method " + method);
   }
+}
+
+std::vector<std::pair<std::string, std::string>> HttpServer::routes() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& r : routes_) out.emplace_back(r.method, r.text);
+  return out;
 }
 
 void HttpServer::addRoute(const std::string& method, const std::string& pattern, Handler handler) {
@@ -263,6 +270,9 @@ void HttpServer::setupRoutes() {
         [](const Request&, Response& res) { res.set_content("ok\n", "text/plain"); });
   route("GET", "/readyz", std::bind(&HttpServer::readyz, this, _1, _2));
   route("GET", "/metrics", std::bind(&HttpServer::metrics, this, _1, _2));
+  route("GET", "/v1/openapi.json", [](const Request&, Response& res) {
+    res.set_content(std::string(openApiDocument()), kJson);
+  });
 }
 
 httplib::Server::HandlerResponse HttpServer::onError(const Request& req, Response& res) {
@@ -472,11 +482,31 @@ void HttpServer::listTasks(const Request& req, Response& res) {
       return problem(res, 400, "limit: must be an integer from 1 to 1000");
     limit = *v;
   }
-  std::string cursor = req.get_param_value("cursor");
-  if (!cursor.empty() && !base::isValidName(cursor)) {
-    return problem(res, 400, fmt::format("cursor: {}", kIdRule));
+  std::string order = req.get_param_value("order");
+  if (!order.empty() && order != "id" && order != "newest") {
+    return problem(res, 400, fmt::format("order: '{}' is not id or newest", quote(order)));
   }
-  auto r = store_.list(state, static_cast<size_t>(limit), cursor);
+  std::string cursor = req.get_param_value("cursor");
+  StoreResult<TaskPage> r;
+  if (order == "newest") {
+    // The cursor of a newest-first page is "<czxid>-<id>" (TaskStore::listNewest).
+    std::optional<TaskStore::NewestCursor> after;
+    if (!cursor.empty()) {
+      auto dash = cursor.find('-');
+      auto czxid = parseInt(dash == std::string::npos ? std::string() : cursor.substr(0, dash));
+      if (dash == std::string::npos || !czxid || *czxid < 0 ||
+          !base::isValidName(cursor.substr(dash + 1))) {
+        return problem(res, 400, "cursor: must be the 'next' of a page listed with order=newest");
+      }
+      after = TaskStore::NewestCursor{*czxid, cursor.substr(dash + 1)};
+    }
+    r = store_.listNewest(state, static_cast<size_t>(limit), after);
+  } else {
+    if (!cursor.empty() && !base::isValidName(cursor)) {
+      return problem(res, 400, fmt::format("cursor: {}", kIdRule));
+    }
+    r = store_.list(state, static_cast<size_t>(limit), cursor);
+  }
   if (!r) return fail(res, r.error());
   Json tasks_json = Json::array();
   for (const auto& t : r->tasks) tasks_json.push_back(tasks::toJson(t));

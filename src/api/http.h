@@ -56,7 +56,8 @@ struct HttpOptions {
 
 // The HTTP front of a node. Routes (see docs/API.md): POST /v1/tasks, POST /v1/tasks/batch,
 // GET|DELETE /v1/tasks/{id}, GET /v1/tasks, GET /v1/workers, GET /v1/cluster, GET /v1/events,
-// GET /livez, /readyz, /metrics, plus routes added with addRoute().
+// GET /v1/openapi.json (api/openapi.h), GET /livez, /readyz, /metrics, plus routes added with
+// addRoute().
 //
 // Every error is application/problem+json {"type":"about:blank","title","status","detail"}.
 // Handlers catch every exception at the edge (500, logged): no input crashes the node.
@@ -81,11 +82,14 @@ class HttpServer {
   // Stops accepting, ends event streams and waits for handlers. Idempotent.
   void stop();
   int port() const { return port_; }
+  // Every registered route as (method, pattern), in registration order.
+  std::vector<std::pair<std::string, std::string>> routes() const;
 
  private:
   struct Route {
     std::string method;
     std::regex pattern;
+    std::string text;  // the pattern as registered
   };
 
   void route(const std::string& method, const std::string& pattern, Handler handler);

@@ -561,6 +561,49 @@ TEST_F(HttpTest, ListPagesByIdAndFiltersByState) {
   EXPECT_EQ(ids(rest), (std::vector<std::string>{"e"}));
 }
 
+TEST_F(HttpTest, ListsNewestFirstWithACursor) {
+  // Submitted in this order: ids that sort otherwise, and a batch (one transaction, one zxid).
+  for (auto id : {"m", "z", "a"}) {
+    ASSERT_EQ(postJson("/v1/tasks", Json{{"id", id}, {"type", "noop"}}.dump())->status, 202);
+  }
+  Json batch = {{"tasks", {{{"id", "b1"}, {"type", "noop"}}, {{"id", "b2"}, {"type", "noop"}}}}};
+  ASSERT_EQ(postJson("/v1/tasks/batch", batch.dump())->status, 202);
+  ASSERT_EQ(postJson("/v1/tasks", Json{{"id", "c"}, {"type", "noop"}}.dump())->status, 202);
+  auto ids = [](const httplib::Result& r) {
+    std::vector<std::string> out;
+    Json body = Json::parse(r->body);
+    for (const auto& t : body["tasks"]) out.push_back(t["id"]);
+    return out;
+  };
+  auto all = client().Get("/v1/tasks?order=newest");
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->status, 200);
+  EXPECT_EQ(ids(all), (std::vector<std::string>{"c", "b2", "b1", "a", "z", "m"}));
+  std::vector<std::string> paged;
+  std::string cursor;
+  for (int page = 0; page < 10; ++page) {
+    auto r = client().Get("/v1/tasks?order=newest&limit=2" +
+                          (cursor.empty() ? "" : "&cursor=" + cursor));
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    for (auto& id : ids(r)) paged.push_back(id);
+    Json next = bodyOf(r)["next"];
+    if (next.is_null()) break;
+    cursor = next.get<std::string>();
+  }
+  EXPECT_EQ(paged, ids(all));
+  // The state filter applies before the limit, as in id order.
+  ASSERT_EQ(client().Delete("/v1/tasks/b2")->status, 202);
+  auto cancelled = client().Get("/v1/tasks?order=newest&state=cancelled&limit=1");
+  EXPECT_EQ(ids(cancelled), (std::vector<std::string>{"b2"}));
+  for (auto bad : {"order=oldest", "order=newest&cursor=c", "order=newest&cursor=x-c",
+                   "order=newest&cursor=-1-c", "order=newest&cursor=12-.."}) {
+    auto b = client().Get(std::string("/v1/tasks?") + bad);
+    ASSERT_TRUE(b);
+    EXPECT_EQ(b->status, 400) << bad;
+  }
+}
+
 TEST_F(HttpTest, WorkersAndCluster) {
   tasks::WorkerInfo w{"node-1", "host", 42, 4, {"gpu"}, "127.0.0.1:8081", 1};
   ASSERT_TRUE(other_

@@ -56,6 +56,11 @@ class TaskStore {
                              const std::string& cursor) {
     return reader_.list(state, limit, cursor);
   }
+  using NewestCursor = api::NewestCursor;
+  StoreResult<TaskPage> listNewest(std::optional<tasks::State> state, size_t limit,
+                                   const std::optional<NewestCursor>& after) {
+    return reader_.listNewest(state, limit, after);
+  }
   StoreResult<WorkersView> workers() { return reader_.workers(); }
   StoreResult<ClusterView> cluster() { return reader_.cluster(); }
   void interruptWaits() { reader_.interruptWaits(); }

@@ -45,6 +45,13 @@ struct StoreOptions {
   std::chrono::milliseconds pending_ttl{1000};
 };
 
+// Where a newest-first listing continues: after (czxid, id), exclusive. Its text form (a page's
+// `next`) is "<czxid>-<id>".
+struct NewestCursor {
+  int64_t czxid = 0;
+  std::string id;
+};
+
 struct SubmitResult {
   tasks::TaskStatus status;
   bool created = false;  // true: this call committed it (202); false: an identical repeat (200)

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <functional>
 #include <thread>
 
 #include "base/ids.h"
@@ -181,6 +182,53 @@ StoreResult<TaskPage> TaskReader::list(std::optional<State> state, size_t limit,
     }
   }
   if (page.tasks.size() == limit && it != names.end()) page.next = page.tasks.back().spec.id;
+  return page;
+}
+
+StoreResult<TaskPage> TaskReader::listNewest(std::optional<State> state, size_t limit,
+                                             const std::optional<NewestCursor>& after) {
+  auto kids = statusIds("listing tasks");
+  if (!kids) return tl::unexpected(kids.error());
+  using Key = std::pair<int64_t, std::string>;  // (czxid, id), listed in descending order
+  std::vector<Key> order;
+  order.reserve(kids->size());
+  for (size_t start = 0; start < kids->size(); start += options_.pipeline) {
+    size_t end = std::min(kids->size(), start + options_.pipeline);
+    std::vector<coord::Future<std::optional<coord::Stat>>> stats;
+    for (size_t i = start; i < end; ++i) {
+      stats.push_back(coord_.exists(layout_.status((*kids)[i]), nullptr));
+    }
+    for (size_t i = start; i < end; ++i) {
+      auto r = await(stats[i - start]);
+      if (!r) return tl::unexpected(fromCoord(r.error(), "listing tasks"));
+      if (*r) order.emplace_back((*r)->czxid, std::move((*kids)[i]));  // absent: just deleted
+    }
+  }
+  std::sort(order.begin(), order.end(), std::greater<>());
+  auto it = order.begin();
+  if (after) {
+    it = std::upper_bound(order.begin(), order.end(), Key(after->czxid, after->id),
+                          std::greater<>());
+  }
+  TaskPage page;
+  Key last;
+  while (it != order.end() && page.tasks.size() < limit) {
+    size_t n = std::min<size_t>(options_.pipeline, static_cast<size_t>(order.end() - it));
+    std::vector<std::string> chunk;
+    for (size_t i = 0; i < n; ++i) chunk.push_back(it[static_cast<ptrdiff_t>(i)].second);
+    auto found = readStatuses(chunk);
+    if (!found) return tl::unexpected(found.error());
+    for (size_t i = 0; i < chunk.size(); ++i, ++it) {
+      if (page.tasks.size() == limit) break;
+      auto& st = (*found)[i];
+      if (!st || (state && st->state != *state)) continue;
+      page.tasks.push_back(std::move(*st));
+      last = *it;
+    }
+  }
+  if (page.tasks.size() == limit && it != order.end()) {
+    page.next = fmt::format("{}-{}", last.first, last.second);
+  }
   return page;
 }
 

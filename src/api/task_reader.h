@@ -39,6 +39,12 @@ class TaskReader {
   StoreResult<TaskPage> list(std::optional<tasks::State> state, size_t limit,
                              const std::string& cursor);
 
+  // Statuses newest first: by creation zxid (a cluster-wide order of submits; the tasks of one
+  // batch share one, then higher ids come first), after `after` (exclusive). `next` is
+  // "<czxid>-<id>". Costs a stat read per retained status.
+  StoreResult<TaskPage> listNewest(std::optional<tasks::State> state, size_t limit,
+                                   const std::optional<NewestCursor>& after);
+
   StoreResult<WorkersView> workers();
   StoreResult<ClusterView> cluster();
 

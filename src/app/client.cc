@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -19,9 +20,29 @@ struct Answer {
   int status = 0;  // 0: no answer
   Json body;
   std::string error;
+  bool usage = false;  // the request was never sent: a bad --server (exit 2, not 3)
 };
 
-// Splits "http://host:port" into a client.
+// What a transport failure means, for a person: what happened and what to check.
+std::string describe(httplib::Error e) {
+  switch (e) {
+    case httplib::Error::Connection:
+      return "could not connect";
+    case httplib::Error::ConnectionTimeout:
+      return "connecting timed out";
+    case httplib::Error::Read:
+      return "the connection closed or timed out before the answer";
+    case httplib::Error::Write:
+      return "the connection closed while sending the request";
+    case httplib::Error::SSLConnection:
+    case httplib::Error::SSLServerVerification:
+    case httplib::Error::SSLLoadingCerts:
+      return "the TLS handshake failed (" + httplib::to_string(e) + ")";
+    default:
+      return httplib::to_string(e);
+  }
+}
+
 httplib::Client makeClient(const std::string& server, int read_timeout_s) {
   httplib::Client cli(server);
   cli.set_connection_timeout(5);
@@ -33,14 +54,20 @@ httplib::Client makeClient(const std::string& server, int read_timeout_s) {
 
 Answer call(const ClientOptions& o, const std::string& method, const std::string& path,
             const Json* body = nullptr, int read_timeout_s = 30) {
-  auto cli = makeClient(o.server, read_timeout_s);
+  ServerUrl server = resolveServer(o.server, std::getenv("DROVER_SERVER"));
+  if (!server.error.empty()) return Answer{0, Json(), server.error, true};
+  auto cli = makeClient(server.url, read_timeout_s);
   httplib::Result res =
       method == "GET"    ? cli.Get(path)
       : method == "POST" ? cli.Post(path, body != nullptr ? body->dump() : "{}", "application/json")
                          : cli.Delete(path);
   Answer a;
   if (!res) {
-    a.error = fmt::format("no answer from {}: {}", o.server, httplib::to_string(res.error()));
+    a.error = fmt::format(
+        "no answer from {} ({}).\n"
+        "  Is a node running there? Start a local cluster with `drover up`, or point --server\n"
+        "  (or DROVER_SERVER) at a node's API address.",
+        server.url, describe(res.error()));
     return a;
   }
   a.status = res->status;
@@ -64,7 +91,7 @@ std::string paint(const std::string& state) {
 int failure(const Answer& a) {
   if (a.status == 0) {
     std::cerr << "drover: " << a.error << "\n";
-    return kExitUnreachable;
+    return a.usage ? kExitUsage : kExitUnreachable;
   }
   std::string detail = a.body.is_object() ? a.body.value("detail", a.body.dump()) : "";
   std::cerr << "drover: " << a.status << " " << detail << "\n";
@@ -93,6 +120,17 @@ void printTask(const Json& t) {
   }
 }
 
+// A wall-clock time in ms as local "YYYY-MM-DD HH:MM:SS"; "-" when absent.
+std::string localTime(const Json& ms) {
+  if (!ms.is_number_integer()) return "-";
+  std::time_t secs = static_cast<std::time_t>(ms.get<int64_t>() / 1000);
+  std::tm tm{};
+  if (::localtime_r(&secs, &tm) == nullptr) return "-";
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
 bool isTerminal(const std::string& state) {
   return state == "succeeded" || state == "failed" || state == "cancelled";
 }
@@ -105,16 +143,24 @@ int waitAll(const ClientOptions& o, const std::vector<std::string>& ids, double 
   bool bar = ids.size() > 1 && ::isatty(STDERR_FILENO) && !o.json;
   size_t finished = 0;
   for (const auto& id : ids) {
+    std::string state = "unknown";
     while (true) {
       auto left = std::chrono::duration_cast<std::chrono::seconds>(deadline -
                                                                    std::chrono::steady_clock::now())
                       .count();
-      if (timeout_s > 0 && left <= 0) return kExitTimeout;
+      if (timeout_s > 0 && left <= 0) {
+        if (bar) std::fprintf(stderr, "\n");
+        std::cerr << fmt::format(
+            "drover: timed out after {:g} s: task {} is still {} ({} of {} finished)\n", timeout_s,
+            id, state, finished, ids.size());
+        return kExitTimeout;
+      }
       int wait = timeout_s > 0 ? static_cast<int>(std::min<int64_t>(left, 30)) : 30;
       auto a = call(o, "GET", fmt::format("/v1/tasks/{}?wait={}", id, std::max(wait, 1)), nullptr,
                     wait + 10);
       if (a.status != 200) return failure(a);
-      if (isTerminal(a.body.value("state", ""))) {
+      state = a.body.value("state", "unknown");
+      if (isTerminal(state)) {
         done.push_back(a.body);
         break;
       }
@@ -160,6 +206,24 @@ int show(const ClientOptions& o, const std::string& path,
 }
 
 }  // namespace
+
+ServerUrl resolveServer(const std::string& flag, const char* env) {
+  std::string url = !flag.empty()                      ? flag
+                    : (env != nullptr && *env != '\0') ? std::string(env)
+                                                       : std::string(kDefaultServer);
+  const std::string given = url;
+  while (url.size() > 1 && url.back() == '/') url.pop_back();
+  auto scheme_end = url.find("://");
+  std::string scheme = scheme_end == std::string::npos ? "" : url.substr(0, scheme_end);
+  std::string rest = scheme_end == std::string::npos ? "" : url.substr(scheme_end + 3);
+  if ((scheme != "http" && scheme != "https") || rest.empty() ||
+      rest.find_first_of("/?#@ ") != std::string::npos) {
+    return {"", fmt::format("--server: '{}' is not an API address like http://127.0.0.1:8080 "
+                            "(http:// or https://, a host and an optional port, no path)",
+                            given)};
+  }
+  return {url, ""};
+}
 
 void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
   // submit
@@ -312,32 +376,91 @@ void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
   });
 
   // tasks
-  auto* list = app.add_subcommand("tasks", "List tasks");
-  auto list_state = std::make_shared<std::string>();
-  auto list_limit = std::make_shared<int>(100);
-  list->add_option("--state", *list_state, "Only tasks in this state");
-  list->add_option("--limit", *list_limit, "At most this many (1-1000)");
-  list->callback([&o, &exit_code, list_state, list_limit] {
-    std::string path = fmt::format("/v1/tasks?limit={}", *list_limit);
-    if (!list_state->empty()) path += "&state=" + *list_state;
-    exit_code = show(o, path, [](const Json& body) {
-      std::cout << fmt::format("{:<34} {:<8} {:<10} {:>8}  {}\n", "ID", "TYPE", "STATE", "ATTEMPTS",
-                               "WORKER");
-      for (const auto& t : body.value("tasks", Json::array())) {
-        std::cout << fmt::format("{:<34} {:<8} {:<10} {:>8}  {}\n", str(t, "id"), str(t, "type"),
-                                 paint(str(t, "state")), str(t, "attempts"), str(t, "worker"));
+  auto* list = app.add_subcommand("tasks", "List tasks, newest first");
+  list->footer(
+      "Examples:\n  drover tasks\n  drover tasks --state failed --limit 20\n"
+      "  drover tasks --cursor NEXT      # the page after the one that printed NEXT");
+  struct ListArgs {
+    std::string state, cursor;
+    int limit = 50;
+  };
+  auto la = std::make_shared<ListArgs>();
+  list->add_option("--state", la->state,
+                   "Only tasks in this state (pending, assigned, running, succeeded, failed, "
+                   "cancelled)");
+  list->add_option("--limit", la->limit, "At most this many (1-1000)")->capture_default_str();
+  list->add_option("--cursor", la->cursor, "Start after this point: the cursor a page printed");
+  list->callback([&o, &exit_code, la] {
+    if (la->limit < 1 || la->limit > 1000) {
+      std::cerr << "drover: --limit must be from 1 to 1000\n";
+      exit_code = kExitUsage;
+      return;
+    }
+    std::string path = fmt::format("/v1/tasks?order=newest&limit={}", la->limit);
+    if (!la->state.empty()) path += "&state=" + httplib::detail::encode_query_param(la->state);
+    if (!la->cursor.empty()) {
+      path += "&cursor=" + httplib::detail::encode_query_param(la->cursor);
+    }
+    auto a = call(o, "GET", path);
+    if (a.status != 200) {
+      exit_code = failure(a);
+      return;
+    }
+    exit_code = kExitOk;
+    if (o.json) {
+      std::cout << a.body.dump() << "\n";
+      return;
+    }
+    Json tasks = a.body.value("tasks", Json::array());
+    std::cout << fmt::format("{:<34} {:<8} {:<10} {:>8}  {:<19}  {}\n", "ID", "TYPE", "STATE",
+                             "ATTEMPTS", "SUBMITTED", "WORKER");
+    for (const auto& t : tasks) {
+      std::string state = str(t, "state");
+      // Pad before painting: the colour codes would count as width.
+      std::string padded = state + std::string(state.size() < 10 ? 10 - state.size() : 0, ' ');
+      std::cout << fmt::format("{:<34} {:<8} {} {:>8}  {:<19}  {}\n", str(t, "id"), str(t, "type"),
+                               paint(state) + padded.substr(state.size()), str(t, "attempts"),
+                               localTime(t.value("submitted_at", Json())), str(t, "worker"));
+    }
+    // How many there are in all: the retained tasks per state, from GET /v1/cluster.
+    std::string total = "?";
+    auto c = call(o, "GET", "/v1/cluster");
+    if (c.status == 200 && c.body.contains("tasks") && c.body["tasks"].is_object()) {
+      size_t n = 0;
+      for (const auto& [state, count] : c.body["tasks"].items()) {
+        if ((la->state.empty() || state == la->state) && count.is_number_unsigned()) {
+          n += count.get<size_t>();
+        }
       }
-    });
+      // The counts are cached by the node for about a second: never fewer than shown here.
+      total = std::to_string(std::max(n, tasks.size()));
+    }
+    std::string what = la->state.empty() ? "tasks" : la->state + " tasks";
+    std::cout << fmt::format("showing {} of {} {}, newest first{}\n", tasks.size(), total, what,
+                             la->cursor.empty() ? "" : " (after the cursor)");
+    if (a.body.contains("next") && a.body["next"].is_string()) {
+      std::cout << fmt::format("next page: drover tasks{}{} --cursor {}\n",
+                               la->state.empty() ? "" : " --state " + la->state,
+                               la->limit == 50 ? "" : fmt::format(" --limit {}", la->limit),
+                               a.body["next"].get<std::string>());
+    }
   });
 
   // workers
   auto* workers = app.add_subcommand("workers", "List live workers");
   workers->callback([&o, &exit_code] {
     exit_code = show(o, "/v1/workers", [](const Json& body) {
-      std::cout << fmt::format("{:<40} {:>5} {:>7}  {}\n", "ID", "SLOTS", "RUNNING", "ROLE");
+      std::cout << fmt::format("{:<28} {:>5} {:>7} {:>8}  {:<20}  {}\n", "ID", "SLOTS", "RUNNING",
+                               "ASSIGNED", "LABELS", "ROLE");
       for (const auto& w : body.value("workers", Json::array())) {
-        std::cout << fmt::format("{:<40} {:>5} {:>7}  {}\n", str(w, "id"), str(w, "slots"),
-                                 str(w, "running"), w.value("leader", false) ? "leader" : "");
+        std::string labels;
+        for (const auto& l : w.value("labels", Json::array())) {
+          if (l.is_string()) labels += (labels.empty() ? "" : ",") + l.get<std::string>();
+        }
+        std::cout << fmt::format("{:<28} {:>5} {:>7} {:>8}  {:<20}  {}\n", str(w, "id"),
+                                 str(w, "slots"), str(w, "running"), str(w, "assigned"),
+                                 labels.empty() ? "-" : labels,
+                                 w.value("leader", false) ? "leader" : "");
       }
     });
   });
@@ -345,11 +468,30 @@ void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
   // cluster
   auto* cluster = app.add_subcommand("cluster", "Show the cluster: leader, epoch, task counts");
   cluster->callback([&o, &exit_code] {
-    exit_code = show(o, "/v1/cluster", [](const Json& body) { std::cout << body.dump(2) << "\n"; });
+    exit_code = show(o, "/v1/cluster", [](const Json& body) {
+      Json zk = body.value("zookeeper", Json::object());
+      std::cout << fmt::format("leader:     {} (epoch {})\n", str(body, "leader"),
+                               str(body, "epoch"));
+      std::cout << fmt::format("zookeeper:  {}, session {}, timeout {} ms\n", str(zk, "state"),
+                               str(zk, "session_id"), str(zk, "session_timeout_ms"));
+      std::cout << fmt::format("workers:    {}\n", str(body, "workers"));
+      std::cout << "tasks:\n";
+      Json counts = body.value("tasks", Json::object());
+      for (const char* state :
+           {"pending", "assigned", "running", "succeeded", "failed", "cancelled"}) {
+        std::string padded = std::string(state) + ":";
+        padded.resize(12, ' ');
+        std::cout << "  " << padded << fmt::format("{:>8}", str(counts, state)) << "\n";
+      }
+    });
   });
 
   for (auto* sub : {submit, status, wait, cancel, list, workers, cluster}) {
-    sub->add_option("--server", o.server, "Drover API URL")->envname("DROVER_SERVER");
+    // Not CLI11's envname: seven subcommands share o.server, and the variable filled in for a
+    // subcommand not run would overwrite the flag of the one run. resolveServer() applies it.
+    sub->add_option(
+        "--server", o.server,
+        fmt::format("Drover API URL (default: DROVER_SERVER, else {})", kDefaultServer));
     sub->add_flag("--json", o.json, "Machine-readable output");
   }
 }

@@ -18,10 +18,22 @@ enum ExitCode : int {
   kExitTimeout = 7,      // wait --timeout passed before the tasks finished
 };
 
+inline constexpr const char* kDefaultServer = "http://127.0.0.1:8080";
+
 struct ClientOptions {
-  std::string server = "http://127.0.0.1:8080";
+  // --server; when empty, DROVER_SERVER, else kDefaultServer (the flag wins over the variable).
+  std::string server;
   bool json = false;
 };
+
+// The API base URL the client commands use: `flag` if given, else `env` (DROVER_SERVER) if set,
+// else kDefaultServer; trailing slashes dropped. An error (empty result with `error` set) when the
+// URL is not http://HOST[:PORT] or https://HOST[:PORT].
+struct ServerUrl {
+  std::string url;
+  std::string error;
+};
+ServerUrl resolveServer(const std::string& flag, const char* env);
 
 // Adds submit, status, wait, cancel, tasks, workers and cluster to `app`. Each subcommand stores
 // its exit code in `exit_code` when it runs.

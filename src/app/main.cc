@@ -1,4 +1,6 @@
 // drover: one binary for the node, the local cluster and the client commands.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -25,6 +27,45 @@ std::string selfExe() {
   char buf[4096];
   ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
   return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "drover";
+}
+
+// A clearer message than CLI11's for the usual mistakes: no command, an unknown command, an
+// unknown option of a command (CLI11 lists every unexpected word, a "--" included, and does not
+// say which command it was parsing). Empty when CLI11's own message should stand.
+std::string explainParseError(const CLI::App& app, int argc, char** argv,
+                              const CLI::ParseError& e) {
+  std::vector<std::string> commands;
+  for (const auto* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+    commands.push_back(sub->get_name());
+  }
+  std::string list = fmt::format("{}", fmt::join(commands, ", "));
+  int first = 1;
+  while (first < argc && argv[first][0] == '-' && std::string_view(argv[first]) != "--") ++first;
+  if (first >= argc) {
+    if (dynamic_cast<const CLI::CallForHelp*>(&e) != nullptr) return "";
+    return fmt::format("drover: a command is required: {}\n(drover --help describes them)\n", list);
+  }
+  const std::string name = argv[first];
+  const CLI::App* sub = nullptr;
+  for (const auto* s : app.get_subcommands([](const CLI::App*) { return true; })) {
+    if (s->get_name() == name) sub = s;
+  }
+  if (sub == nullptr) {
+    return fmt::format("drover: unknown command '{}'; the commands are: {}\n", name, list);
+  }
+  if (e.get_exit_code() == 0) return "";  // --help
+  for (int i = first + 1; i < argc && dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr; ++i) {
+    std::string word = argv[i];
+    if (word == "--") break;  // what follows is a command's own arguments
+    if (word.size() < 2 || word[0] != '-' || word == "-h" || word == "--help") continue;
+    std::string flag = word.substr(0, word.find('='));
+    if (sub->get_option_no_throw(flag) == nullptr) {
+      return fmt::format("drover {}: unknown option '{}' (drover {} --help lists the options)\n",
+                         name, flag, name);
+    }
+  }
+  return fmt::format("drover {}: {}\n(drover {} --help describes the arguments)\n", name, e.what(),
+                     name);
 }
 
 }  // namespace
@@ -179,6 +220,10 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    if (std::string why = explainParseError(app, argc, argv, e); !why.empty()) {
+      std::cerr << why;
+      return app::kExitUsage;
+    }
     int code = app.exit(e);
     return code == 0 ? 0 : app::kExitUsage;
   }

@@ -375,6 +375,17 @@ std::vector<base::CallbackHandle> registerNodeMetrics(const coord::Coordination&
   return handles;
 }
 
+// Counters that their owners create on first use, created here at 0 so that a scrape shows them
+// before the first event (rate() and increase() need the series to exist; deploy/'s alert rules
+// and dashboard query them). Same names and help texts as at their points of use.
+void exposeEventCounters() {
+  auto& r = base::metrics();
+  r.counter("drover_worker_fenced_commits_total",
+            "Worker commits refused because the assignment was gone (late results discarded)");
+  r.counter("drover_leader_fenced_total",
+            "Leader multis refused by the epoch fence: another node had become leader");
+}
+
 // Counts session transitions: expiries, disconnects and reconnects (to the same session).
 uint64_t countSessionEvents(coord::Coordination& c) {
   auto& r = base::metrics();
@@ -502,6 +513,7 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
   }
 
   auto metric_handles = registerNodeMetrics(c, worker, leader);
+  exposeEventCounters();
   uint64_t session_counter = countSessionEvents(c);
 
   // Supervision: re-register a worker whose session expired. Wakes a few times a second, and at

@@ -1,0 +1,160 @@
+"""The client's side of the wire against a scripted loopback server: headers it sends (bearer
+token, Last-Event-ID), how it reads problem details and event streams. What a real node answers
+is covered by test_live.py."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import unittest
+from typing import Any, Callable
+
+import drover
+
+Handler = Callable[[http.server.BaseHTTPRequestHandler], None]
+
+
+class ScriptedServer:
+    """Answers every request with `handler`; records each request's path and headers."""
+
+    def __init__(self, handler: Handler) -> None:
+        seen: list[dict[str, Any]] = []
+        self.seen = seen
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                seen.append(
+                    {"method": self.command, "path": self.path, "headers": dict(self.headers),
+                     "body": body}
+                )
+                handler(self)
+
+            do_GET = do_POST = do_DELETE = _any
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def reply(h: http.server.BaseHTTPRequestHandler, status: int, body: Any,
+          ctype: str = "application/json", headers: dict[str, str] | None = None) -> None:
+    data = json.dumps(body).encode()
+    h.send_response(status)
+    h.send_header("Content-Type", ctype)
+    h.send_header("Content-Length", str(len(data)))
+    for k, v in (headers or {}).items():
+        h.send_header(k, v)
+    h.end_headers()
+    h.wfile.write(data)
+
+
+def stream(h: http.server.BaseHTTPRequestHandler, text: str) -> None:
+    h.send_response(200)
+    h.send_header("Content-Type", "text/event-stream")
+    h.send_header("Connection", "close")
+    h.end_headers()
+    h.wfile.write(text.encode())
+    h.wfile.flush()
+    h.close_connection = True
+
+
+TASK = {"id": "t1", "type": "noop", "state": "pending", "payload": None, "priority": 5,
+        "max_attempts": 3, "attempts": 0, "worker": None, "result": None, "error": None,
+        "submitted_at": 1, "started_at": None, "finished_at": None}
+
+
+class ProtocolTest(unittest.TestCase):
+    def serve(self, handler: Handler) -> ScriptedServer:
+        s = ScriptedServer(handler)
+        self.addCleanup(s.close)
+        return s
+
+    def test_bearer_token_and_path_prefix_are_sent(self) -> None:
+        s = self.serve(lambda h: reply(h, 200, TASK))
+        client = drover.Client(s.url + "/drover/", token="s3cret")
+        self.assertEqual(client.get("t1").id, "t1")
+        self.assertEqual(s.seen[0]["path"], "/drover/v1/tasks/t1")
+        self.assertEqual(s.seen[0]["headers"]["Authorization"], "Bearer s3cret")
+
+    def test_no_token_sends_no_authorization_header(self) -> None:
+        s = self.serve(lambda h: reply(h, 200, TASK))
+        drover.Client(s.url).get("t1")
+        self.assertNotIn("Authorization", s.seen[0]["headers"])
+
+    def test_problem_detail_and_retry_after_become_the_exception(self) -> None:
+        problem = {"type": "about:blank", "title": "Too Many Requests", "status": 429,
+                   "detail": "the cluster holds 10 pending tasks"}
+        s = self.serve(lambda h: reply(h, 429, problem, "application/problem+json",
+                                       {"Retry-After": "2"}))
+        with self.assertRaises(drover.TooManyRequests) as ctx:
+            drover.Client(s.url).submit("noop")
+        e = ctx.exception
+        self.assertEqual((e.status, e.title, e.detail, e.retry_after), (429, "Too Many Requests",
+                         "the cluster holds 10 pending tasks", 2.0))
+        self.assertEqual(json.loads(s.seen[0]["body"]), {"type": "noop"})
+
+    def test_401_is_unauthorized_and_503_unavailable(self) -> None:
+        for status, cls in ((401, drover.Unauthorized), (503, drover.Unavailable),
+                            (500, drover.ServerError)):
+            def answer(h: http.server.BaseHTTPRequestHandler, st: int = status) -> None:
+                reply(h, st, {"title": "x", "status": st, "detail": "why"})
+
+            s = self.serve(answer)
+            with self.assertRaises(cls):
+                drover.Client(s.url).get("t1")
+
+    def test_event_stream_parses_ids_comments_and_multiline_data(self) -> None:
+        text = (": heartbeat\n\n"
+                "id: 41\nevent: task\ndata: {\"id\":\"t1\",\n"
+                "data: \"state\":\"running\"}\n\n"
+                "event: task\r\ndata: {\"id\":\"t1\",\"state\":\"succeeded\"}\r\n\r\n")
+        s = self.serve(lambda h: stream(h, text))
+        with drover.Client(s.url).events("t1", last_event_id="40") as st:
+            events = list(st)
+            self.assertEqual(st.last_event_id, "41")
+        self.assertEqual([(e.event, e.data["state"], e.id) for e in events],
+                         [("task", "running", "41"), ("task", "succeeded", None)])
+        self.assertEqual(s.seen[0]["path"], "/v1/events?id=t1")
+        self.assertEqual(s.seen[0]["headers"]["Last-Event-ID"], "40")
+
+    def test_dropped_event_raises(self) -> None:
+        text = ("event: task\ndata: {\"id\":\"a\",\"state\":\"pending\"}\n\n"
+                "event: dropped\ndata: {\"reason\":\"the client fell too far behind\"}\n\n")
+        s = self.serve(lambda h: stream(h, text))
+        got: list[drover.Event] = []
+        with self.assertRaises(drover.EventsDropped) as ctx:
+            for ev in drover.Client(s.url).events():
+                got.append(ev)
+        self.assertEqual(len(got), 1)
+        self.assertIn("fell too far behind", str(ctx.exception))
+
+    def test_bad_server_urls_are_refused(self) -> None:
+        for bad in ("127.0.0.1:8080", "ftp://x", "http://", "http://h/?q=1"):
+            with self.assertRaises(ValueError, msg=bad):
+                drover.Client(bad)
+
+    def test_https_uses_the_given_ssl_context(self) -> None:
+        import ssl
+
+        ctx = ssl.create_default_context()
+        client = drover.Client("https://drover.example:8443", ssl_context=ctx)
+        conn = client._connection(5)
+        self.assertEqual((conn.host, conn.port), ("drover.example", 8443))
+        self.assertIs(conn._context, ctx)  # type: ignore[attr-defined]
+
+
+if __name__ == "__main__":
+    unittest.main()
