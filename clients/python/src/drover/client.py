@@ -203,8 +203,8 @@ class Client:
         Iterate over the returned stream for Events; close it (or use ``with``) when done. The
         node sends a heartbeat every 15 s, so ``idle_timeout`` seconds of silence mean the
         connection is gone (TransportError). ``last_event_id`` is sent as ``Last-Event-ID`` to
-        resume after the last event seen (``stream.last_event_id``) on servers that number
-        their events; a server that does not simply starts from now.
+        resume after the last event seen (``stream.last_event_id``): the node replays what its
+        event log still holds after it, then streams live events.
         """
         path = "/v1/events"
         if task_id is not None:
@@ -296,7 +296,8 @@ class EventStream:
     """An open ``text/event-stream`` answer; iterate for Events.
 
     Iteration ends when the server closes the stream; ``event: dropped`` raises EventsDropped
-    (events were lost). ``last_event_id`` is the id of the last event read that had one (the
+    (events were lost). A stream resumed from an id the server's log no longer holds starts with
+    an Event named ``gap``: events may be missing, so re-read the tasks you follow. ``last_event_id`` is the id of the last event read that had one (the
     value to resume from), else the one the stream was opened with.
     """
 
