@@ -270,16 +270,32 @@ TEST_F(AgentTest, StartsThatFailTogetherAreRetriedOneByOne) {
   ASSERT_TRUE(base::eventually([&] { return agent_->stats().succeeded == 3; }));
   ASSERT_TRUE(base::eventually([&] { return agent_->stats().dropped == 1; }));
   EXPECT_EQ(worker_coord_.pendingFaults(), 0u);
-  // The shared multi failed naming b2's check (op 4: b0 and b1 have a check and a status each
-  // before it); then b2's own start failed on its check (op 0), the fence.
+  // The shared multi (the four starts) failed on b2's token; then b2's own start failed on its
+  // token too, the fence. Decoded by the protocol module, which alone knows the op order.
+  auto starts = [&](std::vector<std::string> ids) {
+    tasks::Txn txn(layout_);
+    for (const auto& id : ids) {
+      tasks::TaskStatus s;
+      s.spec.id = id;
+      txn.add(tasks::start(layout_, kWorker, 0, s, true));
+    }
+    return std::move(txn).finish();
+  };
   auto failures = recorder.failures();
   ASSERT_EQ(failures.size(), 2u);
-  EXPECT_EQ(failures[0].ops, 9u);  // four checks, four statuses, one event record
+  auto shared = starts({"b0", "b1", "b2", "b3"});
+  EXPECT_EQ(failures[0].ops, shared.ops.size());
   EXPECT_EQ(failures[0].error.code(), Code::kNoNode);
-  EXPECT_EQ(failures[0].error.failedOp(), 4);
-  EXPECT_EQ(failures[1].ops, 3u);
+  auto first = shared.decoder.failed(failures[0].error);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->step, tasks::Step::kToken);
+  EXPECT_EQ(shared.ids[first->task], "b2");
+  auto alone = starts({"b2"});
+  EXPECT_EQ(failures[1].ops, alone.ops.size());
   EXPECT_EQ(failures[1].error.code(), Code::kNoNode);
-  EXPECT_EQ(failures[1].error.failedOp(), 0);
+  auto second = alone.decoder.failed(failures[1].error);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->step, tasks::Step::kToken);
   for (const char* id : {"b0", "b1", "b3"}) {
     EXPECT_TRUE(stateIs(id, State::kSucceeded)) << id;
     EXPECT_EQ(eventsIn(id, State::kRunning), 1u) << id;
