@@ -21,9 +21,13 @@ struct Answer {
   std::string error;
 };
 
-// Splits "http://host:port" into a client.
-httplib::Client makeClient(const std::string& server, int read_timeout_s) {
-  httplib::Client cli(server);
+// A client of "http://host:port" or "https://host:port" (the certificate is verified, against
+// --ca-file when given), carrying the token when there is one.
+httplib::Client makeClient(const ClientOptions& o, int read_timeout_s) {
+  httplib::Client cli(o.server);
+  if (!o.ca_file.empty()) cli.set_ca_cert_path(o.ca_file.c_str());
+  cli.enable_server_certificate_verification(true);
+  if (!o.token.empty()) cli.set_bearer_token_auth(o.token.c_str());
   cli.set_connection_timeout(5);
   cli.set_read_timeout(read_timeout_s);
   cli.set_write_timeout(10);
@@ -33,7 +37,7 @@ httplib::Client makeClient(const std::string& server, int read_timeout_s) {
 
 Answer call(const ClientOptions& o, const std::string& method, const std::string& path,
             const Json* body = nullptr, int read_timeout_s = 30) {
-  auto cli = makeClient(o.server, read_timeout_s);
+  auto cli = makeClient(o, read_timeout_s);
   httplib::Result res =
       method == "GET"    ? cli.Get(path)
       : method == "POST" ? cli.Post(path, body != nullptr ? body->dump() : "{}", "application/json")
@@ -41,6 +45,9 @@ Answer call(const ClientOptions& o, const std::string& method, const std::string
   Answer a;
   if (!res) {
     a.error = fmt::format("no answer from {}: {}", o.server, httplib::to_string(res.error()));
+    if (res.error() == httplib::Error::SSLServerVerification) {
+      a.error += " (the server's certificate is not trusted: pass its CA with --ca-file)";
+    }
     return a;
   }
   a.status = res->status;
@@ -68,6 +75,7 @@ int failure(const Answer& a) {
   }
   std::string detail = a.body.is_object() ? a.body.value("detail", a.body.dump()) : "";
   std::cerr << "drover: " << a.status << " " << detail << "\n";
+  if (a.status == 401) std::cerr << "drover: give a token with --token or DROVER_TOKEN\n";
   if (a.status == 404) return kExitNotFound;
   if (a.status >= 500) return kExitServerError;
   return kExitRejected;
@@ -349,7 +357,11 @@ void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
   });
 
   for (auto* sub : {submit, status, wait, cancel, list, workers, cluster}) {
-    sub->add_option("--server", o.server, "Drover API URL")->envname("DROVER_SERVER");
+    sub->add_option("--server", o.server, "Drover API URL, http:// or https://")
+        ->envname("DROVER_SERVER");
+    sub->add_option("--token", o.token, "API token (docs/SECURITY.md)")->envname("DROVER_TOKEN");
+    sub->add_option("--ca-file", o.ca_file, "PEM CA file to verify an https server with")
+        ->envname("DROVER_CA_FILE");
     sub->add_flag("--json", o.json, "Machine-readable output");
   }
 }

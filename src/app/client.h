@@ -19,8 +19,13 @@ enum ExitCode : int {
 };
 
 struct ClientOptions {
-  std::string server = "http://127.0.0.1:8080";
+  std::string server = "http://127.0.0.1:8080";  // http:// or https://
   bool json = false;
+  // Sent as "Authorization: Bearer TOKEN" when set (--token, else DROVER_TOKEN).
+  std::string token;
+  // PEM file of the CA (or the self-signed certificate) an https server must be signed by
+  // (--ca-file, else DROVER_CA_FILE); empty: the system's trusted CAs.
+  std::string ca_file;
 };
 
 // Adds submit, status, wait, cancel, tasks, workers and cluster to `app`. Each subcommand stores
