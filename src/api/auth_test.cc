@@ -104,25 +104,29 @@ class AuthTest : public ApiFixture {
 
 // A request per route-table row that a caller with enough rights gets a 2xx for. A row without
 // one here fails the test: each new route is then checked for every role too.
+// Each sample also pins the role the contract gives the route (docs/SECURITY.md), so a wrong role
+// in the table fails too, not only a table the server does not enforce.
 struct Sample {
   std::string target;
   std::string body;
+  Role contract;
 };
 const std::map<std::pair<std::string, std::string>, Sample>& samples() {
   static const std::map<std::pair<std::string, std::string>, Sample> m = {
-      {{"POST", "/v1/tasks"}, {"/v1/tasks", R"({"type":"noop"})"}},
-      {{"POST", "/v1/tasks/batch"}, {"/v1/tasks/batch", R"({"tasks":[{"type":"noop"}]})"}},
-      {{"GET", "/v1/tasks"}, {"/v1/tasks", ""}},
-      {{"GET", R"(/v1/tasks/([\s\S]+))"}, {"/v1/tasks/known", ""}},
-      {{"DELETE", R"(/v1/tasks/([\s\S]+))"}, {"/v1/tasks/known", ""}},
-      {{"GET", "/v1/workers"}, {"/v1/workers", ""}},
-      {{"GET", "/v1/cluster"}, {"/v1/cluster", ""}},
-      {{"GET", "/v1/events"}, {"/v1/events", ""}},
-      {{"GET", "/livez"}, {"/livez", ""}},
-      {{"GET", "/readyz"}, {"/readyz", ""}},
-      {{"GET", "/metrics"}, {"/metrics", ""}},
-      {{"GET", "/"}, {"/", ""}},
-      {{"GET", R"(/assets/([\s\S]*))"}, {"/assets/app.js", ""}},
+      {{"POST", "/v1/tasks"}, {"/v1/tasks", R"({"type":"noop"})", Role::kSubmit}},
+      {{"POST", "/v1/tasks/batch"},
+       {"/v1/tasks/batch", R"({"tasks":[{"type":"noop"}]})", Role::kSubmit}},
+      {{"GET", "/v1/tasks"}, {"/v1/tasks", "", Role::kRead}},
+      {{"GET", R"(/v1/tasks/([\s\S]+))"}, {"/v1/tasks/known", "", Role::kRead}},
+      {{"DELETE", R"(/v1/tasks/([\s\S]+))"}, {"/v1/tasks/known", "", Role::kSubmit}},
+      {{"GET", "/v1/workers"}, {"/v1/workers", "", Role::kRead}},
+      {{"GET", "/v1/cluster"}, {"/v1/cluster", "", Role::kRead}},
+      {{"GET", "/v1/events"}, {"/v1/events", "", Role::kRead}},
+      {{"GET", "/livez"}, {"/livez", "", Role::kPublic}},
+      {{"GET", "/readyz"}, {"/readyz", "", Role::kPublic}},
+      {{"GET", "/metrics"}, {"/metrics", "", Role::kRead}},
+      {{"GET", "/"}, {"/", "", Role::kPublic}},
+      {{"GET", R"(/assets/([\s\S]*))"}, {"/assets/app.js", "", Role::kPublic}},
   };
   return m;
 }
@@ -139,6 +143,7 @@ TEST_F(AuthTest, EveryRouteAnswers401WithoutAValidToken403ForAWeakRoleAnd2xxOthe
       continue;
     }
     const Sample& s = it->second;
+    EXPECT_EQ(row.role, s.contract) << "the table gives this route another role than the contract";
     auto anonymous = call(row.method, s.target, "", s.body);
     auto unknown = call(row.method, s.target, newToken(), s.body);
     if (row.role == Role::kPublic) {
