@@ -8,6 +8,7 @@ packages=(
   libzookeeper-mt-dev zookeeper default-jre-headless
   libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev
   libexpected-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libssl-dev openssl  # API tokens (SHA-256) and TLS; the TLS tests make their certificate with openssl
   netcat-openbsd procps curl python3 chromium dpkg-dev clang-format
   iptables  # the fault suite cuts a node off from ZooKeeper with an owner match (docs/FAULTS.md)
   prometheus  # promtool checks the /metrics format and deploy/'s alert rules (tests/metrics_test.sh)

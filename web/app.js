@@ -63,9 +63,51 @@ function toast(text, isError) {
   toastTimer = setTimeout(() => (t.hidden = true), 4000);
 }
 
+// ---- API token (docs/SECURITY.md) ----
+// A node with tokens answers 401 without one. The page then asks for a token, keeps it in
+// sessionStorage (this tab only, gone when it closes; never in localStorage or a cookie) and sends
+// it as Authorization: Bearer on every call, the event stream included (read with fetch, so the
+// token never goes into a URL).
+
+const TOKEN_KEY = 'drover-token';
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY) || '';
+}
+function authHeaders() {
+  const t = token();
+  return t ? {Authorization: `Bearer ${t}`} : {};
+}
+
+let asking = null;  // one prompt at a time: every 401 waits for the same answer
+function askToken(reason) {
+  if (asking) return asking;
+  const dialog = $('auth');
+  const err = $('auth-error');
+  err.textContent = reason || '';
+  err.hidden = !reason;
+  $('auth-token').value = '';
+  asking = new Promise((resolve) => {
+    $('auth-form').onsubmit = (e) => {
+      e.preventDefault();
+      const value = $('auth-token').value.trim();
+      if (!value) return;
+      sessionStorage.setItem(TOKEN_KEY, value);
+      $('sign-out').hidden = false;
+      dialog.close();
+      asking = null;
+      resolve();
+    };
+  });
+  // Esc would close the dialog and leave every waiting call hanging: a token is needed to go on.
+  dialog.oncancel = (e) => e.preventDefault();
+  if (!dialog.open) dialog.showModal();
+  return asking;
+}
+
 // fetch + JSON; errors (problem+json or network) become an Error whose message is the detail.
+// A 401 asks for a token and tries again; a 403 (the token's role is too weak) is an error.
 async function api(method, path, body) {
-  const init = {method, headers: {}};
+  const init = {method, headers: authHeaders()};
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -75,6 +117,10 @@ async function api(method, path, body) {
     res = await fetch(path, init);
   } catch (e) {
     throw new Error(`cannot reach this node (${location.host})`);
+  }
+  if (res.status === 401) {
+    await askToken(token() ? 'That token is not valid on this node.' : '');
+    return api(method, path, body);
   }
   const text = await res.text();
   let data = null;
@@ -481,33 +527,88 @@ function setLive(state, text) {
   $('live-text').textContent = text;
 }
 
-let source = null;
-function connectEvents() {
-  if (source) source.close();
-  source = new EventSource('/v1/events');
-  source.addEventListener('open', () => setLive('on', 'live'));
-  source.addEventListener('task', (m) => {
+// The event stream, read with fetch rather than EventSource: EventSource cannot send an
+// Authorization header. Frames are parsed here (event, data, id lines; a blank line ends one), and
+// a reconnect sends Last-Event-ID so nothing is missed within the node's retention.
+let stream = null;  // the AbortController of the open stream
+let lastEventId = '';
+let retryTimer = 0;
+
+function dispatchFrame(frame) {
+  let event = 'message';
+  const data = [];
+  for (const line of frame.split('\n')) {
+    if (line.startsWith(':') || !line) continue;
+    const colon = line.indexOf(':');
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+    if (field === 'event') event = value;
+    if (field === 'data') data.push(value);
+    if (field === 'id') lastEventId = value;
+  }
+  if (event === 'task') {
     try {
-      onTaskEvent(JSON.parse(m.data));
+      onTaskEvent(JSON.parse(data.join('\n')));
     } catch (e) {
-      console.warn('bad event', m.data);
+      console.warn('bad event', data);
     }
-  });
-  // Fell too far behind: the server ended the stream. Reconnect and re-read.
-  source.addEventListener('dropped', () => {
-    setLive('', 'catching up…');
-    setTimeout(connectEvents, 500);
-    loadTasks();
-  });
-  source.addEventListener('error', () => {
-    if (source.readyState === EventSource.CLOSED) {
-      // Refused (503: too many streams, or the node is going away): retry on our own.
-      setLive('off', 'disconnected: retrying');
-      setTimeout(connectEvents, 3000);
-    } else {
-      setLive('', 'reconnecting…');
+  }
+  return event;
+}
+
+function reconnectEvents(delay, state, text) {
+  setLive(state, text);
+  clearTimeout(retryTimer);
+  retryTimer = setTimeout(connectEvents, delay);
+}
+
+async function connectEvents() {
+  if (stream) stream.abort();
+  const ctl = new AbortController();
+  stream = ctl;
+  const headers = authHeaders();
+  if (lastEventId) headers['Last-Event-ID'] = lastEventId;
+  let res;
+  try {
+    res = await fetch('/v1/events', {headers, signal: ctl.signal, cache: 'no-store'});
+  } catch (e) {
+    if (ctl.signal.aborted) return;
+    return reconnectEvents(3000, 'off', 'disconnected: retrying');
+  }
+  if (res.status === 401) {
+    setLive('off', 'needs a token');
+    await askToken(token() ? 'That token is not valid on this node.' : '');
+    return connectEvents();
+  }
+  if (!res.ok || !res.body) {
+    // Refused (403: the token may not read; 503: too many streams, or the node is going away).
+    return reconnectEvents(3000, 'off', res.status === 403 ? 'token may not read events'
+                                                           : 'disconnected: retrying');
+  }
+  setLive('on', 'live');
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  try {
+    for (;;) {
+      const {value, done} = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, {stream: true}).replace(/\r\n?/g, '\n');
+      let end;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const frame = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        if (dispatchFrame(frame) === 'dropped') {
+          // Fell too far behind: the server ends the stream. Reconnect and re-read.
+          loadTasks();
+          return reconnectEvents(500, '', 'catching up…');
+        }
+      }
     }
-  });
+  } catch (e) {
+    if (ctl.signal.aborted) return;
+  }
+  if (stream === ctl) reconnectEvents(1000, '', 'reconnecting…');
 }
 
 // ---- start ----
@@ -526,6 +627,11 @@ function start() {
   });
   $('p-close').addEventListener('click', closePanel);
   document.addEventListener('keydown', (e) => e.key === 'Escape' && closePanel());
+  $('sign-out').hidden = !token();
+  $('sign-out').addEventListener('click', () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    location.reload();
+  });
   setupSubmit();
   connectEvents();
   poll();

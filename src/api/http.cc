@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "api/openapi.h"
+#include "api/tls.h"
 #include "base/ids.h"
 #include "base/metrics.h"
 
@@ -41,6 +42,10 @@ std::string_view reason(int status) {
       return "Accepted";
     case 400:
       return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
     case 404:
       return "Not Found";
     case 405:
@@ -154,26 +159,34 @@ Json workerJson(const WorkerView& w) {
 
 HttpServer::HttpServer(TaskStore& store, EventFeed* events, HttpOptions options)
     : store_(store), events_(events), options_(std::move(options)) {
+  if (!options_.tls_cert.empty() || !options_.tls_key.empty()) {
+    server_ =
+        std::make_unique<httplib::SSLServer>(options_.tls_cert.c_str(), options_.tls_key.c_str());
+  } else {
+    server_ = std::make_unique<httplib::Server>();
+  }
   size_t threads = std::max<size_t>(2, options_.threads);
-  server_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  server_.set_read_timeout(options_.read_timeout);
-  server_.set_write_timeout(options_.write_timeout);
-  server_.set_keep_alive_timeout(options_.keep_alive_timeout_s);
-  server_.set_keep_alive_max_count(options_.keep_alive_max_requests);
-  server_.set_payload_max_length(options_.payload_max_bytes);
+  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  server_->set_read_timeout(options_.read_timeout);
+  server_->set_write_timeout(options_.write_timeout);
+  server_->set_keep_alive_timeout(options_.keep_alive_timeout_s);
+  server_->set_keep_alive_max_count(options_.keep_alive_max_requests);
+  server_->set_payload_max_length(options_.payload_max_bytes);
   // Small request/response pairs: without TCP_NODELAY, Nagle's algorithm and delayed ACKs add
   // tens of milliseconds to a POST whose header and body go out in separate writes.
-  server_.set_tcp_nodelay(true);
+  server_->set_tcp_nodelay(true);
   // cpp-httplib's default sets SO_REUSEPORT, with which a second server on the same port binds
   // too and the kernel splits the connections between the two. SO_REUSEADDR alone still lets a
   // restarted node bind over connections in TIME_WAIT, but never beside a live listener.
-  server_.set_socket_options([](socket_t sock) {
+  server_->set_socket_options([](socket_t sock) {
     int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
   });
-  server_.set_error_handler(httplib::Server::HandlerWithResponse(
+  server_->set_error_handler(httplib::Server::HandlerWithResponse(
       [this](const Request& req, Response& res) { return onError(req, res); }));
-  server_.set_exception_handler([this](const Request& req, Response& res, std::exception_ptr ep) {
+  server_->set_pre_routing_handler(
+      [this](const Request& req, Response& res) { return authorize(req, res); });
+  server_->set_exception_handler([this](const Request& req, Response& res, std::exception_ptr ep) {
     std::string what = "unknown exception";
     try {
       if (ep) std::rethrow_exception(ep);
@@ -224,19 +237,38 @@ HttpServer::Handler HttpServer::guard(Handler handler) const {
   };
 }
 
+httplib::Server::HandlerResponse HttpServer::authorize(const Request& req, Response& res) {
+  if (!options_.auth || !options_.auth->enabled())
+    return httplib::Server::HandlerResponse::Unhandled;
+  auto decision = options_.auth->check(req.method, req.path, req.get_header_value("Authorization"),
+                                       req.get_param_value("access_token"));
+  if (decision.status == 0) return httplib::Server::HandlerResponse::Unhandled;
+  if (decision.status == 401) {
+    res.set_header("WWW-Authenticate", decision.invalid_token
+                                           ? R"(Bearer realm="drover", error="invalid_token")"
+                                           : R"(Bearer realm="drover")");
+  }
+  problem(res, decision.status, std::move(decision.detail));
+  return httplib::Server::HandlerResponse::Handled;
+}
+
 void HttpServer::route(const std::string& method, const std::string& pattern, Handler handler) {
+  if (!roleOfRoute(method, pattern)) {
+    throw std::logic_error(fmt::format(
+        "route {} {} has no role: add it to the route table in src/api/auth.cc", method, pattern));
+  }
   routes_.push_back(Route{method, std::regex(pattern), pattern});
   auto h = guard(std::move(handler));
   if (method == "GET") {
-    server_.Get(pattern, h);
+    server_->Get(pattern, h);
   } else if (method == "POST") {
-    server_.Post(pattern, h);
+    server_->Post(pattern, h);
   } else if (method == "PUT") {
-    server_.Put(pattern, h);
+    server_->Put(pattern, h);
   } else if (method == "PATCH") {
-    server_.Patch(pattern, h);
+    server_->Patch(pattern, h);
   } else if (method == "DELETE") {
-    server_.Delete(pattern, h);
+    server_->Delete(pattern, h);
   } else {
     routes_.pop_back();
     throw std::invalid_argument("unsupported HTTP method " + method);
@@ -692,18 +724,25 @@ std::string bindFailure(const std::string& host, int port) {
 
 tl::expected<int, std::string> HttpServer::start() {
   if (thread_.joinable()) return tl::unexpected(std::string("already started"));
+  if (!options_.tls_cert.empty() || !options_.tls_key.empty()) {
+    if (auto bad = checkTlsFiles(options_.tls_cert, options_.tls_key)) return tl::unexpected(*bad);
+    if (!server_->is_valid()) {
+      return tl::unexpected(
+          fmt::format("cannot set up TLS with {} and {}", options_.tls_cert, options_.tls_key));
+    }
+  }
   int port = options_.port;
   if (port == 0) {
-    port = server_.bind_to_any_port(options_.host);
+    port = server_->bind_to_any_port(options_.host);
     if (port < 0) return tl::unexpected(fmt::format("cannot bind {}:0", options_.host));
-  } else if (!server_.bind_to_port(options_.host, port)) {
+  } else if (!server_->bind_to_port(options_.host, port)) {
     return tl::unexpected(bindFailure(options_.host, port));
   }
   port_ = port;
-  thread_ = std::thread([this] { server_.listen_after_bind(); });
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
   // stop() is a no-op until the server runs: wait for it so a quick stop() cannot hang.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (!server_.is_running() && std::chrono::steady_clock::now() < deadline) {
+  while (!server_->is_running() && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return port_;
@@ -716,7 +755,7 @@ void HttpServer::stop() {
     std::lock_guard lock(streams_mu_);
     for (const auto& s : open_streams_) s->close();
   }
-  server_.stop();
+  server_->stop();
   if (thread_.joinable()) thread_.join();
 }
 

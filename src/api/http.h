@@ -18,6 +18,7 @@
 #include <tl/expected.hpp>
 #include <vector>
 
+#include "api/auth.h"
 #include "api/event_feed.h"
 #include "api/store.h"
 #include "tasks/task.h"
@@ -52,6 +53,13 @@ struct HttpOptions {
   size_t max_event_streams = 0;                // 0: threads / 2
   std::chrono::milliseconds max_wait{300000};  // largest ?wait= on GET /v1/tasks/{id}
   int retry_after_s = 1;                       // Retry-After on 503 and 429
+  // Who may call what (api/auth.h): null or without tokens, every call is allowed. Checked before
+  // routing, so a refused request reaches no handler.
+  std::shared_ptr<const Authenticator> auth;
+  // PEM files of the certificate (chain) and its private key: both set, the API speaks HTTPS
+  // only; both empty, plain HTTP. start() fails with a clear error for a bad or missing file.
+  std::string tls_cert;
+  std::string tls_key;
 };
 
 // The HTTP front of a node. Routes (see docs/API.md): POST /v1/tasks, POST /v1/tasks/batch,
@@ -74,7 +82,9 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
 
   // Registers an extra route (say the dashboard at "/"). `method` is GET, POST, PUT, PATCH or
-  // DELETE; `pattern` is an httplib (std::regex) pattern. Exceptions become 500s.
+  // DELETE; `pattern` is an httplib (std::regex) pattern. Exceptions become 500s. The route must
+  // have a row in the route table (api/auth.cc, routeRoles()); else this throws
+  // std::logic_error: no route is served without a decided role.
   void addRoute(const std::string& method, const std::string& pattern, Handler handler);
 
   // Binds and starts serving on a thread of its own. Returns the bound port, or why it failed.
@@ -96,6 +106,7 @@ class HttpServer {
   Handler guard(Handler handler) const;
   void setupRoutes();
   httplib::Server::HandlerResponse onError(const httplib::Request& req, httplib::Response& res);
+  httplib::Server::HandlerResponse authorize(const httplib::Request& req, httplib::Response& res);
 
   // parseSpec, then the payload check of the task's type.
   tl::expected<tasks::TaskSpec, tasks::ValidationError> parseTask(const tasks::Json& body) const;
@@ -117,7 +128,7 @@ class HttpServer {
   TaskStore& store_;
   EventFeed* events_;
   const HttpOptions options_;
-  httplib::Server server_;
+  std::unique_ptr<httplib::Server> server_;  // an httplib::SSLServer when TLS is configured
   std::vector<Route> routes_;
   std::thread thread_;
   int port_ = 0;

@@ -43,8 +43,24 @@ std::string describe(httplib::Error e) {
   }
 }
 
-httplib::Client makeClient(const std::string& server, int read_timeout_s) {
-  httplib::Client cli(server);
+// The value of a flag, else of its environment variable (applied here, not through CLI11's
+// envname: the subcommands share ClientOptions, and a variable filled in for a subcommand not run
+// would overwrite the flag of the one run).
+std::string flagOrEnv(const std::string& flag, const char* variable) {
+  if (!flag.empty()) return flag;
+  const char* v = std::getenv(variable);
+  return v != nullptr ? std::string(v) : std::string();
+}
+
+// A client of "http://host:port" or "https://host:port" (the certificate is verified, against
+// --ca-file when given), carrying the token when there is one.
+httplib::Client makeClient(const ClientOptions& o, const std::string& url, int read_timeout_s) {
+  httplib::Client cli(url);
+  std::string ca_file = flagOrEnv(o.ca_file, "DROVER_CA_FILE");
+  if (!ca_file.empty()) cli.set_ca_cert_path(ca_file.c_str());
+  cli.enable_server_certificate_verification(true);
+  std::string token = flagOrEnv(o.token, "DROVER_TOKEN");
+  if (!token.empty()) cli.set_bearer_token_auth(token.c_str());
   cli.set_connection_timeout(5);
   cli.set_read_timeout(read_timeout_s);
   cli.set_write_timeout(10);
@@ -56,7 +72,7 @@ Answer call(const ClientOptions& o, const std::string& method, const std::string
             const Json* body = nullptr, int read_timeout_s = 30) {
   ServerUrl server = resolveServer(o.server, std::getenv("DROVER_SERVER"));
   if (!server.error.empty()) return Answer{0, Json(), server.error, true};
-  auto cli = makeClient(server.url, read_timeout_s);
+  auto cli = makeClient(o, server.url, read_timeout_s);
   httplib::Result res =
       method == "GET"    ? cli.Get(path)
       : method == "POST" ? cli.Post(path, body != nullptr ? body->dump() : "{}", "application/json")
@@ -68,6 +84,9 @@ Answer call(const ClientOptions& o, const std::string& method, const std::string
         "  Is a node running there? Start a local cluster with `drover up`, or point --server\n"
         "  (or DROVER_SERVER) at a node's API address.",
         server.url, describe(res.error()));
+    if (res.error() == httplib::Error::SSLServerVerification) {
+      a.error += "\n  The server's certificate is not trusted: pass its CA with --ca-file.";
+    }
     return a;
   }
   a.status = res->status;
@@ -95,6 +114,7 @@ int failure(const Answer& a) {
   }
   std::string detail = a.body.is_object() ? a.body.value("detail", a.body.dump()) : "";
   std::cerr << "drover: " << a.status << " " << detail << "\n";
+  if (a.status == 401) std::cerr << "drover: give a token with --token or DROVER_TOKEN\n";
   if (a.status == 404) return kExitNotFound;
   if (a.status >= 500) return kExitServerError;
   return kExitRejected;
@@ -492,6 +512,9 @@ void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
     sub->add_option(
         "--server", o.server,
         fmt::format("Drover API URL (default: DROVER_SERVER, else {})", kDefaultServer));
+    sub->add_option("--token", o.token, "API token (default: DROVER_TOKEN; docs/SECURITY.md)");
+    sub->add_option("--ca-file", o.ca_file,
+                    "PEM CA file to verify an https server with (default: DROVER_CA_FILE)");
     sub->add_flag("--json", o.json, "Machine-readable output");
   }
 }

@@ -22,8 +22,14 @@ inline constexpr const char* kDefaultServer = "http://127.0.0.1:8080";
 
 struct ClientOptions {
   // --server; when empty, DROVER_SERVER, else kDefaultServer (the flag wins over the variable).
+  // http:// or https://.
   std::string server;
   bool json = false;
+  // Sent as "Authorization: Bearer TOKEN" when set (--token, else DROVER_TOKEN).
+  std::string token;
+  // PEM file of the CA (or the self-signed certificate) an https server must be signed by
+  // (--ca-file, else DROVER_CA_FILE); empty: the system's trusted CAs.
+  std::string ca_file;
 };
 
 // The API base URL the client commands use: `flag` if given, else `env` (DROVER_SERVER) if set,

@@ -1,5 +1,6 @@
 #include "app/config.h"
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
@@ -9,6 +10,8 @@
 #include <fstream>
 #include <limits>
 #include <sstream>
+
+#include "api/auth.h"
 
 namespace drover::app {
 namespace {
@@ -53,7 +56,7 @@ std::vector<std::string> splitList(std::string_view text) {
   return out;
 }
 
-bool isListKey(std::string_view key) { return key == "labels"; }
+bool isListKey(std::string_view key) { return key == "labels" || key == "tokens"; }
 
 const std::vector<std::string> kLevels = {"trace", "debug",    "info", "warn",
                                           "error", "critical", "off"};
@@ -77,7 +80,13 @@ const std::vector<std::string>& configKeys() {
                                                 "retention_age_s",
                                                 "max_pending_tasks",
                                                 "log_level",
-                                                "log_format"};
+                                                "log_format",
+                                                "tokens",
+                                                "allow_insecure_bind",
+                                                "tls_cert",
+                                                "tls_key",
+                                                "zk_auth",
+                                                "zk_auth_file"};
   return keys;
 }
 
@@ -129,6 +138,27 @@ std::optional<std::string> setConfigKey(NodeConfig& config, std::string_view key
   } else if (key == "log_format") {
     if (value != "text" && value != "json") err = fmt::format("'{}' is not text or json", value);
     c.log_format = value;
+  } else if (key == "tokens") {
+    c.tokens = splitList(value);
+    for (const auto& t : c.tokens) {
+      if (auto parsed = api::parseTokenHash(t); !parsed) {
+        err = parsed.error();
+        break;
+      }
+    }
+  } else if (key == "allow_insecure_bind") {
+    err = parseBool(value, c.allow_insecure_bind);
+  } else if (key == "tls_cert") {
+    c.tls_cert = value;
+  } else if (key == "tls_key") {
+    c.tls_key = value;
+  } else if (key == "zk_auth") {
+    c.zk_auth = value;
+    if (!value.empty() && (value.find(':') == std::string_view::npos || value.front() == ':')) {
+      err = "must be USER:PASSWORD";  // the value is not echoed: it is a secret
+    }
+  } else if (key == "zk_auth_file") {
+    c.zk_auth_file = value;
   } else {
     err = fmt::format("unknown key '{}'", key);
   }
@@ -268,6 +298,12 @@ std::string configValueText(const NodeConfig& c, std::string_view key) {
   if (key == "max_pending_tasks") return std::to_string(c.max_pending_tasks);
   if (key == "log_level") return c.log_level;
   if (key == "log_format") return c.log_format;
+  if (key == "tokens") return fmt::format("{}", fmt::join(c.tokens, ","));
+  if (key == "allow_insecure_bind") return c.allow_insecure_bind ? "true" : "false";
+  if (key == "tls_cert") return c.tls_cert;
+  if (key == "tls_key") return c.tls_key;
+  if (key == "zk_auth") return c.zk_auth;
+  if (key == "zk_auth_file") return c.zk_auth_file;
   return "";
 }
 
@@ -291,8 +327,57 @@ std::string toYaml(const NodeConfig& c) {
   out << YAML::Key << "max_pending_tasks" << YAML::Value << c.max_pending_tasks;
   out << YAML::Key << "log_level" << YAML::Value << c.log_level;
   out << YAML::Key << "log_format" << YAML::Value << c.log_format;
+  out << YAML::Key << "tokens" << YAML::Value << YAML::Flow << c.tokens;
+  out << YAML::Key << "allow_insecure_bind" << YAML::Value << c.allow_insecure_bind;
+  out << YAML::Key << "tls_cert" << YAML::Value << YAML::DoubleQuoted << c.tls_cert;
+  out << YAML::Key << "tls_key" << YAML::Value << YAML::DoubleQuoted << c.tls_key;
+  out << YAML::Key << "zk_auth" << YAML::Value << YAML::DoubleQuoted << c.zk_auth;
+  out << YAML::Key << "zk_auth_file" << YAML::Value << YAML::DoubleQuoted << c.zk_auth_file;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
+}
+
+bool isLoopbackHost(std::string_view host) {
+  if (host == "localhost" || host == "::1" || host == "[::1]") return true;
+  in_addr v4{};
+  std::string h(host);
+  return ::inet_pton(AF_INET, h.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
+}
+
+tl::expected<std::string, std::string> zkCredential(const NodeConfig& c) {
+  if (!c.zk_auth.empty() && !c.zk_auth_file.empty()) {
+    return tl::unexpected(std::string("set zk_auth or zk_auth_file, not both"));
+  }
+  std::string cred = c.zk_auth;
+  if (!c.zk_auth_file.empty()) {
+    std::ifstream in(c.zk_auth_file);
+    if (!in) return tl::unexpected(fmt::format("cannot read zk_auth_file {}", c.zk_auth_file));
+    std::getline(in, cred);
+    while (!cred.empty() && (cred.back() == '\r' || cred.back() == ' ')) cred.pop_back();
+    if (cred.find(':') == std::string::npos || cred.front() == ':') {
+      return tl::unexpected(
+          fmt::format("zk_auth_file {}: its first line must be USER:PASSWORD", c.zk_auth_file));
+    }
+  }
+  return cred;
+}
+
+std::string validateSecurity(const NodeConfig& c, std::string_view host) {
+  for (const auto& t : c.tokens) {
+    if (auto parsed = api::parseTokenHash(t); !parsed) return "tokens: " + parsed.error();
+  }
+  if (c.tls_cert.empty() != c.tls_key.empty()) {
+    return "tls_cert and tls_key must be given together (or neither, for plain HTTP)";
+  }
+  if (auto cred = zkCredential(c); !cred) return cred.error();
+  if (c.tokens.empty() && !c.allow_insecure_bind && !isLoopbackHost(host)) {
+    return fmt::format(
+        "--http {}: no tokens are configured, so anyone who can reach this address could submit "
+        "and run commands; bind a loopback address, configure tokens (docs/SECURITY.md), or set "
+        "allow_insecure_bind: true if an open API there is on purpose",
+        host.empty() ? std::string("(all addresses)") : std::string(host));
+  }
+  return "";
 }
 
 }  // namespace drover::app

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tl/expected.hpp>
 #include <utility>
 #include <vector>
 
@@ -75,5 +76,17 @@ std::string configValueText(const NodeConfig& config, std::string_view key);
 
 // The configuration as a YAML document of every key, readable by applyYaml.
 std::string toYaml(const NodeConfig& config);
+
+// True for an address only this machine can reach: 127.0.0.0/8, ::1, localhost.
+bool isLoopbackHost(std::string_view host);
+
+// The ZooKeeper digest credential "user:password" from zk_auth or zk_auth_file ("" for none), or
+// what is wrong (never quoting the credential).
+tl::expected<std::string, std::string> zkCredential(const NodeConfig& config);
+
+// The security settings' own checks ("" when fine): token lines, TLS files given in pairs, the ZK
+// credential, and the refusal to serve an open API (no tokens) on `host` unless it is loopback
+// or allow_insecure_bind is set.
+std::string validateSecurity(const NodeConfig& config, std::string_view host);
 
 }  // namespace drover::app

@@ -167,6 +167,11 @@ TEST(Config, PrintedConfigReadsBackTheSame) {
   c.labels = {"gpu", "with space", "yes"};
   c.max_payload_bytes = 123;
   c.log_level = "warn";
+  c.tokens = {"read:" + std::string(64, 'a'), "admin:" + std::string(64, 'b')};
+  c.allow_insecure_bind = true;
+  c.tls_cert = "/etc/drover/api.crt";
+  c.tls_key = "/etc/drover/api.key";
+  c.zk_auth = "drover:s3cret";
   std::string yaml = toYaml(c);
   for (const auto& key : configKeys()) {
     EXPECT_NE(yaml.find(key + ":"), std::string::npos) << "missing " << key << " in\n" << yaml;
@@ -179,6 +184,8 @@ TEST(Config, PrintedConfigReadsBackTheSame) {
   EXPECT_EQ(back.labels, c.labels);
   EXPECT_FALSE(back.worker);
   EXPECT_EQ(back.id, "");
+  EXPECT_EQ(back.tokens, c.tokens);
+  EXPECT_EQ(back.zk_auth, c.zk_auth);
 }
 
 TEST(Config, ValueTextReadsBackThroughSetConfigKey) {
@@ -221,6 +228,89 @@ TEST(Config, MaxPendingTasks) {
 TEST(Config, EnvNames) {
   EXPECT_EQ(envNameOf("session_timeout_ms"), "DROVER_SESSION_TIMEOUT_MS");
   EXPECT_EQ(envNameOf("zk"), "DROVER_ZK");
+}
+
+}  // namespace
+}  // namespace drover::app
+
+namespace drover::app {
+namespace {
+
+const std::string kHash(64, 'c');
+
+TEST(SecurityConfig, TokensFromFileEnvironmentAndTheirErrors) {
+  TempFile f("tokens:\n  - read:" + kHash + "\n  - submit:" + kHash + "\n");
+  CommandLine cl;
+  cl.config_path = f.path();
+  auto r = loadConfig(cl, fakeEnv({}));
+  ASSERT_EQ(r.error, "");
+  EXPECT_EQ(r.config.tokens, (std::vector<std::string>{"read:" + kHash, "submit:" + kHash}));
+  // The environment replaces the file's list.
+  r = loadConfig(cl, fakeEnv({{"DROVER_TOKENS", "admin:" + kHash}}));
+  ASSERT_EQ(r.error, "");
+  EXPECT_EQ(r.config.tokens, (std::vector<std::string>{"admin:" + kHash}));
+  // A token pasted where its hash belongs: refused, and not echoed.
+  r = loadConfig({}, fakeEnv({{"DROVER_TOKENS", "read:drv_secretsecretsecret"}}));
+  EXPECT_NE(r.error.find("DROVER_TOKENS"), std::string::npos) << r.error;
+  EXPECT_EQ(r.error.find("drv_secret"), std::string::npos) << r.error;
+  r = loadConfig({}, fakeEnv({{"DROVER_TOKENS", "root:" + kHash}}));
+  EXPECT_NE(r.error.find("not read, submit or admin"), std::string::npos) << r.error;
+  TempFile bad("tokens: read:" + kHash + "\n");
+  cl.config_path = bad.path();
+  EXPECT_NE(loadConfig(cl, fakeEnv({})).error.find("must be a list"), std::string::npos);
+}
+
+TEST(SecurityConfig, AnOpenApiBindsLoopbackOnlyUnlessToldItIsOnPurpose) {
+  NodeConfig c;
+  EXPECT_EQ(validate(c), "");  // 127.0.0.1, no tokens: today's behaviour
+  for (const char* http : {"0.0.0.0:8080", "10.1.2.3:8080", "[::]:8080", "example.org:80"}) {
+    c.http = http;
+    SCOPED_TRACE(http);
+    EXPECT_NE(validate(c).find("no tokens are configured"), std::string::npos) << validate(c);
+  }
+  c.http = "0.0.0.0:8080";
+  c.allow_insecure_bind = true;
+  EXPECT_EQ(validate(c), "");
+  c.allow_insecure_bind = false;
+  c.tokens = {"read:" + kHash};
+  EXPECT_EQ(validate(c), "");
+  for (const char* host : {"127.0.0.1", "127.8.9.10", "localhost", "::1"}) {
+    EXPECT_TRUE(isLoopbackHost(host)) << host;
+  }
+  for (const char* host : {"", "0.0.0.0", "128.0.0.1", "::", "10.0.0.1", "localhost.evil"}) {
+    EXPECT_FALSE(isLoopbackHost(host)) << host;
+  }
+}
+
+TEST(SecurityConfig, TlsFilesComeInPairs) {
+  NodeConfig c;
+  c.tls_cert = "/a.crt";
+  EXPECT_NE(validate(c).find("tls_cert and tls_key"), std::string::npos);
+  c.tls_key = "/a.key";
+  EXPECT_EQ(validate(c), "");
+}
+
+TEST(SecurityConfig, ZooKeeperCredentialFromKeyOrFileNeverEchoed) {
+  NodeConfig c;
+  EXPECT_EQ(zkCredential(c).value(), "");
+  NodeConfig bad;
+  auto err = setConfigKey(bad, "zk_auth", "justapassword");
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->find("justapassword"), std::string::npos);
+  c.zk_auth = "drover:pw";
+  EXPECT_EQ(zkCredential(c).value(), "drover:pw");
+  TempFile f("drover:from-file\n");
+  c.zk_auth_file = f.path();
+  EXPECT_FALSE(zkCredential(c));  // both: which one is meant?
+  c.zk_auth = "";
+  EXPECT_EQ(zkCredential(c).value(), "drover:from-file");
+  TempFile nocolon("from-file\n");
+  c.zk_auth_file = nocolon.path();
+  ASSERT_FALSE(zkCredential(c));
+  EXPECT_EQ(zkCredential(c).error().find("from-file"), std::string::npos);
+  EXPECT_NE(validate(c), "");
+  c.zk_auth_file = "/nonexistent/drover-zk-auth";
+  EXPECT_NE(zkCredential(c).error().find("cannot read zk_auth_file"), std::string::npos);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "app/client.h"
 #include "app/config.h"
 #include "app/node.h"
+#include "app/token.h"
 #include "app/up.h"
 #include "base/log.h"
 #include "base/stop_flag.h"
@@ -108,6 +109,10 @@ int main(int argc, char** argv) {
       {"max_pending_tasks", "--max-pending-tasks", nullptr, ""},
       {"log_level", "--log-level", nullptr, ""},
       {"log_format", "--log-format", nullptr, ""},
+      {"allow_insecure_bind", "--allow-insecure-bind", nullptr, ""},
+      {"tls_cert", "--tls-cert", nullptr, ""},
+      {"tls_key", "--tls-key", nullptr, ""},
+      {"zk_auth_file", "--zk-auth-file", nullptr, ""},
   };
   const std::map<std::string, std::string> node_help = {
       {"zk", "ZooKeeper connect string host:port[,host:port...]"},
@@ -124,6 +129,10 @@ int main(int argc, char** argv) {
       {"max_pending_tasks", "Pending tasks past which submits get 429 (0: no cap)"},
       {"log_level", "trace|debug|info|warn|error|critical|off"},
       {"log_format", "text | json"},
+      {"allow_insecure_bind", "true: serve an API without tokens on a non-loopback address"},
+      {"tls_cert", "PEM certificate (chain) of the API's HTTPS"},
+      {"tls_key", "PEM private key of --tls-cert"},
+      {"zk_auth_file", "File whose first line is the ZooKeeper digest USER:PASSWORD"},
   };
   auto* node_cmd = app.add_subcommand(
       "node", "Run a node: REST API, worker and leader candidate (see docs/CONFIG.md)");
@@ -213,6 +222,7 @@ int main(int argc, char** argv) {
 
   app::ClientOptions client;
   app::addClientCommands(app, client, exit_code);
+  app::addTokenCommands(app, exit_code);
 
   std::signal(SIGINT, onSignal);
   std::signal(SIGTERM, onSignal);

@@ -8,9 +8,11 @@
 #include <thread>
 
 #include "api/dashboard.h"
-#include "api/http.h"
 #include "api/event_feed.h"
+#include "api/http.h"
 #include "api/store.h"
+#include "app/config.h"
+#include "app/zk_security.h"
 #include "base/backoff.h"
 #include "base/clock.h"
 #include "base/ids.h"
@@ -439,13 +441,19 @@ std::string validate(const NodeConfig& c) {
     return "strategy must be round-robin, random or least-loaded";
   }
   if (!c.worker && !c.leader && c.http.empty()) return "a node must have at least one role";
-  return "";
+  return validateSecurity(c, host);
 }
 
 int runNode(const NodeConfig& config, const base::StopFlag& stop) {
   tasks::Layout layout(config.zk_root);
-  auto conn = coord::ZkCoordination::connect(
-      {config.zk, std::chrono::milliseconds(config.session_timeout_ms)});
+  auto credential = zkCredential(config);
+  if (!credential) {
+    spdlog::error("{}", credential.error());
+    return 2;
+  }
+  coord::ZkOptions zk_options{config.zk, std::chrono::milliseconds(config.session_timeout_ms)};
+  zk_options.digest_auth = *credential;
+  auto conn = coord::ZkCoordination::connect(std::move(zk_options));
   if (!conn) {
     spdlog::error("{}", conn.error().toString());
     return 2;
@@ -462,6 +470,12 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
     if (stop) return 0;
     spdlog::error("cannot create the znode tree under {}: {}", config.zk_root,
                   st.error().toString());
+    return 3;
+  }
+  std::vector<std::string> tree_paths = {config.zk_root};
+  for (const auto& d : layout.directories()) tree_paths.push_back(d);
+  if (auto bad = checkTreeAcl(c, tree_paths, *credential); !bad.empty()) {
+    spdlog::error("cannot use the znode tree under {}: {}", config.zk_root, bad);
     return 3;
   }
 
@@ -485,6 +499,11 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
     return registry().validate(type, payload);
   };
   ho.metrics = [] { return base::metrics().render(); };
+  std::vector<api::TokenHash> tokens;
+  for (const auto& t : config.tokens) tokens.push_back(*api::parseTokenHash(t));  // validated
+  ho.auth = std::make_shared<api::Authenticator>(std::move(tokens));
+  ho.tls_cert = config.tls_cert;
+  ho.tls_key = config.tls_key;
   api::HttpServer http(store, &events, ho);
   api::addDashboard(http);
   auto bound = http.start();
@@ -493,7 +512,10 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
     return 4;
   }
   std::string http_addr = fmt::format("{}:{}", host, *bound);
-  spdlog::info("serving the API on http://{}", http_addr);
+  spdlog::info("serving the API on {}://{} ({})", config.tls_cert.empty() ? "http" : "https",
+               http_addr,
+               config.tokens.empty() ? "open: no tokens configured"
+                                     : fmt::format("{} tokens configured", config.tokens.size()));
 
   if (config.worker) {
     worker = std::make_unique<WorkerRole>(c, layout, config, http_addr);

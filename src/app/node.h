@@ -33,6 +33,16 @@ struct NodeConfig {
   int64_t max_pending_tasks = 1000000;
   std::string log_level = "info";
   std::string log_format = "text";
+  // Security (docs/SECURITY.md). API tokens as "ROLE:SHA256HEX"; none: the API is open, and the
+  // node then binds a loopback address only, unless allow_insecure_bind says that is on purpose.
+  std::vector<std::string> tokens;
+  bool allow_insecure_bind = false;
+  std::string tls_cert;  // PEM certificate (chain) and key: both set, the API speaks HTTPS only
+  std::string tls_key;
+  // ZooKeeper digest credentials "user:password", given directly or in a file (one line): every
+  // session authenticates with them and every znode is created readable and writable by them only.
+  std::string zk_auth;
+  std::string zk_auth_file;
 };
 
 // The task types this process's node runs: the built-ins (noop, echo, sleep, fail, exec) and

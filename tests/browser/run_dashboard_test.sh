@@ -66,3 +66,25 @@ grep -q "Drover is up" "$work/up.log" || { echo "FAIL: drover up did not come up
 mkdir -p "$artifacts"
 node "$here/dashboard_test.mjs" --url "http://127.0.0.1:$port/" --chromium "$chromium" \
   --profile "$work/profile" --screenshot "$artifacts/dashboard.png"
+
+# The same page against a node with API tokens (docs/SECURITY.md): stop this cluster, start one
+# whose node reads its tokens from DROVER_TOKENS (drover up's nodes inherit the environment).
+kill -INT "$up_pid"
+for _ in $(seq 300); do kill -0 "$up_pid" 2>/dev/null || break; sleep 0.1; done
+wait "$up_pid" 2>/dev/null || true
+read_json=$("$drover" token new --role read --json)
+submit_json=$("$drover" token new --role submit --json)
+field() { node -e 'const j = JSON.parse(process.argv[1]); console.log(j[process.argv[2]]);' "$1" "$2"; }
+: >"$work/up.log"
+DROVER_TOKENS="$(field "$read_json" config),$(field "$submit_json" config)" \
+  "$drover" up --nodes 1 --http-port "$port" >"$work/up.log" 2>&1 &
+up_pid=$!
+for _ in $(seq 600); do
+  grep -q "Drover is up" "$work/up.log" && break
+  kill -0 "$up_pid" 2>/dev/null || { echo "FAIL: drover up (with tokens) exited early"; exit 1; }
+  sleep 0.1
+done
+grep -q "Drover is up" "$work/up.log" || { echo "FAIL: drover up (with tokens) did not come up"; exit 1; }
+node "$here/dashboard_auth_test.mjs" --url "http://127.0.0.1:$port/" --chromium "$chromium" \
+  --profile "$work/profile-auth" --read "$(field "$read_json" token)" \
+  --submit "$(field "$submit_json" token)"

@@ -56,10 +56,12 @@ int toMode(CreateMode mode) {
   return ZOO_PERSISTENT;
 }
 
-// An ACL in the C client's layout, owning its strings. Empty = world:anyone with all rights.
+// An ACL in the C client's layout, owning its strings. Empty = world:anyone with all rights, or,
+// for a session with digest credentials (`creator_only`), all rights to the creator's identity
+// only (ZOO_CREATOR_ALL_ACL: the server puts the session's authenticated ids in its place).
 class CAcl {
  public:
-  explicit CAcl(const Acl& acl) {
+  CAcl(const Acl& acl, bool creator_only) : creator_only_(creator_only) {
     for (const auto& e : acl) {
       schemes_.push_back(e.scheme);
       ids_.push_back(e.id);
@@ -75,9 +77,13 @@ class CAcl {
   }
   CAcl(const CAcl&) = delete;
   CAcl& operator=(const CAcl&) = delete;
-  const struct ACL_vector* get() const { return entries_.empty() ? &ZOO_OPEN_ACL_UNSAFE : &vec_; }
+  const struct ACL_vector* get() const {
+    if (!entries_.empty()) return &vec_;
+    return creator_only_ ? &ZOO_CREATOR_ALL_ACL : &ZOO_OPEN_ACL_UNSAFE;
+  }
 
  private:
+  bool creator_only_;
   std::vector<std::string> schemes_, ids_;
   std::vector<struct ACL> entries_;
   struct ACL_vector vec_ {};
@@ -477,6 +483,11 @@ Result<std::unique_ptr<ZkCoordination>> ZkCoordination::connect(ZkOptions option
   static std::once_flag once;
   std::call_once(once, [] { zoo_set_debug_level(ZOO_LOG_LEVEL_WARN); });
   auto impl = std::make_unique<Impl>(std::move(options));
+  // Added to the first handle and to every one that replaces it, right after zookeeper_init and
+  // before any request: the client sends its credentials first on every (re)connection.
+  if (!impl->options.digest_auth.empty()) {
+    impl->auths.emplace_back("digest", impl->options.digest_auth);
+  }
   {
     // The client thread may report "connected" before zookeeper_init returns; holding the lock
     // until the handle is published makes that event wait instead of being dropped as one of
@@ -503,7 +514,7 @@ Future<std::string> ZkCoordination::create(CreateOp op) {
   // A sequential create may name a bare prefix ("/parent/"): check the name it will get.
   bool sequential =
       op.mode == CreateMode::kPersistentSequential || op.mode == CreateMode::kEphemeralSequential;
-  CAcl acl(op.acl);
+  CAcl acl(op.acl, !impl_->options.digest_auth.empty());
   return issue<std::string>(
       *impl_, "create", op.path, sequential ? op.path + "0000000000" : op.path, nullptr,
       [&](zhandle_t* zh, void* call) {
@@ -670,7 +681,8 @@ Future<std::vector<OpResult>> ZkCoordination::multi(std::vector<Op> ops) {
         [&](const auto& o) {
           using T = std::decay_t<decltype(o)>;
           if constexpr (std::is_same_v<T, CreateOp>) {
-            call->acls.push_back(std::make_unique<CAcl>(o.acl));
+            call->acls.push_back(
+                std::make_unique<CAcl>(o.acl, !impl_->options.digest_auth.empty()));
             call->path_buffers[i].assign(o.path.size() + 32, '\0');
             zoo_create_op_init(&call->zops[i], o.path.c_str(), o.data.data(),
                                static_cast<int>(o.data.size()), call->acls.back()->get(),
@@ -726,6 +738,24 @@ Future<void> ZkCoordination::addAuth(const std::string& scheme, const std::strin
             [](int rc, const void* d) { complete<void>(d, rc, [] { return Result<void>(); }); },
             call);
       });
+}
+
+Future<Acl> ZkCoordination::getAcl(const std::string& path) {
+  return issue<Acl>(*impl_, "other", path, path, nullptr, [&](zhandle_t* zh, void* call) {
+    return zoo_aget_acl(
+        zh, path.c_str(),
+        [](int rc, struct ACL_vector* acl, ::Stat*, const void* d) {
+          complete<Acl>(d, rc, [&] {
+            Acl out;
+            for (int32_t i = 0; acl != nullptr && i < acl->count; ++i) {
+              out.push_back(
+                  AclEntry{acl->data[i].perms, acl->data[i].id.scheme, acl->data[i].id.id});
+            }
+            return out;
+          });
+        },
+        call);
+  });
 }
 
 SessionEvent ZkCoordination::session() const {

@@ -20,6 +20,11 @@ struct ZkOptions {
   // (1 MiB by default) instead of answering with an error, so oversized requests are refused
   // here with kBadArguments before they are sent.
   size_t max_request_bytes = 1024 * 1024 - 16 * 1024;
+  // ZooKeeper digest credentials "user:password" (docs/SECURITY.md). When set, every session,
+  // the first and each one built after an expiry, adds them with zoo_add_auth before it sends
+  // any request, and a create whose ACL is empty gets ZOO_CREATOR_ALL_ACL (all rights to this
+  // digest identity only) instead of the open ACL. Empty: no credentials, open znodes.
+  std::string digest_auth = "";
   // Test hooks: the first runs right after the C client handle is created, before it is
   // published as the current session's, so a test can hold that window open; the second runs on
   // the client's thread for every session event, before the event takes any lock.
@@ -50,6 +55,10 @@ class ZkCoordination final : public Coordination {
   uint64_t addSessionListener(SessionListener listener) override;
   void removeSessionListener(uint64_t id) override;
   void close() override;
+
+  // The ACL of `path` (kNoNode if it is missing). Not part of Coordination: only the node's
+  // startup check of a protected tree needs it (docs/SECURITY.md).
+  Future<Acl> getAcl(const std::string& path);
 
   // Blocks until the session is connected or `timeout` passes.
   bool waitConnected(std::chrono::milliseconds timeout) const;
