@@ -727,9 +727,9 @@ TEST_F(SchedulerTest, RetentionDeletesInMultisFallingBackToSingleDeletesOnAClash
   EXPECT_GE(leader_.callCount(coord::OpKind::kMulti) - multis_before, 3u);
   // Counted as each delete's reply comes back to the scheduler's thread, which may be just after
   // the tree is empty.
-  EXPECT_TRUE(base::eventually(
-      [&] { return scheduler_->snapshot().statuses_deleted == static_cast<uint64_t>(n); }))
-      << scheduler_->snapshot().statuses_deleted;
+  EXPECT_TRUE(base::eventually([&] {
+    return scheduler_->snapshot().statuses_deleted == static_cast<uint64_t>(n);
+  })) << scheduler_->snapshot().statuses_deleted;
 }
 
 // Reads of one path are answered only on release (applied at once, like a ZooKeeper read whose
