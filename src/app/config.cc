@@ -53,7 +53,17 @@ std::vector<std::string> splitList(std::string_view text) {
   return out;
 }
 
-bool isListKey(std::string_view key) { return key == "labels"; }
+bool isListKey(std::string_view key) { return key == "labels" || key == "exec_allow"; }
+
+std::optional<std::string> parseDouble(std::string_view text, double& out) {
+  double v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+    return fmt::format("'{}' is not a number", text);
+  }
+  out = v;
+  return std::nullopt;
+}
 
 const std::vector<std::string> kLevels = {"trace", "debug",    "info", "warn",
                                           "error", "critical", "off"};
@@ -77,7 +87,17 @@ const std::vector<std::string>& configKeys() {
                                                 "retention_age_s",
                                                 "max_pending_tasks",
                                                 "log_level",
-                                                "log_format"};
+                                                "log_format",
+                                                "exec",
+                                                "exec_allow",
+                                                "exec_sandbox",
+                                                "exec_uid",
+                                                "exec_gid",
+                                                "exec_work_dir",
+                                                "task_memory_mb",
+                                                "task_cpus",
+                                                "task_pids",
+                                                "container_engine"};
   return keys;
 }
 
@@ -129,6 +149,26 @@ std::optional<std::string> setConfigKey(NodeConfig& config, std::string_view key
   } else if (key == "log_format") {
     if (value != "text" && value != "json") err = fmt::format("'{}' is not text or json", value);
     c.log_format = value;
+  } else if (key == "exec") {
+    err = parseBool(value, c.exec);
+  } else if (key == "exec_allow") {
+    c.exec_allow = splitList(value);
+  } else if (key == "exec_sandbox") {
+    err = parseBool(value, c.exec_sandbox);
+  } else if (key == "exec_uid") {
+    err = parseInt(value, c.exec_uid);
+  } else if (key == "exec_gid") {
+    err = parseInt(value, c.exec_gid);
+  } else if (key == "exec_work_dir") {
+    c.exec_work_dir = value;
+  } else if (key == "task_memory_mb") {
+    err = parseInt(value, c.task_memory_mb);
+  } else if (key == "task_cpus") {
+    err = parseDouble(value, c.task_cpus);
+  } else if (key == "task_pids") {
+    err = parseInt(value, c.task_pids);
+  } else if (key == "container_engine") {
+    c.container_engine = value;
   } else {
     err = fmt::format("unknown key '{}'", key);
   }
@@ -174,8 +214,8 @@ std::optional<std::string> applyYaml(NodeConfig& config, const std::string& text
                                item.Mark().line + 1, key);
           }
           if (item.Scalar().find(',') != std::string::npos) {
-            return fmt::format("{}:{}: a label may not contain a comma", source,
-                               item.Mark().line + 1);
+            return fmt::format("{}:{}: an item of '{}' may not contain a comma", source,
+                               item.Mark().line + 1, key);
           }
           items.push_back(item.Scalar());
         }
@@ -268,6 +308,16 @@ std::string configValueText(const NodeConfig& c, std::string_view key) {
   if (key == "max_pending_tasks") return std::to_string(c.max_pending_tasks);
   if (key == "log_level") return c.log_level;
   if (key == "log_format") return c.log_format;
+  if (key == "exec") return c.exec ? "true" : "false";
+  if (key == "exec_allow") return fmt::format("{}", fmt::join(c.exec_allow, ","));
+  if (key == "exec_sandbox") return c.exec_sandbox ? "true" : "false";
+  if (key == "exec_uid") return std::to_string(c.exec_uid);
+  if (key == "exec_gid") return std::to_string(c.exec_gid);
+  if (key == "exec_work_dir") return c.exec_work_dir;
+  if (key == "task_memory_mb") return std::to_string(c.task_memory_mb);
+  if (key == "task_cpus") return fmt::format("{}", c.task_cpus);
+  if (key == "task_pids") return std::to_string(c.task_pids);
+  if (key == "container_engine") return c.container_engine;
   return "";
 }
 
@@ -291,6 +341,16 @@ std::string toYaml(const NodeConfig& c) {
   out << YAML::Key << "max_pending_tasks" << YAML::Value << c.max_pending_tasks;
   out << YAML::Key << "log_level" << YAML::Value << c.log_level;
   out << YAML::Key << "log_format" << YAML::Value << c.log_format;
+  out << YAML::Key << "exec" << YAML::Value << c.exec;
+  out << YAML::Key << "exec_allow" << YAML::Value << YAML::Flow << c.exec_allow;
+  out << YAML::Key << "exec_sandbox" << YAML::Value << c.exec_sandbox;
+  out << YAML::Key << "exec_uid" << YAML::Value << c.exec_uid;
+  out << YAML::Key << "exec_gid" << YAML::Value << c.exec_gid;
+  out << YAML::Key << "exec_work_dir" << YAML::Value << c.exec_work_dir;
+  out << YAML::Key << "task_memory_mb" << YAML::Value << c.task_memory_mb;
+  out << YAML::Key << "task_cpus" << YAML::Value << configValueText(c, "task_cpus");
+  out << YAML::Key << "task_pids" << YAML::Value << c.task_pids;
+  out << YAML::Key << "container_engine" << YAML::Value << c.container_engine;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }
