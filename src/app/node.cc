@@ -465,7 +465,8 @@ std::string validate(const NodeConfig& c) {
     return "task_memory_mb must be 0 (no limit) or from 4";
   }
   if (!(c.task_cpus >= 0) || c.task_cpus > 1024) return "task_cpus must be from 0 to 1024";
-  if (c.task_pids < 0 || c.task_pids > tasks::kMaxPids) return "task_pids must be 0 (no limit) or more";
+  if (c.task_pids < 0 || c.task_pids > tasks::kMaxPids)
+    return "task_pids must be 0 (no limit) or more";
   if (c.container_engine.find_first_not_of(' ') == std::string::npos) {
     return "container_engine must name the engine's command, e.g. podman";
   }

@@ -40,7 +40,7 @@ inline constexpr int64_t kMaxPids = 4 * 1024 * 1024;
 struct ExecRequest {
   std::vector<std::string> argv;           // non-empty; argv[0] is looked up in PATH
   std::map<std::string, std::string> env;  // added to the task's environment
-  std::string cwd;     // "" = the task's work dir (sandboxed) or the node's working directory
+  std::string cwd;         // "" = the task's work dir (sandboxed) or the node's working directory
   std::string stdin_data;  // written to the command's stdin, which is then closed
   bool network = false;    // sandboxed: keep the host's network (default: loopback only)
   Resources resources;
@@ -82,8 +82,8 @@ std::optional<ValidationError> validateExecPayload(const Json& payload);
 // `container`: see parseContainerPayload.
 std::optional<ValidationError> validateContainerPayload(const Json& payload);
 
-// The validator of a built-in type (sleep, fail, exec, container); empty for the built-ins that take any
-// payload (noop, echo) and for every other type.
+// The validator of a built-in type (sleep, fail, exec, container); empty for the built-ins that
+// take any payload (noop, echo) and for every other type.
 PayloadValidator builtinPayloadValidator(std::string_view type);
 
 }  // namespace drover::tasks

@@ -45,7 +45,8 @@ std::vector<std::string> containerRunArgv(const ContainerConfig& config,
   a.insert(a.end(), {"run", "--name", name, "--label", "drover.task=" + task_id,
                      "--security-opt=no-new-privileges"});
   if (!req.network) a.push_back("--network=none");
-  int64_t memory = req.resources.memory_mb > 0 ? req.resources.memory_mb : config.defaults.memory_mb;
+  int64_t memory =
+      req.resources.memory_mb > 0 ? req.resources.memory_mb : config.defaults.memory_mb;
   double cpus = req.resources.cpus > 0 ? req.resources.cpus : config.defaults.cpus;
   int64_t pids = req.resources.pids > 0 ? req.resources.pids : config.defaults.pids;
   if (memory > 0) {
@@ -94,7 +95,8 @@ HandlerResult containerHandler(TaskContext& ctx, const ExecLimits& limits,
   if (o.cancelled != CancelReason::kNone) {
     return HandlerResult::failure(std::string(cancelReasonName(o.cancelled)), std::move(result));
   }
-  int64_t memory = req->resources.memory_mb > 0 ? req->resources.memory_mb : config.defaults.memory_mb;
+  int64_t memory =
+      req->resources.memory_mb > 0 ? req->resources.memory_mb : config.defaults.memory_mb;
   // Engines report the container's exit status; 137 = SIGKILL. Under runc with cgroups v1 the
   // engine's own OOM flag stays false, so a SIGKILL nobody asked for, under a memory limit, is
   // reported as the limit.

@@ -45,8 +45,7 @@ struct ExecOutcome {
 // before it runs the command; a step that fails is an error like a command that cannot start.
 // Blocking; thread-safe.
 ExecOutcome runExec(const ExecRequest& req, const ExecLimits& limits, const CancelToken& cancel,
-                    const std::function<void(pid_t)>& on_start = {},
-                    const SpawnSetup& setup = {});
+                    const std::function<void(pid_t)>& on_start = {}, const SpawnSetup& setup = {});
 
 // The `exec` handler: validates, runs (through limits.isolation when set: the node's policy,
 // sandbox and limits), and maps the outcome: exit 0 -> success with {"exit_code", "stdout",

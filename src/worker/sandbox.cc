@@ -93,9 +93,9 @@ CgroupSystem detectV2(const std::map<std::string, std::string>& own) {
   std::string available = readFile(base + "/cgroup.controllers");
   for (const char* c : {"memory", "pids"}) {
     if (available.find(c) == std::string::npos) {
-      return CgroupSystem(CgroupMode::kNone, {},
-                          fmt::format("cgroup v2: the {} controller is not delegated to {}", c,
-                                      base));
+      return CgroupSystem(
+          CgroupMode::kNone, {},
+          fmt::format("cgroup v2: the {} controller is not delegated to {}", c, base));
     }
   }
   std::string enable = "+memory +pids";
@@ -136,9 +136,9 @@ CgroupSystem detectV1(const std::map<std::string, std::string>& own) {
     std::string parent = joinPath(mount, it->second) + "/drover";
     if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST) {
       if (std::string(c) == "cpu") continue;
-      return CgroupSystem(CgroupMode::kNone, {},
-                          fmt::format("cgroup v1: cannot make {}: {}", parent,
-                                      std::strerror(errno)));
+      return CgroupSystem(
+          CgroupMode::kNone, {},
+          fmt::format("cgroup v1: cannot make {}: {}", parent, std::strerror(errno)));
     }
     parents[c] = parent;
   }
@@ -329,20 +329,23 @@ std::shared_ptr<ExecIsolation> ExecIsolation::forThisMachine(ExecPolicy policy) 
     return iso;
   }
   if (!p.sandbox) {
-    spdlog::warn("exec sandbox is OFF (exec_sandbox: false): tasks run as this node's user, "
-                 "seeing its files and network");
+    spdlog::warn(
+        "exec sandbox is OFF (exec_sandbox: false): tasks run as this node's user, "
+        "seeing its files and network");
   } else if (::access(p.bwrap.c_str(), X_OK) != 0) {
-    spdlog::error("exec sandbox: {} is missing ({}); exec tasks will fail until bubblewrap is "
-                  "installed (or exec_sandbox is turned off, which is unsafe)",
-                  p.bwrap, std::strerror(errno));
+    spdlog::error(
+        "exec sandbox: {} is missing ({}); exec tasks will fail until bubblewrap is "
+        "installed (or exec_sandbox is turned off, which is unsafe)",
+        p.bwrap, std::strerror(errno));
   } else {
     spdlog::info("exec sandbox: bubblewrap at {}, tasks run as uid {}", p.bwrap,
                  ::geteuid() == 0 ? p.uid : ::geteuid());
   }
   if (iso->cgroups().mode() == CgroupMode::kNone) {
-    spdlog::warn("exec limits: no usable cgroups ({}); falling back to rlimits: memory bounds "
-                 "address space, processes are counted per uid, and CPU is not limited",
-                 iso->cgroups().whyNot());
+    spdlog::warn(
+        "exec limits: no usable cgroups ({}); falling back to rlimits: memory bounds "
+        "address space, processes are counted per uid, and CPU is not limited",
+        iso->cgroups().whyNot());
   } else {
     spdlog::info("exec limits: {}", iso->cgroups().describe());
   }
@@ -387,7 +390,8 @@ std::string mebibytes(int64_t mb) {
 tl::expected<PreparedExec, std::string> ExecIsolation::prepare(const tasks::ExecRequest& req,
                                                                const TaskIdentity& who) const {
   const ExecPolicy& p = policy_;
-  if (!p.enabled) return tl::unexpected(std::string("exec tasks are disabled on this worker (exec: false)"));
+  if (!p.enabled)
+    return tl::unexpected(std::string("exec tasks are disabled on this worker (exec: false)"));
   if (req.argv.empty() || req.argv[0].empty()) return tl::unexpected(std::string("argv is empty"));
 
   std::vector<std::string> argv = req.argv;
@@ -409,8 +413,9 @@ tl::expected<PreparedExec, std::string> ExecIsolation::prepare(const tasks::Exec
       if (!real.empty() && !ec2 && allowed.string() == real) ok = true;
     }
     if (!ok) {
-      return tl::unexpected(fmt::format("program '{}' is not allowed on this worker (exec_allow: {})",
-                                        argv[0], fmt::join(p.allow, ", ")));
+      return tl::unexpected(
+          fmt::format("program '{}' is not allowed on this worker (exec_allow: {})", argv[0],
+                      fmt::join(p.allow, ", ")));
     }
     argv[0] = found;
   }
@@ -451,9 +456,9 @@ tl::expected<PreparedExec, std::string> ExecIsolation::prepare(const tasks::Exec
   }
 
   if (::access(p.bwrap.c_str(), X_OK) != 0) {
-    return tl::unexpected(fmt::format(
-        "the exec sandbox needs bubblewrap at {} ({}); install the bubblewrap package",
-        p.bwrap, std::strerror(errno)));
+    return tl::unexpected(
+        fmt::format("the exec sandbox needs bubblewrap at {} ({}); install the bubblewrap package",
+                    p.bwrap, std::strerror(errno)));
   }
   bool as_root = ::geteuid() == 0;
   uid_t uid = as_root ? p.uid : ::geteuid();
@@ -479,10 +484,10 @@ tl::expected<PreparedExec, std::string> ExecIsolation::prepare(const tasks::Exec
   if (as_root) out.setup.user = std::make_pair(uid, gid);
 
   std::vector<std::string>& a = out.argv;
-  a = {p.bwrap,        "--die-with-parent", "--new-session",  "--unshare-user",
-       "--unshare-pid", "--unshare-ipc",     "--unshare-uts",  "--unshare-cgroup-try",
-       "--hostname",    "drover-task",       "--uid",          std::to_string(uid),
-       "--gid",         std::to_string(gid), "--cap-drop",     "ALL"};
+  a = {p.bwrap,         "--die-with-parent", "--new-session", "--unshare-user",
+       "--unshare-pid", "--unshare-ipc",     "--unshare-uts", "--unshare-cgroup-try",
+       "--hostname",    "drover-task",       "--uid",         std::to_string(uid),
+       "--gid",         std::to_string(gid), "--cap-drop",    "ALL"};
   if (!req.network) a.push_back("--unshare-net");
   for (const auto& path : p.system_paths) {
     struct stat st;
@@ -497,10 +502,12 @@ tl::expected<PreparedExec, std::string> ExecIsolation::prepare(const tasks::Exec
   }
   a.insert(a.end(), {"--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"});
   a.insert(a.end(), {"--bind", out.work_dir, out.work_dir});
-  std::string cwd = req.cwd.empty()      ? out.work_dir
+  std::string cwd = req.cwd.empty()     ? out.work_dir
                     : req.cwd[0] == '/' ? req.cwd
                                         : out.work_dir + "/" + req.cwd;
-  a.insert(a.end(), {"--chdir", cwd, "--"});
+  // The root bwrap builds is a tmpfs: made read-only once every mount is in place, so that the
+  // work dir and the private /tmp are the only places a task writes.
+  a.insert(a.end(), {"--remount-ro", "/", "--chdir", cwd, "--"});
   a.insert(a.end(), argv.begin(), argv.end());
   out.setup.env = taskEnvironment(req.env, who, out.work_dir);
   return out;

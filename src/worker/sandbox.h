@@ -24,9 +24,9 @@ using tasks::Resources;
 
 // How a node runs `exec` tasks. Defaults are the documented ones (docs/CONFIG.md).
 struct ExecPolicy {
-  bool enabled = true;              // false: every exec task fails without running
-  std::vector<std::string> allow;   // absolute program paths; empty = any program
-  bool sandbox = true;              // false: no namespaces, no uid switch (unsafe)
+  bool enabled = true;             // false: every exec task fails without running
+  std::vector<std::string> allow;  // absolute program paths; empty = any program
+  bool sandbox = true;             // false: no namespaces, no uid switch (unsafe)
   std::string bwrap = "/usr/bin/bwrap";
   // The uid and gid a sandboxed task runs as when the node runs as root. A node that is not root
   // runs tasks under its own (already unprivileged) uid.
@@ -35,7 +35,7 @@ struct ExecPolicy {
   std::string work_root = "/tmp/drover-exec";  // each task's private work dir is made here
   // What of the host a sandboxed task sees, read-only: each path that exists (a symlink is kept
   // as a symlink). Everything else is absent; /tmp is empty and private.
-  std::vector<std::string> system_paths = {"/usr",  "/bin",    "/sbin", "/lib",
+  std::vector<std::string> system_paths = {"/usr",   "/bin",   "/sbin",   "/lib",
                                            "/lib32", "/lib64", "/libx32", "/etc"};
   // Limits of a task whose payload does not set them. Zero: no limit of that kind.
   Resources defaults{1024, 0, 1024};
@@ -89,6 +89,8 @@ class CgroupSystem {
 
   CgroupMode mode() const { return mode_; }
   const std::string& whyNot() const { return why_not_; }
+  // Where task cgroups go: v1 controller (v2: "") -> folder.
+  const std::map<std::string, std::string>& parents() const { return parents_; }
   std::string describe() const;
 
   // Makes the cgroup `name` (one path component) with `limits` (zero fields: no limit of that
@@ -111,9 +113,7 @@ struct SpawnSetup {
   std::vector<std::pair<int, rlimit>> rlimits;
   std::optional<std::pair<uid_t, gid_t>> user;  // switched to, supplementary groups dropped
   bool no_new_privs = false;
-  bool forks() const {
-    return !cgroup_procs.empty() || !rlimits.empty() || user || no_new_privs;
-  }
+  bool forks() const { return !cgroup_procs.empty() || !rlimits.empty() || user || no_new_privs; }
 };
 
 // A task ready to run: the command line (bwrap's when sandboxed), its setup, and what must
@@ -122,9 +122,9 @@ struct PreparedExec {
   std::vector<std::string> argv;
   std::string cwd;  // for runExec ("" when bwrap changes directory itself)
   SpawnSetup setup;
-  Resources limits;                     // the limits in force
-  std::unique_ptr<TaskCgroup> cgroup;   // null when limits come from rlimits (or none)
-  std::string work_dir;                 // "" when not sandboxed
+  Resources limits;                    // the limits in force
+  std::unique_ptr<TaskCgroup> cgroup;  // null when limits come from rlimits (or none)
+  std::string work_dir;                // "" when not sandboxed
   ~PreparedExec();
   PreparedExec() = default;
   PreparedExec(PreparedExec&& o) noexcept;
