@@ -11,6 +11,9 @@ packages=(
   netcat-openbsd procps curl python3 chromium dpkg-dev clang-format
   iptables  # the fault suite cuts a node off from ZooKeeper with an owner match (docs/FAULTS.md)
   prometheus  # promtool checks the /metrics format (tests/metrics_test.sh)
+  # Task isolation (docs/ISOLATION.md): the exec sandbox, and the container engine with the
+  # runtime that works on cgroups v1; busybox-static builds the containers' test image.
+  bubblewrap podman runc busybox-static
 )
 # Node.js for the dashboard's browser test: Debian's nodejs and npm, unless node and npm are on PATH
 # already (NodeSource's nodejs bundles npm and conflicts with Debian's npm package).

@@ -233,7 +233,13 @@ TEST_F(IsolationTest, LimitsAreWrittenToTheTasksCgroupAndItIsRemovedAfter) {
   CancelToken cancel;
   std::vector<std::string> dirs;
   std::thread watcher([&] {
-    EXPECT_TRUE(base::eventually([&] { return !(dirs = taskCgroups("lim")).empty(); }, 10s));
+    // Limits are written before the child joins: wait until it has joined.
+    EXPECT_TRUE(base::eventually(
+        [&] {
+          dirs = taskCgroups("lim");
+          return !dirs.empty() && !readFile(dirs.front() + "/cgroup.procs").empty();
+        },
+        10s));
     // Read while the task sleeps, then stop it.
     for (const auto& d : dirs) {
       if (machineCgroups().mode() == CgroupMode::kV1) {
