@@ -40,12 +40,16 @@ class IsolationNodeTest : public ::testing::Test {
                       kImage + " >/dev/null";
     image_ok_ = std::system(cmd.c_str()) == 0;
     port_ = local::freePort();
-    node_ = new local::Process(std::vector<std::string>{
-        DROVER_BINARY, "node", "--zk", local::ZkCluster::sharedStandalone().connectString(),
-        "--zk-root", "/iso-" + base::randomHex(4), "--http", "127.0.0.1:" + std::to_string(port_),
-        "--id", "iso1", "--config", dir_ + "/node.yaml"});
+    node_ = startNode("iso1", port_).release();
     node_up_ = base::eventually(
         [] { return node_->readStderr().find("worker iso1") != std::string::npos; }, 30s);
+  }
+  // A node of its own cluster (a fresh root), with the suite's config file.
+  static std::unique_ptr<local::Process> startNode(const std::string& id, int port) {
+    return std::make_unique<local::Process>(std::vector<std::string>{
+        DROVER_BINARY, "node", "--zk", local::ZkCluster::sharedStandalone().connectString(),
+        "--zk-root", "/iso-" + base::randomHex(4), "--http", "127.0.0.1:" + std::to_string(port),
+        "--id", id, "--config", dir_ + "/node.yaml"});
   }
   static void TearDownTestSuite() {
     delete node_;  // SIGKILLs the node's process group
@@ -54,8 +58,9 @@ class IsolationNodeTest : public ::testing::Test {
   }
   void SetUp() override { ASSERT_TRUE(node_up_) << node_->readStderr(); }
 
-  static Json call(const std::string& method, const std::string& path, const Json& body = {}) {
-    httplib::Client cli("127.0.0.1", port_);
+  static Json call(const std::string& method, const std::string& path, const Json& body = {},
+                   int port = 0) {
+    httplib::Client cli("127.0.0.1", port != 0 ? port : port_);
     cli.set_read_timeout(60);
     auto r = method == "POST"     ? cli.Post(path, body.dump(), "application/json")
              : method == "DELETE" ? cli.Delete(path)
@@ -131,6 +136,27 @@ TEST_F(IsolationNodeTest, CancellingAContainerTaskRemovesItsContainer) {
   Json done = call("GET", "/v1/tasks/" + id + "?wait=30");
   EXPECT_EQ(done["state"], "cancelled") << done.dump();
   EXPECT_TRUE(base::eventually([&] { return !containerExists(name); }, 30s, 50ms));
+}
+
+TEST_F(IsolationNodeTest, StoppingTheNodeRemovesTheContainersItRuns) {
+  ASSERT_TRUE(image_ok_);
+  int port = local::freePort();
+  auto node = startNode("iso2", port);
+  ASSERT_TRUE(base::eventually(
+      [&] { return node->readStderr().find("worker iso2") != std::string::npos; }, 30s))
+      << node->readStderr();
+  Json sub = call("POST", "/v1/tasks",
+                  {{"type", "container"},
+                   {"payload", {{"image", kImage}, {"argv", {"/bin/sh", "-c", "sleep 60"}}}}},
+                  port);
+  ASSERT_TRUE(sub.contains("id")) << sub.dump();
+  std::string name = "drover-" + sub["id"].get<std::string>() + "-1";
+  ASSERT_TRUE(base::eventually([&] { return containerExists(name); }, 30s, 50ms));
+  ASSERT_TRUE(node->terminate());  // SIGTERM: a graceful stop
+  auto status = node->wait(30s);
+  ASSERT_TRUE(status.has_value()) << "the node did not stop";
+  EXPECT_EQ(status->code, 0) << node->readStderr();
+  EXPECT_FALSE(containerExists(name));  // removed before the node exited
 }
 
 }  // namespace
