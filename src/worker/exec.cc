@@ -8,6 +8,7 @@
 #include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -339,6 +340,9 @@ ExecOutcome runExec(const ExecRequest& req, const ExecLimits& limits, const Canc
     return outcome;
   }
   outcome.started = true;
+  // Readable once the child exits: the loop wakes at its exit, not at the next poll tick (a
+  // short command otherwise waited up to kPollMs after closing its pipes). -1 if unsupported.
+  Fd exit_fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   if (on_start) on_start(pid);
 
   SigpipeGuard sigpipe_guard;
@@ -380,8 +384,9 @@ ExecOutcome runExec(const ExecRequest& req, const ExecLimits& limits, const Canc
       }
     }
 
-    std::array<pollfd, 3> fds{};
+    std::array<pollfd, 4> fds{};
     nfds_t n = 0;
+    if (!exited && exit_fd.valid()) fds[n++] = {exit_fd.get(), POLLIN, 0};
     int out_i = -1, err_i = -1, in_i = -1;
     if (out_r.valid()) fds[out_i = static_cast<int>(n++)] = {out_r.get(), POLLIN, 0};
     if (err_r.valid()) fds[err_i = static_cast<int>(n++)] = {err_r.get(), POLLIN, 0};
