@@ -458,8 +458,8 @@ std::string validate(const NodeConfig& c) {
   if (c.exec_uid < 0 || c.exec_uid > 2147483647 || c.exec_gid < 0 || c.exec_gid > 2147483647) {
     return "exec_uid and exec_gid must be from 0 to 2147483647";
   }
-  if (c.exec_work_dir.empty() || c.exec_work_dir[0] != '/' || c.exec_work_dir == "/") {
-    return "exec_work_dir must be an absolute path other than /";
+  if (!c.exec_work_dir.empty() && (c.exec_work_dir[0] != '/' || c.exec_work_dir == "/")) {
+    return "exec_work_dir must be empty (the default) or an absolute path other than /";
   }
   if (c.task_memory_mb != 0 && (c.task_memory_mb < 4 || c.task_memory_mb > tasks::kMaxMemoryMb)) {
     return "task_memory_mb must be 0 (no limit) or from 4";

@@ -41,7 +41,7 @@ struct NodeConfig {
   bool exec_sandbox = true;
   int64_t exec_uid = 65534;  // the uid and gid sandboxed tasks run as when the node is root
   int64_t exec_gid = 65534;
-  std::string exec_work_dir = "/tmp/drover-exec";
+  std::string exec_work_dir;  // "" = /tmp/drover-exec-{uid}
   // Limits of exec and container tasks whose payload `resources` leave them out; 0 = no limit.
   int64_t task_memory_mb = 1024;
   double task_cpus = 0;

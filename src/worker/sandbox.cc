@@ -86,6 +86,20 @@ std::string joinPath(const std::string& a, const std::string& b) {
   return a + (b.front() == '/' ? "" : "/") + b;
 }
 
+// Whether this process may make task cgroups below `parent` (it may exist already, made by
+// another user): makes and removes a probe folder. "" when it can, else why not.
+std::string probeParent(const std::string& parent) {
+  if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST) {
+    return fmt::format("cannot make {}: {}", parent, std::strerror(errno));
+  }
+  std::string probe = fmt::format("{}/probe-{}", parent, ::getpid());
+  if (::mkdir(probe.c_str(), 0755) != 0 && errno != EEXIST) {
+    return fmt::format("cannot make cgroups below {}: {}", parent, std::strerror(errno));
+  }
+  ::rmdir(probe.c_str());
+  return "";
+}
+
 CgroupSystem detectV2(const std::map<std::string, std::string>& own) {
   auto it = own.find("");
   if (it == own.end()) return CgroupSystem(CgroupMode::kNone, {}, "no cgroup v2 entry");
@@ -113,9 +127,8 @@ CgroupSystem detectV2(const std::map<std::string, std::string>& own) {
     }
   }
   std::string parent = base + "/drover";
-  if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST) {
-    return CgroupSystem(CgroupMode::kNone, {},
-                        fmt::format("cgroup v2: cannot make {}: {}", parent, std::strerror(errno)));
+  if (auto why = probeParent(parent); !why.empty()) {
+    return CgroupSystem(CgroupMode::kNone, {}, "cgroup v2: " + why);
   }
   if (auto err = writeFile(parent + "/cgroup.subtree_control", enable)) {
     return CgroupSystem(CgroupMode::kNone, {}, "cgroup v2: " + *err);
@@ -134,20 +147,13 @@ CgroupSystem detectV1(const std::map<std::string, std::string>& own) {
                           fmt::format("cgroup v1: the {} controller is not mounted", c));
     }
     std::string parent = joinPath(mount, it->second) + "/drover";
-    if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST) {
+    if (auto why = probeParent(parent); !why.empty()) {
       if (std::string(c) == "cpu") continue;
-      return CgroupSystem(
-          CgroupMode::kNone, {},
-          fmt::format("cgroup v1: cannot make {}: {}", parent, std::strerror(errno)));
+      return CgroupSystem(CgroupMode::kNone, {}, "cgroup v1: " + why);
     }
     parents[c] = parent;
   }
   return CgroupSystem(CgroupMode::kV1, std::move(parents));
-}
-
-bool isDir(const std::string& p) {
-  struct stat st;
-  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 }  // namespace
@@ -465,13 +471,22 @@ tl::expected<PreparedExec, std::string> ExecIsolation::prepare(const tasks::Exec
   gid_t gid = as_root ? p.gid : ::getegid();
 
   // The private work dir: the task's cwd and HOME, writable by it alone, removed after the run.
+  // The root is this node user's own: one left by another user (or planted in /tmp) is refused.
+  std::string root =
+      p.work_root.empty() ? fmt::format("/tmp/drover-exec-{}", ::geteuid()) : p.work_root;
   std::error_code ec;
-  if (!isDir(p.work_root)) {
-    fs::create_directories(p.work_root, ec);
-    if (ec) return tl::unexpected(fmt::format("cannot make {}: {}", p.work_root, ec.message()));
-    ::chmod(p.work_root.c_str(), 0711);
+  if (::mkdir(root.c_str(), 0711) != 0 && errno != EEXIST) {
+    return tl::unexpected(fmt::format("cannot make {}: {}", root, std::strerror(errno)));
   }
-  out.work_dir = p.work_root + "/" + token;
+  struct stat rst;
+  if (::lstat(root.c_str(), &rst) != 0 || !S_ISDIR(rst.st_mode) || rst.st_uid != ::geteuid() ||
+      (rst.st_mode & 022) != 0) {
+    return tl::unexpected(
+        fmt::format("the exec work dir {} must be a folder of uid {}, writable by it alone", root,
+                    ::geteuid()));
+  }
+  ::chmod(root.c_str(), 0711);
+  out.work_dir = root + "/" + token;
   if (::mkdir(out.work_dir.c_str(), 0700) != 0) {
     std::string err = fmt::format("cannot make {}: {}", out.work_dir, std::strerror(errno));
     out.work_dir.clear();

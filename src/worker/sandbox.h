@@ -32,7 +32,9 @@ struct ExecPolicy {
   // runs tasks under its own (already unprivileged) uid.
   uid_t uid = 65534;
   gid_t gid = 65534;
-  std::string work_root = "/tmp/drover-exec";  // each task's private work dir is made here
+  // Each task's private work dir is made here ("": /tmp/drover-exec-{the node's uid}). Must be
+  // (or become) a folder of the node's uid that only it may write.
+  std::string work_root;
   // What of the host a sandboxed task sees, read-only: each path that exists (a symlink is kept
   // as a symlink). Everything else is absent; /tmp is empty and private.
   std::vector<std::string> system_paths = {"/usr",   "/bin",   "/sbin",   "/lib",
