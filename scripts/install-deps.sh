@@ -15,6 +15,9 @@ packages=(
   python3-jsonschema  # validates the OpenAPI document (tests/openapi/openapi_schema_test.py)
   python3-venv python3-pip python3-setuptools  # installs clients/python offline in its test
   mypy  # type-checks clients/python (python_client_typecheck)
+  # Task isolation (docs/ISOLATION.md): the exec sandbox, and the container engine with the
+  # runtime that works on cgroups v1; busybox-static builds the containers' test image.
+  bubblewrap podman runc busybox-static
 )
 # Node.js for the dashboard's browser test: Debian's nodejs and npm, unless node and npm are on PATH
 # already (NodeSource's nodejs bundles npm and conflicts with Debian's npm package).

@@ -951,8 +951,11 @@ TEST(DroverUp, SigintStopsRunningTasksProcessesAndKeepsTheLogs) {
       local::removeTestDir(logs, "node logs");
     }
   } cleanup{pids, dir, logs};
-  Process up(
-      {DROVER_BINARY, "up", "--nodes", "2", "--slots", "2", "--http-port", std::to_string(port)});
+  // Unsandboxed (docs/ISOLATION.md): the check reads the tasks' host pids from host files, which a
+  // sandboxed task can neither see nor write.
+  Process up(local::ProcessOptions{.argv = {DROVER_BINARY, "up", "--nodes", "2", "--slots", "2",
+                                            "--http-port", std::to_string(port)},
+                                   .env = {{"DROVER_EXEC_SANDBOX", "false"}}});
   ASSERT_TRUE(up.waitForOutput("Drover is up", 90s)) << up.readStdout() << up.readStderr();
   std::string server = "http://127.0.0.1:" + std::to_string(port);
   const int kTasks = 3;

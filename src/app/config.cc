@@ -56,7 +56,19 @@ std::vector<std::string> splitList(std::string_view text) {
   return out;
 }
 
-bool isListKey(std::string_view key) { return key == "labels" || key == "tokens"; }
+bool isListKey(std::string_view key) {
+  return key == "labels" || key == "tokens" || key == "exec_allow";
+}
+
+std::optional<std::string> parseDouble(std::string_view text, double& out) {
+  double v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+    return fmt::format("'{}' is not a number", text);
+  }
+  out = v;
+  return std::nullopt;
+}
 
 const std::vector<std::string> kLevels = {"trace", "debug",    "info", "warn",
                                           "error", "critical", "off"};
@@ -86,7 +98,17 @@ const std::vector<std::string>& configKeys() {
                                                 "tls_cert",
                                                 "tls_key",
                                                 "zk_auth",
-                                                "zk_auth_file"};
+                                                "zk_auth_file",
+                                                "exec",
+                                                "exec_allow",
+                                                "exec_sandbox",
+                                                "exec_uid",
+                                                "exec_gid",
+                                                "exec_work_dir",
+                                                "task_memory_mb",
+                                                "task_cpus",
+                                                "task_pids",
+                                                "container_engine"};
   return keys;
 }
 
@@ -159,6 +181,26 @@ std::optional<std::string> setConfigKey(NodeConfig& config, std::string_view key
     }
   } else if (key == "zk_auth_file") {
     c.zk_auth_file = value;
+  } else if (key == "exec") {
+    err = parseBool(value, c.exec);
+  } else if (key == "exec_allow") {
+    c.exec_allow = splitList(value);
+  } else if (key == "exec_sandbox") {
+    err = parseBool(value, c.exec_sandbox);
+  } else if (key == "exec_uid") {
+    err = parseInt(value, c.exec_uid);
+  } else if (key == "exec_gid") {
+    err = parseInt(value, c.exec_gid);
+  } else if (key == "exec_work_dir") {
+    c.exec_work_dir = value;
+  } else if (key == "task_memory_mb") {
+    err = parseInt(value, c.task_memory_mb);
+  } else if (key == "task_cpus") {
+    err = parseDouble(value, c.task_cpus);
+  } else if (key == "task_pids") {
+    err = parseInt(value, c.task_pids);
+  } else if (key == "container_engine") {
+    c.container_engine = value;
   } else {
     err = fmt::format("unknown key '{}'", key);
   }
@@ -204,8 +246,8 @@ std::optional<std::string> applyYaml(NodeConfig& config, const std::string& text
                                item.Mark().line + 1, key);
           }
           if (item.Scalar().find(',') != std::string::npos) {
-            return fmt::format("{}:{}: a label may not contain a comma", source,
-                               item.Mark().line + 1);
+            return fmt::format("{}:{}: an item of '{}' may not contain a comma", source,
+                               item.Mark().line + 1, key);
           }
           items.push_back(item.Scalar());
         }
@@ -304,6 +346,16 @@ std::string configValueText(const NodeConfig& c, std::string_view key) {
   if (key == "tls_key") return c.tls_key;
   if (key == "zk_auth") return c.zk_auth;
   if (key == "zk_auth_file") return c.zk_auth_file;
+  if (key == "exec") return c.exec ? "true" : "false";
+  if (key == "exec_allow") return fmt::format("{}", fmt::join(c.exec_allow, ","));
+  if (key == "exec_sandbox") return c.exec_sandbox ? "true" : "false";
+  if (key == "exec_uid") return std::to_string(c.exec_uid);
+  if (key == "exec_gid") return std::to_string(c.exec_gid);
+  if (key == "exec_work_dir") return c.exec_work_dir;
+  if (key == "task_memory_mb") return std::to_string(c.task_memory_mb);
+  if (key == "task_cpus") return fmt::format("{}", c.task_cpus);
+  if (key == "task_pids") return std::to_string(c.task_pids);
+  if (key == "container_engine") return c.container_engine;
   return "";
 }
 
@@ -333,6 +385,16 @@ std::string toYaml(const NodeConfig& c) {
   out << YAML::Key << "tls_key" << YAML::Value << YAML::DoubleQuoted << c.tls_key;
   out << YAML::Key << "zk_auth" << YAML::Value << YAML::DoubleQuoted << c.zk_auth;
   out << YAML::Key << "zk_auth_file" << YAML::Value << YAML::DoubleQuoted << c.zk_auth_file;
+  out << YAML::Key << "exec" << YAML::Value << c.exec;
+  out << YAML::Key << "exec_allow" << YAML::Value << YAML::Flow << c.exec_allow;
+  out << YAML::Key << "exec_sandbox" << YAML::Value << c.exec_sandbox;
+  out << YAML::Key << "exec_uid" << YAML::Value << c.exec_uid;
+  out << YAML::Key << "exec_gid" << YAML::Value << c.exec_gid;
+  out << YAML::Key << "exec_work_dir" << YAML::Value << c.exec_work_dir;
+  out << YAML::Key << "task_memory_mb" << YAML::Value << c.task_memory_mb;
+  out << YAML::Key << "task_cpus" << YAML::Value << configValueText(c, "task_cpus");
+  out << YAML::Key << "task_pids" << YAML::Value << c.task_pids;
+  out << YAML::Key << "container_engine" << YAML::Value << c.container_engine;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }

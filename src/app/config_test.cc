@@ -225,6 +225,45 @@ TEST(Config, MaxPendingTasks) {
   EXPECT_EQ(c.max_pending_tasks, 25);
 }
 
+TEST(Config, IsolationKeys) {
+  NodeConfig c;
+  // The documented defaults: exec on, sandboxed, as nobody, with memory and process limits.
+  EXPECT_TRUE(c.exec);
+  EXPECT_TRUE(c.exec_sandbox);
+  EXPECT_TRUE(c.exec_allow.empty());
+  EXPECT_EQ(c.exec_uid, 65534);
+  EXPECT_EQ(c.task_memory_mb, 1024);
+  EXPECT_EQ(c.task_pids, 1024);
+  EXPECT_EQ(c.task_cpus, 0);
+  EXPECT_EQ(validate(c), "");
+  auto err = applyYaml(c,
+                       "exec_allow: [/usr/bin/python3, /usr/bin/env]\n"
+                       "exec_sandbox: false\n"
+                       "task_cpus: 0.5\n"
+                       "task_memory_mb: 64\n"
+                       "container_engine: docker\n",
+                       "f");
+  ASSERT_FALSE(err.has_value()) << *err;
+  EXPECT_EQ(c.exec_allow, (std::vector<std::string>{"/usr/bin/python3", "/usr/bin/env"}));
+  EXPECT_FALSE(c.exec_sandbox);
+  EXPECT_EQ(c.task_cpus, 0.5);
+  EXPECT_EQ(c.container_engine, "docker");
+  EXPECT_EQ(validate(c), "");
+  EXPECT_TRUE(setConfigKey(c, "task_cpus", "half").has_value());
+  EXPECT_TRUE(setConfigKey(c, "exec", "perhaps").has_value());
+  c.exec_allow = {"python3"};
+  EXPECT_EQ(validate(c), "exec_allow must list absolute program paths");
+  c.exec_allow = {};
+  c.task_memory_mb = 2;
+  EXPECT_NE(validate(c), "");
+  c.task_memory_mb = 0;  // no limit
+  c.exec_work_dir = "relative";
+  EXPECT_NE(validate(c), "");
+  c.exec_work_dir = "/tmp/w";
+  c.container_engine = " ";
+  EXPECT_NE(validate(c), "");
+}
+
 TEST(Config, EnvNames) {
   EXPECT_EQ(envNameOf("session_timeout_ms"), "DROVER_SESSION_TIMEOUT_MS");
   EXPECT_EQ(envNameOf("zk"), "DROVER_ZK");

@@ -5,6 +5,7 @@
 
 #include <condition_variable>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "api/dashboard.h"
@@ -26,8 +27,10 @@
 #include "tasks/layout.h"
 #include "tasks/records.h"
 #include "worker/agent.h"
+#include "worker/container.h"
 #include "worker/handler.h"
 #include "worker/runner.h"
+#include "worker/sandbox.h"
 
 namespace drover::app {
 
@@ -414,6 +417,28 @@ uint64_t countSessionEvents(coord::Coordination& c) {
   });
 }
 
+// The exec policy and the container engine from the config, replacing the built-in exec and
+// container handlers (docs/ISOLATION.md). Probes the machine's sandbox and cgroups once.
+void configureIsolation(const NodeConfig& c) {
+  worker::ExecPolicy policy;
+  policy.enabled = c.exec;
+  policy.allow = c.exec_allow;
+  policy.sandbox = c.exec_sandbox;
+  policy.uid = static_cast<uid_t>(c.exec_uid);
+  policy.gid = static_cast<gid_t>(c.exec_gid);
+  policy.work_root = c.exec_work_dir;
+  policy.defaults = {c.task_memory_mb, c.task_cpus, c.task_pids};
+  worker::ExecLimits limits;
+  limits.isolation = worker::ExecIsolation::forThisMachine(std::move(policy));
+  worker::registerBuiltins(registry(), limits);
+  worker::ContainerConfig container;
+  container.engine.clear();
+  std::istringstream words(c.container_engine);
+  for (std::string w; words >> w;) container.engine.push_back(w);
+  container.defaults = {c.task_memory_mb, c.task_cpus, c.task_pids};
+  worker::registerContainerType(registry(), limits, std::move(container));
+}
+
 }  // namespace
 
 std::string validate(const NodeConfig& c) {
@@ -441,6 +466,24 @@ std::string validate(const NodeConfig& c) {
     return "strategy must be round-robin, random or least-loaded";
   }
   if (!c.worker && !c.leader && c.http.empty()) return "a node must have at least one role";
+  for (const auto& a : c.exec_allow) {
+    if (a.empty() || a[0] != '/') return "exec_allow must list absolute program paths";
+  }
+  if (c.exec_uid < 0 || c.exec_uid > 2147483647 || c.exec_gid < 0 || c.exec_gid > 2147483647) {
+    return "exec_uid and exec_gid must be from 0 to 2147483647";
+  }
+  if (!c.exec_work_dir.empty() && (c.exec_work_dir[0] != '/' || c.exec_work_dir == "/")) {
+    return "exec_work_dir must be empty (the default) or an absolute path other than /";
+  }
+  if (c.task_memory_mb != 0 && (c.task_memory_mb < 4 || c.task_memory_mb > tasks::kMaxMemoryMb)) {
+    return "task_memory_mb must be 0 (no limit) or from 4";
+  }
+  if (!(c.task_cpus >= 0) || c.task_cpus > 1024) return "task_cpus must be from 0 to 1024";
+  if (c.task_pids < 0 || c.task_pids > tasks::kMaxPids)
+    return "task_pids must be 0 (no limit) or more";
+  if (c.container_engine.find_first_not_of(' ') == std::string::npos) {
+    return "container_engine must name the engine's command, e.g. podman";
+  }
   return validateSecurity(c, host);
 }
 
@@ -518,6 +561,7 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
                                      : fmt::format("{} tokens configured", config.tokens.size()));
 
   if (config.worker) {
+    configureIsolation(config);
     worker = std::make_unique<WorkerRole>(c, layout, config, http_addr);
     if (auto st = retryAtStart("registering the worker", stop, [&] { return worker->start(); });
         !st) {

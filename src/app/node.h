@@ -43,6 +43,21 @@ struct NodeConfig {
   // session authenticates with them and every znode is created readable and writable by them only.
   std::string zk_auth;
   std::string zk_auth_file;
+  // Task isolation (docs/ISOLATION.md). exec: run `exec` tasks at all; exec_allow: absolute paths
+  // of the only programs they may run (empty: any); exec_sandbox: bubblewrap namespaces, a
+  // read-only system, a private work dir and an unprivileged uid (false is unsafe).
+  bool exec = true;
+  std::vector<std::string> exec_allow;
+  bool exec_sandbox = true;
+  int64_t exec_uid = 65534;  // the uid and gid sandboxed tasks run as when the node is root
+  int64_t exec_gid = 65534;
+  std::string exec_work_dir;  // "" = /tmp/drover-exec-{uid}
+  // Limits of exec and container tasks whose payload `resources` leave them out; 0 = no limit.
+  int64_t task_memory_mb = 1024;
+  double task_cpus = 0;
+  int64_t task_pids = 1024;
+  // The container engine's command line (words split on spaces), before `run`.
+  std::string container_engine = "podman --runtime /usr/sbin/runc --cgroup-manager=cgroupfs";
 };
 
 // The task types this process's node runs: the built-ins (noop, echo, sleep, fail, exec) and

@@ -92,6 +92,80 @@ TEST(ExecPayload, LongNamesAreCutInTheField) {
   EXPECT_LT(e->field.size(), 100u);
 }
 
+TEST(ExecPayload, NetworkAndResources) {
+  auto r = parseExecPayload(Json{{"argv", {"true"}},
+                                 {"network", true},
+                                 {"resources", {{"memory_mb", 64}, {"cpus", 0.5}, {"pids", 32}}}});
+  ASSERT_TRUE(r.has_value()) << r.error().field;
+  EXPECT_TRUE(r->network);
+  EXPECT_EQ(r->resources.memory_mb, 64);
+  EXPECT_EQ(r->resources.cpus, 0.5);
+  EXPECT_EQ(r->resources.pids, 32);
+  auto plain = parseExecPayload(Json{{"argv", {"true"}}});
+  ASSERT_TRUE(plain.has_value());
+  EXPECT_FALSE(plain->network);  // no network unless asked
+  EXPECT_EQ(plain->resources.memory_mb, 0);
+
+  const std::vector<std::pair<Json, std::string>> bad = {
+      {Json{{"network", "yes"}}, "payload.network"},
+      {Json{{"resources", 64}}, "payload.resources"},
+      {Json{{"resources", {{"memory_mb", 3}}}}, "payload.resources.memory_mb"},
+      {Json{{"resources", {{"memory_mb", 64.5}}}}, "payload.resources.memory_mb"},
+      {Json{{"resources", {{"memory_mb", kMaxMemoryMb + 1}}}}, "payload.resources.memory_mb"},
+      {Json{{"resources", {{"memory_mb", "64m"}}}}, "payload.resources.memory_mb"},
+      {Json{{"resources", {{"cpus", 0}}}}, "payload.resources.cpus"},
+      {Json{{"resources", {{"cpus", 1025}}}}, "payload.resources.cpus"},
+      {Json{{"resources", {{"pids", 0}}}}, "payload.resources.pids"},
+      {Json{{"resources", {{"pids", -1}}}}, "payload.resources.pids"},
+      {Json{{"resources", {{"disk_mb", 1}}}}, "payload.resources.disk_mb"},
+  };
+  for (auto [extra, field] : bad) {
+    Json p = extra;
+    p["argv"] = {"true"};
+    EXPECT_EQ(fieldOf(validateExecPayload, p), field) << p.dump();
+  }
+}
+
+TEST(ContainerPayload, AcceptsAFullPayload) {
+  auto r = parseContainerPayload(Json{{"image", "localhost/busybox:1"},
+                                      {"argv", {"/bin/sh", "-c", "echo hi"}},
+                                      {"env", {{"A", "1"}}},
+                                      {"network", false},
+                                      {"resources", {{"memory_mb", 64}}}});
+  ASSERT_TRUE(r.has_value()) << r.error().field << ": " << r.error().detail;
+  EXPECT_EQ(r->image, "localhost/busybox:1");
+  EXPECT_EQ(r->argv.size(), 3u);
+  EXPECT_EQ(r->env.at("A"), "1");
+  EXPECT_EQ(r->resources.memory_mb, 64);
+  auto minimal = parseContainerPayload(Json{{"image", "debian:12"}});
+  ASSERT_TRUE(minimal.has_value());
+  EXPECT_TRUE(minimal->argv.empty());  // the image's own command
+  EXPECT_FALSE(minimal->network);
+}
+
+TEST(ContainerPayload, NamesTheFieldAtFault) {
+  const std::vector<std::pair<Json, std::string>> cases = {
+      {Json("debian"), "payload"},
+      {Json::object(), "payload.image"},
+      {Json{{"image", ""}}, "payload.image"},
+      {Json{{"image", 5}}, "payload.image"},
+      {Json{{"image", "--privileged"}}, "payload.image"},  // never read as an engine option
+      {Json{{"image", "a b"}}, "payload.image"},
+      {Json{{"image", "a\nb"}}, "payload.image"},
+      {Json{{"image", std::string(513, 'a')}}, "payload.image"},
+      {Json{{"image", "x"}, {"argv", "ls"}}, "payload.argv"},
+      {Json{{"image", "x"}, {"argv", {1}}}, "payload.argv[0]"},
+      {Json{{"image", "x"}, {"env", {{"A", 1}}}}, "payload.env.A"},
+      {Json{{"image", "x"}, {"network", 1}}, "payload.network"},
+      {Json{{"image", "x"}, {"resources", {{"pids", 0}}}}, "payload.resources.pids"},
+      {Json{{"image", "x"}, {"privileged", true}}, "payload.privileged"},
+  };
+  for (const auto& [payload, field] : cases) {
+    EXPECT_EQ(fieldOf(validateContainerPayload, payload), field) << payload.dump();
+  }
+  ASSERT_TRUE(builtinPayloadValidator("container"));
+}
+
 TEST(BuiltinValidators, ByType) {
   EXPECT_FALSE(builtinPayloadValidator("noop"));
   EXPECT_FALSE(builtinPayloadValidator("echo"));

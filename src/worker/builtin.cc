@@ -4,12 +4,14 @@
 //   sleep -> {"ms": N} (0 <= N <= 86,400,000); success (null) after N ms; fails with
 //            "cancelled" (or the cancel reason) when cancelled first.
 //   fail  -> fails with payload.message (a string) or "failed".
-//   exec  -> see exec.h.
+//   exec  -> see exec.h (and sandbox.h for its isolation).
+//   container -> see container.h.
 // The payloads of sleep, fail and exec are checked at submit by the validators of
 // tasks/payloads.h, registered here with the handlers; the handlers still check what they read
 // (a task written by another writer, or before validation existed, fails rather than misruns).
 #include <fmt/format.h>
 
+#include "worker/container.h"
 #include "worker/exec.h"
 #include "worker/handler.h"
 
@@ -61,6 +63,7 @@ void registerBuiltins(HandlerRegistry& registry, ExecLimits limits) {
   registry.add(
       "exec", [limits](TaskContext& ctx) { return execHandler(ctx, limits); },
       tasks::validateExecPayload);
+  registerContainerType(registry, limits, ContainerConfig{});
 }
 
 }  // namespace drover::worker

@@ -2,16 +2,20 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 extern char** environ;
 
@@ -117,6 +121,58 @@ std::vector<std::string> buildEnv(const std::map<std::string, std::string>& extr
   return env;
 }
 
+// Writes `n` in decimal to `fd` without allocating (the child of a fork may not).
+bool writePid(int fd, pid_t n) {
+  char buf[24];
+  int i = sizeof(buf);
+  auto v = static_cast<unsigned long>(n);
+  do {
+    buf[--i] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0 && i > 0);
+  auto len = static_cast<size_t>(static_cast<int>(sizeof(buf)) - i);
+  return ::write(fd, buf + i, len) == static_cast<ssize_t>(len);
+}
+
+// The forked child's steps, then exec. Only async-signal-safe calls: the parent has threads. On
+// any failure the errno goes to `report` (close-on-exec, so a successful exec closes it unread).
+[[noreturn]] void childSteps(int in_fd, int out_fd, int err_fd, int report, const char* path,
+                             char* const* argv, char* const* envp, const char* cwd,
+                             const SpawnSetup& setup) {
+  const auto fail = [&]() {
+    int e = errno;
+    (void)!::write(report, &e, sizeof(e));
+    ::_exit(127);
+  };
+  sigset_t empty;
+  sigemptyset(&empty);
+  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2}) {
+    ::signal(sig, SIG_DFL);
+  }
+  ::sigprocmask(SIG_SETMASK, &empty, nullptr);
+  if (::setpgid(0, 0) != 0) fail();
+  // Joined first, while still privileged: everything after, the command included, is bounded.
+  for (int fd : setup.cgroup_procs) {
+    if (!writePid(fd, ::getpid())) fail();
+  }
+  for (const auto& [resource, value] : setup.rlimits) {
+    if (::setrlimit(resource, &value) != 0) fail();
+  }
+  if (::dup2(in_fd, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) fail();
+  if (setup.user) {
+    if (::setgroups(0, nullptr) != 0 || ::setgid(setup.user->second) != 0 ||
+        ::setuid(setup.user->first) != 0) {
+      fail();
+    }
+  }
+  if (setup.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail();
+  if (cwd != nullptr && ::chdir(cwd) != 0) fail();
+  ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+  ::execve(path, argv, envp);
+  fail();
+  ::_exit(127);
+}
+
 std::vector<char*> pointers(std::vector<std::string>& strings) {
   std::vector<char*> out;
   out.reserve(strings.size() + 1);
@@ -175,7 +231,7 @@ tl::expected<ExecRequest, std::string> parseExecPayload(const Json& payload) {
 }
 
 ExecOutcome runExec(const ExecRequest& req, const ExecLimits& limits, const CancelToken& cancel,
-                    const std::function<void(pid_t)>& on_start) {
+                    const std::function<void(pid_t)>& on_start, const SpawnSetup& setup) {
   ExecOutcome outcome;
   if (req.argv.empty()) {
     outcome.error = "argv is empty";
@@ -200,36 +256,74 @@ ExecOutcome runExec(const ExecRequest& req, const ExecLimits& limits, const Canc
   }
 
   std::vector<std::string> argv_s = req.argv;
-  std::vector<std::string> env_s = buildEnv(req.env);
+  std::vector<std::string> env_s = setup.env ? *setup.env : buildEnv(req.env);
   std::vector<char*> argv = pointers(argv_s);
   std::vector<char*> envp = pointers(env_s);
 
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in_r.get(), 0);
-  posix_spawn_file_actions_adddup2(&actions, out_w.get(), 1);
-  posix_spawn_file_actions_adddup2(&actions, err_w.get(), 2);
-  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-  if (!req.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, req.cwd.c_str());
-
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t empty, defaults;
-  sigemptyset(&empty);
-  sigemptyset(&defaults);
-  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2}) {
-    sigaddset(&defaults, sig);
-  }
-  posix_spawnattr_setsigmask(&attr, &empty);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-
   pid_t pid = -1;
-  int rc = ::posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
+  int rc = 0;
+  if (setup.forks()) {
+    // Found here, from the environment the command gets: the child may not search itself.
+    std::string path_var = "/usr/bin:/bin";
+    for (const auto& e : env_s) {
+      if (e.rfind("PATH=", 0) == 0) path_var = e.substr(5);
+    }
+    std::string program = findProgram(req.argv[0], path_var);
+    Fd report_r, report_w;
+    if (program.empty()) {
+      rc = ENOENT;
+    } else if (!makePipe(report_r, report_w)) {
+      rc = errno;
+    } else {
+      const char* cwd = req.cwd.empty() ? nullptr : req.cwd.c_str();
+      pid = ::fork();
+      if (pid == 0) {
+        childSteps(in_r.get(), out_w.get(), err_w.get(), report_w.get(), program.c_str(),
+                   argv.data(), envp.data(), cwd, setup);
+      }
+      if (pid < 0) {
+        rc = errno;
+      } else {
+        report_w.reset();
+        int child_errno = 0;
+        ssize_t n;
+        while ((n = ::read(report_r.get(), &child_errno, sizeof(child_errno))) < 0 &&
+               errno == EINTR) {
+        }
+        if (n == static_cast<ssize_t>(sizeof(child_errno))) {
+          int status;
+          while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+          }
+          rc = child_errno != 0 ? child_errno : EINVAL;
+        }
+      }
+    }
+  } else {
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, in_r.get(), 0);
+    posix_spawn_file_actions_adddup2(&actions, out_w.get(), 1);
+    posix_spawn_file_actions_adddup2(&actions, err_w.get(), 2);
+    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    if (!req.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, req.cwd.c_str());
+
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t empty, defaults;
+    sigemptyset(&empty);
+    sigemptyset(&defaults);
+    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2}) {
+      sigaddset(&defaults, sig);
+    }
+    posix_spawnattr_setsigmask(&attr, &empty);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(
+        &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    rc = ::posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+  }
   in_r.reset();
   out_w.reset();
   err_w.reset();
@@ -246,6 +340,9 @@ ExecOutcome runExec(const ExecRequest& req, const ExecLimits& limits, const Canc
     return outcome;
   }
   outcome.started = true;
+  // Readable once the child exits: the loop wakes at its exit, not at the next poll tick (a
+  // short command otherwise waited up to kPollMs after closing its pipes). -1 if unsupported.
+  Fd exit_fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   if (on_start) on_start(pid);
 
   SigpipeGuard sigpipe_guard;
@@ -287,8 +384,9 @@ ExecOutcome runExec(const ExecRequest& req, const ExecLimits& limits, const Canc
       }
     }
 
-    std::array<pollfd, 3> fds{};
+    std::array<pollfd, 4> fds{};
     nfds_t n = 0;
+    if (!exited && exit_fd.valid()) fds[n++] = {exit_fd.get(), POLLIN, 0};
     int out_i = -1, err_i = -1, in_i = -1;
     if (out_r.valid()) fds[out_i = static_cast<int>(n++)] = {out_r.get(), POLLIN, 0};
     if (err_r.valid()) fds[err_i = static_cast<int>(n++)] = {err_r.get(), POLLIN, 0};
@@ -337,12 +435,27 @@ ExecOutcome runExec(const ExecRequest& req, const ExecLimits& limits, const Canc
 HandlerResult execHandler(TaskContext& ctx, const ExecLimits& limits) {
   auto req = parseExecPayload(ctx.payload);
   if (!req) return HandlerResult::failure("invalid exec payload: " + req.error());
-  // Who is running, for the command's own logs and idempotence (the task model's contract). Set
-  // last, so a task's `env` cannot pass itself off as another task or attempt.
-  req->env["DROVER_TASK_ID"] = ctx.id;
-  req->env["DROVER_ATTEMPT"] = std::to_string(ctx.attempt);
-  req->env["DROVER_WORKER"] = ctx.worker;
-  ExecOutcome o = runExec(*req, limits, ctx.cancel);
+  ExecOutcome o;
+  std::optional<PreparedExec> prepared;
+  if (limits.isolation) {
+    auto p = limits.isolation->prepare(*req, {ctx.id, ctx.attempt, ctx.worker});
+    if (!p) return HandlerResult::failure(p.error());
+    prepared.emplace(std::move(*p));
+    ExecRequest run = *req;
+    run.argv = prepared->argv;
+    run.cwd = prepared->cwd;
+    o = runExec(run, limits, ctx.cancel, {}, prepared->setup);
+  } else {
+    // Who is running, for the command's own logs and idempotence (the task model's contract).
+    // Set last, so a task's `env` cannot pass itself off as another task or attempt.
+    req->env["DROVER_TASK_ID"] = ctx.id;
+    req->env["DROVER_ATTEMPT"] = std::to_string(ctx.attempt);
+    req->env["DROVER_WORKER"] = ctx.worker;
+    o = runExec(*req, limits, ctx.cancel);
+  }
+  // Read before the cgroup goes (with `prepared`, at return).
+  bool oom = prepared && prepared->cgroup && prepared->cgroup->oomKilled();
+  bool pids_hit = prepared && prepared->cgroup && prepared->cgroup->pidsLimitHit();
   if (!o.started) {
     Json detail;
     if (o.exit_code >= 0) {
@@ -357,7 +470,15 @@ HandlerResult execHandler(TaskContext& ctx, const ExecLimits& limits) {
                  {"stderr_truncated", o.err_truncated}};
   if (o.signal != 0) result["signal"] = o.signal;
   if (o.cancelled != CancelReason::kNone) {
-    return HandlerResult::failure(std::string(cancelReasonName(o.cancelled)), std::move(result));
+    std::string why(cancelReasonName(o.cancelled));
+    if (pids_hit) why += fmt::format(" (process limit {} reached)", prepared->limits.pids);
+    return HandlerResult::failure(why, std::move(result));
+  }
+  if (oom && o.exit_code != 0) {
+    result["limit"] = "memory";
+    return HandlerResult::failure(
+        fmt::format("killed: memory limit {}", mebibytes(prepared->limits.memory_mb)),
+        std::move(result));
   }
   if (o.signal != 0) {
     const char* name = ::sigabbrev_np(o.signal);
@@ -366,8 +487,9 @@ HandlerResult execHandler(TaskContext& ctx, const ExecLimits& limits) {
         std::move(result));
   }
   if (o.exit_code != 0) {
-    return HandlerResult::failure(fmt::format("exited with code {}", o.exit_code),
-                                  std::move(result));
+    std::string why = fmt::format("exited with code {}", o.exit_code);
+    if (pids_hit) why += fmt::format(" (process limit {} reached)", prepared->limits.pids);
+    return HandlerResult::failure(why, std::move(result));
   }
   return HandlerResult::success(std::move(result));
 }

@@ -12,6 +12,7 @@
 
 #include "tasks/payloads.h"
 #include "worker/handler.h"
+#include "worker/sandbox.h"
 
 namespace drover::worker {
 
@@ -39,13 +40,18 @@ struct ExecOutcome {
 // When `cancel` is cancelled: SIGTERM to the group, SIGKILL after `limits.kill_grace`. When the
 // command exits, whatever it left running in its group is killed. The child is always reaped
 // and every descriptor closed before this returns. `on_start` (optional) is called with the
-// child's pid once it runs (tests use it). Blocking; thread-safe.
+// child's pid once it runs (tests use it). `setup` changes the child's environment, and may ask
+// for steps (joining cgroups, rlimits, another uid, no new privileges) that the child takes
+// before it runs the command; a step that fails is an error like a command that cannot start.
+// Blocking; thread-safe.
 ExecOutcome runExec(const ExecRequest& req, const ExecLimits& limits, const CancelToken& cancel,
-                    const std::function<void(pid_t)>& on_start = {});
+                    const std::function<void(pid_t)>& on_start = {}, const SpawnSetup& setup = {});
 
-// The `exec` handler: validates, runs, and maps the outcome: exit 0 -> success with
-// {"exit_code", "stdout", "stderr"} (+ "stdout_truncated"/"stderr_truncated" when set, "signal"
-// when killed); any other exit -> a failure saying the code, with the same JSON as detail.
+// The `exec` handler: validates, runs (through limits.isolation when set: the node's policy,
+// sandbox and limits), and maps the outcome: exit 0 -> success with {"exit_code", "stdout",
+// "stderr"} (+ "stdout_truncated"/"stderr_truncated" when set, "signal" when killed); any other
+// exit -> a failure saying the code, with the same JSON as detail. A task its memory limit
+// killed fails with "killed: memory limit 64 MiB"; one that reached its process limit says so.
 HandlerResult execHandler(TaskContext& ctx, const ExecLimits& limits);
 
 // `s` with every invalid UTF-8 sequence replaced by U+FFFD, so it can go into JSON.

@@ -232,7 +232,7 @@ TEST(ExecTest, CancelTerminatesTheChildAndReapsIt) {
     token.cancel(CancelReason::kTimedOut);
   });
   auto start = std::chrono::steady_clock::now();
-  ExecRequest req{{"sleep", "30"}, {}, {}, {}};
+  ExecRequest req{{"sleep", "30"}, {}, {}, {}, false, {}};
   ExecOutcome o = runExec(req, ExecLimits{}, token, [&](pid_t p) { pid = p; });
   canceller.join();
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
@@ -265,7 +265,8 @@ TEST(ExecTest, ChildIgnoringSigtermIsKilledAfterTheGrace) {
     token.cancel(CancelReason::kCancelled);
   });
   auto start = std::chrono::steady_clock::now();
-  ExecRequest req{{"sh", "-c", "trap '' TERM; touch \"$1\"; sleep 30", "sh", ready}, {}, {}, {}};
+  ExecRequest req{
+      {"sh", "-c", "trap '' TERM; touch \"$1\"; sleep 30", "sh", ready}, {}, {}, {}, false, {}};
   ExecOutcome o = runExec(req, limits, token, nullptr);
   std::filesystem::remove(ready);
   canceller.join();
@@ -285,7 +286,8 @@ TEST(ExecTest, CancelKillsTheWholeProcessGroup) {
     EXPECT_TRUE(base::eventually([&] { return std::filesystem::exists(ready); }, 10s));
     token.cancel(CancelReason::kCancelled);
   });
-  ExecRequest req{{"sh", "-c", "sleep 30 & echo $!; touch \"$1\"; wait", "sh", ready}, {}, {}, {}};
+  ExecRequest req{
+      {"sh", "-c", "sleep 30 & echo $!; touch \"$1\"; wait", "sh", ready}, {}, {}, {}, false, {}};
   ExecOutcome o = runExec(req, ExecLimits{}, token, nullptr);
   std::filesystem::remove(ready);
   canceller.join();

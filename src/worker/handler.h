@@ -115,15 +115,22 @@ class HandlerRegistry {
   std::map<std::string, Entry, std::less<>> handlers_;
 };
 
+class ExecIsolation;  // worker/sandbox.h
+
 // Limits of the built-in `exec` type.
 struct ExecLimits {
   // Bytes of stdout and of stderr kept per run; more is read and discarded (and flagged).
   size_t max_output_bytes = 64 * 1024;
   // After a cancel or timeout: SIGTERM to the command's process group, SIGKILL after this.
   base::Duration kill_grace = std::chrono::seconds(2);
+  // The node's exec policy, sandbox and cgroups (worker/sandbox.h). Null: the bare runner (the
+  // command runs as this process, with its environment and no limits), for tests of the runner
+  // itself; a node always sets it (app/node.cc).
+  std::shared_ptr<const ExecIsolation> isolation;
 };
 
-// Registers the built-in types with their payload validators: noop, echo, sleep, fail, exec (see
+// Registers the built-in types with their payload validators: noop, echo, sleep, fail, exec,
+// container (the default engine; see
 // builtin.cc and tasks/payloads.h for each contract).
 void registerBuiltins(HandlerRegistry& registry, ExecLimits limits = {});
 
