@@ -176,20 +176,9 @@ void EventFeed::replay(const std::shared_ptr<Subscription>& sub, EventPosition a
     sub->close();
     return;
   }
-  std::vector<std::pair<int64_t, std::string>> records;
-  for (const auto& name : **kids) {
-    int64_t seq = coord::sequenceOf(name);
-    if (seq >= 0) records.emplace_back(seq, name);
-  }
-  std::sort(records.begin(), records.end());
-  if (!initialized_) {
-    // An idle feed starts live delivery after what this listing holds; the replay covers it.
-    last_seen_ = records.empty() ? -1 : records.back().first;
-    std::lock_guard lock(mu_);
-    initialized_ = true;
-    ++listings_;
-    listing_cv_.notify_all();
-  }
+  auto records = sortedRecords(**kids);
+  // An idle feed starts live delivery after what this listing holds; the replay covers it.
+  if (!initialized_) markInitialized(records);
   // Only records the live feed has passed are replayed here; newer ones come live.
   const int64_t upto = last_seen_.load();
   bool held = false;
@@ -223,6 +212,25 @@ void EventFeed::replay(const std::shared_ptr<Subscription>& sub, EventPosition a
     subscribers_.push_back(sub);
   }
   refresh();  // arms the watch if needed and delivers anything past `upto`
+}
+
+std::vector<std::pair<int64_t, std::string>> EventFeed::sortedRecords(
+    const std::vector<std::string>& names) {
+  std::vector<std::pair<int64_t, std::string>> records;
+  for (const auto& name : names) {
+    int64_t seq = coord::sequenceOf(name);
+    if (seq >= 0) records.emplace_back(seq, name);
+  }
+  std::sort(records.begin(), records.end());
+  return records;
+}
+
+void EventFeed::markInitialized(const std::vector<std::pair<int64_t, std::string>>& records) {
+  last_seen_ = records.empty() ? -1 : records.back().first;
+  std::lock_guard lock(mu_);
+  initialized_ = true;
+  ++listings_;
+  listing_cv_.notify_all();
 }
 
 std::vector<FeedEvent> EventFeed::decodeRecord(int64_t seq, const std::string& data) {
@@ -315,19 +323,10 @@ void EventFeed::refresh() {
   if (watcher) watch_armed_ = true;
   failures_ = 0;
 
-  std::vector<std::pair<int64_t, std::string>> records;
-  for (const auto& name : **kids) {
-    int64_t seq = coord::sequenceOf(name);
-    if (seq >= 0) records.emplace_back(seq, name);
-  }
-  std::sort(records.begin(), records.end());
+  auto records = sortedRecords(**kids);
   if (!initialized_) {
     // The first listing since the feed was idle: deliver what comes after it (no replay).
-    last_seen_ = records.empty() ? -1 : records.back().first;
-    std::lock_guard lock(mu_);
-    initialized_ = true;
-    ++listings_;
-    listing_cv_.notify_all();
+    markInitialized(records);
     return;
   }
   std::erase_if(records, [&](const auto& r) { return r.first <= last_seen_.load(); });

@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/backoff.h"
@@ -127,6 +128,11 @@ class EventFeed {
   void wake();     // executor thread only: refresh now or once min_interval has passed
   bool anyoneListening();
   void scheduleRetry();
+  // The log's record names with their sequence numbers, oldest first.
+  static std::vector<std::pair<int64_t, std::string>> sortedRecords(
+      const std::vector<std::string>& names);
+  // Executor thread: live delivery starts after the newest of `records`; wakes subscribe().
+  void markInitialized(const std::vector<std::pair<int64_t, std::string>>& records);
   // The events of one record, in order.
   static std::vector<FeedEvent> decodeRecord(int64_t seq, const std::string& data);
   void dispatch(const std::vector<FeedEvent>& events);
