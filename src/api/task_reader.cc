@@ -168,21 +168,30 @@ StoreResult<TaskPage> TaskReader::list(std::optional<State> state, size_t limit,
   std::sort(names.begin(), names.end());
   auto it = cursor.empty() ? names.begin() : std::upper_bound(names.begin(), names.end(), cursor);
   TaskPage page;
-  while (it != names.end() && page.tasks.size() < limit) {
-    auto end = it + static_cast<ptrdiff_t>(
-                        std::min<size_t>(options_.pipeline, static_cast<size_t>(names.end() - it)));
-    std::vector<std::string> chunk(it, end);
+  auto pos = fillPage(names, static_cast<size_t>(it - names.begin()), state, limit, page);
+  if (!pos) return tl::unexpected(pos.error());
+  if (!page.tasks.empty() && page.tasks.size() == limit && *pos != names.size()) {
+    page.next = page.tasks.back().spec.id;
+  }
+  return page;
+}
+
+StoreResult<size_t> TaskReader::fillPage(const std::vector<std::string>& ids, size_t from,
+                                         std::optional<State> state, size_t limit, TaskPage& page) {
+  size_t pos = from;
+  while (pos < ids.size() && page.tasks.size() < limit) {
+    size_t end = std::min(ids.size(), pos + options_.pipeline);
+    std::vector<std::string> chunk(ids.begin() + static_cast<ptrdiff_t>(pos),
+                                   ids.begin() + static_cast<ptrdiff_t>(end));
     auto found = readStatuses(chunk);
     if (!found) return tl::unexpected(found.error());
-    for (size_t i = 0; i < chunk.size(); ++i, ++it) {
-      if (page.tasks.size() == limit) break;
+    for (size_t i = 0; i < chunk.size() && page.tasks.size() < limit; ++i, ++pos) {
       auto& st = (*found)[i];
       if (!st || (state && st->state != *state)) continue;
       page.tasks.push_back(std::move(*st));
     }
   }
-  if (page.tasks.size() == limit && it != names.end()) page.next = page.tasks.back().spec.id;
-  return page;
+  return pos;
 }
 
 StoreResult<TaskPage> TaskReader::listNewest(std::optional<State> state, size_t limit,
@@ -210,23 +219,14 @@ StoreResult<TaskPage> TaskReader::listNewest(std::optional<State> state, size_t 
     it = std::upper_bound(order.begin(), order.end(), Key(after->czxid, after->id),
                           std::greater<>());
   }
+  std::vector<std::string> ids;
+  ids.reserve(order.size());
+  for (const auto& key : order) ids.push_back(key.second);
   TaskPage page;
-  Key last;
-  while (it != order.end() && page.tasks.size() < limit) {
-    size_t n = std::min<size_t>(options_.pipeline, static_cast<size_t>(order.end() - it));
-    std::vector<std::string> chunk;
-    for (size_t i = 0; i < n; ++i) chunk.push_back(it[static_cast<ptrdiff_t>(i)].second);
-    auto found = readStatuses(chunk);
-    if (!found) return tl::unexpected(found.error());
-    for (size_t i = 0; i < chunk.size(); ++i, ++it) {
-      if (page.tasks.size() == limit) break;
-      auto& st = (*found)[i];
-      if (!st || (state && st->state != *state)) continue;
-      page.tasks.push_back(std::move(*st));
-      last = *it;
-    }
-  }
-  if (page.tasks.size() == limit && it != order.end()) {
+  auto pos = fillPage(ids, static_cast<size_t>(it - order.begin()), state, limit, page);
+  if (!pos) return tl::unexpected(pos.error());
+  if (!page.tasks.empty() && page.tasks.size() == limit && *pos != order.size()) {
+    const Key& last = order[*pos - 1];  // the last task taken
     page.next = fmt::format("{}-{}", last.first, last.second);
   }
   return page;

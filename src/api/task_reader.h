@@ -71,6 +71,11 @@ class TaskReader {
   }
   StoreResult<std::optional<LeaderInfo>> readLeader();
   StoreResult<std::map<tasks::State, size_t>> countTasks();
+  // Reads the statuses of ids[from..], pipelined, into `page` until it holds `limit` tasks (of
+  // `state`, when given; absent ones are skipped); returns the index after the last id taken or
+  // passed over.
+  StoreResult<size_t> fillPage(const std::vector<std::string>& ids, size_t from,
+                               std::optional<tasks::State> state, size_t limit, TaskPage& page);
   // The ids of every status, from all status buckets (listed pipelined), unsorted.
   StoreResult<std::vector<std::string>> statusIds(const char* what);
 
