@@ -55,4 +55,40 @@ std::vector<std::string> Layout::directories() const {
   return dirs;
 }
 
+std::string Layout::batchBucket(std::string_view bucket) const {
+  return fmt::format("{}/{}", batches(), bucket);
+}
+
+std::string Layout::batch(std::string_view batch_name) const {
+  return fmt::format("{}/{}/{}", batches(), batch_name.substr(0, kBatchBucketDigits), batch_name);
+}
+
+std::string Layout::pendingBucket(std::string_view bucket) const {
+  return fmt::format("{}/{}", pendingRoot(), bucket);
+}
+
+std::string Layout::pending(std::string_view batch_name) const {
+  return fmt::format("{}/{}/{}", pendingRoot(), batch_name.substr(0, kBatchBucketDigits),
+                     batch_name);
+}
+
+std::string Layout::chunk(std::string_view worker_id, std::string_view chunk_name) const {
+  return fmt::format("{}/{}/{}", assignments(), worker_id, chunk_name);
+}
+
+std::string Layout::idsBucketAt(int index) const {
+  return fmt::format("{}/{:02x}", idsRoot(), index);
+}
+
+std::string Layout::idEntry(std::string_view task_id) const {
+  return fmt::format("{}/{}", idsBucketAt(bucketIndex(task_id)), task_id);
+}
+
+std::vector<std::string> Layout::directoriesV2() const {
+  std::vector<std::string> dirs{root_,     workers(),     election(), assignments(),
+                                batches(), pendingRoot(), idsRoot(),  events()};
+  for (int i = 0; i < kJobBuckets; ++i) dirs.push_back(idsBucketAt(i));
+  return dirs;
+}
+
 }  // namespace drover::tasks

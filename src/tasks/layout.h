@@ -15,6 +15,9 @@ namespace drover::tasks {
 class Layout {
  public:
   static constexpr int kJobBuckets = 256;
+  // A batch name is 11 hex digits of its submit time in ms then 5 random ones; its first 7 digits
+  // (the time / 65,536 ms) name its time bucket.
+  static constexpr size_t kBatchBucketDigits = 7;
 
   explicit Layout(std::string root = "/drover");
 
@@ -38,6 +41,28 @@ class Layout {
   std::string statusBucketAt(int index) const;
   std::string status(std::string_view task_id) const;
   std::string events() const { return root_ + "/events"; }
+
+  // --- Protocol v2, batch records (docs/ZNODES.md "Protocol v2"); not yet what the nodes run ---
+  // /protocol holds the protocol version of the tree ("2"); a tree without it but with /jobs or
+  // /status was written by the first protocol and is refused.
+  std::string protocol() const { return root_ + "/protocol"; }
+  std::string batches() const { return root_ + "/batches"; }
+  // A time bucket: the first kBatchBucketDigits of a batch name (submit ms / 65,536: ~65 s).
+  std::string batchBucket(std::string_view bucket) const;
+  // /batches/{bucket}/{batch}: the immutable batch record; its children are the result records.
+  std::string batch(std::string_view batch_name) const;
+  std::string pendingRoot() const { return root_ + "/pending"; }
+  std::string pendingBucket(std::string_view bucket) const;
+  // /pending/{bucket}/{batch}: the batch's waiting tasks and where its held ones went.
+  std::string pending(std::string_view batch_name) const;
+  // /assignments/{worker}/{chunk}: one chunk of tasks held by a worker.
+  std::string chunk(std::string_view worker_id, std::string_view chunk_name) const;
+  std::string idsRoot() const { return root_ + "/ids"; }
+  std::string idsBucketAt(int index) const;
+  // /ids/{hash bucket}/{id}: a client-chosen id's batch and index.
+  std::string idEntry(std::string_view task_id) const;
+  // The persistent directories of a v2 tree (the time buckets are created as batches arrive).
+  std::vector<std::string> directoriesV2() const;
 
   // Every persistent directory the cluster needs (root, workers, election, jobs and its buckets,
   // assignments, status and its buckets, events). Create them once with coord::ensurePath.

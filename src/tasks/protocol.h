@@ -1,0 +1,152 @@
+#pragma once
+
+// Protocol v2's transitions, in one home (docs/ZNODES.md "Protocol v2", "The token rule, per
+// batch"). While a task is not terminal exactly one record holds its token: the pending state of
+// its batch (it waits) or one chunk (a worker holds it). Every transition is one multi that
+// writes each holder it takes tokens from at the version it read, and writes where the tokens go
+// (another holder, or a result record). A `Builder` strings one or more transitions into one
+// multi, appends the event record, and keeps a `Decoder` that turns a failed op index back into
+// which record failed. Nobody outside this module knows op orders.
+//
+// Not yet what the nodes run: src/tasks/transitions.h (the first protocol) still is; the API,
+// leader and worker move here together (issue 9, step 2).
+//
+// Thread safety: plain values.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "coord/coordination.h"
+#include "coord/error.h"
+#include "tasks/batch.h"
+#include "tasks/layout.h"
+
+namespace drover::tasks::v2 {
+
+// Which record an op writes, and what its failure means.
+enum class Part : uint8_t {
+  kEpoch,     // check(/epoch): another node leads; step down
+  kBatch,     // the batch record's create: NodeExists = the name is taken (pick another);
+              // NoNode = its time bucket is missing (create it, retry)
+  kPending,   // a pending state at the version read: someone else took or changed its tokens
+              // (re-read that batch, decide again)
+  kChunk,     // a chunk at the version read: the leader moved or reclaimed it, or a cancel took a
+              // task from it (re-read the chunk); NodeExists on create = a reused chunk name
+  kResult,    // a result record's create: NoNode = the batch record is gone (retention)
+  kId,        // an id entry's create: NodeExists = the id is taken (idempotent submit decides)
+  kEvent,     // the event record
+  kRetained,  // retention's deletes: the batch changed since it was read
+};
+std::string_view partName(Part part);
+
+struct Role {
+  Part part = Part::kEvent;
+  std::string key;  // the batch name, the chunk's path, or the id
+};
+
+class Decoder {
+ public:
+  // nullopt when the failure is not one op's (connection loss, session expiry, timeout).
+  std::optional<Role> failed(const coord::Error& error) const;
+
+ private:
+  friend class Builder;
+  std::vector<Role> roles_;
+};
+
+struct Multi {
+  std::vector<coord::Op> ops;
+  Decoder decoder;
+};
+
+// A pending state to write: the version it was read at, and what it becomes.
+struct PendingWrite {
+  std::string batch;
+  int32_t version = 0;
+  PendingState after;
+};
+
+// A chunk to write: its version as read, and what is left in it (empty: it is deleted).
+struct ChunkWrite {
+  std::string worker;
+  std::string name;
+  int32_t version = 0;
+  Chunk remaining;
+};
+
+class Builder {
+ public:
+  explicit Builder(const Layout& layout);
+  // A leader's multi: its first op checks /epoch at `epoch`.
+  static Builder fenced(const Layout& layout, int32_t epoch);
+
+  size_t ops() const { return ops_.size(); }
+  size_t bytes() const { return bytes_; }
+
+  // --- The transitions ---
+
+  // Submit (API): create the batch record, its pending state (every task waiting, attempt 1, not
+  // before `not_before`) and an id entry for each client-chosen id.
+  void submit(const BatchRecord& batch, int64_t not_before = 0);
+
+  // Assign (leader, fenced): write the pending states the tasks were taken from (their held
+  // pointers name the new chunks) and create one chunk per worker.
+  void assign(const std::vector<PendingWrite>& taken, const std::string& worker,
+              const std::string& chunk_name, const Chunk& chunk, int64_t now);
+  void takeFrom(const PendingWrite& write);  // one pending state, for several assign() chunks
+
+  // Commit (worker): write its chunk without the finished tasks, record their outcomes (one
+  // result record per batch), and put retried tasks back into their batch's pending state.
+  // `retried` are the chunk's items that `retries` put back.
+  void commit(const ChunkWrite& chunk, const std::map<std::string, ResultRecord>& outcomes,
+              const std::vector<PendingWrite>& retries, const std::vector<ChunkItem>& retried,
+              int64_t now);
+
+  // Requeue (leader, fenced; the worker is gone): delete its chunk, put its tasks back in their
+  // pending states (`back`; `moved` are those items), and record the outcome of those out of
+  // attempts (`failed`).
+  void requeue(const ChunkWrite& chunk, const std::vector<PendingWrite>& back,
+               const std::vector<ChunkItem>& moved,
+               const std::map<std::string, ResultRecord>& failed, int64_t now);
+
+  // Reclaim (leader, fenced; fair assignment): write a chunk without its unstarted tasks `taken`
+  // and put them back in their pending states.
+  void reclaim(const ChunkWrite& chunk, const std::vector<ChunkItem>& taken,
+               const std::vector<PendingWrite>& back, int64_t now);
+
+  // Cancel (API): take the task from its holder (its pending state, or the chunk that holds it
+  // and the pending state that points there) and record it `cancelled`.
+  void cancel(const ChunkItem& task, const PendingWrite& pending,
+              const std::optional<ChunkWrite>& holder, const Outcome& cancelled);
+
+  // Retention (leader): delete a finished batch: its result records, its pending state if left
+  // (at `pending_version`), its id entries and its record.
+  void expire(const std::string& batch, const std::vector<std::string>& result_children,
+              std::optional<int32_t> pending_version, const std::vector<std::string>& client_ids);
+
+  // The multi: the ops in order, then one event record (none if nothing reports an event).
+  Multi finish() &&;
+
+ private:
+  void push(coord::Op op, Part part, std::string key);
+  void writePending(const PendingWrite& write);
+  void writeChunk(const ChunkWrite& write);
+  void recordOutcomes(const std::string& batch, const ResultRecord& record, int64_t now);
+  void reportPending(const std::vector<ChunkItem>& items, const std::vector<PendingWrite>& back,
+                     int64_t now);
+  void report(EventGroup group);
+
+  const Layout* layout_;
+  std::vector<coord::Op> ops_;
+  Decoder decoder_;
+  std::vector<EventGroup> events_;
+  size_t bytes_ = 0;
+};
+
+// The event record op (JSON array of EventGroup) appended to the log by finish().
+coord::CreateOp eventGroupsOp(const Layout& layout, const std::vector<EventGroup>& groups);
+
+}  // namespace drover::tasks::v2

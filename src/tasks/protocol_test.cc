@@ -1,0 +1,350 @@
+#include "tasks/protocol.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+
+#include "coord/fake/fake_coordination.h"
+#include "coord/paths.h"
+
+namespace drover::tasks::v2 {
+namespace {
+
+using coord::Code;
+
+// Each v2 transition applied to a fake tree: where the tokens are afterwards, and which record
+// its decoder names when one of its ops fails.
+class ProtocolTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_shared<coord::FakeServer>();
+    coord_ = std::make_unique<coord::FakeCoordination>(server_);
+    for (const auto& d : layout_.directoriesV2()) ASSERT_TRUE(coord::ensurePath(*coord_, d));
+    for (const auto& b : {batch_, other_}) {
+      ASSERT_TRUE(coord::ensurePath(*coord_, layout_.batchBucket(b.substr(0, 7))));
+      ASSERT_TRUE(coord::ensurePath(*coord_, layout_.pendingBucket(b.substr(0, 7))));
+    }
+    ASSERT_TRUE(coord::ensurePath(*coord_, layout_.assignmentsOf("w1")));
+    ASSERT_TRUE(coord_->create({layout_.epoch(), "", coord::CreateMode::kPersistent, {}}).get());
+  }
+
+  BatchRecord record(const std::string& name, size_t n, std::vector<std::string> client = {}) {
+    BatchRecord b{name, 100, {}};
+    for (uint32_t i = 0; i < n; ++i) {
+      TaskSpec s;
+      s.id = i < client.size() ? client[i] : generatedId({name, i});
+      s.type = "noop";
+      b.tasks.push_back(s);
+    }
+    return b;
+  }
+
+  coord::Result<std::vector<coord::OpResult>> run(const Multi& m) {
+    return coord_->multi(m.ops).get();
+  }
+  void apply(Builder b) {
+    auto m = std::move(b).finish();
+    auto r = run(m);
+    std::string paths;
+    for (const auto& op : m.ops)
+      paths += std::visit([](const auto& o) { return o.path; }, op) + " ";
+    ASSERT_TRUE(r) << r.error().toString() << " " << paths;
+  }
+  // Runs `b`, expects it to fail, returns the decoded role.
+  Role failing(Builder b, Code code) {
+    auto m = std::move(b).finish();
+    auto r = run(m);
+    EXPECT_FALSE(r);
+    if (r) return {};
+    EXPECT_EQ(r.error().code(), code) << r.error().toString();
+    auto role = m.decoder.failed(r.error());
+    EXPECT_TRUE(role);
+    return role.value_or(Role{});
+  }
+
+  std::pair<PendingState, int32_t> pending(const std::string& batch) {
+    auto r = coord_->get(layout_.pending(batch), nullptr).get();
+    if (!r) return {PendingState{}, -1};
+    return {decodePending(r->data).value_or(PendingState{}), r->stat.version};
+  }
+  std::pair<Chunk, int32_t> chunk(const std::string& name) {
+    auto r = coord_->get(layout_.chunk("w1", name), nullptr).get();
+    if (!r) return {Chunk{}, -1};
+    return {decodeChunk(r->data).value_or(Chunk{}), r->stat.version};
+  }
+  std::vector<ResultRecord> results(const std::string& batch) {
+    std::vector<ResultRecord> out;
+    auto names = coord_->children(layout_.batch(batch), nullptr).get();
+    if (!names) return out;
+    for (const auto& n : *names) {
+      auto r = coord_->get(layout_.batch(batch) + "/" + n, nullptr).get();
+      if (r) out.push_back(decodeResults(r->data).value_or(ResultRecord{}));
+    }
+    return out;
+  }
+  std::vector<TaskEvent> lastEvents() {
+    auto names = coord_->children(layout_.events(), nullptr).get();
+    if (!names || names->empty()) return {};
+    std::sort(names->begin(), names->end());
+    auto r = coord_->get(layout_.events() + "/" + names->back(), nullptr).get();
+    std::vector<TaskEvent> out;
+    for (const auto& g : Json::parse(r->data)) {
+      for (auto& e : eventGroupFromJson(g)->expand()) out.push_back(e);
+    }
+    return out;
+  }
+  bool exists(const std::string& path) {
+    auto r = coord_->exists(path, nullptr).get();
+    return r && r->has_value();
+  }
+
+  ChunkItem item(const std::string& batch, uint32_t i, int attempt = 1) {
+    return ChunkItem{{batch, i}, generatedId({batch, i}), attempt, 100, "", std::nullopt};
+  }
+
+  // Submits `batch_` (n tasks) and assigns indices [0, k) to w1 as chunk `c`.
+  void submitAndAssign(size_t n, uint32_t k, const std::string& c) {
+    Builder s(layout_);
+    s.submit(record(batch_, n));
+    apply(std::move(s));
+    auto [state, version] = pending(batch_);
+    Chunk chunk;
+    for (uint32_t i = 0; i < k; ++i) {
+      state.hold(i, Held{"w1", c});
+      chunk.items.push_back(item(batch_, i));
+    }
+    Builder a = Builder::fenced(layout_, 0);
+    a.assign({PendingWrite{batch_, version, state}}, "w1", c, chunk, 200);
+    apply(std::move(a));
+  }
+
+  Layout layout_{"/drover"};
+  std::string batch_ = makeBatchName(1'796'083'200'000, 1);
+  std::string other_ = makeBatchName(1'796'083'200'000, 2);
+  std::shared_ptr<coord::FakeServer> server_;
+  std::unique_ptr<coord::FakeCoordination> coord_;
+};
+
+TEST_F(ProtocolTest, SubmitWritesOneRecordOnePendingStateAndIdEntriesOnly) {
+  Builder b(layout_);
+  b.submit(record(batch_, 500, {"mine"}));
+  EXPECT_EQ(b.ops(), 3u);  // batch record, pending state, one id entry: not one per task
+  apply(std::move(b));
+  auto [state, version] = pending(batch_);
+  EXPECT_EQ(state.waiting().size(), 500u);
+  EXPECT_EQ(state.waitingAt(499)->attempt, 1);
+  auto id = coord_->get(layout_.idEntry("mine"), nullptr).get();
+  ASSERT_TRUE(id);
+  EXPECT_EQ(decodeRef(id->data), (TaskRef{batch_, 0}));
+  auto events = lastEvents();
+  ASSERT_EQ(events.size(), 500u);
+  EXPECT_EQ(events[0].id, "mine");
+  EXPECT_EQ(events[1].id, generatedId({batch_, 1}));
+  EXPECT_EQ(events[1].state, State::kPending);
+}
+
+TEST_F(ProtocolTest, SubmitOfATakenIdNamesTheIdAndWritesNothing) {
+  Builder first(layout_);
+  first.submit(record(batch_, 1, {"mine"}));
+  apply(std::move(first));
+  Builder second(layout_);
+  second.submit(record(other_, 2, {"fresh", "mine"}));
+  Role role = failing(std::move(second), Code::kNodeExists);
+  EXPECT_EQ(role.part, Part::kId);
+  EXPECT_EQ(role.key, "mine");
+  EXPECT_FALSE(exists(layout_.batch(other_)));
+  EXPECT_FALSE(exists(layout_.idEntry("fresh")));
+}
+
+TEST_F(ProtocolTest, SubmitIntoAMissingTimeBucketNamesTheBatchRecord) {
+  std::string later = makeBatchName(1'796'083'200'000 + 10'000'000, 3);
+  Builder b(layout_);
+  b.submit(record(later, 1));
+  Role role = failing(std::move(b), Code::kNoNode);
+  EXPECT_EQ(role.part, Part::kBatch);
+  EXPECT_EQ(role.key, later);
+}
+
+TEST_F(ProtocolTest, AssignMovesTokensIntoAChunkAndIsFenced) {
+  submitAndAssign(4, 2, "c-1");
+  auto [state, version] = pending(batch_);
+  EXPECT_EQ(state.waiting().size(), 2u);
+  EXPECT_EQ(state.heldAt(1)->chunk, "c-1");
+  EXPECT_EQ(chunk("c-1").first.items.size(), 2u);
+  EXPECT_EQ(lastEvents().size(), 2u);
+  EXPECT_EQ(lastEvents()[0].state, State::kAssigned);
+
+  // A second leader that read the pending state before the first assign: its version is stale.
+  PendingState stale = state;
+  stale.hold(2, Held{"w1", "c-2"});
+  Chunk c2{{item(batch_, 2)}};
+  Builder late = Builder::fenced(layout_, 0);
+  late.assign({PendingWrite{batch_, version - 1, stale}}, "w1", "c-2", c2, 300);
+  Role role = failing(std::move(late), Code::kBadVersion);
+  EXPECT_EQ(role.part, Part::kPending);
+  EXPECT_EQ(role.key, batch_);
+  EXPECT_FALSE(exists(layout_.chunk("w1", "c-2")));
+
+  // A deposed leader (the epoch moved on) writes nothing either.
+  ASSERT_TRUE(coord_->set(layout_.epoch(), "", coord::kAnyVersion).get());
+  Builder zombie = Builder::fenced(layout_, 0);
+  zombie.assign({PendingWrite{batch_, version, stale}}, "w1", "c-2", c2, 300);
+  EXPECT_EQ(failing(std::move(zombie), Code::kBadVersion).part, Part::kEpoch);
+}
+
+TEST_F(ProtocolTest, CommitRecordsOutcomesRetriesAndFencesAZombie) {
+  submitAndAssign(4, 3, "c-1");
+  auto [c, cv] = chunk("c-1");
+  // Task 0 succeeded, task 1 failed and goes back for attempt 2; task 2 still runs.
+  ResultRecord done;
+  done.outcomes.push_back(Outcome{0, "", State::kSucceeded, 1, "w1", 210, 220, "", Json(7)});
+  auto [state, pv] = pending(batch_);
+  state.wait(1, Waiting{2, 5000, "exit 1"});
+  Builder b(layout_);
+  b.commit(ChunkWrite{"w1", "c-1", cv, c.without({{batch_, 0}, {batch_, 1}})}, {{batch_, done}},
+           {PendingWrite{batch_, pv, state}}, {item(batch_, 1)}, 230);
+  apply(std::move(b));
+
+  auto rest = chunk("c-1").first;
+  ASSERT_EQ(rest.items.size(), 1u);
+  EXPECT_EQ(rest.items[0].ref.index, 2u);
+  auto records = results(batch_);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].find(0)->result, Json(7));
+  EXPECT_EQ(pending(batch_).first.waitingAt(1)->attempt, 2);
+  auto events = lastEvents();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].state, State::kSucceeded);
+  EXPECT_EQ(events[1].state, State::kPending);
+  EXPECT_EQ(events[1].attempt, 2);
+
+  // A zombie holding the chunk's old version: its commit of task 2 records nothing.
+  ResultRecord late;
+  late.outcomes.push_back(Outcome{2, "", State::kSucceeded, 1, "w1", 210, 240, "", nullptr});
+  Builder z(layout_);
+  z.commit(ChunkWrite{"w1", "c-1", cv, Chunk{}}, {{batch_, late}}, {}, {}, 240);
+  Role role = failing(std::move(z), Code::kBadVersion);
+  EXPECT_EQ(role.part, Part::kChunk);
+  EXPECT_EQ(role.key, layout_.chunk("w1", "c-1"));
+  EXPECT_EQ(results(batch_).size(), 1u);
+}
+
+TEST_F(ProtocolTest, CommitOfTheLastTasksDeletesTheChunk) {
+  submitAndAssign(2, 2, "c-1");
+  auto [c, cv] = chunk("c-1");
+  ResultRecord done;
+  done.outcomes.push_back(Outcome{0, "", State::kSucceeded, 1, "w1", 1, 2, "", nullptr});
+  done.outcomes.push_back(Outcome{1, "", State::kFailed, 1, "w1", 1, 2, "boom", nullptr});
+  Builder b(layout_);
+  b.commit(ChunkWrite{"w1", "c-1", cv, Chunk{}}, {{batch_, done}}, {}, {}, 3);
+  apply(std::move(b));
+  EXPECT_FALSE(exists(layout_.chunk("w1", "c-1")));
+  ASSERT_EQ(results(batch_).size(), 1u);
+  EXPECT_EQ(results(batch_)[0].find(1)->error, "boom");
+}
+
+TEST_F(ProtocolTest, RequeueReturnsTasksAndRecordsTheExhausted) {
+  submitAndAssign(3, 2, "c-1");
+  auto [c, cv] = chunk("c-1");
+  auto [state, pv] = pending(batch_);
+  state.wait(0, Waiting{2, 0, "worker w1 left"});
+  state.erase(1);  // out of attempts
+  ResultRecord failed;
+  failed.outcomes.push_back(
+      Outcome{1, "", State::kFailed, 1, "w1", 0, 500, "worker w1 left", nullptr});
+
+  Builder stale = Builder::fenced(layout_, 0);
+  stale.requeue(ChunkWrite{"w1", "c-1", cv + 1, Chunk{}}, {PendingWrite{batch_, pv, state}},
+                {item(batch_, 0)}, {{batch_, failed}}, 500);
+  EXPECT_EQ(failing(std::move(stale), Code::kBadVersion).part, Part::kChunk);
+
+  Builder b = Builder::fenced(layout_, 0);
+  b.requeue(ChunkWrite{"w1", "c-1", cv, Chunk{}}, {PendingWrite{batch_, pv, state}},
+            {item(batch_, 0)}, {{batch_, failed}}, 500);
+  apply(std::move(b));
+  EXPECT_FALSE(exists(layout_.chunk("w1", "c-1")));
+  auto after = pending(batch_).first;
+  EXPECT_EQ(after.waitingAt(0)->attempt, 2);
+  EXPECT_EQ(after.waitingAt(1), nullptr);
+  EXPECT_EQ(after.heldAt(1), nullptr);
+  EXPECT_EQ(results(batch_)[0].find(1)->state, State::kFailed);
+}
+
+TEST_F(ProtocolTest, ReclaimTakesUnstartedTasksBackFromAChunk) {
+  submitAndAssign(3, 3, "c-1");
+  auto [c, cv] = chunk("c-1");
+  auto [state, pv] = pending(batch_);
+  state.wait(2, Waiting{});
+  Builder b = Builder::fenced(layout_, 0);
+  b.reclaim(ChunkWrite{"w1", "c-1", cv, c.without({{batch_, 2}})}, {item(batch_, 2)},
+            {PendingWrite{batch_, pv, state}}, 600);
+  apply(std::move(b));
+  EXPECT_EQ(chunk("c-1").first.items.size(), 2u);
+  EXPECT_TRUE(pending(batch_).first.waitingAt(2));
+  // The worker's commit that still counted task 2 as its own fails on the chunk's version.
+  Builder w(layout_);
+  w.commit(ChunkWrite{"w1", "c-1", cv, Chunk{}}, {}, {}, {}, 601);
+  EXPECT_EQ(failing(std::move(w), Code::kBadVersion).part, Part::kChunk);
+}
+
+TEST_F(ProtocolTest, CancelTakesTheTokenFromWhereverItIs) {
+  submitAndAssign(3, 1, "c-1");
+  // Waiting task 2: only the pending state changes.
+  auto [state, pv] = pending(batch_);
+  state.erase(2);
+  Builder w(layout_);
+  w.cancel(item(batch_, 2), PendingWrite{batch_, pv, state}, std::nullopt,
+           Outcome{2, "", State::kCancelled, 0, "", 0, 700, "cancelled", nullptr});
+  apply(std::move(w));
+  EXPECT_EQ(pending(batch_).first.waitingAt(2), nullptr);
+
+  // Held task 0: its chunk loses it (the chunk is deleted: it was the only task).
+  auto [c, cv] = chunk("c-1");
+  auto [state2, pv2] = pending(batch_);
+  state2.erase(0);
+  Builder h(layout_);
+  h.cancel(item(batch_, 0), PendingWrite{batch_, pv2, state2},
+           ChunkWrite{"w1", "c-1", cv, c.without({{batch_, 0}})},
+           Outcome{0, "", State::kCancelled, 1, "w1", 0, 710, "cancelled", nullptr});
+  apply(std::move(h));
+  EXPECT_FALSE(exists(layout_.chunk("w1", "c-1")));
+  size_t cancelled = 0;
+  for (const auto& r : results(batch_)) {
+    for (const auto& o : r.outcomes) cancelled += o.state == State::kCancelled;
+  }
+  EXPECT_EQ(cancelled, 2u);
+  EXPECT_EQ(lastEvents().at(0).state, State::kCancelled);
+}
+
+TEST_F(ProtocolTest, ExpireDeletesABatchWholeOrNotAtAll) {
+  Builder s(layout_);
+  s.submit(record(batch_, 1, {"mine"}));
+  apply(std::move(s));
+  auto [state, pv] = pending(batch_);
+  state.erase(0);
+  Builder w(layout_);
+  w.cancel(item(batch_, 0), PendingWrite{batch_, pv, state}, std::nullopt,
+           Outcome{0, "mine", State::kCancelled, 0, "", 0, 9, "", nullptr});
+  apply(std::move(w));
+  auto children = coord_->children(layout_.batch(batch_), nullptr).get();
+  ASSERT_TRUE(children);
+  ASSERT_EQ(children->size(), 1u);
+  const int32_t pv2 = pending(batch_).second;
+
+  // A result record the listing did not see: the batch's delete fails, nothing is deleted.
+  Builder blind(layout_);
+  blind.expire(batch_, {}, pv2, {"mine"});
+  Role role = failing(std::move(blind), Code::kNotEmpty);
+  EXPECT_EQ(role.part, Part::kRetained);
+  EXPECT_TRUE(exists(layout_.idEntry("mine")));
+
+  Builder e(layout_);
+  e.expire(batch_, *children, pv2, {"mine"});
+  apply(std::move(e));
+  EXPECT_FALSE(exists(layout_.batch(batch_)));
+  EXPECT_FALSE(exists(layout_.pending(batch_)));
+  EXPECT_FALSE(exists(layout_.idEntry("mine")));
+}
+
+}  // namespace
+}  // namespace drover::tasks::v2
