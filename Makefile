@@ -61,11 +61,12 @@ clean:
 	@rm -rf build build-asan build-tsan
 
 # Benchmarks (docs/PERFORMANCE.md). `make bench`: a Release build of its own (build-bench/), a
-# full run (~10 min on 2 cores) writing bench/results/latest.{json,md} and PNG plots; extra driver
+# full run (~20 min on 2 cores) writing bench/results/latest.{json,md} and PNG plots, ending with
+# the Celery peer (bench/celery_peer.py; Celery and Redis are bench-only packages); extra driver
 # flags via BENCH_ARGS (e.g. BENCH_ARGS="--backlog-tasks 100000"). `make bench-backlog`: the
-# 1,000,000-task backlog alone (~30 min), into bench/results/backlog-1m/. `make
-# bench-smoke`: the short CI version (the ctest `bench_smoke`). -Wno-restrict: GCC 12's false
-# positive at -O3 in std::string (GCC bug 105329), seen in src/local/process.cc.
+# 1,000,000-task backlog alone (~30 min), into bench/results/backlog-1m/. `make bench-smoke`:
+# the short CI version (the ctests `bench_smoke` and `celery_peer_smoke`). -Wno-restrict: GCC
+# 12's false positive at -O3 in std::string (GCC bug 105329), seen in src/local/process.cc.
 BENCH_BUILD ?= build-bench
 BENCH_ARGS ?=
 .PHONY: bench bench-smoke bench-build bench-backlog
