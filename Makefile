@@ -61,24 +61,25 @@ clean:
 	@rm -rf build build-asan build-tsan
 
 # Benchmarks (docs/PERFORMANCE.md). `make bench`: a Release build of its own (build-bench/), a
-# full run (~10 min on 2 cores) writing bench/results/latest.{json,md} and PNG plots; extra driver
+# full run (~20 min on 2 cores) writing bench/results/latest.{json,md} and PNG plots, ending with
+# the Celery peer (bench/celery_peer.py; Celery and Redis are bench-only packages); extra driver
 # flags via BENCH_ARGS (e.g. BENCH_ARGS="--backlog-tasks 100000"). `make bench-backlog`: the
-# 1,000,000-task backlog alone (~30 min), into bench/results/backlog-1m/. `make
-# bench-smoke`: the short CI version (the ctest `bench_smoke`). -Wno-restrict: GCC 12's false
-# positive at -O3 in std::string (GCC bug 105329), seen in src/local/process.cc.
+# 1,000,000-task backlog alone (~30 min), into bench/results/backlog-1m/. `make bench-smoke`:
+# the short CI version (the ctests `bench_smoke` and `celery_peer_smoke`). -Wno-restrict: GCC
+# 12's false positive at -O3 in std::string (GCC bug 105329), seen in src/local/process.cc.
 BENCH_BUILD ?= build-bench
 BENCH_ARGS ?=
 .PHONY: bench bench-smoke bench-build bench-backlog
 
 bench-build: deps
-	@scripts/install-deps.sh python3-matplotlib
+	@scripts/install-deps.sh python3-matplotlib python3-celery python3-redis redis-server
 	@cmake -S . -B $(BENCH_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release \
 		-DCMAKE_CXX_FLAGS=-Wno-restrict >/dev/null
 	@cmake --build $(BENCH_BUILD) --target drover drover_bench -j $(JOBS)
 
 bench: bench-build
 	@$(BENCH_BUILD)/bench/drover_bench --drover $(BENCH_BUILD)/src/app/drover \
-		--out bench/results/latest.json $(BENCH_ARGS); rc=$$?; \
+		--celery-peer bench/celery_peer.py --out bench/results/latest.json $(BENCH_ARGS); rc=$$?; \
 		/usr/bin/python3 bench/report.py bench/results/latest.json bench/results; exit $$rc
 
 bench-backlog: bench-build
@@ -90,7 +91,7 @@ bench-backlog: bench-build
 		bench/results/backlog-1m; exit $$rc
 
 bench-smoke: bench-build
-	@cd $(BENCH_BUILD) && ctest -R bench_smoke --output-on-failure
+	@cd $(BENCH_BUILD) && ctest -R 'bench_smoke|celery_peer_smoke' --output-on-failure
 
 # `make package`: the Debian package (docs/OPERATIONS.md) from the `drover` binary in $(BUILD):
 # install what is missing (dpkg-dev for dpkg-shlibdeps), configure, build, cpack; prints its path.

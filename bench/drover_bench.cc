@@ -39,6 +39,7 @@
 #include "local/ports.h"
 #include "local/process.h"
 #include "local/zk_cluster.h"
+#include "peer.h"
 #include "tasks/layout.h"
 #include "tasks/task.h"
 
@@ -69,8 +70,8 @@ bool waitFor(Pred&& pred, std::chrono::milliseconds timeout, std::chrono::millis
   }
 }
 
-// Scenario sizes. The defaults fit `make bench` in under 20 minutes on a 2-core machine at the
-// present ~500 tasks/s end to end; --smoke shrinks them to seconds.
+// Scenario sizes. The throughput scenarios default to 100,000 tasks (issue 9's floor for `make
+// bench`); --smoke shrinks everything to seconds.
 struct Config {
   std::string drover;
   std::string out;
@@ -78,10 +79,10 @@ struct Config {
   int slots = 8;
   int prefetch = -1;  // the nodes' --prefetch; -1: the node's default
   int session_ms = 2000;
-  int batch_tasks = 4000;
+  int batch_tasks = 100000;
   int batch_size = 500;
   int batch_clients = 2;
-  int single_tasks = 3000;
+  int single_tasks = 100000;
   int single_clients = 64;
   double light_rate = 20;
   double latency_seconds = 15;
@@ -113,6 +114,10 @@ struct Config {
   // the tick is the slack of every kill -9 failover figure.
   int zk_tick_ms = 250;
   bool smoke = false;
+  // The Celery peer (bench/celery_peer.py; empty: none), run after Drover's scenarios with the
+  // same sizes, and the Redis persistence of each of its runs ("everysec", "none").
+  std::string celery_peer;
+  std::vector<std::string> celery_persistence = {"everysec"};
   // Scenario name prefixes to run (empty: all), e.g. {"throughput-batch", "latency"}.
   std::vector<std::string> only;
   bool wants(const std::string& name) const {
@@ -1308,6 +1313,13 @@ int main(int argc, char** argv) {
   app.add_option("--only", config.only,
                  "Run only the scenarios whose names start with these (e.g. throughput-batch "
                  "latency backlog zk-limits)");
+  app.add_option("--celery-peer", config.celery_peer,
+                 "Run this Celery peer script (bench/celery_peer.py) after Drover's scenarios, "
+                 "with the same sizes, and print Drover's figures as ratios to it");
+  app.add_option("--celery-persistence", config.celery_persistence,
+                 "The peer's Redis persistence per run: everysec (AOF) and/or none")
+      ->check(CLI::IsMember({"everysec", "none"}))
+      ->capture_default_str();
   app.add_option("--git-commit", commit, "Commit measured (default: git rev-parse HEAD)");
   CLI11_PARSE(app, argc, argv);
   if (smoke) drover::bench::applySmoke(config);
@@ -1322,6 +1334,37 @@ int main(int argc, char** argv) {
     bench.any_failed = true;
     bench.scenarios.push_back({{"scenario", "setup"}, {"ok", false}, {"failure", e.what()}});
   }
+  nlohmann::json peer = nullptr, peer_ratios = nlohmann::json::object();
+  if (!config.celery_peer.empty() &&
+      (config.wants("throughput-batch") || config.wants("throughput-single") ||
+       config.wants("latency-light"))) {
+    // ZooKeeper stopped first: the peer gets the machine as Drover had it.
+    bench.ensemble.reset();
+    bench.standalone.reset();
+    std::cout << "[ run ] the Celery peer: " << config.celery_peer << std::endl;
+    auto r = drover::bench::runCeleryPeer({.script = config.celery_peer,
+                                           .batch_tasks = config.batch_tasks,
+                                           .batch_clients = config.batch_clients,
+                                           .single_tasks = config.single_tasks,
+                                           .single_clients = config.single_clients,
+                                           .light_rate = config.light_rate,
+                                           .latency_seconds = config.latency_seconds,
+                                           .concurrency = config.nodes * config.slots,
+                                           .persistence = config.celery_persistence,
+                                           .only = config.only,
+                                           .stall_seconds = config.stall_seconds});
+    peer = r.doc;
+    if (r.skipped) {
+      std::cout << "[ skipped ] the Celery peer: " << r.detail << std::endl;
+      peer = {{"skipped", r.detail}};
+    } else if (!r.ok) {
+      std::cout << "[ FAILED ] the Celery peer: " << r.detail << std::endl;
+      bench.any_failed = true;
+      if (!peer.is_object()) peer = nlohmann::json::object();
+      peer["failure"] = r.detail;
+    }
+    peer_ratios = drover::bench::ratiosToPeer(bench.scenarios, peer);
+  }
   nlohmann::json doc = {
       {"git_commit",
        commit.empty() ? drover::bench::shell("git rev-parse HEAD 2>/dev/null") : commit},
@@ -1335,8 +1378,11 @@ int main(int argc, char** argv) {
       {"total_seconds", drover::bench::secondsSince(t0)},
       {"scenarios", bench.scenarios},
       {"ratios_to_zookeeper_limits", bench.ratios()},
+      {"peer_celery", peer},
+      {"ratios_to_celery", peer_ratios},
       {"ok", !bench.any_failed}};
   std::cout << "[ ratios ] " << doc["ratios_to_zookeeper_limits"].dump() << "\n";
+  std::cout << drover::bench::ratiosText(peer_ratios);
   if (!config.out.empty()) {
     std::filesystem::path p(config.out);
     if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());

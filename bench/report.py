@@ -40,6 +40,26 @@ def fig(doc, name, *path):
     return v
 
 
+def scenario_row(s):
+    p = s.get("parameters", {})
+    f = dict(s.get("figures", {}))
+    for k in [k for k in f if k.startswith("mntr_") or k in ("nodes",)]:
+        f.pop(k)
+    figs = []
+    for k, v in f.items():
+        if isinstance(v, dict):
+            if "p50_ms" in v:
+                figs.append(f"{k}: p50 {fmt(v['p50_ms'], 1)} / p99 {fmt(v['p99_ms'], 1)} / "
+                            f"p99.9 {fmt(v['p999_ms'], 1)} ms")
+            else:
+                figs.append(f"{k}: " + ", ".join(f"{a} {b}" for a, b in v.items()))
+        else:
+            figs.append(f"{k}: {fmt(v, 2 if isinstance(v, float) and abs(v) < 10 else 0)}")
+    params = ", ".join(f"{k} {v}" for k, v in p.items())
+    ok = "yes" if s.get("ok") else f"**FAILED**: {s.get('failure', '')}"
+    return f"| {s['scenario']} | {params} | {'<br>'.join(figs)} | {ok} |"
+
+
 def markdown(doc):
     m = doc["machine"]
     out = [
@@ -54,23 +74,7 @@ def markdown(doc):
         "| --- | --- | --- | --- |",
     ]
     for s in doc["scenarios"]:
-        p = s.get("parameters", {})
-        f = dict(s.get("figures", {}))
-        for k in [k for k in f if k.startswith("mntr_") or k in ("nodes",)]:
-            f.pop(k)
-        figs = []
-        for k, v in f.items():
-            if isinstance(v, dict):
-                if "p50_ms" in v:
-                    figs.append(f"{k}: p50 {fmt(v['p50_ms'], 1)} / p99 {fmt(v['p99_ms'], 1)} / "
-                                f"p99.9 {fmt(v['p999_ms'], 1)} ms")
-                else:
-                    figs.append(f"{k}: " + ", ".join(f"{a} {b}" for a, b in v.items()))
-            else:
-                figs.append(f"{k}: {fmt(v, 2 if isinstance(v, float) and abs(v) < 10 else 0)}")
-        params = ", ".join(f"{k} {v}" for k, v in p.items())
-        ok = "yes" if s.get("ok") else f"**FAILED**: {s.get('failure', '')}"
-        out.append(f"| {s['scenario']} | {params} | {'<br>'.join(figs)} | {ok} |")
+        out.append(scenario_row(s))
     r = doc.get("ratios_to_zookeeper_limits", {})
     if r:
         out += ["", "Drover as a share of ZooKeeper's raw limits on the same ensemble:", "",
@@ -79,7 +83,43 @@ def markdown(doc):
         for k, v in r.items():
             out.append(f"| {k} | {fmt(v['value'])} | {v['of_pipelined_creates'] * 100:.1f}% | "
                        f"{v['of_multi100_znodes'] * 100:.2f}% |")
+    out += peer_markdown(doc)
     return "\n".join(out) + "\n"
+
+
+def peer_markdown(doc):
+    """The Celery peer (bench/celery_peer.py): its setup, Drover beside it, and its own rows."""
+    peer = doc.get("peer_celery")
+    if not isinstance(peer, dict):
+        return []
+    if "skipped" in peer:
+        return ["", f"Celery peer: skipped ({peer['skipped'].strip()})."]
+    out = []
+    if "setup" in peer:
+        st, v = peer["setup"], peer.get("versions", {})
+        out += ["", f"Drover beside Celery {v.get('celery', '?')} (kombu {v.get('kombu', '?')}, "
+                f"redis-py {v.get('redis_py', '?')}) with Redis {v.get('redis_server', '?')} as "
+                f"broker and result backend, run after Drover's scenarios on the same machine: "
+                f"{st['pool']} pool of {st['concurrency']} processes, acks_late, prefetch "
+                f"multiplier {st['prefetch_multiplier']}, {st['task']}."]
+    if peer.get("failure"):
+        out += ["", f"**Celery peer FAILED**: {peer['failure']}"]
+    ratios = doc.get("ratios_to_celery") or {}
+    if ratios:
+        out += ["", "| figure | Redis persistence | Drover | Celery | Drover / Celery |",
+                "| --- | --- | --- | --- | --- |"]
+        for persistence, figures in ratios.items():
+            for k, v in figures.items():
+                unit = "ms" if k.endswith("_ms") else "tasks/s"
+                note = " (time: below 1 is faster)" if unit == "ms" else ""
+                out.append(f"| {k} | {persistence} | {fmt(v['drover'], 1)} {unit} | "
+                           f"{fmt(v['celery'], 1)} {unit} | {v['ratio']:.2f}x{note} |")
+    for run in peer.get("runs", []):
+        out += ["", f"Celery peer, Redis {run.get('redis', run.get('persistence'))}:", "",
+                "| scenario | parameters | figures | ok |", "| --- | --- | --- | --- |"]
+        for s in run.get("scenarios", []):
+            out.append(scenario_row(s))
+    return out
 
 
 def plots(doc, out_dir):
@@ -128,6 +168,13 @@ def plots(doc, out_dir):
             ys = [(i + 1) / len(v) for i in range(len(v))]
             rate = s["parameters"]["rate_per_s"]
             ax.plot(v, ys, style, label=f"{s['scenario']} ({rate:.0f}/s) {key[:-3]}")
+    for run in (doc.get("peer_celery") or {}).get("runs", []):
+        for s in run.get("scenarios", []):
+            v = sorted((s.get("series") or {}).get("submit_to_done_ms") or [])
+            if v:
+                ys = [(i + 1) / len(v) for i in range(len(v))]
+                ax.plot(v, ys, ":", label=f"Celery (Redis {run['persistence']}) {s['scenario']} "
+                        "submit_to_done")
     ax.set_xscale("log")
     ax.set_xlabel("milliseconds (log)")
     ax.set_ylabel("fraction of tasks")
