@@ -101,6 +101,13 @@ const std::vector<RouteRole>& routeRoles() {
       {"GET", kTaskIdRoute, Role::kRead},
       {"DELETE", kTaskIdRoute, Role::kSubmit},
       {"GET", "/v1/workers", Role::kRead},
+      // Worker and queue control (docs/ROUTING.md) is the admin's.
+      {"POST", kDrainRoute, Role::kAdmin},
+      {"DELETE", kDrainRoute, Role::kAdmin},
+      {"GET", "/v1/queues", Role::kRead},
+      {"PUT", kQueueRoute, Role::kAdmin},
+      {"POST", kQueuePauseRoute, Role::kAdmin},
+      {"POST", kQueueResumeRoute, Role::kAdmin},
       {"GET", "/v1/cluster", Role::kRead},
       {"GET", "/v1/events", Role::kRead},
       // The description of the API: no data, and tools (code generators, Swagger UI) fetch it

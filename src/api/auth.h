@@ -19,6 +19,12 @@
 
 namespace drover::api {
 
+// Route patterns shared by the router (http.cc) and the role table (auth.cc).
+inline constexpr const char* kDrainRoute = R"(/v1/workers/([^/]+)/drain)";
+inline constexpr const char* kQueueRoute = R"(/v1/queues/([^/]+))";
+inline constexpr const char* kQueuePauseRoute = R"(/v1/queues/([^/]+)/pause)";
+inline constexpr const char* kQueueResumeRoute = R"(/v1/queues/([^/]+)/resume)";
+
 // Roles are ordered: each one may do everything the one before it may.
 //   kPublic: no token needed, even when tokens are configured (liveness, the dashboard's files).
 //   kRead:   GETs of tasks, workers, cluster, events, metrics.

@@ -46,7 +46,7 @@ RawAnswer rawRequest(int port, const std::string& method, const std::string& tar
   }
   std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
   if (!authorization.empty()) req += "Authorization: " + authorization + "\r\n";
-  if (method == "POST") {
+  if (method == "POST" || method == "PUT") {
     req +=
         "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
   }
@@ -120,6 +120,12 @@ const std::map<std::pair<std::string, std::string>, Sample>& samples() {
       {{"GET", R"(/v1/tasks/([\s\S]+))"}, {"/v1/tasks/known", "", Role::kRead}},
       {{"DELETE", R"(/v1/tasks/([\s\S]+))"}, {"/v1/tasks/known", "", Role::kSubmit}},
       {{"GET", "/v1/workers"}, {"/v1/workers", "", Role::kRead}},
+      {{"POST", R"(/v1/workers/([^/]+)/drain)"}, {"/v1/workers/w1/drain", "", Role::kAdmin}},
+      {{"DELETE", R"(/v1/workers/([^/]+)/drain)"}, {"/v1/workers/w1/drain", "", Role::kAdmin}},
+      {{"GET", "/v1/queues"}, {"/v1/queues", "", Role::kRead}},
+      {{"PUT", R"(/v1/queues/([^/]+))"}, {"/v1/queues/etl", R"({"max_running":2})", Role::kAdmin}},
+      {{"POST", R"(/v1/queues/([^/]+)/pause)"}, {"/v1/queues/etl/pause", "", Role::kAdmin}},
+      {{"POST", R"(/v1/queues/([^/]+)/resume)"}, {"/v1/queues/etl/resume", "", Role::kAdmin}},
       {{"GET", "/v1/cluster"}, {"/v1/cluster", "", Role::kRead}},
       {{"GET", "/v1/events"}, {"/v1/events", "", Role::kRead}},
       {{"GET", "/v1/openapi.json"}, {"/v1/openapi.json", "", Role::kPublic}},
@@ -135,6 +141,14 @@ const std::map<std::pair<std::string, std::string>, Sample>& samples() {
 TEST_F(AuthTest, EveryRouteAnswers401WithoutAValidToken403ForAWeakRoleAnd2xxOtherwise) {
   ASSERT_EQ(call("POST", "/v1/tasks", tokens_.admin, R"({"id":"known","type":"noop"})").status,
             202);
+  // A live worker for the drain route.
+  tasks::WorkerInfo w1;
+  w1.id = "w1";
+  ASSERT_TRUE(
+      other_
+          ->create(
+              {layout_.worker("w1"), tasks::toJson(w1).dump(), coord::CreateMode::kEphemeral, {}})
+          .get());
   const std::vector<Role> roles = {Role::kRead, Role::kSubmit, Role::kAdmin};
   for (const auto& row : routeRoles()) {
     SCOPED_TRACE(row.method + " " + row.pattern);

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "api/http_util.h"
 #include "api/openapi.h"
 #include "api/tls.h"
 #include "base/ids.h"
@@ -25,14 +26,7 @@ using tasks::Json;
 using Request = httplib::Request;
 using Response = httplib::Response;
 
-constexpr const char* kJson = "application/json";
 constexpr const char* kProblemJson = "application/problem+json";
-constexpr const char* kIdRule = "must be 1-128 characters of A-Z a-z 0-9 . _ - and not . or ..";
-constexpr size_t kMaxDetailInput = 200;  // how much of a client's input an error echoes
-
-std::string dumpJson(const Json& j) {
-  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
-}
 
 std::string_view reason(int status) {
   switch (status) {
@@ -77,12 +71,6 @@ std::string_view reason(int status) {
   }
 }
 
-// Client input quoted in an error, bounded (and JSON-escaped later).
-std::string quote(std::string_view s) {
-  if (s.size() <= kMaxDetailInput) return std::string(s);
-  return fmt::format("{}... ({} bytes)", s.substr(0, kMaxDetailInput), s.size());
-}
-
 int statusOf(Failure f) {
   switch (f) {
     case Failure::kBadRequest:
@@ -101,58 +89,6 @@ int statusOf(Failure f) {
       return 500;
   }
   return 500;
-}
-
-bool isJsonContentType(const std::string& value) {
-  std::string media = value.substr(0, value.find(';'));
-  media.erase(
-      std::remove_if(media.begin(), media.end(), [](unsigned char c) { return std::isspace(c); }),
-      media.end());
-  std::transform(media.begin(), media.end(), media.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  return media == "application/json";
-}
-
-struct TooDeep : std::exception {
-  const char* what() const noexcept override { return "too deep"; }
-};
-
-// Parses a request body; the error says what is wrong. Nesting deeper than `max_depth` is
-// refused while parsing (the callback sees each container as it opens).
-tl::expected<Json, std::string> parseBody(const std::string& body, int max_depth) {
-  if (body.empty()) return tl::unexpected(std::string("the request body is empty"));
-  try {
-    Json::parser_callback_t cb = [max_depth](int depth, Json::parse_event_t event, Json&) {
-      if ((event == Json::parse_event_t::object_start ||
-           event == Json::parse_event_t::array_start) &&
-          depth >= max_depth) {
-        throw TooDeep();
-      }
-      return true;
-    };
-    return Json::parse(body, cb, /*allow_exceptions=*/true);
-  } catch (const TooDeep&) {
-    return tl::unexpected(fmt::format("the JSON body is nested deeper than {} levels", max_depth));
-  } catch (const Json::parse_error& e) {
-    return tl::unexpected(fmt::format("malformed JSON: {}", e.what()));
-  }
-}
-
-tl::expected<int64_t, std::string> parseInt(const std::string& s) {
-  int64_t v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size()) {
-    return tl::unexpected(fmt::format("'{}' is not an integer", quote(s)));
-  }
-  return v;
-}
-
-Json workerJson(const WorkerView& w) {
-  Json j = tasks::toJson(w.info);
-  j["running"] = w.running;
-  j["assigned"] = w.assigned;
-  j["leader"] = w.leader;
-  return j;
 }
 
 }  // namespace
@@ -296,6 +232,12 @@ void HttpServer::setupRoutes() {
   route("GET", id_route, std::bind(&HttpServer::getTask, this, _1, _2));
   route("DELETE", id_route, std::bind(&HttpServer::deleteTask, this, _1, _2));
   route("GET", "/v1/workers", std::bind(&HttpServer::getWorkers, this, _1, _2));
+  route("POST", kDrainRoute, std::bind(&HttpServer::drainWorker, this, _1, _2));
+  route("DELETE", kDrainRoute, std::bind(&HttpServer::undrainWorker, this, _1, _2));
+  route("GET", "/v1/queues", std::bind(&HttpServer::getQueues, this, _1, _2));
+  route("PUT", kQueueRoute, std::bind(&HttpServer::putQueue, this, _1, _2));
+  route("POST", kQueuePauseRoute, std::bind(&HttpServer::pauseQueue, this, _1, _2));
+  route("POST", kQueueResumeRoute, std::bind(&HttpServer::resumeQueue, this, _1, _2));
   route("GET", "/v1/cluster", std::bind(&HttpServer::getCluster, this, _1, _2));
   route("GET", "/v1/events", std::bind(&HttpServer::getEvents, this, _1, _2));
   route("GET", "/livez",
@@ -483,7 +425,12 @@ void HttpServer::getTask(const Request& req, Response& res) {
     if (!r) return fail(res, r.error());
     status = std::move(*r);
   }
-  res.set_content(dumpJson(tasks::toJson(status)), kJson);
+  Json body = tasks::toJson(status);
+  // Why it waits: in a plain GET only, so that a long-poll stays one read per change.
+  if (status.state == tasks::State::kPending && !req.has_param("wait")) {
+    if (auto why = waitingFor(status.spec)) body["waiting_for"] = *why;
+  }
+  res.set_content(dumpJson(body), kJson);
 }
 
 void HttpServer::deleteTask(const Request& req, Response& res) {

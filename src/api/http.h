@@ -119,6 +119,16 @@ class HttpServer {
   void getCluster(const httplib::Request& req, httplib::Response& res);
   void getEvents(const httplib::Request& req, httplib::Response& res);
   void readyz(const httplib::Request& req, httplib::Response& res);
+  // Routing (http_routing.cc).
+  void getQueues(const httplib::Request& req, httplib::Response& res);
+  void putQueue(const httplib::Request& req, httplib::Response& res);
+  void pauseQueue(const httplib::Request& req, httplib::Response& res);
+  void resumeQueue(const httplib::Request& req, httplib::Response& res);
+  void setQueue(const std::string& name, const tasks::Json& patch, httplib::Response& res);
+  void drainWorker(const httplib::Request& req, httplib::Response& res);
+  void undrainWorker(const httplib::Request& req, httplib::Response& res);
+  // Why a pending task waits; nullopt when that cannot be read now (the task is shown without).
+  std::optional<std::string> waitingFor(const tasks::TaskSpec& spec);
   void metrics(const httplib::Request& req, httplib::Response& res);
 
   // Sets res to the problem for a store failure (503 gets Retry-After).

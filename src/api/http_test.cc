@@ -605,7 +605,7 @@ TEST_F(HttpTest, ListsNewestFirstWithACursor) {
 }
 
 TEST_F(HttpTest, WorkersAndCluster) {
-  tasks::WorkerInfo w{"node-1", "host", 42, 4, {"gpu"}, "127.0.0.1:8081", 1};
+  tasks::WorkerInfo w{"node-1", "host", 42, 4, {"gpu"}, "127.0.0.1:8081", 1, 0, {"default"}, {}};
   ASSERT_TRUE(other_
                   ->create({layout_.worker("node-1"),
                             tasks::toJson(w).dump(),

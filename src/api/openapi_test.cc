@@ -75,9 +75,9 @@ TEST_F(OpenApiTest, EveryDocumentedOperationIsServed) {
 
 TEST_F(OpenApiTest, TheChecksCatchAGapEitherWay) {
   Routes routes = http_->routes();
-  routes.emplace_back("PUT", "/v1/queues/([^/]+)");
+  routes.emplace_back("PUT", "/v1/gadgets/([^/]+)");
   EXPECT_EQ(undocumentedRoutes(document(), routes),
-            std::vector<std::string>{"PUT /v1/queues/([^/]+)"});
+            std::vector<std::string>{"PUT /v1/gadgets/([^/]+)"});
   Json doc = document();
   doc["paths"]["/v1/schedules"]["get"] = Json::object();
   doc["paths"]["/v1/tasks/{id}"]["put"] = Json::object();

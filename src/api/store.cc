@@ -89,6 +89,7 @@ TaskStore::TaskStore(coord::Coordination& coord, tasks::Layout layout, StoreOpti
       options_(options),
       reader_(coord, layout_, options_),
       admission_(coord, layout_, options_),
+      queues_(coord, layout_, options_.call_timeout),
       group_(std::make_shared<Group>(coord, layout_, options.group_inflight,
                                      std::max<size_t>(1, options.group_max_tasks),
                                      options.max_multi_bytes)) {}

@@ -13,6 +13,7 @@
 
 #include "api/admission.h"
 #include "api/problem.h"
+#include "api/queue_admin.h"
 #include "api/store_options.h"
 #include "api/task_reader.h"
 #include "coord/coordination.h"
@@ -70,6 +71,8 @@ class TaskStore {
   bool connected() const { return coord_.session().state == coord::SessionState::kConnected; }
 
   const tasks::Layout& layout() const { return layout_; }
+  // Queue settings and draining (docs/ROUTING.md).
+  QueueAdmin& queues() { return queues_; }
 
   // Single submits waiting for a group multi (see StoreOptions::group_inflight).
   size_t queuedSubmits() const;
@@ -94,6 +97,7 @@ class TaskStore {
   const StoreOptions options_;
   TaskReader reader_;
   Admission admission_;
+  QueueAdmin queues_;
 
   // Shared with multi completions, which may come after the store is gone.
   std::shared_ptr<Group> group_;

@@ -4,6 +4,7 @@
 #include <httplib.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -76,6 +77,7 @@ Answer call(const ClientOptions& o, const std::string& method, const std::string
   httplib::Result res =
       method == "GET"    ? cli.Get(path)
       : method == "POST" ? cli.Post(path, body != nullptr ? body->dump() : "{}", "application/json")
+      : method == "PUT"  ? cli.Put(path, body != nullptr ? body->dump() : "{}", "application/json")
                          : cli.Delete(path);
   Answer a;
   if (!res) {
@@ -138,6 +140,7 @@ void printTask(const Json& t) {
   if (t.contains("error") && !t["error"].is_null()) {
     std::cout << "error:     " << str(t, "error") << "\n";
   }
+  if (t.contains("waiting_for")) std::cout << "waits for: " << str(t, "waiting_for") << "\n";
 }
 
 // A wall-clock time in ms as local "YYYY-MM-DD HH:MM:SS"; "-" when absent.
@@ -225,6 +228,77 @@ int show(const ClientOptions& o, const std::string& path,
   return kExitOk;
 }
 
+// queues, queue pause|resume|limit, drain (docs/ROUTING.md); returns the commands that take the
+// connection flags.
+std::array<CLI::App*, 6> addRoutingCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
+  auto* queues = app.add_subcommand("queues", "List queues: paused, limit, serving workers");
+  queues->callback([&o, &exit_code] {
+    exit_code = show(o, "/v1/queues", [](const Json& body) {
+      std::cout << fmt::format("{:<24} {:<7} {:>11}  {}\n", "QUEUE", "STATE", "MAX_RUNNING",
+                               "WORKERS");
+      for (const auto& q : body.value("queues", Json::array())) {
+        int max = q.value("max_running", 0);
+        std::cout << fmt::format("{:<24} {:<7} {:>11}  {}\n", str(q, "name"),
+                                 q.value("paused", false) ? "paused" : "open",
+                                 max > 0 ? std::to_string(max) : "-",
+                                 q.value("workers", Json::array()).size());
+      }
+    });
+  });
+  auto* queue = app.add_subcommand("queue", "Pause, resume or limit a queue (admin)");
+  queue->require_subcommand(1);
+  auto name = std::make_shared<std::string>();
+  auto limit = std::make_shared<int>(0);
+  auto change = [&o, &exit_code, name](const std::string& method, const std::string& path,
+                                       const Json* body) {
+    auto a = call(o, method, path, body);
+    if (a.status != 200) {
+      exit_code = failure(a);
+      return;
+    }
+    if (o.json) {
+      std::cout << a.body.dump() << "\n";
+    } else {
+      int max = a.body.value("max_running", 0);
+      std::cout << fmt::format("{}: {}, max_running {}\n", *name,
+                               a.body.value("paused", false) ? "paused" : "open",
+                               max > 0 ? std::to_string(max) : "none");
+    }
+    exit_code = kExitOk;
+  };
+  auto* pause = queue->add_subcommand("pause", "Hold the queue's pending tasks");
+  pause->add_option("name", *name, "Queue")->required();
+  pause->callback([change, name] { change("POST", "/v1/queues/" + *name + "/pause", nullptr); });
+  auto* resume = queue->add_subcommand("resume", "Release a paused queue");
+  resume->add_option("name", *name, "Queue")->required();
+  resume->callback([change, name] { change("POST", "/v1/queues/" + *name + "/resume", nullptr); });
+  auto* cap =
+      queue->add_subcommand("limit", "Run at most N of the queue's tasks at once (0: none)");
+  cap->add_option("name", *name, "Queue")->required();
+  cap->add_option("n", *limit, "Tasks at once, cluster-wide")->required();
+  cap->callback([change, name, limit] {
+    Json body = {{"max_running", *limit}};
+    change("PUT", "/v1/queues/" + *name, &body);
+  });
+  auto* drain = app.add_subcommand(
+      "drain", "Drain a worker: it takes nothing new, finishes its tasks, then leaves (admin)");
+  auto worker = std::make_shared<std::string>();
+  auto undo = std::make_shared<bool>(false);
+  drain->add_option("worker", *worker, "Worker id (see drover workers)")->required();
+  drain->add_flag("--undo", *undo, "Withdraw the drain if the worker has not left yet");
+  drain->callback([&o, &exit_code, worker, undo] {
+    auto a = call(o, *undo ? "DELETE" : "POST", "/v1/workers/" + *worker + "/drain");
+    if (a.status != 200 && a.status != 202) {
+      exit_code = failure(a);
+      return;
+    }
+    std::cout << (o.json ? a.body.dump() : *worker + (*undo ? " no longer draining" : " draining"))
+              << "\n";
+    exit_code = kExitOk;
+  });
+  return {queues, pause, resume, cap, drain, queue};
+}
+
 }  // namespace
 
 ServerUrl resolveServer(const std::string& flag, const char* env) {
@@ -260,6 +334,8 @@ void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
     double timeout = 0;
     bool wait = false;
     std::vector<std::string> argv;
+    std::string queue;
+    std::vector<std::string> labels;
   };
   auto sa = std::make_shared<SubmitArgs>();
   submit->add_option("--type", sa->type, "Task type (noop, echo, sleep, fail, exec, ...)");
@@ -268,6 +344,8 @@ void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
   submit->add_option("--priority", sa->priority, "0-9, higher runs first (default 5)");
   submit->add_option("--max-attempts", sa->max_attempts, "Attempts before failed (default 3)");
   submit->add_option("--timeout", sa->timeout, "Per-attempt timeout in seconds");
+  submit->add_option("--queue", sa->queue, "Queue (default: default; docs/ROUTING.md)");
+  submit->add_option("--label", sa->labels, "A label the worker must have (repeatable)");
   submit->add_option("--file", sa->file, "Submit every task of a JSON-lines file in one batch");
   submit->add_flag("--wait", sa->wait, "Wait for the task to finish and print it");
   submit->add_option("argv", sa->argv, "Command and arguments of an exec task (after --)");
@@ -345,6 +423,8 @@ void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
     if (sa->priority >= 0) body["priority"] = sa->priority;
     if (sa->max_attempts >= 0) body["max_attempts"] = sa->max_attempts;
     if (sa->timeout > 0) body["timeout_s"] = sa->timeout;
+    if (!sa->queue.empty()) body["queue"] = sa->queue;
+    if (!sa->labels.empty()) body["labels"] = sa->labels;
     auto a = call(o, "POST", "/v1/tasks", &body);
     if (a.status != 200 && a.status != 202) {
       exit_code = failure(a);
@@ -470,17 +550,20 @@ void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
   auto* workers = app.add_subcommand("workers", "List live workers");
   workers->callback([&o, &exit_code] {
     exit_code = show(o, "/v1/workers", [](const Json& body) {
-      std::cout << fmt::format("{:<28} {:>5} {:>7} {:>8}  {:<20}  {}\n", "ID", "SLOTS", "RUNNING",
-                               "ASSIGNED", "LABELS", "ROLE");
-      for (const auto& w : body.value("workers", Json::array())) {
-        std::string labels;
-        for (const auto& l : w.value("labels", Json::array())) {
-          if (l.is_string()) labels += (labels.empty() ? "" : ",") + l.get<std::string>();
+      std::cout << fmt::format("{:<28} {:>5} {:>7} {:>8}  {:<16}  {:<16}  {}\n", "ID", "SLOTS",
+                               "RUNNING", "ASSIGNED", "QUEUES", "LABELS", "ROLE");
+      auto joined = [](const Json& list) {
+        std::string out;
+        for (const auto& l : list) {
+          if (l.is_string()) out += (out.empty() ? "" : ",") + l.get<std::string>();
         }
-        std::cout << fmt::format("{:<28} {:>5} {:>7} {:>8}  {:<20}  {}\n", str(w, "id"),
-                                 str(w, "slots"), str(w, "running"), str(w, "assigned"),
-                                 labels.empty() ? "-" : labels,
-                                 w.value("leader", false) ? "leader" : "");
+        return out.empty() ? std::string("-") : out;
+      };
+      for (const auto& w : body.value("workers", Json::array())) {
+        std::cout << fmt::format(
+            "{:<28} {:>5} {:>7} {:>8}  {:<16}  {:<16}  {}\n", str(w, "id"), str(w, "slots"),
+            str(w, "running"), str(w, "assigned"), joined(w.value("queues", Json::array())),
+            joined(w.value("labels", Json::array())), w.value("leader", false) ? "leader" : "");
       }
     });
   });
@@ -506,7 +589,10 @@ void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
     });
   });
 
-  for (auto* sub : {submit, status, wait, cancel, list, workers, cluster}) {
+  auto routing = addRoutingCommands(app, o, exit_code);
+
+  for (auto* sub : {submit, status, wait, cancel, list, workers, cluster, routing[0], routing[1],
+                    routing[2], routing[3], routing[4], routing[5]}) {
     // Not CLI11's envname: seven subcommands share o.server, and the variable filled in for a
     // subcommand not run would overwrite the flag of the one run. resolveServer() applies it.
     sub->add_option(

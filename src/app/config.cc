@@ -57,7 +57,7 @@ std::vector<std::string> splitList(std::string_view text) {
 }
 
 bool isListKey(std::string_view key) {
-  return key == "labels" || key == "tokens" || key == "exec_allow";
+  return key == "labels" || key == "queues" || key == "tokens" || key == "exec_allow";
 }
 
 std::optional<std::string> parseDouble(std::string_view text, double& out) {
@@ -87,6 +87,7 @@ const std::vector<std::string>& configKeys() {
                                                 "leader",
                                                 "strategy",
                                                 "labels",
+                                                "queues",
                                                 "max_payload_bytes",
                                                 "retention_count",
                                                 "retention_age_s",
@@ -144,6 +145,8 @@ std::optional<std::string> setConfigKey(NodeConfig& config, std::string_view key
     c.strategy = value;
   } else if (key == "labels") {
     c.labels = splitList(value);
+  } else if (key == "queues") {
+    c.queues = splitList(value);
   } else if (key == "max_payload_bytes") {
     err = parseInt(value, c.max_payload_bytes);
   } else if (key == "retention_count") {
@@ -334,6 +337,7 @@ std::string configValueText(const NodeConfig& c, std::string_view key) {
   if (key == "leader") return c.leader ? "true" : "false";
   if (key == "strategy") return c.strategy;
   if (key == "labels") return fmt::format("{}", fmt::join(c.labels, ","));
+  if (key == "queues") return fmt::format("{}", fmt::join(c.queues, ","));
   if (key == "max_payload_bytes") return std::to_string(c.max_payload_bytes);
   if (key == "retention_count") return std::to_string(c.retention_count);
   if (key == "retention_age_s") return std::to_string(c.retention_age_s);
@@ -373,6 +377,7 @@ std::string toYaml(const NodeConfig& c) {
   out << YAML::Key << "leader" << YAML::Value << c.leader;
   out << YAML::Key << "strategy" << YAML::Value << c.strategy;
   out << YAML::Key << "labels" << YAML::Value << YAML::Flow << c.labels;
+  out << YAML::Key << "queues" << YAML::Value << YAML::Flow << c.queues;
   out << YAML::Key << "max_payload_bytes" << YAML::Value << c.max_payload_bytes;
   out << YAML::Key << "retention_count" << YAML::Value << c.retention_count;
   out << YAML::Key << "retention_age_s" << YAML::Value << c.retention_age_s;

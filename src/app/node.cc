@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -50,6 +52,34 @@ using namespace std::chrono_literals;
 
 worker::HandlerRegistry& registry() { return handlerRegistry(); }
 bool knownType(std::string_view type) { return registry().has(type); }
+
+// Whether the container engine's program (the first word of its command) can be run.
+bool engineInstalled(const std::string& engine) {
+  std::istringstream words(engine);
+  std::string program;
+  words >> program;
+  if (program.empty()) return false;
+  if (program.find('/') != std::string::npos) return access(program.c_str(), X_OK) == 0;
+  const char* path = std::getenv("PATH");
+  std::istringstream dirs(path ? path : "/usr/bin:/bin");
+  for (std::string dir; std::getline(dirs, dir, ':');) {
+    if (!dir.empty() && access((dir + "/" + program).c_str(), X_OK) == 0) return true;
+  }
+  return false;
+}
+
+// The task types this worker publishes for routing (docs/ROUTING.md): what its registry runs,
+// less `exec` when the config turns it off and `container` when the engine is not installed, so
+// the leader never gives it a task it would only fail.
+std::vector<std::string> servedTypes(const NodeConfig& c) {
+  std::vector<std::string> out;
+  for (auto& t : registry().types()) {
+    if (t == "exec" && !c.exec) continue;
+    if (t == "container" && !engineInstalled(c.container_engine)) continue;
+    out.push_back(std::move(t));
+  }
+  return out;
+}
 
 std::string hostName() {
   char buf[256] = {};
@@ -143,6 +173,8 @@ class WorkerRole {
     info.slots = config_.slots;
     info.prefetch = config_.prefetch;
     info.labels = config_.labels;
+    info.queues = config_.queues;
+    info.types = servedTypes(config_);
     info.http = http_;
     info.started_at = base::wallMillis();
     membership_ = std::make_unique<recipes::Membership>(coord_, layout_.workers(), executor_);
@@ -152,7 +184,11 @@ class WorkerRole {
     if (!joined) return joined;
     agent_ = std::make_unique<worker::WorkerAgent>(coord_, layout_, id, runner_, registry());
     agent_->start();
-    id_ = id;
+    {
+      std::lock_guard lock(drain_mu_);
+      id_ = id;
+    }
+    watchDrain(id);
     spdlog::info("worker {} registered with {} slots and prefetch {}", id, config_.slots,
                  config_.prefetch);
     return {};
@@ -169,7 +205,8 @@ class WorkerRole {
       retry_attempt_ = 0;
       retry_at_ = {};
     }
-    if (agent_) return;
+    if (agent_ && drain_requested_) finishDrain();
+    if (agent_ || drained_) return;
     if (coord_.session().state != coord::SessionState::kConnected) return;
     if (std::chrono::steady_clock::now() < retry_at_) return;
     auto st = start();
@@ -185,6 +222,7 @@ class WorkerRole {
   const std::string& baseId() const { return base_id_; }
 
   void stop() {
+    drain_requested_ = false;
     if (agent_) agent_->stop();
     agent_.reset();
     if (membership_) (void)membership_->leave();
@@ -194,6 +232,39 @@ class WorkerRole {
 
   const std::string& id() const { return id_; }
   worker::AgentStats stats() const { return agent_ ? agent_->stats() : worker::AgentStats{}; }
+
+  // Draining (docs/ROUTING.md): /draining/{id} appeared, so the leader gives this worker nothing
+  // new. Once it runs nothing and holds no assignment it leaves /workers for good (this process
+  // keeps its other roles; a restart rejoins as a new worker).
+  void watchDrain(const std::string& id) {
+    coord_
+        .exists(layout_.drain(id),
+                [this, id](const coord::WatchEvent&) {
+                  if (current(id)) watchDrain(id);  // re-arm, and read whether it is there now
+                })
+        .then([this, id](const coord::Result<std::optional<coord::Stat>>& r) {
+          if (r && r->has_value() && current(id)) drain_requested_ = true;
+        });
+  }
+
+  // Whether `id` is this worker's registration now (watch callbacks run on the client's thread).
+  bool current(const std::string& id) {
+    std::lock_guard lock(drain_mu_);
+    return id == id_;
+  }
+
+  void finishDrain() {
+    if (agent_->stats().running > 0) return;
+    auto held = coord_.children(layout_.assignmentsOf(id_), nullptr).get();
+    if (!held || !held->empty()) return;
+    spdlog::info("worker {} drained: it runs and holds nothing; leaving /workers", id_);
+    agent_->stop();
+    agent_.reset();
+    if (membership_) (void)membership_->leave();
+    membership_.reset();
+    (void)coord_.remove(layout_.drain(id_), coord::kAnyVersion).get();
+    drained_ = true;
+  }
   int slots() const { return config_.slots; }
 
  private:
@@ -202,7 +273,10 @@ class WorkerRole {
   const NodeConfig& config_;
   std::string http_;
   std::string base_id_;
-  std::string id_;
+  std::string id_;  // written under drain_mu_ (read by drain watch callbacks)
+  std::mutex drain_mu_;
+  std::atomic<bool> drain_requested_{false};
+  bool drained_ = false;
   base::ThreadExecutor executor_{"membership"};
   worker::Runner runner_;
   std::unique_ptr<recipes::Membership> membership_;
@@ -453,6 +527,12 @@ std::string validate(const NodeConfig& c) {
     return "--id must be 1-100 characters of A-Z a-z 0-9 . _ -";
   }
   if (c.slots < 1 || c.slots > 1024) return "--slots must be from 1 to 1024";
+  if (c.queues.empty()) return "--queues must name at least one queue";
+  for (const auto& q : c.queues) {
+    if (q.size() > 64 || !base::isValidName(q)) {
+      return fmt::format("queue '{}' must be 1-64 characters of A-Z a-z 0-9 . _ -", q);
+    }
+  }
   if (c.prefetch < 0 || c.prefetch > 4096) return "--prefetch must be from 0 to 4096";
   if (c.max_pending_tasks < 0) return "--max-pending-tasks must be 0 (no cap) or more";
   if (c.retention_count < 0 || c.retention_count > 10000000) {

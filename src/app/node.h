@@ -25,6 +25,7 @@ struct NodeConfig {
   bool leader = true;
   std::string strategy = "least-loaded";  // round-robin | random | least-loaded
   std::vector<std::string> labels;
+  std::vector<std::string> queues{"default"};  // the queues this worker serves (docs/ROUTING.md)
   size_t max_payload_bytes = 256 * 1024;
   // Terminal task statuses the leader keeps: at most this many, none older than this.
   int64_t retention_count = 100000;

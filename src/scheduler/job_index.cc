@@ -11,6 +11,8 @@ void JobIndex::add(Entry entry, int64_t now) {
     delayed_.emplace(entry.job.not_before, id);
   } else {
     ready_.insert(ReadyKey{entry.job.spec.priority, entry.czxid, id});
+    ready_by_route_[routeOf(entry.job.spec)].insert(
+        ReadyKey{entry.job.spec.priority, entry.czxid, id});
     ++ready_by_priority_[entry.job.spec.priority];
   }
   jobs_.emplace(id, std::move(entry));
@@ -18,8 +20,14 @@ void JobIndex::add(Entry entry, int64_t now) {
 
 void JobIndex::unlink(const Entry& entry) {
   const auto& spec = entry.job.spec;
-  if (ready_.erase(ReadyKey{spec.priority, entry.czxid, spec.id}) != 0) {
+  const ReadyKey key{spec.priority, entry.czxid, spec.id};
+  if (ready_.erase(key) != 0) {
     if (--ready_by_priority_[spec.priority] == 0) ready_by_priority_.erase(spec.priority);
+    auto route = ready_by_route_.find(routeOf(spec));
+    if (route != ready_by_route_.end()) {
+      route->second.erase(key);
+      if (route->second.empty()) ready_by_route_.erase(route);
+    }
   }
   delayed_.erase({entry.job.not_before, spec.id});
 }
@@ -37,6 +45,21 @@ JobIndex::Entry JobIndex::take(const std::string& id) {
   Entry entry = std::move(it->second);
   jobs_.erase(it);
   return entry;
+}
+
+const JobIndex::Entry* JobIndex::nextExcept(const std::set<Route>& blocked) const {
+  const ReadyKey* best = nullptr;
+  for (const auto& [route, keys] : ready_by_route_) {
+    if (blocked.count(route) != 0) continue;
+    if (best == nullptr || *keys.begin() < *best) best = &*keys.begin();
+  }
+  return best == nullptr ? nullptr : &jobs_.at(best->id);
+}
+
+std::map<Route, size_t> JobIndex::readyByRoute() const {
+  std::map<Route, size_t> out;
+  for (const auto& [route, keys] : ready_by_route_) out[route] = keys.size();
+  return out;
 }
 
 std::optional<int64_t> JobIndex::nextDue() const {

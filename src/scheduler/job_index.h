@@ -13,6 +13,7 @@
 #include <set>
 #include <string>
 
+#include "scheduler/routing.h"
 #include "tasks/task.h"
 
 namespace drover::scheduler {
@@ -41,6 +42,11 @@ class JobIndex {
 
   // The first ready entry in assignment order. Precondition: ready() > 0.
   const Entry& next() const { return jobs_.at(ready_.begin()->id); }
+  // The first ready entry in assignment order among the routes not in `blocked` (routes that
+  // cannot take a task now must not hold up the others); nullptr when there is none.
+  const Entry* nextExcept(const std::set<Route>& blocked) const;
+  // How many ready entries each route has.
+  std::map<Route, size_t> readyByRoute() const;
   size_t ready() const { return ready_.size(); }
   size_t delayed() const { return delayed_.size(); }
   size_t size() const { return jobs_.size(); }
@@ -66,6 +72,7 @@ class JobIndex {
 
   std::map<std::string, Entry> jobs_;  // every entry, ready or delayed
   std::set<ReadyKey> ready_;
+  std::map<Route, std::set<ReadyKey>> ready_by_route_;
   std::set<std::pair<int64_t, std::string>> delayed_;  // (not_before, id)
   std::map<int, size_t> ready_by_priority_;
 };

@@ -48,6 +48,7 @@ Scheduler::Scheduler(coord::Coordination& coord, tasks::Layout layout, Options o
   requeuer_ =
       std::make_unique<Requeuer>(ctx_, options_.orphan_dir_grace,
                                  [this](const std::string& w) { return workers_.count(w) != 0; });
+  queues_ = std::make_unique<QueueBoard>(ctx_, [this] { pump(); });
   cleanup_ = std::make_unique<Cleanup>(
       coord_, layout_,
       Cleanup::Options{options_.events_keep, options_.retention_age, options_.retention_count,
@@ -203,6 +204,7 @@ void Scheduler::begin() {
 void Scheduler::fullReconcile() {
   if (!active()) return;
   listWorkers();
+  queues_->follow();
   for (auto& [w, entry] : workers_) listAssignments(w);
   for (int i = 0; i < tasks::Layout::kJobBuckets; ++i) listBucket(i);
 }
@@ -288,6 +290,7 @@ void Scheduler::onWorkers(const Result<std::vector<std::string>>& r) {
   for (const auto& w : dead) {
     spdlog::info("scheduler: worker {} left, requeueing its assignments", w);
     workers_.erase(w);
+    queues_->forget(w);
     requeueWorker(w);
   }
   for (const auto& w : live) {
@@ -383,7 +386,13 @@ void Scheduler::onAssignments(const std::string& w, const Result<std::vector<std
     }
   }
   entry.listed = true;
+  noteHeld(w);
   pump();
+}
+
+void Scheduler::noteHeld(const std::string& w) {
+  auto it = workers_.find(w);
+  if (it != workers_.end()) queues_->held(w, it->second.tasks);
 }
 
 void Scheduler::listAssignmentRoots() {
@@ -646,7 +655,9 @@ std::vector<WorkerLoad> Scheduler::loads() const {
     if (!entry.info_loaded || !entry.listed) continue;
     out.push_back(WorkerLoad{w, entry.info.slots,
                              static_cast<int>(entry.tasks.size()) + entry.reserved,
-                             entry.info.labels, entry.info.prefetch});
+                             entry.info.labels, entry.info.prefetch,
+                             WorkerRouting{entry.info.queues, entry.info.labels, entry.info.types,
+                                           queues_->draining(w)}});
   }
   return out;
 }
@@ -667,21 +678,47 @@ void Scheduler::pump() {
     Batch batch;
     tasks::Txn txn = tasks::Txn::fenced(layout_, epoch_);
     int64_t now = base::wallMillis();
-    while (jobs_.ready() > 0) {
-      const JobEntry& entry = jobs_.next();
-      auto pick = picker_->pick(workers, entry.job.spec);
-      if (!pick) break;  // no free slot anywhere
-      const std::string& w = workers[*pick].id;
+    // Routing (docs/ROUTING.md): a route's workers are matched once per round; a route that
+    // cannot take a task now (no capable worker with room, its queue paused or full) is set
+    // aside for the round instead of holding up the routes behind it.
+    std::set<Route> blocked;
+    std::map<Route, std::vector<size_t>> eligible;
+    std::map<std::string, int> taken;  // per queue, in this round
+    while (const JobEntry* next = jobs_.nextExcept(blocked)) {
+      const JobEntry& entry = *next;
+      Route route = routeOf(entry.job.spec);
+      auto [match, fresh] = eligible.try_emplace(route);
+      if (fresh) {
+        for (size_t i = 0; i < workers.size(); ++i) {
+          if (serves(workers[i].routing, route)) match->second.push_back(i);
+        }
+      }
+      if (match->second.empty() || !queues_->open(route.queue, taken[route.queue])) {
+        blocked.insert(std::move(route));
+        continue;
+      }
+      std::vector<WorkerLoad> candidates;
+      candidates.reserve(match->second.size());
+      for (size_t i : match->second) candidates.push_back(workers[i]);
+      auto pick = picker_->pick(candidates, entry.job.spec);
+      if (!pick) {  // no capable worker has room
+        blocked.insert(std::move(route));
+        continue;
+      }
+      WorkerLoad& chosen = workers[match->second[*pick]];
+      const std::string& w = chosen.id;
       tasks::Job job = entry.job;
       job.submitted_at = entry.submitted_at;
       job.error = entry.error;
       tasks::TaskOps part = tasks::assign(layout_, job, entry.version, w, now);
       if (!txn.fits(part, options_.max_batch_tasks, options_.max_batch_bytes)) break;
       txn.add(std::move(part));
-      ++workers[*pick].assigned;
+      ++chosen.assigned;
       ++workers_[w].reserved;
+      ++taken[route.queue];
       uint64_t lists_at_send = workers_[w].lists_issued;
       const std::string id = entry.job.spec.id;  // `entry` goes with the take
+      queues_->assigned(id, route.queue);
       batch.items.push_back(BatchItem{w, jobs_.take(id), lists_at_send});
     }
     if (batch.items.empty()) break;
@@ -729,12 +766,25 @@ void Scheduler::onBatchDone(Batch batch, const Result<std::vector<OpResult>>& r)
       // Else a listing sent after the multi (the session's requests are ordered) already said
       // whether the task is there: it may even be finished and gone, so it is not re-added.
     }
+    std::set<std::string> touched;
+    std::vector<std::string> ids;
+    for (const auto& item : batch.items) {
+      touched.insert(item.worker);
+      ids.push_back(item.entry.job.spec.id);
+    }
+    for (const auto& w : touched) noteHeld(w);
+    queues_->settled(ids);
     for (const auto& w : gone) requeueWorker(w);
     pump();
     return;
   }
 
   ++counters_.batch_failures;
+  {
+    std::vector<std::string> ids;
+    for (const auto& item : batch.items) ids.push_back(item.entry.job.spec.id);
+    queues_->settled(ids);
+  }
   const Error& e = r.error();
   if (e.sessionLost()) return fence("session expired");
   if (e.code() == Code::kClosing) return fence("session closed");

@@ -20,6 +20,7 @@
 #include "scheduler/cleanup.h"
 #include "scheduler/job_index.h"
 #include "scheduler/leader_context.h"
+#include "scheduler/queue_board.h"
 #include "scheduler/requeue.h"
 #include "scheduler/strategy.h"
 #include "tasks/layout.h"
@@ -186,6 +187,8 @@ class Scheduler {
   void listAssignmentRoots();
 
   void requeueWorker(const std::string& w) { requeuer_->requeueWorker(w); }
+  // Tells the queue board what worker w holds now (entry.tasks changed).
+  void noteHeld(const std::string& w);
 
   void listBucket(int bucket);
   // A bucket's watch fired: re-list it now, or later when enough work is queued.
@@ -264,6 +267,7 @@ class Scheduler {
   LeaderContext ctx_;                   // what the components below get from the scheduler
   std::unique_ptr<Requeuer> requeuer_;  // dead workers' assignments back to jobs
   std::unique_ptr<Cleanup> cleanup_;    // event-log trimming and retention, driven by sweep()
+  std::unique_ptr<QueueBoard> queues_;  // queue settings, draining workers, tasks per queue
 
   std::unique_ptr<base::ThreadExecutor> executor_;  // last: stopped before the state goes
 };

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "scheduler/routing.h"
 #include "tasks/task.h"
 
 namespace drover::scheduler {
@@ -18,7 +19,8 @@ struct WorkerLoad {
   int slots = 1;     // how many tasks it runs at once (from its WorkerInfo)
   int assigned = 0;  // assignments it holds now, including ones being written
   std::vector<std::string> labels;
-  int prefetch = 0;  // assignments it takes beyond its slots, to queue (from its WorkerInfo)
+  int prefetch = 0;         // assignments it takes beyond its slots, to queue (from its WorkerInfo)
+  WorkerRouting routing{};  // which tasks it may take (docs/ROUTING.md)
 
   // Assignments it may hold at once: its slots plus its prefetch queue.
   int capacity() const { return slots + prefetch; }

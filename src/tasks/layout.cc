@@ -47,9 +47,17 @@ std::string Layout::status(std::string_view task_id) const {
   return fmt::format("{}/{}", statusBucketAt(bucketIndex(task_id)), task_id);
 }
 
+std::string Layout::queue(std::string_view name) const {
+  return fmt::format("{}/{}", queues(), name);
+}
+
+std::string Layout::drain(std::string_view worker_id) const {
+  return fmt::format("{}/{}", draining(), worker_id);
+}
+
 std::vector<std::string> Layout::directories() const {
-  std::vector<std::string> dirs{root_,         workers(),  election(), jobs(),
-                                assignments(), statuses(), events()};
+  std::vector<std::string> dirs{root_,      workers(), election(), jobs(),    assignments(),
+                                statuses(), events(),  queues(),   draining()};
   for (int i = 0; i < kJobBuckets; ++i) dirs.push_back(jobBucketAt(i));
   for (int i = 0; i < kJobBuckets; ++i) dirs.push_back(statusBucketAt(i));
   return dirs;
@@ -85,8 +93,8 @@ std::string Layout::idEntry(std::string_view task_id) const {
 }
 
 std::vector<std::string> Layout::directoriesV2() const {
-  std::vector<std::string> dirs{root_,     workers(),     election(), assignments(),
-                                batches(), pendingRoot(), idsRoot(),  events()};
+  std::vector<std::string> dirs{root_,         workers(), election(), assignments(), batches(),
+                                pendingRoot(), idsRoot(), events(),   queues(),      draining()};
   for (int i = 0; i < kJobBuckets; ++i) dirs.push_back(idsBucketAt(i));
   return dirs;
 }

@@ -41,6 +41,12 @@ class Layout {
   std::string statusBucketAt(int index) const;
   std::string status(std::string_view task_id) const;
   std::string events() const { return root_ + "/events"; }
+  // /queues/{name}: a queue's settings (paused, max_running), written through the API.
+  std::string queues() const { return root_ + "/queues"; }
+  std::string queue(std::string_view name) const;
+  // /draining/{worker}: the worker takes nothing new, finishes what it runs, then leaves.
+  std::string draining() const { return root_ + "/draining"; }
+  std::string drain(std::string_view worker_id) const;
 
   // --- Protocol v2, batch records (docs/ZNODES.md "Protocol v2"); not yet what the nodes run ---
   // /protocol holds the protocol version of the tree ("2"); a tree without it but with /jobs or

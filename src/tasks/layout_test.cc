@@ -28,7 +28,7 @@ TEST(Layout, BucketsAreStableAndSpread) {
   EXPECT_EQ(used.size(), static_cast<size_t>(Layout::kJobBuckets));
   Layout l;
   // The fixed directories, the job buckets and the status buckets.
-  EXPECT_EQ(l.directories().size(), 7u + 2 * Layout::kJobBuckets);
+  EXPECT_EQ(l.directories().size(), 9u + 2 * Layout::kJobBuckets);
 }
 
 }  // namespace

@@ -11,6 +11,8 @@ Json toJson(const WorkerInfo& info) {
           {"slots", info.slots},
           {"prefetch", info.prefetch},
           {"labels", info.labels},
+          {"queues", info.queues},
+          {"types", info.types},
           {"http", info.http},
           {"started_at", info.started_at}};
 }
@@ -24,6 +26,8 @@ std::optional<WorkerInfo> workerFromJson(const Json& j) {
     info.slots = j.value("slots", 1);
     info.prefetch = std::max(0, j.value("prefetch", 0));
     info.labels = j.value("labels", std::vector<std::string>{});
+    info.queues = j.value("queues", std::vector<std::string>{"default"});
+    info.types = j.value("types", std::vector<std::string>{});
     info.http = j.value("http", "");
     info.started_at = j.value("started_at", int64_t{0});
     return info;

@@ -23,6 +23,10 @@ struct WorkerInfo {
   // Tasks the leader may assign beyond `slots`; they wait on the worker, unstarted, and start as
   // slots free (0 when absent: written by a worker that predates prefetch).
   int prefetch = 0;
+  // Routing (docs/ROUTING.md): the queues it serves and the task types it runs (empty `types`:
+  // written by a worker that predates routing, taken to run any type).
+  std::vector<std::string> queues{"default"};
+  std::vector<std::string> types{};
 };
 Json toJson(const WorkerInfo& info);
 std::optional<WorkerInfo> workerFromJson(const Json& j);

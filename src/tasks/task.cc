@@ -52,8 +52,8 @@ std::optional<State> parseState(std::string_view name) {
 tl::expected<TaskSpec, ValidationError> parseSpec(const Json& body, const SubmitLimits& limits,
                                                   bool (*known_type)(std::string_view)) {
   if (!body.is_object()) return invalid("", "a task must be a JSON object");
-  static constexpr std::array<std::string_view, 6> kKnown = {
-      "id", "type", "payload", "priority", "max_attempts", "timeout_s"};
+  static constexpr std::array<std::string_view, 8> kKnown = {
+      "id", "type", "payload", "priority", "max_attempts", "timeout_s", "queue", "labels"};
   for (const auto& [key, value] : body.items()) {
     if (std::find(kKnown.begin(), kKnown.end(), key) == kKnown.end()) {
       return invalid(key, "unknown field");
@@ -97,6 +97,28 @@ tl::expected<TaskSpec, ValidationError> parseSpec(const Json& body, const Submit
       return invalid("timeout_s", "must be from 0 (none) to 86400");
     }
   }
+  if (auto it = body.find("queue"); it != body.end() && !it->is_null()) {
+    if (!it->is_string() || it->get<std::string>().size() > 64 ||
+        !base::isValidName(it->get<std::string>())) {
+      return invalid("queue", "must be 1-64 characters of A-Z a-z 0-9 . _ -");
+    }
+    spec.queue = it->get<std::string>();
+  }
+  if (auto it = body.find("labels"); it != body.end() && !it->is_null()) {
+    if (!it->is_array()) return invalid("labels", "must be an array of label names");
+    if (it->size() > kMaxTaskLabels) {
+      return invalid("labels", fmt::format("at most {} labels", kMaxTaskLabels));
+    }
+    for (const auto& l : *it) {
+      if (!l.is_string() || l.get<std::string>().size() > 64 ||
+          !base::isValidName(l.get<std::string>())) {
+        return invalid("labels", "each label must be 1-64 characters of A-Z a-z 0-9 . _ -");
+      }
+      spec.labels.push_back(l.get<std::string>());
+    }
+    std::sort(spec.labels.begin(), spec.labels.end());
+    spec.labels.erase(std::unique(spec.labels.begin(), spec.labels.end()), spec.labels.end());
+  }
   return spec;
 }
 
@@ -107,6 +129,8 @@ Json toJson(const TaskSpec& spec) {
             {"priority", spec.priority},
             {"max_attempts", spec.max_attempts}};
   if (spec.timeout_s > 0) j["timeout_s"] = spec.timeout_s;
+  j["queue"] = spec.queue;
+  j["labels"] = spec.labels;
   return j;
 }
 
@@ -148,6 +172,8 @@ std::optional<TaskSpec> specFromJson(const Json& j) {
     spec.priority = j.value("priority", 5);
     spec.max_attempts = j.value("max_attempts", 3);
     spec.timeout_s = valueOr<double>(j, "timeout_s", 0);
+    spec.queue = valueOr<std::string>(j, "queue", "default");
+    spec.labels = j.value("labels", std::vector<std::string>{});
     return spec;
   } catch (const Json::exception&) {
     return std::nullopt;

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <tl/expected.hpp>
 #include <utility>
+#include <vector>
 
 namespace drover::tasks {
 
@@ -31,6 +32,10 @@ struct TaskSpec {
   int priority = 5;      // 0..9, higher runs first
   int max_attempts = 3;  // 1..100
   double timeout_s = 0;  // 0 = no timeout; else (0, 86400]
+  // Routing (docs/ROUTING.md): only a worker that serves `queue`, has every one of `labels`
+  // (sorted, no duplicates) and runs `type` may take the task.
+  std::string queue = "default";
+  std::vector<std::string> labels{};
 
   bool operator==(const TaskSpec&) const = default;
 };
@@ -99,7 +104,11 @@ struct ValidationError {
   std::string detail;
 };
 
-// Reads a submission ({"id"?, "type", "payload"?, "priority"?, "max_attempts"?, "timeout_s"?}).
+// The most labels a task may require.
+inline constexpr size_t kMaxTaskLabels = 16;
+
+// Reads a submission ({"id"?, "type", "payload"?, "priority"?, "max_attempts"?, "timeout_s"?,
+// "queue"?, "labels"?}).
 // A missing id gets a generated one. Unknown fields are an error. `known_type` says which types
 // the cluster runs (nullptr: any non-empty name of valid characters).
 tl::expected<TaskSpec, ValidationError> parseSpec(const Json& body, const SubmitLimits& limits,

@@ -82,9 +82,38 @@ TEST(ParseSpec, ConsultsTheKnownTypes) {
   EXPECT_EQ(spec.error().field, "type");
 }
 
+TEST(Codec, RoutingFieldsAreCheckedSortedAndDefaulted) {
+  auto spec = parseSpec(Json{{"type", "noop"}, {"queue", "etl"}, {"labels", {"ssd", "gpu", "ssd"}}},
+                        limits());
+  ASSERT_TRUE(spec);
+  EXPECT_EQ(spec->queue, "etl");
+  EXPECT_EQ(spec->labels, (std::vector<std::string>{"gpu", "ssd"}));  // one spelling per set
+  auto plain = parseSpec(Json{{"type", "noop"}}, limits());
+  EXPECT_EQ(plain->queue, "default");
+  EXPECT_TRUE(plain->labels.empty());
+  for (const Json& bad :
+       {Json{{"type", "noop"}, {"queue", ""}}, Json{{"type", "noop"}, {"queue", 3}},
+        Json{{"type", "noop"}, {"queue", "a/b"}}, Json{{"type", "noop"}, {"labels", "gpu"}},
+        Json{{"type", "noop"}, {"labels", {1}}},
+        Json{{"type", "noop"}, {"labels", {"ok", ".."}}}}) {
+    auto r = parseSpec(bad, limits());
+    ASSERT_FALSE(r) << bad.dump();
+    EXPECT_TRUE(r.error().field == "queue" || r.error().field == "labels") << bad.dump();
+  }
+  Json many = Json::array();
+  for (int i = 0; i < 17; ++i) many.push_back("l" + std::to_string(i));
+  EXPECT_EQ(parseSpec(Json{{"type", "noop"}, {"labels", many}}, limits()).error().field, "labels");
+  // A record written before routing reads as the default queue, no labels.
+  Json old = toJson(*plain);
+  old.erase("queue");
+  old.erase("labels");
+  EXPECT_EQ(specFromJson(old)->queue, "default");
+  EXPECT_EQ(*specFromJson(old), *plain);
+}
+
 TEST(Codec, StatusRoundTrips) {
   TaskStatus s;
-  s.spec = TaskSpec{"t1", "echo", Json{{"a", 1}}, 7, 2, 1.5};
+  s.spec = TaskSpec{"t1", "echo", Json{{"a", 1}}, 7, 2, 1.5, "etl", {"gpu"}};
   s.state = State::kSucceeded;
   s.attempts = 2;
   s.worker = "w1";
@@ -105,7 +134,7 @@ TEST(Codec, StatusRoundTrips) {
 }
 
 TEST(Codec, JobAssignmentWorkerAndEventRoundTrip) {
-  Job job{TaskSpec{"t", "noop", Json::object(), 5, 3, 0}, 2, 99};
+  Job job{TaskSpec{"t", "noop", Json::object(), 5, 3, 0, "default", {}}, 2, 99};
   auto j = jobFromJson(toJson(job));
   ASSERT_TRUE(j);
   EXPECT_EQ(j->attempt, 2);
@@ -122,7 +151,7 @@ TEST(Codec, JobAssignmentWorkerAndEventRoundTrip) {
   auto a = assignmentFromJson(toJson(Assignment{job.spec, 3}));
   ASSERT_TRUE(a);
   EXPECT_EQ(a->attempt, 3);
-  WorkerInfo w{"w1", "h", 42, 4, {"gpu"}, "127.0.0.1:1", 5, 12};
+  WorkerInfo w{"w1", "h", 42, 4, {"gpu"}, "127.0.0.1:1", 5, 12, {"default", "ml"}, {"noop"}};
   auto wb = workerFromJson(toJson(w));
   ASSERT_TRUE(wb);
   EXPECT_EQ(wb->slots, 4);
@@ -133,6 +162,12 @@ TEST(Codec, JobAssignmentWorkerAndEventRoundTrip) {
   older["prefetch"] = -3;
   EXPECT_EQ(workerFromJson(older)->prefetch, 0);
   EXPECT_EQ(wb->labels, std::vector<std::string>{"gpu"});
+  EXPECT_EQ(wb->queues, (std::vector<std::string>{"default", "ml"}));
+  EXPECT_EQ(wb->types, std::vector<std::string>{"noop"});
+  older.erase("queues");  // a worker that predates routing: serves default, runs any type
+  older.erase("types");
+  EXPECT_EQ(workerFromJson(older)->queues, std::vector<std::string>{"default"});
+  EXPECT_TRUE(workerFromJson(older)->types.empty());
   auto e = eventFromJson(toJson(TaskEvent{"t", State::kRunning, 1, "w1", 3}));
   ASSERT_TRUE(e);
   EXPECT_EQ(e->state, State::kRunning);
@@ -143,7 +178,7 @@ TEST(Codec, JobAssignmentWorkerAndEventRoundTrip) {
 }
 
 TEST(Codec, AssignmentCarriesWhatTheRunningStatusNeedsAndOldRecordsStillDecode) {
-  Assignment a{TaskSpec{"t", "noop", Json::object(), 5, 3, 0}, 2, 1234, "boom"};
+  Assignment a{TaskSpec{"t", "noop", Json::object(), 5, 3, 0, "default", {}}, 2, 1234, "boom"};
   auto back = assignmentFromJson(toJson(a));
   ASSERT_TRUE(back);
   EXPECT_TRUE(back->has_status);

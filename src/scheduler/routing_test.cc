@@ -1,0 +1,175 @@
+#include "scheduler/routing.h"
+
+#include <gtest/gtest.h>
+
+#include "scheduler/job_index.h"
+#include "scheduler/scheduler_fixture.h"
+
+namespace drover::scheduler {
+namespace {
+
+Route route(std::string queue, std::vector<std::string> labels, std::string type) {
+  return Route{std::move(queue), std::move(labels), std::move(type)};
+}
+
+TEST(Routing, AWorkerServesARouteOnlyWithItsQueueEveryLabelAndTheType) {
+  WorkerRouting gpu{{"default", "ml"}, {"gpu", "linux"}, {"noop", "train"}, false};
+  EXPECT_TRUE(serves(gpu, route("ml", {"gpu"}, "train")));
+  EXPECT_TRUE(serves(gpu, route("default", {}, "noop")));
+  EXPECT_FALSE(serves(gpu, route("etl", {}, "noop")));              // queue
+  EXPECT_FALSE(serves(gpu, route("ml", {"gpu", "arm"}, "train")));  // a label missing
+  EXPECT_FALSE(serves(gpu, route("ml", {}, "exec")));               // type
+  WorkerRouting old{{"default"}, {}, {}, false};                    // predates routing: any type
+  EXPECT_TRUE(serves(old, route("default", {}, "exec")));
+  gpu.draining = true;
+  EXPECT_FALSE(serves(gpu, route("ml", {"gpu"}, "train")));
+}
+
+TEST(Routing, WaitingForSaysWhatIsMissing) {
+  std::vector<WorkerRouting> fleet{{{"default"}, {"linux"}, {"noop"}, false},
+                                   {{"ml"}, {"gpu"}, {"train"}, false}};
+  EXPECT_EQ(waitingFor({}, route("default", {}, "noop"), {}, 0), "no live worker");
+  EXPECT_EQ(waitingFor(fleet, route("etl", {}, "noop"), {}, 0),
+            "no live worker serves queue 'etl'");
+  EXPECT_EQ(waitingFor(fleet, route("ml", {"big", "gpu"}, "train"), {}, 0),
+            "no live worker of queue 'ml' has labels [big, gpu]");
+  EXPECT_EQ(waitingFor(fleet, route("ml", {"gpu"}, "exec"), {}, 0),
+            "no live worker of queue 'ml' with labels [gpu] runs type 'exec'");
+  EXPECT_EQ(waitingFor(fleet, route("ml", {}, "train"), QueueSettings{true, 0}, 0),
+            "queue 'ml' is paused");
+  EXPECT_EQ(waitingFor(fleet, route("ml", {}, "train"), QueueSettings{false, 2}, 2),
+            "queue 'ml' is at its limit of 2 running");
+  EXPECT_EQ(waitingFor(fleet, route("ml", {}, "train"), QueueSettings{false, 2}, 1), "a free slot");
+  fleet[1].draining = true;
+  EXPECT_EQ(waitingFor(fleet, route("ml", {}, "train"), {}, 0),
+            "every worker that may take it is draining");
+}
+
+TEST(Routing, QueueSettingsRoundTripAndRefuseBadValues) {
+  auto q = queueSettingsFromJson(toJson(QueueSettings{true, 7}));
+  ASSERT_TRUE(q);
+  EXPECT_EQ(*q, (QueueSettings{true, 7}));
+  for (const char* bad : {R"([])", R"({"paused":"yes"})", R"({"max_running":-1})",
+                          R"({"max_running":1.5})", R"({"max_running":100000000})"}) {
+    EXPECT_FALSE(queueSettingsFromJson(tasks::Json::parse(bad))) << bad;
+  }
+}
+
+TEST(Routing, JobIndexSkipsBlockedRoutesWithoutLosingOrder) {
+  JobIndex index;
+  auto add = [&](const std::string& id, int priority, std::string queue, int64_t czxid) {
+    JobIndex::Entry e;
+    e.job.spec.id = id;
+    e.job.spec.type = "noop";
+    e.job.spec.priority = priority;
+    e.job.spec.queue = std::move(queue);
+    e.czxid = czxid;
+    index.add(std::move(e), 0);
+  };
+  add("a", 9, "etl", 1);
+  add("b", 5, "default", 2);
+  add("c", 9, "default", 3);
+  EXPECT_EQ(index.nextExcept({})->job.spec.id, "a");
+  std::set<Route> blocked{route("etl", {}, "noop")};
+  EXPECT_EQ(index.nextExcept(blocked)->job.spec.id, "c");
+  blocked.insert(route("default", {}, "noop"));
+  EXPECT_EQ(index.nextExcept(blocked), nullptr);
+  EXPECT_EQ(index.readyByRoute().at(route("default", {}, "noop")), 2u);
+  index.take("c");
+  index.take("b");
+  EXPECT_EQ(index.readyByRoute().count(route("default", {}, "noop")), 0u);
+}
+
+// --- The leader ---
+
+TEST_F(SchedulerTest, EachTaskGoesOnlyToAWorkerThatMayTakeIt) {
+  addRoutedWorker("plain", 8, {"default"}, {}, {"noop"});
+  addRoutedWorker("gpu", 8, {"default", "ml"}, {"gpu"}, {"noop", "train"});
+  submitRouted("d1", "default");
+  submitRouted("ml1", "ml", {"gpu"}, "train");
+  submitRouted("ml2", "ml", {}, "train");
+  submitRouted("gpu-noop", "default", {"gpu"});
+  start();
+  ASSERT_TRUE(base::eventually([&] { return assignments().size() == 4; }));
+  auto where = assignments();
+  EXPECT_EQ(where["ml1"], "gpu");
+  EXPECT_EQ(where["ml2"], "gpu");
+  EXPECT_EQ(where["gpu-noop"], "gpu");
+}
+
+TEST_F(SchedulerTest, AnUnroutableTaskWaitsWithoutHoldingUpOthersAndRunsWhenAWorkerCan) {
+  addRoutedWorker("w1", 4, {"default"}, {}, {"noop"});
+  submitRouted("arm", "default", {"arm"}, "noop");  // first in line, nobody may take it
+  submitRouted("x", "default");
+  submitRouted("y", "default");
+  start();
+  ASSERT_TRUE(base::eventually([&] { return isAssigned("x") && isAssigned("y"); }));
+  EXPECT_TRUE(jobOf("arm"));
+  EXPECT_EQ(statusOf("arm")->state, State::kPending);
+  addRoutedWorker("pi", 1, {"default"}, {"arm"}, {"noop"});
+  ASSERT_TRUE(base::eventually([&] { return isAssigned("arm"); }));
+  EXPECT_EQ(assignments()["arm"], "pi");
+}
+
+TEST_F(SchedulerTest, AQueueLimitHoldsAcrossWorkersAndFreesAsTasksEnd) {
+  ASSERT_TRUE(admin_
+                  .create(CreateOp{layout_.queue("etl"),
+                                   toJson(QueueSettings{false, 2}).dump(),
+                                   CreateMode::kPersistent,
+                                   {}})
+                  .get());
+  addRoutedWorker("w1", 4, {"etl"}, {}, {"noop"});
+  addRoutedWorker("w2", 4, {"etl"}, {}, {"noop"});
+  for (int i = 0; i < 5; ++i) submitRouted("e" + std::to_string(i), "etl");
+  start();
+  ASSERT_TRUE(base::eventually([&] { return assignments().size() == 2; }));
+  // Room on both workers, yet the queue holds at its limit.
+  EXPECT_FALSE(base::eventually([&] { return assignments().size() > 2; }, 300ms));
+  auto held = assignments();
+  complete(held.begin()->second, held.begin()->first);
+  ASSERT_TRUE(base::eventually([&] {
+    auto now = assignments();
+    return now.size() == 2 && !now.count(held.begin()->first);
+  }));
+  EXPECT_EQ(scheduler_->snapshot().pending, 2u);
+}
+
+TEST_F(SchedulerTest, APausedQueueHoldsItsTasksUntilResumed) {
+  ASSERT_TRUE(admin_
+                  .create(CreateOp{layout_.queue("batch"),
+                                   toJson(QueueSettings{true, 0}).dump(),
+                                   CreateMode::kPersistent,
+                                   {}})
+                  .get());
+  addRoutedWorker("w1", 4, {"default", "batch"}, {}, {"noop"});
+  submitRouted("held", "batch");
+  submitRouted("free", "default");
+  start();
+  ASSERT_TRUE(base::eventually([&] { return isAssigned("free"); }));
+  EXPECT_FALSE(base::eventually([&] { return isAssigned("held"); }, 300ms));
+  ASSERT_TRUE(
+      admin_.set(layout_.queue("batch"), toJson(QueueSettings{false, 0}).dump(), coord::kAnyVersion)
+          .get());
+  EXPECT_TRUE(base::eventually([&] { return isAssigned("held"); }));
+}
+
+TEST_F(SchedulerTest, ADrainingWorkerTakesNothingNew) {
+  addRoutedWorker("old", 4, {"default"}, {}, {"noop"});
+  submitRouted("a", "default");
+  start();
+  ASSERT_TRUE(base::eventually([&] { return isAssigned("a"); }));
+  ASSERT_TRUE(admin_.create(CreateOp{layout_.drain("old"), "", CreateMode::kPersistent, {}}).get());
+  ASSERT_TRUE(base::eventually([&] {
+    auto w = scheduler_->snapshot().workers;
+    return w.size() == 1 && w[0].routing.draining;
+  }));
+  submitRouted("b", "default");
+  EXPECT_FALSE(base::eventually([&] { return isAssigned("b"); }, 300ms));
+  addRoutedWorker("new", 4, {"default"}, {}, {"noop"});
+  ASSERT_TRUE(base::eventually([&] { return isAssigned("b"); }));
+  EXPECT_EQ(assignments()["b"], "new");
+  EXPECT_EQ(assignments()["a"], "old");  // what it holds stays with it
+}
+
+}  // namespace
+}  // namespace drover::scheduler
