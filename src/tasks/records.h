@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "coord/coordination.h"
@@ -29,11 +30,23 @@ std::optional<WorkerInfo> workerFromJson(const Json& j);
 
 // One task state change, for the cluster-wide event log (/events) that feeds /v1/events.
 struct TaskEvent {
+  TaskEvent() = default;
+  TaskEvent(std::string id_, State state_, int attempt_, std::string worker_, int64_t at_,
+            bool callback_ = false)
+      : id(std::move(id_)),
+        state(state_),
+        attempt(attempt_),
+        worker(std::move(worker_)),
+        at(at_),
+        callback(callback_) {}
+
   std::string id;
   State state = State::kPending;
   int attempt = 0;
   std::string worker;
   int64_t at = 0;  // wall-clock ms
+  // A terminal change of a task that has a callback_url: the webhook dispatcher delivers it.
+  bool callback = false;
 };
 Json toJson(const TaskEvent& event);
 std::optional<TaskEvent> eventFromJson(const Json& j);

@@ -6,6 +6,7 @@
 #include <array>
 
 #include "base/ids.h"
+#include "tasks/callback_url.h"
 
 namespace drover::tasks {
 namespace {
@@ -52,8 +53,8 @@ std::optional<State> parseState(std::string_view name) {
 tl::expected<TaskSpec, ValidationError> parseSpec(const Json& body, const SubmitLimits& limits,
                                                   bool (*known_type)(std::string_view)) {
   if (!body.is_object()) return invalid("", "a task must be a JSON object");
-  static constexpr std::array<std::string_view, 6> kKnown = {
-      "id", "type", "payload", "priority", "max_attempts", "timeout_s"};
+  static constexpr std::array<std::string_view, 7> kKnown = {
+      "id", "type", "payload", "priority", "max_attempts", "timeout_s", "callback_url"};
   for (const auto& [key, value] : body.items()) {
     if (std::find(kKnown.begin(), kKnown.end(), key) == kKnown.end()) {
       return invalid(key, "unknown field");
@@ -97,6 +98,13 @@ tl::expected<TaskSpec, ValidationError> parseSpec(const Json& body, const Submit
       return invalid("timeout_s", "must be from 0 (none) to 86400");
     }
   }
+  if (auto it = body.find("callback_url"); it != body.end() && !it->is_null()) {
+    if (!it->is_string()) return invalid("callback_url", "must be a string (an http(s) URL)");
+    spec.callback_url = it->get<std::string>();
+    if (auto url = parseCallbackUrl(spec.callback_url); !url) {
+      return invalid("callback_url", url.error());
+    }
+  }
   return spec;
 }
 
@@ -107,6 +115,7 @@ Json toJson(const TaskSpec& spec) {
             {"priority", spec.priority},
             {"max_attempts", spec.max_attempts}};
   if (spec.timeout_s > 0) j["timeout_s"] = spec.timeout_s;
+  if (!spec.callback_url.empty()) j["callback_url"] = spec.callback_url;
   return j;
 }
 
@@ -148,6 +157,7 @@ std::optional<TaskSpec> specFromJson(const Json& j) {
     spec.priority = j.value("priority", 5);
     spec.max_attempts = j.value("max_attempts", 3);
     spec.timeout_s = valueOr<double>(j, "timeout_s", 0);
+    spec.callback_url = valueOr<std::string>(j, "callback_url", "");
     return spec;
   } catch (const Json::exception&) {
     return std::nullopt;

@@ -28,9 +28,10 @@ struct TaskSpec {
   std::string id;
   std::string type;
   Json payload = Json::object();
-  int priority = 5;      // 0..9, higher runs first
-  int max_attempts = 3;  // 1..100
-  double timeout_s = 0;  // 0 = no timeout; else (0, 86400]
+  int priority = 5;          // 0..9, higher runs first
+  int max_attempts = 3;      // 1..100
+  double timeout_s = 0;      // 0 = no timeout; else (0, 86400]
+  std::string callback_url;  // "" = none; else POSTed the task once terminal (callback_url.h)
 
   bool operator==(const TaskSpec&) const = default;
 };
@@ -99,7 +100,8 @@ struct ValidationError {
   std::string detail;
 };
 
-// Reads a submission ({"id"?, "type", "payload"?, "priority"?, "max_attempts"?, "timeout_s"?}).
+// Reads a submission ({"id"?, "type", "payload"?, "priority"?, "max_attempts"?, "timeout_s"?,
+// "callback_url"?}).
 // A missing id gets a generated one. Unknown fields are an error. `known_type` says which types
 // the cluster runs (nullptr: any non-empty name of valid characters).
 tl::expected<TaskSpec, ValidationError> parseSpec(const Json& body, const SubmitLimits& limits,
