@@ -44,6 +44,13 @@ base::Gauge& lagGauge() {
 
 }  // namespace
 
+void exposeWebhookMetrics() {
+  for (const char* o : {"delivered", "retried", "gave_up", "lost"}) outcome(o);
+  gaps();
+  inFlightGauge();
+  lagGauge();
+}
+
 std::string webhookCursorPath(const tasks::Layout& layout) {
   return coord::join(layout.root(), "webhooks");
 }

@@ -36,6 +36,10 @@
 
 namespace drover::api {
 
+// Creates the webhook metrics at 0 (docs/OPERATIONS.md), so a scrape shows them before the
+// first delivery.
+void exposeWebhookMetrics();
+
 // The cursor's znode: {root}/webhooks.
 std::string webhookCursorPath(const tasks::Layout& layout);
 

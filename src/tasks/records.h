@@ -30,16 +30,6 @@ std::optional<WorkerInfo> workerFromJson(const Json& j);
 
 // One task state change, for the cluster-wide event log (/events) that feeds /v1/events.
 struct TaskEvent {
-  TaskEvent() = default;
-  TaskEvent(std::string id_, State state_, int attempt_, std::string worker_, int64_t at_,
-            bool callback_ = false)
-      : id(std::move(id_)),
-        state(state_),
-        attempt(attempt_),
-        worker(std::move(worker_)),
-        at(at_),
-        callback(callback_) {}
-
   std::string id;
   State state = State::kPending;
   int attempt = 0;

@@ -28,10 +28,10 @@ struct TaskSpec {
   std::string id;
   std::string type;
   Json payload = Json::object();
-  int priority = 5;          // 0..9, higher runs first
-  int max_attempts = 3;      // 1..100
-  double timeout_s = 0;      // 0 = no timeout; else (0, 86400]
-  std::string callback_url;  // "" = none; else POSTed the task once terminal (callback_url.h)
+  int priority = 5;            // 0..9, higher runs first
+  int max_attempts = 3;        // 1..100
+  double timeout_s = 0;        // 0 = no timeout; else (0, 86400]
+  std::string callback_url{};  // "" = none; else POSTed the task once terminal (callback_url.h)
 
   bool operator==(const TaskSpec&) const = default;
 };

@@ -84,7 +84,7 @@ TEST(ParseSpec, ConsultsTheKnownTypes) {
 
 TEST(Codec, StatusRoundTrips) {
   TaskStatus s;
-  s.spec = TaskSpec{"t1", "echo", Json{{"a", 1}}, 7, 2, 1.5, ""};
+  s.spec = TaskSpec{"t1", "echo", Json{{"a", 1}}, 7, 2, 1.5};
   s.state = State::kSucceeded;
   s.attempts = 2;
   s.worker = "w1";
@@ -105,7 +105,7 @@ TEST(Codec, StatusRoundTrips) {
 }
 
 TEST(Codec, JobAssignmentWorkerAndEventRoundTrip) {
-  Job job{TaskSpec{"t", "noop", Json::object(), 5, 3, 0, ""}, 2, 99};
+  Job job{TaskSpec{"t", "noop", Json::object(), 5, 3, 0}, 2, 99};
   auto j = jobFromJson(toJson(job));
   ASSERT_TRUE(j);
   EXPECT_EQ(j->attempt, 2);
@@ -143,7 +143,7 @@ TEST(Codec, JobAssignmentWorkerAndEventRoundTrip) {
 }
 
 TEST(Codec, AssignmentCarriesWhatTheRunningStatusNeedsAndOldRecordsStillDecode) {
-  Assignment a{TaskSpec{"t", "noop", Json::object(), 5, 3, 0, ""}, 2, 1234, "boom"};
+  Assignment a{TaskSpec{"t", "noop", Json::object(), 5, 3, 0}, 2, 1234, "boom"};
   auto back = assignmentFromJson(toJson(a));
   ASSERT_TRUE(back);
   EXPECT_TRUE(back->has_status);
