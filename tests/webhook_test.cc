@@ -369,6 +369,7 @@ TEST_F(WebhookTest, ANewLeaderDeliversWhatTheKilledOneHadPending) {
   ASSERT_TRUE(old->process->kill9());
   ASSERT_TRUE(old->process->wait(10s)) << "the leader did not die";
   size_t before = rx.hitsFor(id).size();
+  int64_t killed_at = wallMs();
   rx.release();
   std::string old_id = old->id;
   ASSERT_TRUE(base::eventually(
@@ -385,6 +386,8 @@ TEST_F(WebhookTest, ANewLeaderDeliversWhatTheKilledOneHadPending) {
       30s))
       << "the new leader did not deliver";
   auto hits = rx.hitsFor(id);
+  std::printf("delivered by the new leader %lld ms after the old one was killed (%zu POSTs)\n",
+              static_cast<long long>(hits.back().at_ms - killed_at), hits.size());
   EXPECT_EQ(hits.back().headers.at("Drover-Delivery"), hits.front().headers.at("Drover-Delivery"));
   EXPECT_EQ(hits.back().headers.at("Drover-Signature"), expectedSignature(hits.back().body));
   // The cursor is in ZooKeeper and moves past the delivered event.
