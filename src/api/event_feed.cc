@@ -54,6 +54,11 @@ bool Subscription::closed() const {
   return closed_;
 }
 
+size_t Subscription::queued() const {
+  std::lock_guard lock(mu_);
+  return queue_.size();
+}
+
 bool Subscription::dropped() const {
   std::lock_guard lock(mu_);
   return dropped_;

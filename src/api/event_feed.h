@@ -55,6 +55,8 @@ class Subscription {
   // by close(). A closed subscription gets nothing more; queued events can still be popped.
   bool closed() const;
   bool dropped() const;
+  // Events queued and not yet popped.
+  size_t queued() const;
   void close();
   // A resumed subscription whose resume point the log no longer holds (trimmed): events after it
   // may be missing, so the client should re-read the tasks it follows. Set before subscribe()

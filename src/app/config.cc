@@ -109,7 +109,15 @@ const std::vector<std::string>& configKeys() {
                                                 "task_memory_mb",
                                                 "task_cpus",
                                                 "task_pids",
-                                                "container_engine"};
+                                                "container_engine",
+                                                "webhook_secret",
+                                                "webhook_secret_file",
+                                                "webhook_max_in_flight",
+                                                "webhook_max_attempts",
+                                                "webhook_max_age_s",
+                                                "webhook_timeout_ms",
+                                                "webhook_backoff_base_ms",
+                                                "webhook_backoff_cap_ms"};
   return keys;
 }
 
@@ -204,6 +212,22 @@ std::optional<std::string> setConfigKey(NodeConfig& config, std::string_view key
     err = parseInt(value, c.task_pids);
   } else if (key == "container_engine") {
     c.container_engine = value;
+  } else if (key == "webhook_secret") {
+    c.webhook_secret = value;
+  } else if (key == "webhook_secret_file") {
+    c.webhook_secret_file = value;
+  } else if (key == "webhook_max_in_flight") {
+    err = parseInt(value, c.webhook_max_in_flight);
+  } else if (key == "webhook_max_attempts") {
+    err = parseInt(value, c.webhook_max_attempts);
+  } else if (key == "webhook_max_age_s") {
+    err = parseInt(value, c.webhook_max_age_s);
+  } else if (key == "webhook_timeout_ms") {
+    err = parseInt(value, c.webhook_timeout_ms);
+  } else if (key == "webhook_backoff_base_ms") {
+    err = parseInt(value, c.webhook_backoff_base_ms);
+  } else if (key == "webhook_backoff_cap_ms") {
+    err = parseInt(value, c.webhook_backoff_cap_ms);
   } else {
     err = fmt::format("unknown key '{}'", key);
   }
@@ -224,17 +248,34 @@ std::optional<std::string> applyYaml(NodeConfig& config, const std::string& text
     return fmt::format("{}:{}: expected a mapping of keys to values", source, root.Mark().line + 1);
   }
   NodeConfig c = config;
+  // `webhooks:` groups the webhook_* keys: its entries count as webhook_{entry}.
+  struct Entry {
+    YAML::Node key;
+    YAML::Node value;
+    std::string prefix;
+  };
+  std::vector<Entry> entries;
   for (const auto& entry : root) {
-    int line = entry.first.Mark().line + 1;
-    if (!entry.first.IsScalar())
-      return fmt::format("{}:{}: keys must be plain words", source, line);
-    std::string key = entry.first.Scalar();
+    if (entry.first.IsScalar() && entry.first.Scalar() == "webhooks") {
+      if (!entry.second.IsMap()) {
+        return fmt::format("{}:{}: 'webhooks' must be a mapping, e.g. {{max_in_flight: 16}}",
+                           source, entry.first.Mark().line + 1);
+      }
+      for (const auto& sub : entry.second) entries.push_back({sub.first, sub.second, "webhook_"});
+      continue;
+    }
+    entries.push_back({entry.first, entry.second, ""});
+  }
+  for (const auto& entry : entries) {
+    int line = entry.key.Mark().line + 1;
+    if (!entry.key.IsScalar()) return fmt::format("{}:{}: keys must be plain words", source, line);
+    std::string key = entry.prefix + entry.key.Scalar();
     const auto& keys = configKeys();
     if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
       return fmt::format("{}:{}: unknown key '{}' (known keys: {})", source, line, key,
                          fmt::join(keys, ", "));
     }
-    const YAML::Node& value = entry.second;
+    const YAML::Node& value = entry.value;
     std::string text_value;
     if (isListKey(key)) {
       if (value.IsNull()) {
@@ -360,6 +401,14 @@ std::string configValueText(const NodeConfig& c, std::string_view key) {
   if (key == "task_cpus") return fmt::format("{}", c.task_cpus);
   if (key == "task_pids") return std::to_string(c.task_pids);
   if (key == "container_engine") return c.container_engine;
+  if (key == "webhook_secret") return c.webhook_secret;
+  if (key == "webhook_secret_file") return c.webhook_secret_file;
+  if (key == "webhook_max_in_flight") return std::to_string(c.webhook_max_in_flight);
+  if (key == "webhook_max_attempts") return std::to_string(c.webhook_max_attempts);
+  if (key == "webhook_max_age_s") return std::to_string(c.webhook_max_age_s);
+  if (key == "webhook_timeout_ms") return std::to_string(c.webhook_timeout_ms);
+  if (key == "webhook_backoff_base_ms") return std::to_string(c.webhook_backoff_base_ms);
+  if (key == "webhook_backoff_cap_ms") return std::to_string(c.webhook_backoff_cap_ms);
   return "";
 }
 
@@ -400,6 +449,15 @@ std::string toYaml(const NodeConfig& c) {
   out << YAML::Key << "task_cpus" << YAML::Value << configValueText(c, "task_cpus");
   out << YAML::Key << "task_pids" << YAML::Value << c.task_pids;
   out << YAML::Key << "container_engine" << YAML::Value << c.container_engine;
+  out << YAML::Key << "webhook_secret" << YAML::Value << YAML::DoubleQuoted << c.webhook_secret;
+  out << YAML::Key << "webhook_secret_file" << YAML::Value << YAML::DoubleQuoted
+      << c.webhook_secret_file;
+  out << YAML::Key << "webhook_max_in_flight" << YAML::Value << c.webhook_max_in_flight;
+  out << YAML::Key << "webhook_max_attempts" << YAML::Value << c.webhook_max_attempts;
+  out << YAML::Key << "webhook_max_age_s" << YAML::Value << c.webhook_max_age_s;
+  out << YAML::Key << "webhook_timeout_ms" << YAML::Value << c.webhook_timeout_ms;
+  out << YAML::Key << "webhook_backoff_base_ms" << YAML::Value << c.webhook_backoff_base_ms;
+  out << YAML::Key << "webhook_backoff_cap_ms" << YAML::Value << c.webhook_backoff_cap_ms;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }
@@ -427,6 +485,48 @@ tl::expected<std::string, std::string> zkCredential(const NodeConfig& c) {
     }
   }
   return cred;
+}
+
+tl::expected<std::string, std::string> webhookSecret(const NodeConfig& c) {
+  if (!c.webhook_secret.empty() && !c.webhook_secret_file.empty()) {
+    return tl::unexpected(std::string("set webhook_secret or webhook_secret_file, not both"));
+  }
+  std::string secret = c.webhook_secret;
+  if (!c.webhook_secret_file.empty()) {
+    std::ifstream in(c.webhook_secret_file);
+    if (!in) {
+      return tl::unexpected(
+          fmt::format("cannot read webhook_secret_file {}", c.webhook_secret_file));
+    }
+    std::getline(in, secret);
+    while (!secret.empty() && (secret.back() == '\r' || secret.back() == ' ')) secret.pop_back();
+    if (secret.empty()) {
+      return tl::unexpected(
+          fmt::format("webhook_secret_file {}: its first line is empty", c.webhook_secret_file));
+    }
+  }
+  return secret;
+}
+
+std::string validateWebhooks(const NodeConfig& c) {
+  if (auto secret = webhookSecret(c); !secret) return secret.error();
+  if (c.webhook_max_in_flight < 1 || c.webhook_max_in_flight > 1024) {
+    return "webhook_max_in_flight must be from 1 to 1024";
+  }
+  if (c.webhook_max_attempts < 1 || c.webhook_max_attempts > 100) {
+    return "webhook_max_attempts must be from 1 to 100";
+  }
+  if (c.webhook_max_age_s < 1) return "webhook_max_age_s must be at least 1";
+  if (c.webhook_timeout_ms < 100 || c.webhook_timeout_ms > 600000) {
+    return "webhook_timeout_ms must be from 100 to 600000";
+  }
+  if (c.webhook_backoff_base_ms < 1 || c.webhook_backoff_base_ms > 3600000) {
+    return "webhook_backoff_base_ms must be from 1 to 3600000";
+  }
+  if (c.webhook_backoff_cap_ms < c.webhook_backoff_base_ms || c.webhook_backoff_cap_ms > 86400000) {
+    return "webhook_backoff_cap_ms must be from webhook_backoff_base_ms to 86400000";
+  }
+  return "";
 }
 
 std::string validateSecurity(const NodeConfig& c, std::string_view host) {

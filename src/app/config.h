@@ -84,6 +84,13 @@ bool isLoopbackHost(std::string_view host);
 // what is wrong (never quoting the credential).
 tl::expected<std::string, std::string> zkCredential(const NodeConfig& config);
 
+// The webhook HMAC secret from webhook_secret or webhook_secret_file ("" for none: POSTs go
+// unsigned), or what is wrong (never quoting the secret).
+tl::expected<std::string, std::string> webhookSecret(const NodeConfig& config);
+
+// The webhook settings' own checks ("" when fine): ranges, and a readable secret file.
+std::string validateWebhooks(const NodeConfig& config);
+
 // The security settings' own checks ("" when fine): token lines, TLS files given in pairs, the ZK
 // credential, and the refusal to serve an open API (no tokens) on `host` unless it is loopback
 // or allow_insecure_bind is set.

@@ -352,5 +352,75 @@ TEST(SecurityConfig, ZooKeeperCredentialFromKeyOrFileNeverEchoed) {
   EXPECT_NE(zkCredential(c).error().find("cannot read zk_auth_file"), std::string::npos);
 }
 
+TEST(WebhookConfig, FlatKeysAndTheWebhooksMappingMeanTheSame) {
+  NodeConfig flat;
+  ASSERT_FALSE(applyYaml(flat,
+                         "webhook_max_in_flight: 4\nwebhook_max_attempts: 3\n"
+                         "webhook_backoff_base_ms: 50\nwebhook_secret: s\n",
+                         "flat.yaml"));
+  NodeConfig nested;
+  ASSERT_FALSE(applyYaml(nested,
+                         "webhooks:\n  max_in_flight: 4\n  max_attempts: 3\n"
+                         "  backoff_base_ms: 50\n  secret: s\n",
+                         "nested.yaml"));
+  for (const char* key : {"webhook_max_in_flight", "webhook_max_attempts",
+                          "webhook_backoff_base_ms", "webhook_secret"}) {
+    EXPECT_EQ(configValueText(flat, key), configValueText(nested, key)) << key;
+  }
+  EXPECT_EQ(nested.webhook_max_in_flight, 4);
+  EXPECT_EQ(nested.webhook_backoff_base_ms, 50);
+  // Errors name the file and line, and the prefixed key.
+  NodeConfig c;
+  auto err = applyYaml(c, "slots: 2\nwebhooks:\n  bogus: 1\n", "w.yaml");
+  ASSERT_TRUE(err);
+  EXPECT_NE(err->find("w.yaml:3"), std::string::npos) << *err;
+  EXPECT_NE(err->find("webhook_bogus"), std::string::npos) << *err;
+  err = applyYaml(c, "webhooks:\n  max_in_flight: many\n", "w.yaml");
+  ASSERT_TRUE(err);
+  EXPECT_NE(err->find("w.yaml:2"), std::string::npos) << *err;
+  err = applyYaml(c, "webhooks: 3\n", "w.yaml");
+  ASSERT_TRUE(err);
+  EXPECT_NE(err->find("mapping"), std::string::npos) << *err;
+  EXPECT_EQ(c.slots, NodeConfig{}.slots) << "a failed file changes nothing";
+}
+
+TEST(WebhookConfig, RangesAndTheSecretNeverEchoed) {
+  NodeConfig c;
+  EXPECT_EQ(validateWebhooks(c), "");
+  EXPECT_EQ(webhookSecret(c).value(), "");
+  auto bad = [](auto change) {
+    NodeConfig c;
+    change(c);
+    return validateWebhooks(c);
+  };
+  EXPECT_NE(bad([](NodeConfig& c) { c.webhook_max_in_flight = 0; }), "");
+  EXPECT_NE(bad([](NodeConfig& c) { c.webhook_max_in_flight = 1025; }), "");
+  EXPECT_NE(bad([](NodeConfig& c) { c.webhook_max_attempts = 0; }), "");
+  EXPECT_NE(bad([](NodeConfig& c) { c.webhook_max_age_s = 0; }), "");
+  EXPECT_NE(bad([](NodeConfig& c) { c.webhook_timeout_ms = 10; }), "");
+  EXPECT_NE(bad([](NodeConfig& c) { c.webhook_backoff_base_ms = 0; }), "");
+  EXPECT_NE(bad([](NodeConfig& c) { c.webhook_backoff_cap_ms = 10; }), "");  // below the base
+  EXPECT_NE(validate([] {
+              NodeConfig c;
+              c.webhook_max_attempts = 0;
+              return c;
+            }()),
+            "");
+  c.webhook_secret = "top-secret-value";
+  EXPECT_EQ(webhookSecret(c).value(), "top-secret-value");
+  TempFile f("from-file-secret\n");
+  c.webhook_secret_file = f.path();
+  ASSERT_FALSE(webhookSecret(c));  // both: which one is meant?
+  EXPECT_EQ(webhookSecret(c).error().find("top-secret-value"), std::string::npos);
+  c.webhook_secret = "";
+  EXPECT_EQ(webhookSecret(c).value(), "from-file-secret");
+  TempFile empty("\n");
+  c.webhook_secret_file = empty.path();
+  EXPECT_FALSE(webhookSecret(c));
+  c.webhook_secret_file = "/nonexistent/drover-webhook-secret";
+  EXPECT_NE(webhookSecret(c).error().find("cannot read webhook_secret_file"), std::string::npos);
+  EXPECT_NE(validate(c), "");
+}
+
 }  // namespace
 }  // namespace drover::app

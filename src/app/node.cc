@@ -14,6 +14,7 @@
 #include "api/event_feed.h"
 #include "api/http.h"
 #include "api/store.h"
+#include "api/webhook_dispatcher.h"
 #include "app/config.h"
 #include "app/zk_security.h"
 #include "base/backoff.h"
@@ -291,8 +292,9 @@ class LeaderRole {
   // `candidate_base`: the id to stand under, per session generation as the worker registers
   // (idForGeneration), so that /leader names this node's current worker id.
   LeaderRole(coord::Coordination& c, const tasks::Layout& layout, const NodeConfig& config,
-             const std::string& candidate_base, const std::string& http)
-      : coord_(c), layout_(layout), config_(config) {
+             const std::string& candidate_base, const std::string& http, api::EventFeed& events,
+             api::WebhookOptions webhooks)
+      : coord_(c), layout_(layout), config_(config), events_(events), webhooks_(webhooks) {
     recipes::ElectionOptions eo{
         layout.election(),
         layout.epoch(),
@@ -317,6 +319,8 @@ class LeaderRole {
     std::lock_guard lock(mu_);
     if (scheduler_) scheduler_->stop();
     scheduler_.reset();
+    if (dispatcher_) dispatcher_->stop();
+    dispatcher_.reset();
   }
   bool leading() const { return election_ && election_->isLeader(); }
   int32_t epoch() const { return election_ ? election_->epoch() : -1; }
@@ -342,24 +346,35 @@ class LeaderRole {
           election_->stepDown(reason, epoch);
         });
     s->start();
+    // Completion webhooks are the leader's too, but off the assign path: the dispatcher has its
+    // own threads and reads the event log through the node's feed (docs/API.md).
+    auto d = std::make_unique<api::WebhookDispatcher>(coord_, layout_, events_, epoch, webhooks_);
+    d->start();
     changes_++;
     std::lock_guard lock(mu_);
     scheduler_ = std::move(s);
+    dispatcher_ = std::move(d);
   }
   void onLost(const std::string&) {
     std::unique_ptr<scheduler::Scheduler> s;
+    std::unique_ptr<api::WebhookDispatcher> d;
     {
       std::lock_guard lock(mu_);
       s = std::move(scheduler_);
+      d = std::move(dispatcher_);
     }
     if (s) s->stop();
+    if (d) d->stop();
   }
 
   coord::Coordination& coord_;
   const tasks::Layout& layout_;
   const NodeConfig& config_;
   mutable std::mutex mu_;
+  api::EventFeed& events_;
+  const api::WebhookOptions webhooks_;
   std::unique_ptr<scheduler::Scheduler> scheduler_;
+  std::unique_ptr<api::WebhookDispatcher> dispatcher_;
   std::unique_ptr<recipes::LeaderElection> election_;
   std::atomic<uint64_t> changes_{0};
 };
@@ -463,6 +478,7 @@ void exposeEventCounters() {
             "Worker commits refused because the assignment was gone (late results discarded)");
   r.counter("drover_leader_fenced_total",
             "Leader multis refused by the epoch fence: another node had become leader");
+  api::exposeWebhookMetrics();
 }
 
 // Counts session transitions: expiries, disconnects and reconnects (to the same session).
@@ -564,7 +580,20 @@ std::string validate(const NodeConfig& c) {
   if (c.container_engine.find_first_not_of(' ') == std::string::npos) {
     return "container_engine must name the engine's command, e.g. podman";
   }
+  if (auto bad = validateWebhooks(c); !bad.empty()) return bad;
   return validateSecurity(c, host);
+}
+
+static api::WebhookOptions webhookOptions(const NodeConfig& c, std::string secret) {
+  api::WebhookOptions o;
+  o.secret = std::move(secret);
+  o.max_in_flight = static_cast<size_t>(c.webhook_max_in_flight);
+  o.max_attempts = static_cast<uint32_t>(c.webhook_max_attempts);
+  o.max_age = std::chrono::seconds(c.webhook_max_age_s);
+  o.timeout = std::chrono::milliseconds(c.webhook_timeout_ms);
+  o.backoff_base = std::chrono::milliseconds(c.webhook_backoff_base_ms);
+  o.backoff_cap = std::chrono::milliseconds(c.webhook_backoff_cap_ms);
+  return o;
 }
 
 int runNode(const NodeConfig& config, const base::StopFlag& stop) {
@@ -654,7 +683,13 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
     std::string candidate = worker
                                 ? worker->baseId()
                                 : fmt::format("{}-{}-{}", hostName(), getpid(), base::randomHex(3));
-    leader = std::make_unique<LeaderRole>(c, layout, config, candidate, http_addr);
+    auto secret = webhookSecret(config);
+    if (!secret) {
+      spdlog::error("{}", secret.error());
+      return 2;
+    }
+    leader = std::make_unique<LeaderRole>(c, layout, config, candidate, http_addr, events,
+                                          webhookOptions(config, std::move(*secret)));
     leader->start();
   }
 

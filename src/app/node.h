@@ -59,6 +59,16 @@ struct NodeConfig {
   int64_t task_pids = 1024;
   // The container engine's command line (words split on spaces), before `run`.
   std::string container_engine = "podman --runtime /usr/sbin/runc --cgroup-manager=cgroupfs";
+  // Completion webhooks (docs/CONFIG.md; the YAML file may group them as `webhooks:` without the
+  // prefix). The HMAC secret is given directly or in a file (first line); it is never logged.
+  std::string webhook_secret;
+  std::string webhook_secret_file;
+  int64_t webhook_max_in_flight = 16;
+  int64_t webhook_max_attempts = 10;
+  int64_t webhook_max_age_s = 3600;
+  int64_t webhook_timeout_ms = 5000;
+  int64_t webhook_backoff_base_ms = 1000;
+  int64_t webhook_backoff_cap_ms = 60000;
 };
 
 // The task types this process's node runs: the built-ins (noop, echo, sleep, fail, exec) and

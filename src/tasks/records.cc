@@ -39,6 +39,7 @@ std::optional<WorkerInfo> workerFromJson(const Json& j) {
 Json toJson(const TaskEvent& e) {
   Json j = {{"id", e.id}, {"state", stateName(e.state)}, {"attempt", e.attempt}, {"at", e.at}};
   if (!e.worker.empty()) j["worker"] = e.worker;
+  if (e.callback) j["callback"] = true;
   return j;
 }
 
@@ -46,8 +47,9 @@ std::optional<TaskEvent> eventFromJson(const Json& j) {
   try {
     auto state = parseState(j.at("state").get<std::string>());
     if (!state) return std::nullopt;
-    return TaskEvent{j.at("id").get<std::string>(), *state, j.value("attempt", 0),
-                     j.value("worker", ""), j.value("at", int64_t{0})};
+    return TaskEvent{j.at("id").get<std::string>(), *state,
+                     j.value("attempt", 0),         j.value("worker", ""),
+                     j.value("at", int64_t{0}),     j.value("callback", false)};
   } catch (const Json::exception&) {
     return std::nullopt;
   }

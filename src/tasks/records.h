@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "coord/coordination.h"
@@ -38,6 +39,8 @@ struct TaskEvent {
   int attempt = 0;
   std::string worker;
   int64_t at = 0;  // wall-clock ms
+  // A terminal change of a task that has a callback_url: the webhook dispatcher delivers it.
+  bool callback = false;
 };
 Json toJson(const TaskEvent& event);
 std::optional<TaskEvent> eventFromJson(const Json& j);

@@ -6,6 +6,7 @@
 #include <array>
 
 #include "base/ids.h"
+#include "tasks/callback_url.h"
 
 namespace drover::tasks {
 namespace {
@@ -52,8 +53,9 @@ std::optional<State> parseState(std::string_view name) {
 tl::expected<TaskSpec, ValidationError> parseSpec(const Json& body, const SubmitLimits& limits,
                                                   bool (*known_type)(std::string_view)) {
   if (!body.is_object()) return invalid("", "a task must be a JSON object");
-  static constexpr std::array<std::string_view, 8> kKnown = {
-      "id", "type", "payload", "priority", "max_attempts", "timeout_s", "queue", "labels"};
+  static constexpr std::array<std::string_view, 9> kKnown = {
+      "id",        "type",  "payload", "priority",    "max_attempts",
+      "timeout_s", "queue", "labels",  "callback_url"};
   for (const auto& [key, value] : body.items()) {
     if (std::find(kKnown.begin(), kKnown.end(), key) == kKnown.end()) {
       return invalid(key, "unknown field");
@@ -119,6 +121,13 @@ tl::expected<TaskSpec, ValidationError> parseSpec(const Json& body, const Submit
     std::sort(spec.labels.begin(), spec.labels.end());
     spec.labels.erase(std::unique(spec.labels.begin(), spec.labels.end()), spec.labels.end());
   }
+  if (auto it = body.find("callback_url"); it != body.end() && !it->is_null()) {
+    if (!it->is_string()) return invalid("callback_url", "must be a string (an http(s) URL)");
+    spec.callback_url = it->get<std::string>();
+    if (auto url = parseCallbackUrl(spec.callback_url); !url) {
+      return invalid("callback_url", url.error());
+    }
+  }
   return spec;
 }
 
@@ -131,6 +140,7 @@ Json toJson(const TaskSpec& spec) {
   if (spec.timeout_s > 0) j["timeout_s"] = spec.timeout_s;
   j["queue"] = spec.queue;
   j["labels"] = spec.labels;
+  if (!spec.callback_url.empty()) j["callback_url"] = spec.callback_url;
   return j;
 }
 
@@ -174,6 +184,7 @@ std::optional<TaskSpec> specFromJson(const Json& j) {
     spec.timeout_s = valueOr<double>(j, "timeout_s", 0);
     spec.queue = valueOr<std::string>(j, "queue", "default");
     spec.labels = j.value("labels", std::vector<std::string>{});
+    spec.callback_url = valueOr<std::string>(j, "callback_url", "");
     return spec;
   } catch (const Json::exception&) {
     return std::nullopt;

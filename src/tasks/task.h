@@ -36,6 +36,7 @@ struct TaskSpec {
   // (sorted, no duplicates) and runs `type` may take the task.
   std::string queue = "default";
   std::vector<std::string> labels{};
+  std::string callback_url{};  // "" = none; else POSTed the task once terminal (callback_url.h)
 
   bool operator==(const TaskSpec&) const = default;
 };
@@ -108,7 +109,7 @@ struct ValidationError {
 inline constexpr size_t kMaxTaskLabels = 16;
 
 // Reads a submission ({"id"?, "type", "payload"?, "priority"?, "max_attempts"?, "timeout_s"?,
-// "queue"?, "labels"?}).
+// "queue"?, "labels"?, "callback_url"?}).
 // A missing id gets a generated one. Unknown fields are an error. `known_type` says which types
 // the cluster runs (nullptr: any non-empty name of valid characters).
 tl::expected<TaskSpec, ValidationError> parseSpec(const Json& body, const SubmitLimits& limits,

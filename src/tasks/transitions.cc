@@ -19,6 +19,13 @@ void push(TaskOps& part, coord::Op op, Step step) {
   part.steps.push_back(step);
 }
 
+// `event` flagged when it ends a task that has a callback_url (the webhook dispatcher delivers
+// only flagged events, so it reads no status for tasks without one).
+TaskEvent marked(TaskEvent event, const TaskStatus& written) {
+  event.callback = isTerminal(event.state) && !written.spec.callback_url.empty();
+  return event;
+}
+
 void report(TaskOps& part, TaskEvent event) {
   part.bytes += toJson(event).dump().size() + kEventFraming;
   part.event = std::move(event);
@@ -135,7 +142,8 @@ TaskOps commit(const Layout& layout, std::string_view worker, int32_t version,
   push(part, coord::DeleteOp{layout.assignment(worker, id), version}, Step::kToken);
   if (retry) push(part, jobCreate(layout, *retry), Step::kJob);
   push(part, statusWrite(layout, target, status_exists), Step::kStatus);
-  report(part, TaskEvent{id, target.state, target.attempts, std::string(worker), now});
+  report(part,
+         marked(TaskEvent{id, target.state, target.attempts, std::string(worker), now}, target));
   return part;
 }
 
@@ -148,7 +156,8 @@ TaskOps requeue(const Layout& layout, std::string_view worker, std::string_view 
   if (!next) return part;  // a finished task's leftover: only the token goes
   if (retry) push(part, jobCreate(layout, *retry), Step::kJob);
   push(part, statusWrite(layout, *next, true), Step::kStatus);
-  report(part, TaskEvent{std::string(id), next->state, next->attempts, next->worker, now});
+  report(part,
+         marked(TaskEvent{std::string(id), next->state, next->attempts, next->worker, now}, *next));
   return part;
 }
 
@@ -163,8 +172,9 @@ TaskOps cancel(const Layout& layout, const TaskStatus& current, const TaskStatus
          Step::kToken);
   }
   push(part, statusWrite(layout, cancelled, true), Step::kStatus);
-  report(part,
-         TaskEvent{id, State::kCancelled, current.attempts, current.worker, cancelled.finished_at});
+  report(part, marked(TaskEvent{id, State::kCancelled, current.attempts, current.worker,
+                                cancelled.finished_at},
+                      cancelled));
   return part;
 }
 

@@ -76,10 +76,11 @@ class Client:
         priority: int | None = None,
         max_attempts: int | None = None,
         timeout_s: float | None = None,
+        callback_url: str | None = None,
     ) -> Submitted:
         """Submits one task. Give an ``id`` to make retries safe: the same id and spec again is
         answered with the existing task (``created`` False), another spec raises Conflict."""
-        spec = TaskSpec(type, payload, id, priority, max_attempts, timeout_s)
+        spec = TaskSpec(type, payload, id, priority, max_attempts, timeout_s, callback_url)
         return self.submit_spec(spec)
 
     def submit_spec(self, spec: TaskSpec) -> Submitted:
@@ -143,6 +144,7 @@ class Client:
             priority=spec.priority,
             max_attempts=spec.max_attempts,
             timeout_s=spec.timeout_s,
+            callback_url=spec.callback_url,
         )
 
     def list(

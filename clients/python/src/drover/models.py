@@ -22,12 +22,13 @@ class TaskSpec:
     priority: int | None = None
     max_attempts: int | None = None
     timeout_s: float | None = None
+    callback_url: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"type": self.type}
         if self.payload is not None:
             body["payload"] = self.payload
-        for name in ("id", "priority", "max_attempts", "timeout_s"):
+        for name in ("id", "priority", "max_attempts", "timeout_s", "callback_url"):
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
@@ -52,6 +53,7 @@ class Task:
     started_at: int | None = None
     finished_at: int | None = None
     timeout_s: float | None = None
+    callback_url: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -76,6 +78,7 @@ class Task:
             started_at=j.get("started_at"),
             finished_at=j.get("finished_at"),
             timeout_s=j.get("timeout_s"),
+            callback_url=j.get("callback_url"),
             raw=dict(j),
         )
 
@@ -87,6 +90,7 @@ class Task:
             priority=self.priority,
             max_attempts=self.max_attempts,
             timeout_s=self.timeout_s,
+            callback_url=self.callback_url,
         )
 
 
