@@ -220,6 +220,8 @@ async function poll() {
     return;
   }
   if (health === 'no-zk') {
+    // The cluster card's last answer said "connected"; what this node says now wins.
+    $('c-zk').replaceChildren(h('span', {class: 'badge s-bad'}, 'unreachable from this node'));
     showBanner('This node cannot reach ZooKeeper: task lists and counts may be stale, and submits and cancels fail until it reconnects. Retrying every 2 s.');
   }
   try {
