@@ -5,7 +5,6 @@
 const STATES = ['pending', 'assigned', 'running', 'succeeded', 'failed', 'cancelled'];
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
 const PAGE_SIZE = 25;
-const CHART_SECONDS = 300;
 const EXAMPLES = {
   noop: '{}',
   echo: '{"hello": "world"}',
@@ -104,9 +103,23 @@ function askToken(reason) {
   return asking;
 }
 
-// fetch + JSON; errors (problem+json or network) become an Error whose message is the detail.
+// A problem detail as a sentence for people: ZooKeeper's internal codes ("(zk rc -7)") say
+// nothing to a reader, so they are cut, and the common causes are named.
+function humanDetail(status, detail) {
+  const text = String(detail || '').replace(/\s*\(?zk rc -?\d+\)?/gi, '').replace(/:\s*$/, '').trim();
+  if (status === 503 && /zookeeper|quorum|connection|session/i.test(text + detail)) {
+    return 'the node cannot reach ZooKeeper right now; try again in a moment';
+  }
+  if (status === 503) return text ? `the node is unavailable: ${text}` : 'the node is unavailable';
+  if (status === 403) return text || 'this token is not allowed to do that';
+  if (status === 404) return text || 'not found';
+  if (status >= 500) return text ? `the node failed: ${text}` : 'the node failed';
+  return text || `the node answered ${status}`;
+}
+
+// fetch + JSON; errors (problem+json or network) become an Error whose message is a sentence.
 // A 401 asks for a token and tries again; a 403 (the token's role is too weak) is an error.
-async function api(method, path, body) {
+async function api(method, path, body, withHeaders = false) {
   const init = {method, headers: authHeaders()};
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
@@ -116,11 +129,13 @@ async function api(method, path, body) {
   try {
     res = await fetch(path, init);
   } catch (e) {
-    throw new Error(`cannot reach this node (${location.host})`);
+    const err = new Error(`cannot reach this node (${location.host})`);
+    err.unreachable = true;
+    throw err;
   }
   if (res.status === 401) {
     await askToken(token() ? 'That token is not valid on this node.' : '');
-    return api(method, path, body);
+    return api(method, path, body, withHeaders);
   }
   const text = await res.text();
   let data = null;
@@ -130,15 +145,18 @@ async function api(method, path, body) {
     data = null;
   }
   if (!res.ok) {
-    const detail = data && data.detail ? data.detail : `${res.status} ${res.statusText}`;
-    throw new Error(detail);
+    const err = new Error(humanDetail(res.status, data && data.detail));
+    err.status = res.status;
+    throw err;
   }
-  return data;
+  return withHeaders ? {data, headers: res.headers} : data;
 }
 
 // ---- cluster, workers, counts (polled) ----
 
-const view = {filter: '', cursors: [''], next: null, tasks: new Map(), open: null};
+// filter: state; type and queue: the other filters; search: an exact id being shown alone.
+const view = {filter: '', type: '', queue: '', search: '', cursors: [''], next: null,
+              tasks: new Map(), open: null, counts: {}};
 
 function renderCluster(c) {
   $('c-leader').replaceChildren(c.leader ? h('span', {class: 'mono'}, c.leader)
@@ -152,6 +170,8 @@ function renderCluster(c) {
       zk.session_timeout_ms ? ` · timeout ${duration(zk.session_timeout_ms)}` : '');
   $('c-workers').textContent = c.workers ?? '—';
   const counts = c.tasks || {};
+  view.counts = counts;
+  renderPageInfo();
   $('tiles').replaceChildren(...STATES.map((s) => h('button', {
     class: `tile s-${s}${view.filter === s ? ' selected' : ''}`,
     'data-state': s,
@@ -177,26 +197,58 @@ function renderWorkers(w) {
   }));
 }
 
-let reachable = true;
+// The node's health as the header shows it: 'ready', 'no-zk' (the node answers but /readyz says it
+// has no ZooKeeper session) or 'unreachable'. "live" needs this to be 'ready' AND the event stream
+// to be connected (renderLive).
+let health = 'ready';
+async function readiness() {
+  let res;
+  try {
+    res = await fetch('/readyz', {cache: 'no-store'});
+  } catch (e) {
+    return 'unreachable';
+  }
+  return res.ok ? 'ready' : 'no-zk';
+}
+
 async function poll() {
+  const was = health;
+  health = await readiness();
+  renderLive();
+  if (health === 'unreachable') {
+    showBanner(`This node (${location.host}) does not answer: it may be stopped or the network is down. Retrying every 2 s.`);
+    return;
+  }
+  if (health === 'no-zk') {
+    // The cluster card's last answer said "connected"; what this node says now wins.
+    $('c-zk').replaceChildren(h('span', {class: 'badge s-bad'}, 'unreachable from this node'));
+    showBanner('This node cannot reach ZooKeeper: task lists and counts may be stale, and submits and cancels fail until it reconnects. Retrying every 2 s.');
+  }
   try {
     const [c, w] = await Promise.all([api('GET', '/v1/cluster'), api('GET', '/v1/workers')]);
     renderCluster(c);
     renderWorkers(w);
-    if (!reachable) loadTasks();
-    reachable = true;
-    $('banner').hidden = true;
+    if (was !== 'ready' && health === 'ready') {
+      loadTasks();
+      loadHistory();
+    }
+    if (health === 'ready') $('banner').hidden = true;
   } catch (e) {
-    reachable = false;
-    $('banner').textContent = `${e.message}: retrying every 2 s.`;
-    $('banner').hidden = false;
+    if (health === 'ready') showBanner(`Reading the cluster failed: ${e.message}. Retrying every 2 s.`);
   }
+}
+
+function showBanner(text) {
+  $('banner').textContent = text;
+  $('banner').hidden = false;
 }
 
 // ---- task table ----
 
 function setFilter(state) {
   view.filter = state;
+  view.search = '';
+  $('search-id').value = '';
   $('state-filter').value = state;
   view.cursors = [''];
   document.querySelectorAll('.tile').forEach((t) => t.classList.toggle('selected', t.dataset.state === state));
@@ -205,10 +257,20 @@ function setFilter(state) {
 
 let loading = null;
 let reloadTimer = 0;
-async function loadTasks() {
-  const cursor = view.cursors[view.cursors.length - 1];
-  const q = new URLSearchParams({limit: PAGE_SIZE});
+// The query of the filtered list (newest first), without paging.
+function listQuery() {
+  const q = new URLSearchParams({order: 'newest'});
   if (view.filter) q.set('state', view.filter);
+  if (view.type) q.set('type', view.type);
+  if (view.queue) q.set('queue', view.queue);
+  return q;
+}
+
+async function loadTasks() {
+  if (view.search) return searchTask(view.search);
+  const cursor = view.cursors[view.cursors.length - 1];
+  const q = listQuery();
+  q.set('limit', PAGE_SIZE);
   if (cursor) q.set('cursor', cursor);
   const mine = (loading = `${q}`);
   try {
@@ -218,6 +280,21 @@ async function loadTasks() {
     renderTasks(data.tasks || []);
   } catch (e) {
     if (loading === mine) toast(`Listing tasks failed: ${e.message}`, true);
+  }
+}
+
+// An exact id: the one task (GET /v1/tasks/{id}) or a "no such task" line; filters are ignored.
+async function searchTask(id) {
+  const mine = (loading = `search:${id}`);
+  try {
+    const t = await api('GET', `/v1/tasks/${encodeURIComponent(id)}`);
+    if (loading !== mine) return;
+    view.next = null;
+    renderTasks([t]);
+  } catch (e) {
+    if (loading !== mine) return;
+    view.next = null;
+    renderTasks([], e.status === 404 ? `No task has the id ${id}.` : `Looking up ${id} failed: ${e.message}`);
   }
 }
 
@@ -248,25 +325,62 @@ function taskRow(t) {
            h('td', {}, t.priority),
            h('td', {}, `${t.attempts} / ${t.max_attempts}`),
            h('td', {class: 'mono'}, t.worker || '—'),
+           h('td', {class: 'error', title: errorText(t)}, errorText(t) || ''),
            h('td', {title: t.submitted_at ? new Date(t.submitted_at).toLocaleString() : ''}, ago(t.submitted_at)),
            h('td', {class: 'actions'}, actions));
 }
 
-function renderTasks(tasks) {
+// The error of a row: a string, or an object's message (kept to one line by CSS).
+function errorText(t) {
+  if (!t.error) return '';
+  return typeof t.error === 'string' ? t.error : (t.error.message || JSON.stringify(t.error));
+}
+
+function renderTasks(tasks, emptyText) {
   view.tasks = new Map(tasks.map((t) => [t.id, t]));
+  view.shown = tasks.length;
   $('tasks-body').replaceChildren(...tasks.map(taskRow));
   const empty = $('tasks-empty');
   empty.hidden = tasks.length > 0;
+  const filtered = view.filter || view.type || view.queue;
   if (!tasks.length) {
-    empty.replaceChildren(view.filter
-        ? `No ${view.filter} tasks${view.cursors.length > 1 ? ' on this page' : ''}.`
+    empty.replaceChildren(emptyText ? emptyText
+        : filtered ? `No ${[view.filter, view.type].filter((x) => x).join(' ')} tasks${view.queue ? ` in queue ${view.queue}` : ''}${view.cursors.length > 1 ? ' on this page' : ''}.`
         : h('span', {}, 'No tasks yet: submit one with the form, or from a shell: ',
             h('code', {}, 'drover submit -- echo hello')));
   }
-  const page = view.cursors.length;
-  $('page-info').textContent = tasks.length ? `page ${page} · ${tasks.length} shown` : '';
-  $('prev').disabled = page <= 1;
+  // The queue filter appears once tasks carry a queue (none do before issue 10).
+  const queues = new Set(tasks.map((t) => t.queue).filter((q) => typeof q === 'string' && q));
+  if (queues.size || view.queue) {
+    $('queue-filter-wrap').hidden = false;
+    const sel = $('queue-filter');
+    for (const q of queues) {
+      if (![...sel.options].some((o) => o.value === q)) sel.append(h('option', {value: q}, q));
+    }
+  }
+  renderPageInfo();
+  $('prev').disabled = view.search || view.cursors.length <= 1;
   $('next').disabled = !view.next;
+}
+
+// "showing 26-50 of 812": the total comes from the cluster's counts (by state), so it is known
+// when no type or queue filter is set; else the line says how many this page shows.
+function renderPageInfo() {
+  const n = view.shown || 0;
+  let text = '';
+  if (view.search) {
+    text = n ? 'the task with that id' : '';
+  } else if (n) {
+    const first = (view.cursors.length - 1) * PAGE_SIZE + 1;
+    const range = `${first}–${first + n - 1}`;
+    const counts = view.counts || {};
+    const total = view.filter ? counts[view.filter]
+        : STATES.reduce((a, s) => a + (counts[s] || 0), 0);
+    text = !view.type && !view.queue && total !== undefined && Object.keys(counts).length
+        ? `showing ${range} of ${Math.max(total, first + n - 1)}`
+        : `showing ${range}${view.next ? ' (more on the next page)' : ''}`;
+  }
+  $('page-info').textContent = text;
 }
 
 // Applies one event to the visible row at once (the page re-read follows).
@@ -286,13 +400,104 @@ function updateRow(ev) {
 
 async function cancelTask(id) {
   try {
-    await api('DELETE', `/v1/tasks/${encodeURIComponent(id)}`);
-    toast(`Cancelled ${id}`);
+    const r = await api('DELETE', `/v1/tasks/${encodeURIComponent(id)}`, undefined, true);
+    toast(r.headers.get('Drover-Cancel') === 'already-finished' ? `${id} had already finished`
+                                                                : `Cancelled ${id}`);
     scheduleReload();
     if (view.open === id) openTask(id);
   } catch (e) {
     toast(`Cancel failed: ${e.message}`, true);
   }
+}
+
+// Bulk cancel of the filtered set: every unfinished task the filters match (all pages), after a
+// dialog that names the count; DELETEs go BULK_PARALLEL at a time; the outcome counts the ones
+// cancelled, the ones that had finished meanwhile and the failures. (Bulk retry joins this once
+// POST /v1/tasks/{id}/retry exists, issue 10.)
+const BULK_PARALLEL = 8;
+
+async function matchingIds() {
+  const ids = [];
+  let cursor = '';
+  for (;;) {
+    const q = listQuery();
+    q.set('limit', 1000);
+    if (cursor) q.set('cursor', cursor);
+    const page = await api('GET', `/v1/tasks?${q}`);
+    for (const t of page.tasks || []) if (!TERMINAL.has(t.state)) ids.push(t.id);
+    if (!page.next) return ids;
+    cursor = page.next;
+  }
+}
+
+function describeFilters() {
+  const parts = [view.filter || 'unfinished', view.type ? `${view.type}` : '', 'tasks'].filter((x) => x);
+  return parts.join(' ') + (view.queue ? ` in queue ${view.queue}` : '');
+}
+
+async function bulkCancel() {
+  const dialog = $('bulk');
+  const text = $('bulk-text');
+  const progress = $('bulk-progress');
+  const go = $('bulk-go');
+  progress.textContent = '';
+  progress.className = 'result';
+  if (view.filter && TERMINAL.has(view.filter)) {
+    text.textContent = `${view.filter} tasks have finished: there is nothing to cancel.`;
+    go.hidden = true;
+    dialog.showModal();
+    return;
+  }
+  text.textContent = 'Counting the matching tasks…';
+  go.hidden = true;
+  dialog.showModal();
+  let ids;
+  try {
+    ids = await matchingIds();
+  } catch (e) {
+    text.textContent = `Listing the matching tasks failed: ${e.message}`;
+    return;
+  }
+  dialog.dataset.count = ids.length;
+  if (!ids.length) {
+    text.textContent = `No ${describeFilters()} to cancel.`;
+    return;
+  }
+  text.textContent = `Cancel ${ids.length} ${describeFilters()}? Running ones are stopped; this cannot be undone.`;
+  go.textContent = `Cancel ${ids.length} tasks`;
+  go.hidden = false;
+  go.disabled = false;
+  go.onclick = async () => {
+    go.disabled = true;
+    const tally = {cancelled: 0, finished: 0, failed: 0};
+    let next = 0;
+    let lastError = '';
+    const worker = async () => {
+      while (next < ids.length) {
+        const id = ids[next++];
+        try {
+          const r = await api('DELETE', `/v1/tasks/${encodeURIComponent(id)}`, undefined, true);
+          if (r.headers.get('Drover-Cancel') === 'already-finished') tally.finished++;
+          else tally.cancelled++;
+        } catch (e) {
+          tally.failed++;
+          lastError = e.message;
+        }
+        progress.textContent = `${tally.cancelled + tally.finished + tally.failed} of ${ids.length} done…`;
+      }
+    };
+    await Promise.all(Array.from({length: Math.min(BULK_PARALLEL, ids.length)}, worker));
+    const summary = `${tally.cancelled} cancelled, ${tally.finished} had already finished` +
+        (tally.failed ? `, ${tally.failed} failed (${lastError})` : '') + '.';
+    progress.textContent = summary;
+    progress.className = tally.failed ? 'result err' : 'result';
+    progress.dataset.cancelled = tally.cancelled;
+    progress.dataset.finished = tally.finished;
+    progress.dataset.failed = tally.failed;
+    go.hidden = true;
+    toast(`Bulk cancel: ${summary}`, tally.failed > 0);
+    scheduleReload();
+  };
 }
 
 // A retry is a new task: same type, payload, priority and max attempts, fresh id.
@@ -394,12 +599,37 @@ async function openTask(id) {
       h('div', {class: 'actions'}, actions),
       h('h3', {}, 'Payload'), h('pre', {}, JSON.stringify(t.payload ?? null, null, 2)),
       t.error ? [h('h3', {}, 'Error'), h('pre', {class: 'err'}, typeof t.error === 'string' ? t.error : JSON.stringify(t.error, null, 2))] : null,
-      t.state === 'succeeded' ? [h('h3', {}, 'Result'), h('pre', {}, JSON.stringify(t.result ?? null, null, 2))] : null,
+      outputSections(t),
+      t.state === 'succeeded' || (t.state === 'failed' && t.result != null)
+        ? [h('h3', {}, 'Result'), h('pre', {class: 'result-json'}, bounded(JSON.stringify(t.result ?? null, null, 2)))] : null,
+      // The per-attempt history (GET /v1/tasks/{id}/history, issue 10) goes here once it exists.
       h('h3', {}, 'Timeline'),
       h('ol', {class: 'timeline'}, timeline.map((x) =>
       h('li', {class: `s-${x.state}`}, h('time', {}, clock(x.at)), x.text))),
       h('p', {class: 'note'}, 'The timeline shows the record\'s times and the events this page has seen since it opened.'),
   ].flat().filter((x) => x));
+}
+
+// Output kept in the result by exec and container tasks: shown as text (textContent, so markup in
+// it is inert), cut at PANEL_TEXT_MAX characters.
+const PANEL_TEXT_MAX = 20000;
+function bounded(text) {
+  text = String(text ?? '');
+  return text.length > PANEL_TEXT_MAX ? `${text.slice(0, PANEL_TEXT_MAX)}\n… (${text.length - PANEL_TEXT_MAX} more characters not shown)` : text;
+}
+
+function outputSections(t) {
+  const r = t.result;
+  if (!r || typeof r !== 'object' || Array.isArray(r)) return null;
+  const out = [];
+  for (const stream of ['stderr', 'stdout']) {
+    if (typeof r[stream] !== 'string') continue;
+    const cut = r[`${stream}_truncated`] ? ' (cut by the worker)' : '';
+    out.push(h('h3', {}, stream, cut ? h('small', {}, cut) : null),
+             r[stream] ? h('pre', {class: stream === 'stderr' ? `stream ${t.state === 'failed' ? 'err' : ''}` : 'stream', 'data-stream': stream}, bounded(r[stream]))
+                       : h('p', {class: 'note'}, `(no ${stream})`));
+  }
+  return out;
 }
 
 function closePanel() {
@@ -408,15 +638,22 @@ function closePanel() {
 }
 
 // ---- throughput chart ----
+// From GET /v1/stats/history: every node's counters in 10 s buckets over the last hour, summed by
+// the node that answers (docs/API.md), so the chart is full as soon as the page loads.
 
-const buckets = new Map();  // second -> {succeeded, failed, cancelled}
-
-function countCompletion(ev) {
-  const sec = Math.floor(Date.now() / 1000);
-  const b = buckets.get(sec) || {succeeded: 0, failed: 0, cancelled: 0};
-  b[ev.state] += 1;
-  buckets.set(sec, b);
+let history = null;  // the last answer
+async function loadHistory() {
+  try {
+    history = await api('GET', '/v1/stats/history');
+  } catch (e) {
+    history = null;
+    $('history-note').textContent = `No throughput history: ${e.message}.`;
+    $('history-note').hidden = false;
+  }
+  drawChart();
 }
+
+const SERIES = ['succeeded', 'failed', 'retried'];
 
 function drawChart() {
   const canvas = $('chart');
@@ -429,19 +666,31 @@ function drawChart() {
   g.setTransform(dpr, 0, 0, dpr, 0, 0);
   g.clearRect(0, 0, w, hgt);
 
-  const now = Math.floor(Date.now() / 1000);
-  for (const k of buckets.keys()) if (k <= now - CHART_SECONDS) buckets.delete(k);
-  const series = [];
-  for (let s = now - CHART_SECONDS + 1; s <= now; s++) series.push(buckets.get(s) || {succeeded: 0, failed: 0, cancelled: 0});
-  const totals = series.map((b) => b.succeeded + b.failed + b.cancelled);
-  const peak = Math.max(...totals);
-  // Rates over complete seconds (the current one is still filling).
-  const last = (n) => totals.slice(-1 - n, -1).reduce((a, b) => a + b, 0) / n;
+  const buckets = (history && history.buckets) || [];
+  const step = ((history && history.step_ms) || 10000) / 1000;
+  const done = (b) => SERIES.reduce((a, s) => a + (b[s] || 0), 0);
+  const totals = buckets.map(done);
+  const peak = Math.max(0, ...totals);
+  // Rates over complete buckets (the newest is still filling).
+  const lastN = (n) => totals.slice(-1 - n, -1).reduce((a, b) => a + b, 0);
+  const finished = totals.reduce((a, b) => a + b, 0);
+  const submitted = buckets.reduce((a, b) => a + (b.submitted || 0), 0);
+  const failed = buckets.reduce((a, b) => a + (b.failed || 0), 0);
   $('rates').replaceChildren(
-      h('span', {}, h('b', {}, last(5).toFixed(1)), '/s last 5 s'),
-      h('span', {}, h('b', {}, last(60).toFixed(1)), '/s last minute'),
-      h('span', {}, h('b', {}, peak), 'peak /s'),
-      h('span', {}, h('b', {}, totals.reduce((a, b) => a + b, 0)), 'finished in 5 min'));
+      h('span', {}, h('b', {}, (lastN(6) / (6 * step)).toFixed(1)), '/s last minute'),
+      h('span', {}, h('b', {}, (peak / step).toFixed(1)), 'peak /s'),
+      h('span', {}, h('b', {}, submitted), 'submitted'),
+      h('span', {}, h('b', {}, failed), 'failed'),
+      h('span', {'data-finished': finished}, h('b', {}, finished), 'finished in the last hour'));
+  const nodes = (history && history.nodes) || [];
+  const missing = nodes.filter((n) => !n.ok);
+  const note = $('history-note');
+  if (history) {
+    note.hidden = !missing.length && history.complete !== false;
+    note.textContent = missing.length
+        ? `Counts of ${missing.length} of ${nodes.length} nodes are missing (${missing.map((n) => `${n.http}: ${n.error}`).join('; ')}).`
+        : history.error ? `Only this node is counted: ${humanDetail(503, history.error)}.` : '';
+  }
 
   const css = getComputedStyle(document.documentElement);
   const left = 34;
@@ -465,16 +714,19 @@ function drawChart() {
   g.textAlign = 'center';
   g.textBaseline = 'alphabetic';
   const plotW = w - left;
-  for (const m of [5, 4, 3, 2, 1]) g.fillText(`-${m}m`, left + plotW * (1 - (m * 60) / CHART_SECONDS), hgt - 4);
+  const span = Math.max(1, buckets.length) * step;  // seconds the chart covers
+  for (const m of [60, 50, 40, 30, 20, 10]) {
+    if (m * 60 <= span) g.fillText(`-${m}m`, left + plotW * (1 - (m * 60) / span), hgt - 4);
+  }
   g.fillText('now', w - 14, hgt - 4);
 
-  const bw = plotW / CHART_SECONDS;
-  series.forEach((b, i) => {
+  const bw = plotW / Math.max(1, buckets.length);
+  buckets.forEach((b, i) => {
     let y = bottom;
-    for (const s of ['succeeded', 'failed', 'cancelled']) {
+    for (const s of SERIES) {
       if (!b[s]) continue;
       const bh = ((bottom - top) * b[s]) / max;
-      g.fillStyle = css.getPropertyValue(`--${s}`);
+      g.fillStyle = css.getPropertyValue(s === 'retried' ? '--assigned' : `--${s}`);
       g.fillRect(left + i * bw, y - bh, Math.max(1, bw - 0.5), bh);
       y -= bh;
     }
@@ -482,7 +734,8 @@ function drawChart() {
   if (peak === 0) {
     g.fillStyle = css.getPropertyValue('--muted');
     g.font = '13px system-ui, sans-serif';
-    g.fillText('No task has finished since this page opened: submit one below.', left + plotW / 2, (top + bottom) / 2);
+    g.fillText(history ? 'No task has finished in the last hour: submit one below.'
+                       : 'Loading the last hour…', left + plotW / 2, (top + bottom) / 2);
   }
 }
 
@@ -507,7 +760,6 @@ function onTaskEvent(ev) {
   seen.set(ev.id, list.slice(-50));
   if (seen.size > 5000) seen.delete(seen.keys().next().value);
 
-  if (TERMINAL.has(ev.state)) countCompletion(ev);
   addActivity(ev);
   updateRow(ev);
   scheduleReload();
@@ -522,8 +774,27 @@ function addActivity(ev) {
   while (list.children.length > 40) list.lastChild.remove();
 }
 
+// The header's word: "live" only while the event stream is connected AND the node is ready
+// (/readyz); otherwise what is wrong, the node's health first (a stream can stay open on a node
+// that has lost ZooKeeper and will deliver nothing).
+let streamState = {state: '', text: 'connecting…'};
 function setLive(state, text) {
-  $('live').className = `live ${state}`;
+  streamState = {state, text};
+  renderLive();
+}
+
+function renderLive() {
+  let cls = streamState.state;
+  let text = streamState.text;
+  if (health === 'unreachable') {
+    cls = 'off';
+    text = 'node unreachable';
+  } else if (health === 'no-zk') {
+    cls = 'warn';
+    text = 'ZooKeeper unreachable';
+  }
+  $('live').className = `live ${cls}`;
+  $('live').dataset.state = cls === 'on' ? 'live' : health !== 'ready' ? health : 'stream';
   $('live-text').textContent = text;
 }
 
@@ -573,7 +844,7 @@ async function connectEvents() {
     res = await fetch('/v1/events', {headers, signal: ctl.signal, cache: 'no-store'});
   } catch (e) {
     if (ctl.signal.aborted) return;
-    return reconnectEvents(3000, 'off', 'disconnected: retrying');
+    return reconnectEvents(3000, 'off', 'reconnecting…');
   }
   if (res.status === 401) {
     setLive('off', 'needs a token');
@@ -583,7 +854,7 @@ async function connectEvents() {
   if (!res.ok || !res.body) {
     // Refused (403: the token may not read; 503: too many streams, or the node is going away).
     return reconnectEvents(3000, 'off', res.status === 403 ? 'token may not read events'
-                                                           : 'disconnected: retrying');
+                                                           : 'reconnecting…');
   }
   setLive('on', 'live');
   const reader = res.body.getReader();
@@ -632,13 +903,39 @@ function start() {
     sessionStorage.removeItem(TOKEN_KEY);
     location.reload();
   });
+  $('search-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    view.search = $('search-id').value.trim();
+    view.cursors = [''];
+    loadTasks();
+  });
+  $('search-id').addEventListener('input', (e) => {
+    if (!e.target.value.trim() && view.search) {
+      view.search = '';
+      loadTasks();
+    }
+  });
+  $('type-filter').addEventListener('change', (e) => {
+    view.type = e.target.value.trim();
+    view.search = '';
+    $('search-id').value = '';
+    view.cursors = [''];
+    loadTasks();
+  });
+  $('queue-filter').addEventListener('change', (e) => {
+    view.queue = e.target.value;
+    view.cursors = [''];
+    loadTasks();
+  });
+  $('bulk-cancel').addEventListener('click', bulkCancel);
+  $('bulk-close').addEventListener('click', () => $('bulk').close());
   setupSubmit();
   connectEvents();
   poll();
   loadTasks();
-  drawChart();
+  loadHistory();
   setInterval(poll, 2000);
-  setInterval(drawChart, 1000);
+  setInterval(loadHistory, 5000);
   window.addEventListener('resize', drawChart);
 }
 

@@ -110,6 +110,7 @@ const std::vector<RouteRole>& routeRoles() {
       {"POST", kQueueResumeRoute, Role::kAdmin},
       {"GET", "/v1/cluster", Role::kRead},
       {"GET", "/v1/events", Role::kRead},
+      {"GET", "/v1/stats/history", Role::kRead},
       // The description of the API: no data, and tools (code generators, Swagger UI) fetch it
       // without credentials.
       {"GET", "/v1/openapi.json", Role::kPublic},

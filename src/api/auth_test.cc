@@ -91,8 +91,10 @@ class AuthTest : public ApiFixture {
         {Role::kSubmit, sha256Hex(tokens_.submit)},
         {Role::kAdmin, sha256Hex(tokens_.admin)},
     });
+    ho.stats = &stats_;
   }
   void addRoutes(HttpServer& http) override { addDashboard(http); }
+  StatsRing stats_;
 
   RawAnswer call(const std::string& method, const std::string& target, const std::string& token,
                  const std::string& body = "") const {
@@ -128,6 +130,7 @@ const std::map<std::pair<std::string, std::string>, Sample>& samples() {
       {{"POST", R"(/v1/queues/([^/]+)/resume)"}, {"/v1/queues/etl/resume", "", Role::kAdmin}},
       {{"GET", "/v1/cluster"}, {"/v1/cluster", "", Role::kRead}},
       {{"GET", "/v1/events"}, {"/v1/events", "", Role::kRead}},
+      {{"GET", "/v1/stats/history"}, {"/v1/stats/history", "", Role::kRead}},
       {{"GET", "/v1/openapi.json"}, {"/v1/openapi.json", "", Role::kPublic}},
       {{"GET", "/livez"}, {"/livez", "", Role::kPublic}},
       {{"GET", "/readyz"}, {"/readyz", "", Role::kPublic}},

@@ -16,6 +16,7 @@
 #include "api/http_util.h"
 #include "api/openapi.h"
 #include "api/tls.h"
+#include "base/clock.h"
 #include "base/ids.h"
 #include "base/metrics.h"
 
@@ -240,6 +241,7 @@ void HttpServer::setupRoutes() {
   route("POST", kQueueResumeRoute, std::bind(&HttpServer::resumeQueue, this, _1, _2));
   route("GET", "/v1/cluster", std::bind(&HttpServer::getCluster, this, _1, _2));
   route("GET", "/v1/events", std::bind(&HttpServer::getEvents, this, _1, _2));
+  route("GET", "/v1/stats/history", std::bind(&HttpServer::statsHistory, this, _1, _2));
   route("GET", "/livez",
         [](const Request&, Response& res) { res.set_content("ok\n", "text/plain"); });
   route("GET", "/readyz", std::bind(&HttpServer::readyz, this, _1, _2));
@@ -454,6 +456,11 @@ void HttpServer::listTasks(const Request& req, Response& res) {
                                  quote(req.get_param_value("state"))));
     }
   }
+  // Any valid type name filters, known to this node or not: an unknown one lists nothing.
+  std::string type = req.get_param_value("type");
+  if (!type.empty() && !base::isValidName(type)) {
+    return problem(res, 400, fmt::format("type: '{}' is not a valid task type name", quote(type)));
+  }
   int64_t limit = 100;
   if (req.has_param("limit")) {
     auto v = parseInt(req.get_param_value("limit"));
@@ -479,12 +486,12 @@ void HttpServer::listTasks(const Request& req, Response& res) {
       }
       after = TaskStore::NewestCursor{*czxid, cursor.substr(dash + 1)};
     }
-    r = store_.listNewest(state, static_cast<size_t>(limit), after);
+    r = store_.listNewest(state, static_cast<size_t>(limit), after, type);
   } else {
     if (!cursor.empty() && !base::isValidName(cursor)) {
       return problem(res, 400, fmt::format("cursor: {}", kIdRule));
     }
-    r = store_.list(state, static_cast<size_t>(limit), cursor);
+    r = store_.list(state, static_cast<size_t>(limit), cursor, type);
   }
   if (!r) return fail(res, r.error());
   Json tasks_json = Json::array();
@@ -612,6 +619,39 @@ void HttpServer::getEvents(const Request& req, Response& res) {
         }
         streams_.fetch_sub(1);
       });
+}
+
+// ?scope=node: this node's own counts (what peers ask each other for); else the cluster's, summed
+// here from every node this one can reach (the answer's "nodes" says which answered).
+void HttpServer::statsHistory(const Request& req, Response& res) {
+  if (!options_.stats) return problem(res, 503, "this node keeps no throughput history");
+  std::string scope = req.get_param_value("scope");
+  if (!scope.empty() && scope != "node" && scope != "cluster") {
+    return problem(res, 400, fmt::format("scope: '{}' is not node or cluster", quote(scope)));
+  }
+  std::string self = fmt::format("{}:{}", options_.host, port_);
+  if (scope == "node") {
+    int64_t now = base::wallMillis();
+    Json j = historyJson(options_.stats->window(now), options_.stats->stepMs(), now);
+    j["nodes"] = Json::array({{{"http", self}, {"ok", true}}});
+    j["complete"] = true;
+    return res.set_content(dumpJson(j), kJson);
+  }
+  // Without the worker list (no ZooKeeper) this node still answers for itself, marked partial.
+  auto workers = store_.workers();
+  std::vector<std::string> peers;
+  if (workers) {
+    for (const auto& w : workers->workers) {
+      if (!w.info.http.empty() && w.info.http != self) peers.push_back(w.info.http);
+    }
+  }
+  Json j = clusterHistory(*options_.stats, self, peers, !options_.tls_cert.empty(),
+                          req.get_header_value("Authorization"), std::chrono::milliseconds(1500));
+  bool complete = workers.has_value();
+  for (const auto& n : j["nodes"]) complete = complete && n["ok"].get<bool>();
+  j["complete"] = complete;
+  if (!workers) j["error"] = workers.error().detail;
+  res.set_content(dumpJson(j), kJson);
 }
 
 void HttpServer::readyz(const Request&, Response& res) {

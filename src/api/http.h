@@ -20,6 +20,7 @@
 
 #include "api/auth.h"
 #include "api/event_feed.h"
+#include "api/stats_history.h"
 #include "api/store.h"
 #include "tasks/task.h"
 
@@ -60,12 +61,15 @@ struct HttpOptions {
   // only; both empty, plain HTTP. start() fails with a clear error for a bad or missing file.
   std::string tls_cert;
   std::string tls_key;
+  // This node's throughput history (api/stats_history.h), served at GET /v1/stats/history with
+  // the other nodes' summed in; null: that route answers 503. Must outlive the server.
+  const StatsRing* stats = nullptr;
 };
 
 // The HTTP front of a node. Routes (see docs/API.md): POST /v1/tasks, POST /v1/tasks/batch,
-// GET|DELETE /v1/tasks/{id}, GET /v1/tasks, GET /v1/workers, GET /v1/cluster, GET /v1/events,
-// GET /v1/openapi.json (api/openapi.h), GET /livez, /readyz, /metrics, plus routes added with
-// addRoute().
+// GET|DELETE /v1/tasks/{id}, GET /v1/tasks, GET /v1/workers, GET /v1/cluster, GET /v1/events, GET
+// /v1/stats/history, GET /v1/openapi.json (api/openapi.h), GET /livez, /readyz, /metrics, plus
+// routes added with addRoute().
 //
 // Every error is application/problem+json {"type":"about:blank","title","status","detail"}.
 // Handlers catch every exception at the edge (500, logged): no input crashes the node.
@@ -118,6 +122,7 @@ class HttpServer {
   void getWorkers(const httplib::Request& req, httplib::Response& res);
   void getCluster(const httplib::Request& req, httplib::Response& res);
   void getEvents(const httplib::Request& req, httplib::Response& res);
+  void statsHistory(const httplib::Request& req, httplib::Response& res);
   void readyz(const httplib::Request& req, httplib::Response& res);
   // Routing (http_routing.cc).
   void getQueues(const httplib::Request& req, httplib::Response& res);

@@ -604,6 +604,36 @@ TEST_F(HttpTest, ListsNewestFirstWithACursor) {
   }
 }
 
+TEST_F(HttpTest, ListFiltersByTypeInBothOrders) {
+  for (auto [id, type] : {std::pair{"a", "noop"}, {"b", "echo"}, {"c", "noop"}, {"d", "echo"}}) {
+    ASSERT_EQ(postJson("/v1/tasks", Json{{"id", id}, {"type", type}}.dump())->status, 202);
+  }
+  auto list = [&](const std::string& query) {
+    auto r = client().Get("/v1/tasks?" + query);
+    EXPECT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << r->body;
+    std::vector<std::string> out;
+    Json body = Json::parse(r->body);
+    for (const auto& t : body["tasks"]) out.push_back(t["id"]);
+    return std::pair{out, body["next"]};
+  };
+  EXPECT_EQ(list("type=echo").first, (std::vector<std::string>{"b", "d"}));
+  EXPECT_EQ(list("type=noop&order=newest").first, (std::vector<std::string>{"c", "a"}));
+  // The filter applies before the limit: the page is full of echo tasks, the cursor goes on.
+  auto [first, next] = list("type=echo&order=newest&limit=1");
+  EXPECT_EQ(first, (std::vector<std::string>{"d"}));
+  ASSERT_TRUE(next.is_string());
+  EXPECT_EQ(list("type=echo&order=newest&limit=1&cursor=" + next.get<std::string>()).first,
+            (std::vector<std::string>{"b"}));
+  ASSERT_EQ(client().Delete("/v1/tasks/d")->status, 202);
+  EXPECT_EQ(list("type=echo&state=cancelled").first, (std::vector<std::string>{"d"}));
+  EXPECT_TRUE(list("type=sleep").first.empty());  // a valid name nobody submitted
+  auto bad = client().Get("/v1/tasks?type=no%20spaces");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_NE(bad->body.find("type:"), std::string::npos) << bad->body;
+}
+
 TEST_F(HttpTest, WorkersAndCluster) {
   tasks::WorkerInfo w{"node-1", "host", 42, 4, {"gpu"}, "127.0.0.1:8081", 1, 0, {"default"}, {}};
   ASSERT_TRUE(other_

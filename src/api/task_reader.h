@@ -35,15 +35,17 @@ class TaskReader {
   // a data watch on /status/{id}, not by polling.
   StoreResult<tasks::TaskStatus> wait(const std::string& id, std::chrono::milliseconds timeout);
 
-  // Statuses sorted by id, after `cursor` (exclusive), at most `limit`, optionally one state.
+  // Statuses sorted by id, after `cursor` (exclusive), at most `limit`, optionally of one state
+  // and (non-empty `type`) of one task type.
   StoreResult<TaskPage> list(std::optional<tasks::State> state, size_t limit,
-                             const std::string& cursor);
+                             const std::string& cursor, const std::string& type = {});
 
   // Statuses newest first: by creation zxid (a cluster-wide order of submits; the tasks of one
   // batch share one, then higher ids come first), after `after` (exclusive). `next` is
   // "<czxid>-<id>". Costs a stat read per retained status.
   StoreResult<TaskPage> listNewest(std::optional<tasks::State> state, size_t limit,
-                                   const std::optional<NewestCursor>& after);
+                                   const std::optional<NewestCursor>& after,
+                                   const std::string& type = {});
 
   StoreResult<WorkersView> workers();
   StoreResult<ClusterView> cluster();
@@ -72,10 +74,11 @@ class TaskReader {
   StoreResult<std::optional<LeaderInfo>> readLeader();
   StoreResult<std::map<tasks::State, size_t>> countTasks();
   // Reads the statuses of ids[from..], pipelined, into `page` until it holds `limit` tasks (of
-  // `state`, when given; absent ones are skipped); returns the index after the last id taken or
-  // passed over.
+  // `state` and `type`, when given; absent ones are skipped); returns the index after the last id
+  // taken or passed over.
   StoreResult<size_t> fillPage(const std::vector<std::string>& ids, size_t from,
-                               std::optional<tasks::State> state, size_t limit, TaskPage& page);
+                               std::optional<tasks::State> state, const std::string& type,
+                               size_t limit, TaskPage& page);
   // The ids of every status, from all status buckets (listed pipelined), unsorted.
   StoreResult<std::vector<std::string>> statusIds(const char* what);
 

@@ -162,6 +162,14 @@ Counter& Registry::counter(std::string_view name, std::string_view help, const L
   return *slot;
 }
 
+double Registry::counterValue(std::string_view name, const Labels& labels) const {
+  std::lock_guard lock(mu_);
+  auto f = families_.find(name);
+  if (f == families_.end() || f->second.type != MetricType::kCounter) return 0;
+  auto c = f->second.counters.find(labelKey(labels));
+  return c == f->second.counters.end() ? 0 : c->second->value();
+}
+
 Gauge& Registry::gauge(std::string_view name, std::string_view help, const Labels& labels) {
   std::lock_guard lock(mu_);
   Family& f = family(name, help, MetricType::kGauge, labels, {});

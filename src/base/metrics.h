@@ -108,6 +108,10 @@ class Registry {
   Histogram& histogram(std::string_view name, std::string_view help,
                        const std::vector<double>& bounds, const Labels& labels = {});
 
+  // The value of one counter series; 0 when the family or the series does not exist yet (a
+  // counter nobody has incremented). Never creates anything.
+  double counterValue(std::string_view name, const Labels& labels = {}) const;
+
   // A family whose samples are read at scrape time (values owned elsewhere, such as a
   // component's stats). The callback runs on the scraping thread, may block briefly, and must not
   // call into this registry. Returns an id for removeCallback; the family disappears from the

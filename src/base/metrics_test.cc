@@ -77,6 +77,17 @@ TEST(Metrics, RendersCountersAndGaugesExactly) {
             "drover_b_total{result=\"ok\"} 3\n");
 }
 
+TEST(Metrics, CounterValueReadsWithoutCreating) {
+  Registry r;
+  EXPECT_EQ(r.counterValue("x_total", {{"k", "a"}}), 0);
+  EXPECT_EQ(r.render(), "");  // the lookup created nothing
+  r.counter("x_total", "X", {{"k", "a"}}).inc(3);
+  EXPECT_EQ(r.counterValue("x_total", {{"k", "a"}}), 3);
+  EXPECT_EQ(r.counterValue("x_total", {{"k", "b"}}), 0);
+  r.gauge("g", "G").set(5);
+  EXPECT_EQ(r.counterValue("g"), 0);  // not a counter
+}
+
 TEST(Metrics, CountersNeverGoDown) {
   Registry r;
   auto& c = r.counter("drover_c_total", "C.");

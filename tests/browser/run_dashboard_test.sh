@@ -63,9 +63,13 @@ for _ in $(seq 600); do   # up to 60 s: ZooKeeper (Java) and two nodes
 done
 grep -q "Drover is up" "$work/up.log" || { echo "FAIL: drover up did not come up in 60 s"; exit 1; }
 
+# The ZooKeeper of this cluster: the java child of this drover up (the test pauses and resumes it).
+zk_pid=$(ps --ppid "$up_pid" -o pid=,comm= | awk '$2 == "java" {print $1}')
+[[ "$zk_pid" =~ ^[0-9]+$ ]] || { echo "FAIL: cannot find the ZooKeeper process of drover up ($up_pid)"; exit 1; }
+
 mkdir -p "$artifacts"
 node "$here/dashboard_test.mjs" --url "http://127.0.0.1:$port/" --chromium "$chromium" \
-  --profile "$work/profile" --screenshot "$artifacts/dashboard.png"
+  --profile "$work/profile" --screenshot "$artifacts/dashboard.png" --zk-pid "$zk_pid"
 
 # The same page against a node with API tokens (docs/SECURITY.md): stop this cluster, start one
 # whose node reads its tokens from DROVER_TOKENS (drover up's nodes inherit the environment).
