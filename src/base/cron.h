@@ -68,6 +68,7 @@ class CronSchedule {
 
  private:
   friend class CronMatcher;
+  CronSchedule() = default;  // only parse() makes one
   std::string text_;
   std::bitset<60> seconds_;
   std::bitset<60> minutes_;
