@@ -13,6 +13,8 @@ packages=(
   iptables  # the fault suite cuts a node off from ZooKeeper with an owner match (docs/FAULTS.md)
   prometheus  # promtool checks the /metrics format and deploy/'s alert rules (tests/metrics_test.sh)
   python3-jsonschema  # validates the OpenAPI document (tests/openapi/openapi_schema_test.py)
+  libhowardhinnant-date-dev  # IANA time zones for cron schedules (src/base/cron.cc)
+  python3-croniter  # the oracle cron schedules are checked against (src/base/cron_oracle_test.py)
   python3-venv python3-pip python3-setuptools  # installs clients/python offline in its test
   mypy  # type-checks clients/python (python_client_typecheck)
   # Task isolation (docs/ISOLATION.md): the exec sandbox, and the container engine with the
