@@ -457,9 +457,14 @@ void HttpServer::listTasks(const Request& req, Response& res) {
     }
   }
   // Any valid type name filters, known to this node or not: an unknown one lists nothing.
-  std::string type = req.get_param_value("type");
-  if (!type.empty() && !base::isValidName(type)) {
-    return problem(res, 400, fmt::format("type: '{}' is not a valid task type name", quote(type)));
+  TaskFilter filter{req.get_param_value("type"), req.get_param_value("queue")};
+  if (!filter.type.empty() && !base::isValidName(filter.type)) {
+    return problem(res, 400,
+                   fmt::format("type: '{}' is not a valid task type name", quote(filter.type)));
+  }
+  if (!filter.queue.empty() && !base::isValidName(filter.queue)) {
+    return problem(res, 400,
+                   fmt::format("queue: '{}' is not a valid queue name", quote(filter.queue)));
   }
   int64_t limit = 100;
   if (req.has_param("limit")) {
@@ -486,12 +491,12 @@ void HttpServer::listTasks(const Request& req, Response& res) {
       }
       after = TaskStore::NewestCursor{*czxid, cursor.substr(dash + 1)};
     }
-    r = store_.listNewest(state, static_cast<size_t>(limit), after, type);
+    r = store_.listNewest(state, static_cast<size_t>(limit), after, filter);
   } else {
     if (!cursor.empty() && !base::isValidName(cursor)) {
       return problem(res, 400, fmt::format("cursor: {}", kIdRule));
     }
-    r = store_.list(state, static_cast<size_t>(limit), cursor, type);
+    r = store_.list(state, static_cast<size_t>(limit), cursor, filter);
   }
   if (!r) return fail(res, r.error());
   Json tasks_json = Json::array();

@@ -634,6 +634,30 @@ TEST_F(HttpTest, ListFiltersByTypeInBothOrders) {
   EXPECT_NE(bad->body.find("type:"), std::string::npos) << bad->body;
 }
 
+TEST_F(HttpTest, ListFiltersByQueue) {
+  for (auto [id, queue] : {std::pair{"a", "etl"}, {"b", "default"}, {"c", "etl"}}) {
+    ASSERT_EQ(
+        postJson("/v1/tasks", Json{{"id", id}, {"type", "noop"}, {"queue", queue}}.dump())->status,
+        202);
+  }
+  auto ids = [&](const std::string& query) {
+    auto r = client().Get("/v1/tasks?" + query);
+    EXPECT_TRUE(r);
+    std::vector<std::string> out;
+    const Json body = Json::parse(r->body);
+    for (const auto& t : body["tasks"]) out.push_back(t["id"]);
+    return out;
+  };
+  EXPECT_EQ(ids("queue=etl"), (std::vector<std::string>{"a", "c"}));
+  EXPECT_EQ(ids("queue=etl&type=noop&order=newest"), (std::vector<std::string>{"c", "a"}));
+  EXPECT_EQ(ids("queue=default"), std::vector<std::string>{"b"});
+  EXPECT_TRUE(ids("queue=ml").empty());
+  auto bad = client().Get("/v1/tasks?queue=a%2Fb");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_NE(bad->body.find("queue:"), std::string::npos) << bad->body;
+}
+
 TEST_F(HttpTest, WorkersAndCluster) {
   tasks::WorkerInfo w{"node-1", "host", 42, 4, {"gpu"}, "127.0.0.1:8081", 1, 0, {"default"}, {}};
   ASSERT_TRUE(other_

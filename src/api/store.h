@@ -54,14 +54,14 @@ class TaskStore {
     return reader_.wait(id, timeout);
   }
   StoreResult<TaskPage> list(std::optional<tasks::State> state, size_t limit,
-                             const std::string& cursor, const std::string& type = {}) {
-    return reader_.list(state, limit, cursor, type);
+                             const std::string& cursor, const TaskFilter& filter = {}) {
+    return reader_.list(state, limit, cursor, filter);
   }
   using NewestCursor = api::NewestCursor;
   StoreResult<TaskPage> listNewest(std::optional<tasks::State> state, size_t limit,
                                    const std::optional<NewestCursor>& after,
-                                   const std::string& type = {}) {
-    return reader_.listNewest(state, limit, after, type);
+                                   const TaskFilter& filter = {}) {
+    return reader_.listNewest(state, limit, after, filter);
   }
   StoreResult<WorkersView> workers() { return reader_.workers(); }
   StoreResult<ClusterView> cluster() { return reader_.cluster(); }

@@ -72,6 +72,15 @@ struct TaskPage {
   std::optional<std::string> next;  // the cursor for the following page; nullopt at the end
 };
 
+// What a listing keeps besides the state: tasks of one type and of one queue ("" = any).
+struct TaskFilter {
+  std::string type;
+  std::string queue;
+  bool matches(const tasks::TaskSpec& spec) const {
+    return (type.empty() || spec.type == type) && (queue.empty() || spec.queue == queue);
+  }
+};
+
 struct WorkerView {
   tasks::WorkerInfo info;
   size_t assigned = 0;  // children of /assignments/{id}: running, starting or queued there

@@ -161,14 +161,14 @@ StoreResult<std::vector<std::string>> TaskReader::statusIds(const char* what) {
 }
 
 StoreResult<TaskPage> TaskReader::list(std::optional<State> state, size_t limit,
-                                       const std::string& cursor, const std::string& type) {
+                                       const std::string& cursor, const TaskFilter& filter) {
   auto kids = statusIds("listing tasks");
   if (!kids) return tl::unexpected(kids.error());
   std::vector<std::string> names = std::move(*kids);
   std::sort(names.begin(), names.end());
   auto it = cursor.empty() ? names.begin() : std::upper_bound(names.begin(), names.end(), cursor);
   TaskPage page;
-  auto pos = fillPage(names, static_cast<size_t>(it - names.begin()), state, type, limit, page);
+  auto pos = fillPage(names, static_cast<size_t>(it - names.begin()), state, filter, limit, page);
   if (!pos) return tl::unexpected(pos.error());
   if (!page.tasks.empty() && page.tasks.size() == limit && *pos != names.size()) {
     page.next = page.tasks.back().spec.id;
@@ -177,7 +177,7 @@ StoreResult<TaskPage> TaskReader::list(std::optional<State> state, size_t limit,
 }
 
 StoreResult<size_t> TaskReader::fillPage(const std::vector<std::string>& ids, size_t from,
-                                         std::optional<State> state, const std::string& type,
+                                         std::optional<State> state, const TaskFilter& filter,
                                          size_t limit, TaskPage& page) {
   size_t pos = from;
   while (pos < ids.size() && page.tasks.size() < limit) {
@@ -188,7 +188,7 @@ StoreResult<size_t> TaskReader::fillPage(const std::vector<std::string>& ids, si
     if (!found) return tl::unexpected(found.error());
     for (size_t i = 0; i < chunk.size() && page.tasks.size() < limit; ++i, ++pos) {
       auto& st = (*found)[i];
-      if (!st || (state && st->state != *state) || (!type.empty() && st->spec.type != type)) {
+      if (!st || (state && st->state != *state) || !filter.matches(st->spec)) {
         continue;
       }
       page.tasks.push_back(std::move(*st));
@@ -199,7 +199,7 @@ StoreResult<size_t> TaskReader::fillPage(const std::vector<std::string>& ids, si
 
 StoreResult<TaskPage> TaskReader::listNewest(std::optional<State> state, size_t limit,
                                              const std::optional<NewestCursor>& after,
-                                             const std::string& type) {
+                                             const TaskFilter& filter) {
   auto kids = statusIds("listing tasks");
   if (!kids) return tl::unexpected(kids.error());
   using Key = std::pair<int64_t, std::string>;  // (czxid, id), listed in descending order
@@ -227,7 +227,7 @@ StoreResult<TaskPage> TaskReader::listNewest(std::optional<State> state, size_t 
   ids.reserve(order.size());
   for (const auto& key : order) ids.push_back(key.second);
   TaskPage page;
-  auto pos = fillPage(ids, static_cast<size_t>(it - order.begin()), state, type, limit, page);
+  auto pos = fillPage(ids, static_cast<size_t>(it - order.begin()), state, filter, limit, page);
   if (!pos) return tl::unexpected(pos.error());
   if (!page.tasks.empty() && page.tasks.size() == limit && *pos != order.size()) {
     const Key& last = order[*pos - 1];  // the last task taken

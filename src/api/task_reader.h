@@ -36,16 +36,16 @@ class TaskReader {
   StoreResult<tasks::TaskStatus> wait(const std::string& id, std::chrono::milliseconds timeout);
 
   // Statuses sorted by id, after `cursor` (exclusive), at most `limit`, optionally of one state
-  // and (non-empty `type`) of one task type.
+  // and of one type and queue (`filter`).
   StoreResult<TaskPage> list(std::optional<tasks::State> state, size_t limit,
-                             const std::string& cursor, const std::string& type = {});
+                             const std::string& cursor, const TaskFilter& filter = {});
 
   // Statuses newest first: by creation zxid (a cluster-wide order of submits; the tasks of one
   // batch share one, then higher ids come first), after `after` (exclusive). `next` is
   // "<czxid>-<id>". Costs a stat read per retained status.
   StoreResult<TaskPage> listNewest(std::optional<tasks::State> state, size_t limit,
                                    const std::optional<NewestCursor>& after,
-                                   const std::string& type = {});
+                                   const TaskFilter& filter = {});
 
   StoreResult<WorkersView> workers();
   StoreResult<ClusterView> cluster();
@@ -74,10 +74,10 @@ class TaskReader {
   StoreResult<std::optional<LeaderInfo>> readLeader();
   StoreResult<std::map<tasks::State, size_t>> countTasks();
   // Reads the statuses of ids[from..], pipelined, into `page` until it holds `limit` tasks (of
-  // `state` and `type`, when given; absent ones are skipped); returns the index after the last id
+  // `state` and `filter`, when given; absent ones are skipped); returns the index after the last id
   // taken or passed over.
   StoreResult<size_t> fillPage(const std::vector<std::string>& ids, size_t from,
-                               std::optional<tasks::State> state, const std::string& type,
+                               std::optional<tasks::State> state, const TaskFilter& filter,
                                size_t limit, TaskPage& page);
   // The ids of every status, from all status buckets (listed pipelined), unsorted.
   StoreResult<std::vector<std::string>> statusIds(const char* what);
