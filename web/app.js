@@ -190,11 +190,52 @@ function renderWorkers(w) {
              h('td', {}, h('span', {class: 'mono'}, x.id), ' ',
                x.id === w.leader ? h('span', {class: 'badge s-leader', title: 'This node leads: it assigns tasks'}, 'leader') : null),
              h('td', {}, h('span', {class: 'meter'}, h('i', {}, fill), `${x.running} / ${x.slots}`)),
+             h('td', {}, (x.queues || []).map((q) => h('span', {class: 'chip'}, q))),
              h('td', {}, (x.labels || []).length ? x.labels.map((l) => h('span', {class: 'chip'}, l))
                                                  : h('span', {class: 'empty-cell'}, '—')),
              h('td', {}, x.http ? h('a', {href: `http://${x.http}/`, class: 'mono'}, x.http) : '—'),
-             h('td', {}, x.started_at ? ago(x.started_at).replace(' ago', '') : '—'));
+             h('td', {}, x.started_at ? ago(x.started_at).replace(' ago', '') : '—'),
+             h('td', {}, h('button', {class: 'small', 'data-drain': x.id,
+                                      title: 'It takes nothing new, finishes what it holds, then leaves (admin)'},
+                           'Drain')));
   }));
+}
+
+// The queues (GET /v1/queues): each with pause/resume; the task filter offers them all.
+function renderQueues(q) {
+  const queues = q.queues || [];
+  $('queues-body').replaceChildren(...queues.map((x) => h('tr', {'data-queue': x.name},
+    h('td', {}, h('span', {class: 'mono'}, x.name)),
+    h('td', {}, x.paused ? h('span', {class: 'badge s-bad'}, 'paused') : h('span', {class: 'badge s-succeeded'}, 'open')),
+    h('td', {}, x.max_running > 0 ? String(x.max_running) : h('span', {class: 'empty-cell'}, 'no limit')),
+    h('td', {}, String((x.workers || []).length)),
+    h('td', {}, h('button', {class: 'small', 'data-queue-action': x.paused ? 'resume' : 'pause', 'data-name': x.name},
+                  x.paused ? 'Resume' : 'Pause')))));
+  if (queues.length) $('queue-filter-wrap').hidden = false;
+  const sel = $('queue-filter');
+  for (const x of queues) {
+    if (![...sel.options].some((o) => o.value === x.name)) sel.append(h('option', {value: x.name}, x.name));
+  }
+}
+
+async function queueAction(name, action) {
+  try {
+    await api('POST', `/v1/queues/${encodeURIComponent(name)}/${action}`);
+    toast(`queue ${name} ${action === 'pause' ? 'paused' : 'resumed'}`);
+    renderQueues(await api('GET', '/v1/queues'));
+  } catch (e) {
+    toast(`${action === 'pause' ? 'Pausing' : 'Resuming'} queue ${name} failed: ${e.message}`, true);
+  }
+}
+
+async function drainWorker(id) {
+  if (!confirm(`Drain ${id}? It takes no new task, finishes what it holds, then leaves the cluster.`)) return;
+  try {
+    await api('POST', `/v1/workers/${encodeURIComponent(id)}/drain`);
+    toast(`${id} is draining`);
+  } catch (e) {
+    toast(`Draining ${id} failed: ${e.message}`, true);
+  }
 }
 
 // The node's health as the header shows it: 'ready', 'no-zk' (the node answers but /readyz says it
@@ -225,9 +266,11 @@ async function poll() {
     showBanner('This node cannot reach ZooKeeper: task lists and counts may be stale, and submits and cancels fail until it reconnects. Retrying every 2 s.');
   }
   try {
-    const [c, w] = await Promise.all([api('GET', '/v1/cluster'), api('GET', '/v1/workers')]);
+    const [c, w, q] = await Promise.all([api('GET', '/v1/cluster'), api('GET', '/v1/workers'),
+                                         api('GET', '/v1/queues')]);
     renderCluster(c);
     renderWorkers(w);
+    renderQueues(q);
     if (was !== 'ready' && health === 'ready') {
       loadTasks();
       loadHistory();
@@ -349,7 +392,7 @@ function renderTasks(tasks, emptyText) {
         : h('span', {}, 'No tasks yet: submit one with the form, or from a shell: ',
             h('code', {}, 'drover submit -- echo hello')));
   }
-  // The queue filter appears once tasks carry a queue (none do before issue 10).
+  // The queue filter lists the queues of GET /v1/queues (renderQueues) and any seen here.
   const queues = new Set(tasks.map((t) => t.queue).filter((q) => typeof q === 'string' && q));
   if (queues.size || view.queue) {
     $('queue-filter-wrap').hidden = false;
@@ -921,6 +964,14 @@ function start() {
     $('search-id').value = '';
     view.cursors = [''];
     loadTasks();
+  });
+  $('queues-body').addEventListener('click', (e) => {
+    const b = e.target.closest('button[data-queue-action]');
+    if (b) queueAction(b.dataset.name, b.dataset.queueAction);
+  });
+  $('workers-body').addEventListener('click', (e) => {
+    const b = e.target.closest('button[data-drain]');
+    if (b) drainWorker(b.dataset.drain);
   });
   $('queue-filter').addEventListener('change', (e) => {
     view.queue = e.target.value;

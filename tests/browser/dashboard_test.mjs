@@ -108,7 +108,9 @@ try {
     const rows = [...document.querySelectorAll('#tasks-body tr')].map((r) => r.dataset.taskId);
     return rows.join() === ids.join();
   }, [...order].reverse().concat(echoId));
-  assert.equal(await page.isHidden('#queue-filter-wrap'), true, 'no task has a queue yet');
+  // Every task has a queue now (docs/ROUTING.md): the filter offers the served ones.
+  assert.equal(await page.isHidden('#queue-filter-wrap'), false, 'the queue filter is shown');
+  assert.ok((await page.$$eval('#queue-filter option', (os) => os.map((o) => o.value))).includes('default'));
   assert.match(await page.textContent('#page-info'), /^showing 1–4 of \d+$/);
 
   step('the task panel shows the payload, the result and a timeline');
@@ -189,6 +191,28 @@ try {
     return rows.length === 1 && rows[0].dataset.taskId === id;
   }, execId);
   assert.equal((await api('GET', '/v1/tasks?type=exec')).tasks.length, 1);
+
+  step('queues: pause from the card holds a task of that queue; resume releases it; the queue filter');
+  await page.fill('#type-filter', '');
+  await page.dispatchEvent('#type-filter', 'change');
+  await api('PUT', '/v1/queues/reports', {max_running: 1});
+  await until(page, () => !!document.querySelector('#queues-body tr[data-queue="reports"] button'), null);
+  await page.click('#queues-body tr[data-queue="reports"] button[data-queue-action="pause"]');
+  await until(page, () => document.querySelector('#queues-body tr[data-queue="reports"]')?.textContent.includes('paused'), null);
+  assert.equal((await api('GET', '/v1/queues')).queues.find((q) => q.name === 'reports').paused, true);
+  const held = (await api('POST', '/v1/tasks', {type: 'noop', queue: 'reports'})).id;
+  // Nobody serves 'reports' on this cluster, and it is paused: the plain GET says the first reason.
+  assert.equal((await api('GET', `/v1/tasks/${held}`)).waiting_for, "queue 'reports' is paused");
+  await page.selectOption('#queue-filter', 'reports');
+  await until(page, (id) => {
+    const rows = [...document.querySelectorAll('#tasks-body tr')];
+    return rows.length === 1 && rows[0].dataset.taskId === id;
+  }, held);
+  await page.click('#queues-body tr[data-queue="reports"] button[data-queue-action="resume"]');
+  await until(page, () => document.querySelector('#queues-body tr[data-queue="reports"]')?.textContent.includes('open'), null);
+  assert.equal((await api('GET', '/v1/queues')).queues.find((q) => q.name === 'reports').paused, false);
+  await page.selectOption('#queue-filter', '');
+  await api('DELETE', `/v1/tasks/${held}`);
 
   step('bulk cancel of a filtered set: five long sleeps, by the type filter');
   const sleeps = (await api('POST', '/v1/tasks/batch', {
