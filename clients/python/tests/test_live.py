@@ -173,6 +173,27 @@ class LiveNodeTest(unittest.TestCase):
         self.assertTrue(cluster["zookeeper"]["connected"])
         self.assertIn(cluster["leader"], {w.id for w in workers})
 
+    def test_routing_fields_waiting_for_and_queue_control(self) -> None:
+        # Nobody serves this queue: the task waits and says why; a served queue runs.
+        queue = fresh("pyq")
+        sub = self.client.submit("noop", queue=queue, labels=["b", "a", "b"])
+        task = self.client.get(sub.id)
+        self.assertEqual(task.state, "pending")
+        self.assertEqual(task.queue, queue)
+        self.assertEqual(task.labels, ["a", "b"])
+        self.assertEqual(task.waiting_for, f"no live worker serves queue '{queue}'")
+        self.assertIn("default", self.client.workers()[0].queues)
+        self.assertIn("noop", self.client.workers()[0].types)
+        paused = self.client.set_queue(queue, paused=True, max_running=3)
+        self.assertEqual((paused["paused"], paused["max_running"]), (True, 3))
+        listed = {q["name"]: q for q in self.client.queues()}
+        self.assertTrue(listed[queue]["paused"])
+        self.assertTrue(self.client.cancel(sub.id).cancelled)
+        done = self.client.wait(self.client.submit("noop", queue="default").id, timeout=30)
+        self.assertEqual(done.state, "succeeded")
+        with self.assertRaises(drover.NotFound):
+            self.client.drain("no-such-worker")
+
 
 class UnreachableTest(unittest.TestCase):
     def test_no_server_is_a_transport_error(self) -> None:

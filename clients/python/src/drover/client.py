@@ -77,10 +77,22 @@ class Client:
         max_attempts: int | None = None,
         timeout_s: float | None = None,
         callback_url: str | None = None,
+        queue: str | None = None,
+        labels: Iterable[str] | None = None,
     ) -> Submitted:
         """Submits one task. Give an ``id`` to make retries safe: the same id and spec again is
         answered with the existing task (``created`` False), another spec raises Conflict."""
-        spec = TaskSpec(type, payload, id, priority, max_attempts, timeout_s, callback_url)
+        spec = TaskSpec(
+            type,
+            payload,
+            id,
+            priority,
+            max_attempts,
+            timeout_s,
+            callback_url,
+            queue,
+            None if labels is None else tuple(labels),
+        )
         return self.submit_spec(spec)
 
     def submit_spec(self, spec: TaskSpec) -> Submitted:
@@ -145,6 +157,8 @@ class Client:
             max_attempts=spec.max_attempts,
             timeout_s=spec.timeout_s,
             callback_url=spec.callback_url,
+            queue=spec.queue,
+            labels=spec.labels,
         )
 
     def list(
@@ -187,6 +201,28 @@ class Client:
     def workers(self) -> builtins.list[Worker]:
         _, body, _ = self._request("GET", "/v1/workers")
         return [Worker.from_json(w) for w in body.get("workers", [])]
+
+    def queues(self) -> builtins.list[dict[str, Any]]:
+        """``GET /v1/queues``: each queue's name, ``paused``, ``max_running`` and serving workers."""
+        _, body, _ = self._request("GET", "/v1/queues")
+        return [dict(q) for q in body.get("queues", [])]
+
+    def set_queue(
+        self, name: str, *, paused: bool | None = None, max_running: int | None = None
+    ) -> dict[str, Any]:
+        """Changes a queue's settings (admin role); ``max_running=0`` removes the limit."""
+        patch: dict[str, Any] = {}
+        if paused is not None:
+            patch["paused"] = paused
+        if max_running is not None:
+            patch["max_running"] = max_running
+        path = "/v1/queues/" + urllib.parse.quote(name, safe="")
+        _, body, _ = self._request("PUT", path, patch)
+        return dict(body)
+
+    def drain(self, worker_id: str) -> None:
+        """Drains a worker (admin role): it takes nothing new, finishes its tasks, then leaves."""
+        self._request("POST", "/v1/workers/" + urllib.parse.quote(worker_id, safe="") + "/drain")
 
     def cluster(self) -> dict[str, Any]:
         """``GET /v1/cluster`` as JSON: leader, epoch, zookeeper, workers, task counts."""

@@ -23,12 +23,16 @@ class TaskSpec:
     max_attempts: int | None = None
     timeout_s: float | None = None
     callback_url: str | None = None
+    queue: str | None = None
+    labels: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"type": self.type}
         if self.payload is not None:
             body["payload"] = self.payload
-        for name in ("id", "priority", "max_attempts", "timeout_s", "callback_url"):
+        if self.labels is not None:
+            body["labels"] = list(self.labels)
+        for name in ("id", "priority", "max_attempts", "timeout_s", "callback_url", "queue"):
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
@@ -54,6 +58,9 @@ class Task:
     finished_at: int | None = None
     timeout_s: float | None = None
     callback_url: str | None = None
+    queue: str = "default"
+    labels: list[str] = field(default_factory=list)
+    waiting_for: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -79,6 +86,9 @@ class Task:
             finished_at=j.get("finished_at"),
             timeout_s=j.get("timeout_s"),
             callback_url=j.get("callback_url"),
+            queue=str(j.get("queue", "default")),
+            labels=list(j.get("labels") or []),
+            waiting_for=j.get("waiting_for"),
             raw=dict(j),
         )
 
@@ -91,6 +101,8 @@ class Task:
             max_attempts=self.max_attempts,
             timeout_s=self.timeout_s,
             callback_url=self.callback_url,
+            queue=self.queue,
+            labels=tuple(self.labels),
         )
 
 
@@ -138,6 +150,8 @@ class Worker:
     assigned: int
     labels: list[str]
     leader: bool
+    queues: list[str] = field(default_factory=lambda: ["default"])
+    types: list[str] = field(default_factory=list)
     host: str | None = None
     pid: int | None = None
     http: str | None = None
@@ -153,6 +167,8 @@ class Worker:
             assigned=int(j.get("assigned", 0)),
             labels=list(j.get("labels") or []),
             leader=bool(j.get("leader", False)),
+            queues=list(j.get("queues") or ["default"]),
+            types=list(j.get("types") or []),
             host=j.get("host"),
             pid=j.get("pid"),
             http=j.get("http"),
