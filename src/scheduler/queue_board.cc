@@ -37,13 +37,22 @@ bool QueueBoard::open(const std::string& queue, int extra) const {
   return held(queue) + extra < s.max_running;
 }
 
+bool QueueBoard::limited() const {
+  for (const auto& [name, q] : queues_) {
+    if (q.max_running > 0) return true;
+  }
+  return false;
+}
+
 void QueueBoard::assigned(const std::string& id, const std::string& queue) {
+  if (!limited()) return;  // counts matter only for a queue with a limit (see limitsChanged)
   inflight_[id] = queue;
   queue_of_[id] = queue;
   ++held_count_[queue];  // recount() would find the same; this runs once per task assigned
 }
 
 void QueueBoard::settled(const std::vector<std::string>& ids) {
+  if (inflight_.empty()) return;
   for (const auto& id : ids) {
     inflight_.erase(id);
     bool listed = false;
@@ -55,6 +64,11 @@ void QueueBoard::settled(const std::vector<std::string>& ids) {
 
 void QueueBoard::held(const std::string& w, const std::set<std::string>& ids) {
   auto& mine = held_by_[w];
+  if (!limited()) {
+    // Nothing to count: keep only what a limit set later needs to start from.
+    mine = ids;
+    return;
+  }
   for (const auto& id : mine) {
     if (!ids.count(id)) queue_of_.erase(id);  // finished or moved: forget it
   }
@@ -73,6 +87,17 @@ void QueueBoard::forget(const std::string& w) {
   held_by_.erase(it);
   recount();
   changed_();
+}
+
+void QueueBoard::limitsAppeared() {
+  // Held tasks were not followed while no queue had a limit: read the queue of each now (until
+  // every read is in, limited queues count as full).
+  for (const auto& [w, ids] : held_by_) {
+    for (const auto& id : ids) {
+      if (!queue_of_.count(id) && !lookups_.count(id)) learn(w, id);
+    }
+  }
+  recount();
 }
 
 void QueueBoard::recount() {
@@ -190,7 +215,9 @@ void QueueBoard::loadQueue(const std::string& name) {
             spdlog::error("scheduler: unreadable settings of queue {}; ignoring them", name);
             queues_.erase(name);
           } else {
+            bool was_limited = limited();
             queues_[name] = *s;
+            if (!was_limited && limited()) limitsAppeared();
           }
           changed_();
         });

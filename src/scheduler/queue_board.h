@@ -5,9 +5,10 @@
 // each queue workers hold now, so that a queue's limit is never exceeded. It follows /queues and
 // /draining with watches and calls `changed` when something that may unblock assignment moved.
 //
-// Counting: tasks this leader assigns are counted from the assign; tasks it finds held by a
-// worker (assigned by an earlier leader) have their queue read once from their assignment.
-// Until every such read is in, every queue with a limit counts as full: never over.
+// Counting (only while some queue has a limit): tasks this leader assigns are counted from the
+// assign; tasks it finds held by a worker (assigned by an earlier leader, or while no queue had a
+// limit) have their queue read once from their assignment. Until every such read is in, every
+// queue with a limit counts as full: never over.
 //
 // Threads: driven by its scheduler on the scheduler's executor (LeaderContext); not thread-safe.
 
@@ -51,6 +52,10 @@ class QueueBoard {
   void listDraining();
   void learn(const std::string& w, const std::string& id);
   void recount();
+  // Whether some queue has a limit: only then are held tasks counted per queue (the common case,
+  // no limit anywhere, costs the assign path nothing).
+  bool limited() const;
+  void limitsAppeared();
 
   const LeaderContext& ctx_;
   const std::function<void()> changed_;
