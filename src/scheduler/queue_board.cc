@@ -153,35 +153,48 @@ void QueueBoard::learn(const std::string& w, const std::string& id) {
       });
 }
 
-void QueueBoard::listQueues() {
+void QueueBoard::followChildren(const std::string& path, bool* armed,
+                                const std::function<void(const std::vector<std::string>&)>& apply) {
   coord::Watcher watcher;
-  if (!queues_watch_) {
-    queues_watch_ = true;
-    watcher = [this, post = ctx_.post](const coord::WatchEvent&) {
-      post([this] {
-        queues_watch_ = false;
-        if (ctx_.active()) listQueues();
+  if (!*armed) {
+    *armed = true;
+    watcher = [this, post = ctx_.post, path, armed, apply](const coord::WatchEvent&) {
+      post([this, path, armed, apply] {
+        *armed = false;
+        if (ctx_.active()) followChildren(path, armed, apply);
       });
     };
   }
-  ctx_.coord.children(ctx_.layout.queues(), std::move(watcher))
-      .then([this, post = ctx_.post](const Result<std::vector<std::string>>& r) {
-        post([this, r] {
+  const bool watched = static_cast<bool>(watcher);
+  ctx_.coord.children(path, std::move(watcher))
+      .then([this, post = ctx_.post, path, armed, apply,
+             watched](const Result<std::vector<std::string>>& r) {
+        post([this, r, path, armed, apply, watched] {
           if (!ctx_.active()) return;
           if (!r) {
-            if (r.error().code() == Code::kNoNode) return;  // no queue configured yet
-            queues_watch_ = false;
-            ctx_.on_read_error(r.error(), [this] { listQueues(); });
+            if (watched) *armed = false;  // a failed read sets no watch
+            // NoNode: the API makes the folder with its first write; the periodic reconcile
+            // (follow()) lists it again.
+            if (r.error().code() == Code::kNoNode) return;
+            ctx_.on_read_error(r.error(),
+                               [this, path, armed, apply] { followChildren(path, armed, apply); });
             return;
           }
-          std::set<std::string> names(r->begin(), r->end());
-          for (auto it = queues_.begin(); it != queues_.end();) {
-            it = names.count(it->first) ? std::next(it) : queues_.erase(it);
-          }
-          for (const auto& name : names) loadQueue(name);
-          changed_();
+          apply(*r);
         });
       });
+}
+
+void QueueBoard::listQueues() {
+  followChildren(ctx_.layout.queues(), &queues_watch_,
+                 [this](const std::vector<std::string>& listed) {
+                   std::set<std::string> names(listed.begin(), listed.end());
+                   for (auto it = queues_.begin(); it != queues_.end();) {
+                     it = names.count(it->first) ? std::next(it) : queues_.erase(it);
+                   }
+                   for (const auto& name : names) loadQueue(name);
+                   changed_();
+                 });
 }
 
 void QueueBoard::loadQueue(const std::string& name) {
@@ -225,30 +238,11 @@ void QueueBoard::loadQueue(const std::string& name) {
 }
 
 void QueueBoard::listDraining() {
-  coord::Watcher watcher;
-  if (!draining_watch_) {
-    draining_watch_ = true;
-    watcher = [this, post = ctx_.post](const coord::WatchEvent&) {
-      post([this] {
-        draining_watch_ = false;
-        if (ctx_.active()) listDraining();
-      });
-    };
-  }
-  ctx_.coord.children(ctx_.layout.draining(), std::move(watcher))
-      .then([this, post = ctx_.post](const Result<std::vector<std::string>>& r) {
-        post([this, r] {
-          if (!ctx_.active()) return;
-          if (!r) {
-            if (r.error().code() == Code::kNoNode) return;
-            draining_watch_ = false;
-            ctx_.on_read_error(r.error(), [this] { listDraining(); });
-            return;
-          }
-          draining_ = std::set<std::string>(r->begin(), r->end());
-          changed_();
-        });
-      });
+  followChildren(ctx_.layout.draining(), &draining_watch_,
+                 [this](const std::vector<std::string>& listed) {
+                   draining_ = std::set<std::string>(listed.begin(), listed.end());
+                   changed_();
+                 });
 }
 
 }  // namespace drover::scheduler

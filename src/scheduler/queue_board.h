@@ -16,6 +16,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "scheduler/leader_context.h"
 #include "scheduler/routing.h"
@@ -47,6 +48,9 @@ class QueueBoard {
   void forget(const std::string& w);
 
  private:
+  // Lists `path`, keeping one child watch armed (`*armed`), and calls `apply` with the children.
+  void followChildren(const std::string& path, bool* armed,
+                      const std::function<void(const std::vector<std::string>&)>& apply);
   void listQueues();
   void loadQueue(const std::string& name);
   void listDraining();

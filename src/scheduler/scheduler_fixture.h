@@ -77,12 +77,7 @@ class SchedulerTest : public ::testing::Test {
     tasks::WorkerInfo info{id, "host", 1, slots, std::move(labels), "", 0, 0, {}, {}};
     info.queues = std::move(queues);
     info.types = std::move(types);
-    ASSERT_TRUE(
-        admin_.create(CreateOp{layout_.assignmentsOf(id), "", CreateMode::kPersistent, {}}).get());
-    ASSERT_TRUE(admin_
-                    .create(CreateOp{
-                        layout_.worker(id), tasks::toJson(info).dump(), CreateMode::kEphemeral, {}})
-                    .get());
+    registerWorker(info);
   }
 
   // Another actor's transition (the API's submit, a worker's commit), from admin_'s session.
@@ -93,15 +88,21 @@ class SchedulerTest : public ::testing::Test {
     ASSERT_TRUE(r) << r.error().toString();
   }
 
-  // Registers a worker the way a worker does: its assignments folder, then its ephemeral node.
+  // A worker of the default queue that runs any type.
   void addWorker(const std::string& id, int slots, int prefetch = 0) {
-    tasks::WorkerInfo info{id, "host", 1, slots, {}, "", 0, prefetch, {"default"}, {}};
+    registerWorker(tasks::WorkerInfo{id, "host", 1, slots, {}, "", 0, prefetch, {"default"}, {}});
+  }
+
+  // Registers a worker the way a worker does: its assignments folder, then its ephemeral node.
+  void registerWorker(const tasks::WorkerInfo& info) {
     ASSERT_TRUE(
-        admin_.create(CreateOp{layout_.assignmentsOf(id), "", CreateMode::kPersistent, {}}).get());
-    ASSERT_TRUE(admin_
-                    .create(CreateOp{
-                        layout_.worker(id), tasks::toJson(info).dump(), CreateMode::kEphemeral, {}})
-                    .get());
+        admin_.create(CreateOp{layout_.assignmentsOf(info.id), "", CreateMode::kPersistent, {}})
+            .get());
+    ASSERT_TRUE(
+        admin_
+            .create(CreateOp{
+                layout_.worker(info.id), tasks::toJson(info).dump(), CreateMode::kEphemeral, {}})
+            .get());
   }
 
   void removeWorker(const std::string& id) {
