@@ -14,7 +14,8 @@ Json toJson(const WorkerInfo& info) {
           {"queues", info.queues},
           {"types", info.types},
           {"http", info.http},
-          {"started_at", info.started_at}};
+          {"started_at", info.started_at},
+          {"running", info.running}};
 }
 
 std::optional<WorkerInfo> workerFromJson(const Json& j) {
@@ -30,6 +31,7 @@ std::optional<WorkerInfo> workerFromJson(const Json& j) {
     info.types = j.value("types", std::vector<std::string>{});
     info.http = j.value("http", "");
     info.started_at = j.value("started_at", int64_t{0});
+    info.running = j.value("running", std::map<std::string, int64_t>{});
     return info;
   } catch (const Json::exception&) {
     return std::nullopt;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -28,6 +29,10 @@ struct WorkerInfo {
   // written by a worker that predates routing, taken to run any type).
   std::vector<std::string> queues{"default"};
   std::vector<std::string> types{};
+  // Protocol v2 (docs/ZNODES.md): the tasks this worker runs now, id -> started_at (wall-clock
+  // ms). The worker rewrites its record when the set changes, at most every 250 ms; readers
+  // show a held task `running` when its worker lists it here, else `assigned`.
+  std::map<std::string, int64_t> running{};
 };
 Json toJson(const WorkerInfo& info);
 std::optional<WorkerInfo> workerFromJson(const Json& j);
