@@ -629,6 +629,31 @@ TEST_F(ClusterTest, BadInputGetsAClearErrorAndWritesNothing) {
   EXPECT_TRUE(nodes_[0]->process->alive());
 }
 
+// A node of the other task protocol refuses the tree at start (exit 3, saying what to do) and
+// writes nothing to it; the cluster already on it runs on.
+TEST_F(ClusterTest, ANodeOfTheOtherProtocolRefusesTheTreeAndWritesNothing) {
+  startCluster(1, 2);
+  Process v2({DROVER_BINARY, "node", "--zk", zk().connectString(), "--zk-root", root_, "--http",
+              "127.0.0.1:0", "--protocol", "2", "--session-timeout-ms",
+              std::to_string(kSessionMs)});
+  auto exit = v2.wait(60s);
+  ASSERT_TRUE(exit) << "a protocol-2 node runs on a protocol-1 tree: " << v2.readStderr();
+  EXPECT_EQ(exit->code, 3) << v2.readStderr();
+  EXPECT_NE(v2.readStderr().find("fresh --zk-root"), std::string::npos) << v2.readStderr();
+  syncWith(root_);
+  for (const auto& path : {layout_.protocol(), layout_.batches(), layout_.pendingRoot()}) {
+    auto there = zkc_->exists(path, nullptr).get();
+    ASSERT_TRUE(there);
+    EXPECT_FALSE(there->has_value()) << path << " was written by the refused node";
+  }
+  auto sub = request(nodes_[0]->url(), "POST", "/v1/tasks", R"({"type":"noop"})");
+  ASSERT_EQ(sub.status, 202) << sub.raw;
+  auto r =
+      request(nodes_[0]->url(), "GET", "/v1/tasks/" + stringField(sub.body, "id") + "?wait=30");
+  EXPECT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(stringField(r.body, "state"), "succeeded") << r.raw;
+}
+
 TEST_F(ClusterTest, CancellingPendingAndRunningTasks) {
   startCluster(1, 1);
   std::string running = submit(task("sleep", {{"ms", 30000}}));

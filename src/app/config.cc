@@ -92,6 +92,7 @@ const std::vector<std::string>& configKeys() {
                                                 "retention_count",
                                                 "retention_age_s",
                                                 "max_pending_tasks",
+                                                "protocol",
                                                 "log_level",
                                                 "log_format",
                                                 "tokens",
@@ -163,6 +164,8 @@ std::optional<std::string> setConfigKey(NodeConfig& config, std::string_view key
     err = parseInt(value, c.retention_age_s);
   } else if (key == "max_pending_tasks") {
     err = parseInt(value, c.max_pending_tasks);
+  } else if (key == "protocol") {
+    err = parseInt(value, c.protocol);
   } else if (key == "log_level") {
     if (std::find(kLevels.begin(), kLevels.end(), value) == kLevels.end()) {
       err = fmt::format("'{}' is not one of trace, debug, info, warn, error, critical, off", value);
@@ -383,6 +386,7 @@ std::string configValueText(const NodeConfig& c, std::string_view key) {
   if (key == "retention_count") return std::to_string(c.retention_count);
   if (key == "retention_age_s") return std::to_string(c.retention_age_s);
   if (key == "max_pending_tasks") return std::to_string(c.max_pending_tasks);
+  if (key == "protocol") return std::to_string(c.protocol);
   if (key == "log_level") return c.log_level;
   if (key == "log_format") return c.log_format;
   if (key == "tokens") return fmt::format("{}", fmt::join(c.tokens, ","));
@@ -431,6 +435,7 @@ std::string toYaml(const NodeConfig& c) {
   out << YAML::Key << "retention_count" << YAML::Value << c.retention_count;
   out << YAML::Key << "retention_age_s" << YAML::Value << c.retention_age_s;
   out << YAML::Key << "max_pending_tasks" << YAML::Value << c.max_pending_tasks;
+  out << YAML::Key << "protocol" << YAML::Value << c.protocol;
   out << YAML::Key << "log_level" << YAML::Value << c.log_level;
   out << YAML::Key << "log_format" << YAML::Value << c.log_format;
   out << YAML::Key << "tokens" << YAML::Value << YAML::Flow << c.tokens;

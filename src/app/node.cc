@@ -17,6 +17,7 @@
 #include "api/store.h"
 #include "api/webhook_dispatcher.h"
 #include "app/config.h"
+#include "app/tree.h"
 #include "app/zk_security.h"
 #include "base/backoff.h"
 #include "base/clock.h"
@@ -138,18 +139,6 @@ coord::Status retryAtStart(const std::string& what, const base::StopFlag& stop,
                  delay.count(), attempt + 1);
     if (stop.waitFor(delay)) return coord::fail(coord::Code::kClosing, "stopped");
   }
-}
-
-// Creates the persistent directories of the tree once (cheap when they exist: one read).
-coord::Status ensureTree(coord::Coordination& c, const tasks::Layout& layout) {
-  // The last directory created (the last status bucket) tells that all of them exist.
-  auto last = c.exists(layout.directories().back(), nullptr).get();
-  if (last && last->has_value()) return {};
-  for (const auto& dir : layout.directories()) {
-    if (auto st = coord::ensurePath(c, dir); !st) return st;
-  }
-  auto epoch = coord::ensurePath(c, layout.epoch());
-  return epoch;
 }
 
 // The worker role: registration in /workers plus the agent that runs its assignments. A worker
@@ -552,6 +541,7 @@ std::string validate(const NodeConfig& c) {
   }
   if (c.prefetch < 0 || c.prefetch > 4096) return "--prefetch must be from 0 to 4096";
   if (c.max_pending_tasks < 0) return "--max-pending-tasks must be 0 (no cap) or more";
+  if (c.protocol != 1 && c.protocol != 2) return "--protocol must be 1 or 2";
   if (c.retention_count < 0 || c.retention_count > 10000000) {
     return "--retention-count must be from 0 to 10000000";
   }
@@ -617,16 +607,26 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
     if (stop) return 0;
     spdlog::info("waiting for ZooKeeper at {} ...", config.zk);
   }
+  std::string refusal;
   if (auto st = retryAtStart(fmt::format("creating the znode tree under {}", config.zk_root), stop,
-                             [&] { return ensureTree(c, layout); });
+                             [&]() -> coord::Status {
+                               auto r = prepareTree(c, layout, config.protocol);
+                               if (!r) return tl::make_unexpected(r.error());
+                               refusal = *r;
+                               return {};
+                             });
       !st) {
     if (stop) return 0;
     spdlog::error("cannot create the znode tree under {}: {}", config.zk_root,
                   st.error().toString());
     return 3;
   }
+  if (!refusal.empty()) {
+    spdlog::error("{}", refusal);
+    return 3;
+  }
   std::vector<std::string> tree_paths = {config.zk_root};
-  for (const auto& d : layout.directories()) tree_paths.push_back(d);
+  for (const auto& d : treeDirectories(layout, config.protocol)) tree_paths.push_back(d);
   if (auto bad = checkTreeAcl(c, tree_paths, *credential); !bad.empty()) {
     spdlog::error("cannot use the znode tree under {}: {}", config.zk_root, bad);
     return 3;

@@ -1,0 +1,88 @@
+// The tree a node starts on: the protocol marker, and the refusal of a tree of the other
+// protocol (which must leave the tree exactly as it was).
+
+#include "app/tree.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+
+#include "coord/fake/fake_coordination.h"
+
+namespace drover::app {
+namespace {
+
+using coord::FakeCoordination;
+using coord::FakeServer;
+
+class TreeTest : public ::testing::Test {
+ protected:
+  bool exists(const std::string& path) {
+    auto st = c_.exists(path, nullptr).get();
+    EXPECT_TRUE(st.has_value());
+    return st && st->has_value();
+  }
+
+  std::shared_ptr<FakeServer> server_ = std::make_shared<FakeServer>();
+  FakeCoordination c_{server_};
+  tasks::Layout layout_{"/drover"};
+};
+
+TEST_F(TreeTest, ProtocolTwoOnANewTreeWritesTheMarkerAndItsDirectories) {
+  auto r = prepareTree(c_, layout_, 2);
+  ASSERT_TRUE(r.has_value()) << r.error().toString();
+  EXPECT_EQ(*r, "");
+  auto marker = c_.get(layout_.protocol(), nullptr).get();
+  ASSERT_TRUE(marker.has_value());
+  EXPECT_EQ(marker->data, "2");
+  for (const auto& dir : layout_.directoriesV2()) EXPECT_TRUE(exists(dir)) << dir;
+  EXPECT_TRUE(exists(layout_.epoch()));
+  EXPECT_FALSE(exists(layout_.jobs()));
+  // A second node (or a restart) on the same tree may run.
+  auto again = prepareTree(c_, layout_, 2);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(*again, "");
+}
+
+TEST_F(TreeTest, ProtocolTwoRefusesATreeOfTheFirstProtocolAndWritesNothing) {
+  auto v1 = prepareTree(c_, layout_, 1);
+  ASSERT_TRUE(v1.has_value());
+  ASSERT_EQ(*v1, "");
+  ASSERT_TRUE(exists(layout_.jobs()));
+  auto r = prepareTree(c_, layout_, 2);
+  ASSERT_TRUE(r.has_value()) << r.error().toString();
+  EXPECT_NE(r->find("protocol 1"), std::string::npos) << *r;
+  EXPECT_NE(r->find("fresh --zk-root"), std::string::npos) << *r;
+  EXPECT_FALSE(exists(layout_.protocol()));
+  EXPECT_FALSE(exists(layout_.batches()));
+  EXPECT_FALSE(exists(layout_.pendingRoot()));
+}
+
+TEST_F(TreeTest, ProtocolOneRefusesATreeOfProtocolTwo) {
+  ASSERT_EQ(prepareTree(c_, layout_, 2).value(), "");
+  auto r = prepareTree(c_, layout_, 1);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_NE(r->find("--protocol 2"), std::string::npos) << *r;
+  EXPECT_FALSE(exists(layout_.jobs()));
+}
+
+TEST_F(TreeTest, AMarkerOfAnUnknownProtocolIsRefused) {
+  ASSERT_TRUE(c_.create({"/drover", "", coord::CreateMode::kPersistent, {}}).get().has_value());
+  ASSERT_TRUE(
+      c_.create({layout_.protocol(), "7", coord::CreateMode::kPersistent, {}}).get().has_value());
+  auto r = prepareTree(c_, layout_, 2);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_NE(r->find("protocol 7"), std::string::npos) << *r;
+  EXPECT_FALSE(exists(layout_.batches()));
+}
+
+TEST_F(TreeTest, ACoordinationFailureIsAnErrorToRetryNotARefusal) {
+  c_.failNext(coord::OpKind::kGet, coord::Code::kConnectionLoss);
+  auto r = prepareTree(c_, layout_, 2);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), coord::Code::kConnectionLoss);
+  EXPECT_FALSE(exists(layout_.protocol()));
+}
+
+}  // namespace
+}  // namespace drover::app
