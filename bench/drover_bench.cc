@@ -40,6 +40,7 @@
 #include "local/process.h"
 #include "local/zk_cluster.h"
 #include "peer.h"
+#include "tasks/batch.h"
 #include "tasks/layout.h"
 #include "tasks/task.h"
 
@@ -78,6 +79,10 @@ struct Config {
   int nodes = 3;
   int slots = 8;
   int prefetch = -1;  // the nodes' --prefetch; -1: the node's default
+  // The nodes' task protocol (docs/ZNODES.md). Under protocol 2 the throughput scenarios submit
+  // without client ids (the server names the tasks {batch}.{index}): a client-chosen id is an id
+  // entry, one znode per task, which is what batch records exist to avoid.
+  int protocol = 1;
   int session_ms = 2000;
   int batch_tasks = 100000;
   int batch_size = 500;
@@ -298,6 +303,8 @@ class Cluster {
                                      std::to_string(config_.slots),
                                      "--session-timeout-ms",
                                      std::to_string(session_ms_)};
+    argv.push_back("--protocol");
+    argv.push_back(std::to_string(config_.protocol));
     if (config_.prefetch >= 0) {
       argv.push_back("--prefetch");
       argv.push_back(std::to_string(config_.prefetch));
@@ -383,6 +390,7 @@ class Cluster {
   // Tokens (jobs + assignments) left: the tasks that are not terminal. -1 on a read error.
   // 256 + workers cheap `exists` calls, pipelined.
   int64_t remaining() {
+    if (config_.protocol == 2) return remainingV2();
     std::vector<coord::Future<std::optional<coord::Stat>>> fs;
     for (int b = 0; b < tasks::Layout::kJobBuckets; ++b) {
       fs.push_back(zkc_->exists(layout_.jobBucketAt(b), nullptr));
@@ -402,6 +410,7 @@ class Cluster {
 
   // Every status once, pipelined in windows of 2000.
   std::map<std::string, tasks::TaskStatus> statuses(const std::vector<std::string>& ids) {
+    if (config_.protocol == 2) return statusesV2(ids);
     std::map<std::string, tasks::TaskStatus> out;
     for (size_t start = 0; start < ids.size(); start += 2000) {
       size_t end = std::min(ids.size(), start + 2000);
@@ -414,6 +423,108 @@ class Cluster {
         if (!r || !*r) continue;
         auto j = tasks::parseJson((*r)->data);
         if (auto s = j ? tasks::statusFromJson(*j) : std::nullopt) out.emplace(ids[i], *s);
+      }
+    }
+    return out;
+  }
+
+  // Protocol 2: the tasks waiting in pending states plus those in chunks. Pending states and
+  // chunks are read whole (pipelined); only at the end of a drain, so its cost is small.
+  int64_t remainingV2() {
+    std::vector<std::string> pending, chunks;
+    auto buckets = zkc_->children(layout_.pendingRoot(), nullptr).waitFor(10s);
+    auto workers = zkc_->children(layout_.assignments(), nullptr).waitFor(10s);
+    if (!buckets || !*buckets || !workers || !*workers) return -1;
+    poll_requests_ += 2;
+    std::vector<coord::Future<std::vector<std::string>>> lists;
+    for (const auto& b : **buckets)
+      lists.push_back(zkc_->children(layout_.pendingBucket(b), nullptr));
+    for (const auto& w : **workers)
+      lists.push_back(zkc_->children(layout_.assignmentsOf(w), nullptr));
+    poll_requests_ += static_cast<int64_t>(lists.size());
+    for (size_t i = 0; i < lists.size(); ++i) {
+      auto r = lists[i].waitFor(10s);
+      if (!r || !*r) return -1;
+      for (const auto& name : **r) {
+        if (i < (*buckets)->size()) {
+          pending.push_back(layout_.pending(name));
+        } else {
+          chunks.push_back(layout_.chunk((**workers)[i - (*buckets)->size()], name));
+        }
+      }
+    }
+    std::vector<coord::Future<coord::Node>> reads;
+    for (const auto& path : pending) reads.push_back(zkc_->get(path, nullptr));
+    for (const auto& path : chunks) reads.push_back(zkc_->get(path, nullptr));
+    poll_requests_ += static_cast<int64_t>(reads.size());
+    int64_t sum = 0;
+    for (size_t i = 0; i < reads.size(); ++i) {
+      auto r = reads[i].waitFor(10s);
+      if (!r) return -1;
+      if (!*r) continue;  // gone since the listing: nothing left in it
+      if (i < pending.size()) {
+        auto state = tasks::decodePending((*r)->data);
+        if (!state) return -1;
+        sum += static_cast<int64_t>(state->waiting().size());
+      } else {
+        auto chunk = tasks::decodeChunk((*r)->data);
+        if (!chunk) return -1;
+        sum += static_cast<int64_t>(chunk->items.size());
+      }
+    }
+    return sum;
+  }
+
+  // Protocol 2: the outcomes of `ids` from their batches' result records (a task not finished
+  // is absent). Client-chosen ids are looked up in their id entries.
+  std::map<std::string, tasks::TaskStatus> statusesV2(const std::vector<std::string>& ids) {
+    std::map<std::string, tasks::TaskStatus> out;
+    std::map<std::string, std::map<uint32_t, std::string>> wanted;  // batch -> index -> id
+    std::vector<std::pair<std::string, coord::Future<coord::Node>>> lookups;
+    for (const auto& id : ids) {
+      if (auto ref = tasks::parseGeneratedId(id)) {
+        wanted[ref->batch][ref->index] = id;
+      } else {
+        lookups.emplace_back(id, zkc_->get(layout_.idEntry(id), nullptr));
+      }
+    }
+    for (auto& [id, f] : lookups) {
+      auto r = f.waitFor(30s);
+      if (!r || !*r) continue;
+      if (auto ref = tasks::decodeRef((*r)->data)) wanted[ref->batch][ref->index] = id;
+    }
+    std::vector<std::pair<std::string, coord::Future<std::vector<std::string>>>> lists;
+    for (const auto& [batch, _] : wanted) {
+      lists.emplace_back(batch, zkc_->children(layout_.batch(batch), nullptr));
+    }
+    for (auto& [batch, f] : lists) {
+      auto names = f.waitFor(30s);
+      if (!names || !*names) continue;
+      const auto& want = wanted[batch];
+      std::vector<coord::Future<coord::Node>> reads;
+      for (const auto& name : **names) {
+        reads.push_back(zkc_->get(layout_.batch(batch) + "/" + name, nullptr));
+      }
+      for (auto& read : reads) {
+        auto r = read.waitFor(30s);
+        if (!r || !*r) continue;
+        auto record = tasks::decodeResults((*r)->data);
+        if (!record) continue;
+        for (const auto& o : record->outcomes) {
+          auto it = want.find(o.index);
+          if (it == want.end()) continue;
+          tasks::TaskStatus st;
+          st.spec.id = it->second;
+          st.state = o.state;
+          st.attempts = o.attempt;
+          st.worker = o.worker;
+          st.error = o.error;
+          st.result = o.result;
+          st.submitted_at = tasks::batchTime(batch);
+          st.started_at = o.started_at;
+          st.finished_at = o.finished_at;
+          out[it->second] = std::move(st);
+        }
       }
     }
     return out;
@@ -558,9 +669,12 @@ struct Submit {
   std::mutex mu;
 };
 void submitTasks(Submit& s, const std::vector<int>& ports, const std::string& prefix, int n,
-                 int per_batch, int clients) {
+                 int per_batch, int clients, bool generated_ids = false) {
   s.ids.clear();
   for (int i = 0; i < n; ++i) s.ids.push_back(prefix + std::to_string(i));
+  // Generated ids: the tasks go without an id and s.ids[i] becomes the one the server returned
+  // (each thread writes only the slots of its own requests).
+  auto task = [&](int i) { return generated_ids ? Json{{"type", "noop"}} : noopTask(s.ids[i]); };
   int units = per_batch > 0 ? (n + per_batch - 1) / per_batch : n;
   std::atomic<int> next{0};
   auto t0 = SteadyClock::now();
@@ -574,19 +688,30 @@ void submitTasks(Submit& s, const std::vector<int>& ports, const std::string& pr
         if (per_batch > 0) {
           Json tasks = Json::array();
           for (int i = u * per_batch; i < std::min(n, (u + 1) * per_batch); ++i) {
-            tasks.push_back(noopTask(s.ids[i]));
+            tasks.push_back(task(i));
           }
           count = static_cast<int>(tasks.size());
           path = "/v1/tasks/batch";
           body = Json{{"tasks", tasks}}.dump();
         } else {
           path = "/v1/tasks";
-          body = noopTask(s.ids[u]).dump();
+          body = task(u).dump();
         }
         constexpr int kAttempts = 8;
         for (int attempt = 1; attempt <= kAttempts; ++attempt) {
           auto r = cli->Post(path, body, "application/json");
           if (r && (r->status == 202 || r->status == 200)) {
+            if (generated_ids) {
+              Json reply = Json::parse(r->body, nullptr, false);
+              int first = per_batch > 0 ? u * per_batch : u;
+              if (per_batch > 0 && reply.is_object() && reply["ids"].is_array()) {
+                for (size_t k = 0; k < reply["ids"].size() && first + k < s.ids.size(); ++k) {
+                  s.ids[first + k] = reply["ids"][k].get<std::string>();
+                }
+              } else if (per_batch == 0 && reply.is_object() && reply["id"].is_string()) {
+                s.ids[first] = reply["id"].get<std::string>();
+              }
+            }
             s.accepted += count;
             break;
           }
@@ -681,8 +806,9 @@ struct Bench {
 
       Submit s;
       auto t0 = SteadyClock::now();
-      std::thread submitter(
-          [&] { submitTasks(s, cluster.ports(), name + "-", n, per_batch, clients); });
+      std::thread submitter([&] {
+        submitTasks(s, cluster.ports(), name + "-", n, per_batch, clients, config.protocol == 2);
+      });
       // submitTasks fills s.ids before any request: the drain only reads counters.
       auto stall = std::chrono::seconds(config.stall_seconds);
       Drain d = drain(cluster, t0, s.accepted, s.running, stall,
@@ -712,6 +838,10 @@ struct Bench {
       double requests =
           packetsReceived(zk) - packets0 - static_cast<double>(cluster.pollRequests());
       figures["zk_requests_per_task"] = requests / n;
+      // Per task, all nodes together and all servers together (issue 9's budget: <= 100 and
+      // <= 60 core-µs).
+      figures["drover_core_us_per_task"] = node_cpu * 1e6 / n;
+      figures["zookeeper_core_us_per_task"] = zk_cpu * 1e6 / n;
       figures["bench_poll_requests"] = cluster.pollRequests();
       if (s.errors > 0) out.fail(std::to_string(s.errors) + " submit errors: " + s.first_error);
       if (!d.finished) out.fail(d.detail);
@@ -1276,6 +1406,9 @@ int main(int argc, char** argv) {
   app.add_option("--nodes", config.nodes, "Drover nodes in the main scenarios")
       ->capture_default_str();
   app.add_option("--slots", config.slots, "Slots per worker")->capture_default_str();
+  app.add_option("--protocol", config.protocol, "Nodes' --protocol (1 or 2)")
+      ->check(CLI::Range(1, 2))
+      ->capture_default_str();
   app.add_option("--prefetch", config.prefetch, "Nodes' --prefetch (-1: their default)")
       ->capture_default_str();
   app.add_option("--batch-tasks", config.batch_tasks)->capture_default_str();
@@ -1374,6 +1507,7 @@ int main(int argc, char** argv) {
       {"date", drover::bench::isoNow()},
       {"machine", drover::bench::machine()},
       {"smoke", config.smoke},
+      {"protocol", config.protocol},
       {"zk_tick_ms", config.zk_tick_ms},
       {"total_seconds", drover::bench::secondsSince(t0)},
       {"scenarios", bench.scenarios},
