@@ -40,7 +40,7 @@
 #include "local/process.h"
 #include "local/zk_cluster.h"
 #include "peer.h"
-#include "tasks/batch.h"
+#include "tasks/inspect.h"
 #include "tasks/layout.h"
 #include "tasks/task.h"
 
@@ -428,106 +428,20 @@ class Cluster {
     return out;
   }
 
-  // Protocol 2: the tasks waiting in pending states plus those in chunks. Pending states and
-  // chunks are read whole (pipelined); only at the end of a drain, so its cost is small.
+  // Protocol 2: the tasks waiting in pending states plus those in chunks (read whole, only at
+  // the end of a drain). The requests are counted approximately: listings and reads.
   int64_t remainingV2() {
-    std::vector<std::string> pending, chunks;
-    auto buckets = zkc_->children(layout_.pendingRoot(), nullptr).waitFor(10s);
-    auto workers = zkc_->children(layout_.assignments(), nullptr).waitFor(10s);
-    if (!buckets || !*buckets || !workers || !*workers) return -1;
-    poll_requests_ += 2;
-    std::vector<coord::Future<std::vector<std::string>>> lists;
-    for (const auto& b : **buckets)
-      lists.push_back(zkc_->children(layout_.pendingBucket(b), nullptr));
-    for (const auto& w : **workers)
-      lists.push_back(zkc_->children(layout_.assignmentsOf(w), nullptr));
-    poll_requests_ += static_cast<int64_t>(lists.size());
-    for (size_t i = 0; i < lists.size(); ++i) {
-      auto r = lists[i].waitFor(10s);
-      if (!r || !*r) return -1;
-      for (const auto& name : **r) {
-        if (i < (*buckets)->size()) {
-          pending.push_back(layout_.pending(name));
-        } else {
-          chunks.push_back(layout_.chunk((**workers)[i - (*buckets)->size()], name));
-        }
-      }
-    }
-    std::vector<coord::Future<coord::Node>> reads;
-    for (const auto& path : pending) reads.push_back(zkc_->get(path, nullptr));
-    for (const auto& path : chunks) reads.push_back(zkc_->get(path, nullptr));
-    poll_requests_ += static_cast<int64_t>(reads.size());
-    int64_t sum = 0;
-    for (size_t i = 0; i < reads.size(); ++i) {
-      auto r = reads[i].waitFor(10s);
-      if (!r) return -1;
-      if (!*r) continue;  // gone since the listing: nothing left in it
-      if (i < pending.size()) {
-        auto state = tasks::decodePending((*r)->data);
-        if (!state) return -1;
-        sum += static_cast<int64_t>(state->waiting().size());
-      } else {
-        auto chunk = tasks::decodeChunk((*r)->data);
-        if (!chunk) return -1;
-        sum += static_cast<int64_t>(chunk->items.size());
-      }
-    }
-    return sum;
+    auto left = tasks::inspect::unfinished(*zkc_, layout_);
+    if (!left) return -1;
+    poll_requests_ += 4 + static_cast<int64_t>(left->size());
+    return static_cast<int64_t>(left->size());
   }
 
   // Protocol 2: the outcomes of `ids` from their batches' result records (a task not finished
-  // is absent). Client-chosen ids are looked up in their id entries.
+  // is absent).
   std::map<std::string, tasks::TaskStatus> statusesV2(const std::vector<std::string>& ids) {
-    std::map<std::string, tasks::TaskStatus> out;
-    std::map<std::string, std::map<uint32_t, std::string>> wanted;  // batch -> index -> id
-    std::vector<std::pair<std::string, coord::Future<coord::Node>>> lookups;
-    for (const auto& id : ids) {
-      if (auto ref = tasks::parseGeneratedId(id)) {
-        wanted[ref->batch][ref->index] = id;
-      } else {
-        lookups.emplace_back(id, zkc_->get(layout_.idEntry(id), nullptr));
-      }
-    }
-    for (auto& [id, f] : lookups) {
-      auto r = f.waitFor(30s);
-      if (!r || !*r) continue;
-      if (auto ref = tasks::decodeRef((*r)->data)) wanted[ref->batch][ref->index] = id;
-    }
-    std::vector<std::pair<std::string, coord::Future<std::vector<std::string>>>> lists;
-    for (const auto& [batch, _] : wanted) {
-      lists.emplace_back(batch, zkc_->children(layout_.batch(batch), nullptr));
-    }
-    for (auto& [batch, f] : lists) {
-      auto names = f.waitFor(30s);
-      if (!names || !*names) continue;
-      const auto& want = wanted[batch];
-      std::vector<coord::Future<coord::Node>> reads;
-      for (const auto& name : **names) {
-        reads.push_back(zkc_->get(layout_.batch(batch) + "/" + name, nullptr));
-      }
-      for (auto& read : reads) {
-        auto r = read.waitFor(30s);
-        if (!r || !*r) continue;
-        auto record = tasks::decodeResults((*r)->data);
-        if (!record) continue;
-        for (const auto& o : record->outcomes) {
-          auto it = want.find(o.index);
-          if (it == want.end()) continue;
-          tasks::TaskStatus st;
-          st.spec.id = it->second;
-          st.state = o.state;
-          st.attempts = o.attempt;
-          st.worker = o.worker;
-          st.error = o.error;
-          st.result = o.result;
-          st.submitted_at = tasks::batchTime(batch);
-          st.started_at = o.started_at;
-          st.finished_at = o.finished_at;
-          out[it->second] = std::move(st);
-        }
-      }
-    }
-    return out;
+    auto found = tasks::inspect::outcomes(*zkc_, layout_, ids);
+    return found ? std::move(*found) : std::map<std::string, tasks::TaskStatus>{};
   }
 
   const tasks::Layout& layout() const { return layout_; }

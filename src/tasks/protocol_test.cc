@@ -2,10 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "coord/fake/fake_coordination.h"
 #include "coord/paths.h"
+#include "tasks/inspect.h"
 
 namespace drover::tasks::v2 {
 namespace {
@@ -344,6 +346,70 @@ TEST_F(ProtocolTest, ExpireDeletesABatchWholeOrNotAtAll) {
   EXPECT_FALSE(exists(layout_.batch(batch_)));
   EXPECT_FALSE(exists(layout_.pending(batch_)));
   EXPECT_FALSE(exists(layout_.idEntry("mine")));
+}
+
+}  // namespace
+}  // namespace drover::tasks::v2
+
+namespace drover::tasks::v2 {
+namespace {
+
+// The whole-tree reads the tests and the benchmark check the nodes with: a task is unfinished
+// while it waits or a chunk holds it, and has an outcome once a result record has one; client
+// ids resolve through their id entries, and a later record's outcome wins.
+TEST_F(ProtocolTest, InspectSeesWaitingHeldAndFinishedTasksByTheirIds) {
+  Builder s(layout_);
+  s.submit(record(batch_, 4, {"mine"}));
+  apply(std::move(s));
+  auto [state, version] = pending(batch_);
+  Chunk held;
+  for (uint32_t i = 0; i < 2; ++i) {
+    state.hold(i, Held{"w1", "c-1"});
+    held.items.push_back(item(batch_, i));
+  }
+  held.items[0].id = "mine";
+  Builder a = Builder::fenced(layout_, 0);
+  a.assign({PendingWrite{batch_, version, state}}, "w1", "c-1", held, 200);
+  apply(std::move(a));
+
+  auto left = inspect::unfinished(*coord_, layout_);
+  ASSERT_TRUE(left);
+  std::sort(left->begin(), left->end());
+  std::vector<std::string> want = {generatedId({batch_, 1}), generatedId({batch_, 2}),
+                                   generatedId({batch_, 3}), "mine"};
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(*left, want);
+
+  auto [c, cv] = chunk("c-1");
+  ResultRecord first;
+  first.outcomes.push_back(Outcome{0, "mine", State::kFailed, 1, "w1", 210, 220, "boom", nullptr});
+  Builder b(layout_);
+  b.commit(ChunkWrite{"w1", "c-1", cv, c.without({{batch_, 0}})}, {{batch_, first}}, {}, {}, 230);
+  apply(std::move(b));
+  std::vector<std::string> ids = {"mine", generatedId({batch_, 1}), "never-submitted"};
+  auto found = inspect::outcomes(*coord_, layout_, ids);
+  ASSERT_TRUE(found);
+  ASSERT_EQ(found->size(), 1u);
+  EXPECT_EQ(found->at("mine").state, State::kFailed);
+  EXPECT_EQ(found->at("mine").error, "boom");
+  EXPECT_EQ(found->at("mine").submitted_at, batchTime(batch_));
+
+  // A later record of the same index (a retry's outcome) wins over the earlier one.
+  auto [c2, cv2] = chunk("c-1");
+  ResultRecord second;
+  second.outcomes.push_back(Outcome{0, "mine", State::kSucceeded, 2, "w1", 300, 310, "", nullptr});
+  second.outcomes.push_back(Outcome{1, "", State::kSucceeded, 1, "w1", 300, 310, "", nullptr});
+  Builder b2(layout_);
+  b2.commit(ChunkWrite{"w1", "c-1", cv2, Chunk{}}, {{batch_, second}}, {}, {}, 320);
+  apply(std::move(b2));
+  found = inspect::outcomes(*coord_, layout_, ids);
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->at("mine").state, State::kSucceeded);
+  EXPECT_EQ(found->at("mine").attempts, 2);
+  EXPECT_EQ(found->at(generatedId({batch_, 1})).state, State::kSucceeded);
+  left = inspect::unfinished(*coord_, layout_);
+  ASSERT_TRUE(left);
+  EXPECT_EQ(left->size(), 2u);  // tasks 2 and 3 still wait
 }
 
 }  // namespace

@@ -1,0 +1,173 @@
+#include "tasks/inspect.h"
+
+#include <utility>
+
+#include "coord/paths.h"
+#include "tasks/batch.h"
+
+namespace drover::tasks::inspect {
+
+namespace {
+
+using Names = std::vector<std::string>;
+
+// Children of each of `parents`, pipelined; nullopt if a listing failed (a parent gone since
+// it was named counts as empty).
+std::optional<std::vector<Names>> listAll(coord::Coordination& c, const Names& parents) {
+  std::vector<coord::Future<Names>> fs;
+  for (const auto& p : parents) fs.push_back(c.children(p, nullptr));
+  std::vector<Names> out;
+  for (auto& f : fs) {
+    auto& r = f.get();
+    if (!r && r.error().code() != coord::Code::kNoNode) return std::nullopt;
+    out.push_back(r ? *r : Names{});
+  }
+  return out;
+}
+
+// Data of each of `paths`, pipelined; a missing node is nullopt in its slot.
+std::optional<std::vector<std::optional<std::string>>> readAll(coord::Coordination& c,
+                                                               const Names& paths) {
+  std::vector<coord::Future<coord::Node>> fs;
+  for (const auto& p : paths) fs.push_back(c.get(p, nullptr));
+  std::vector<std::optional<std::string>> out;
+  for (auto& f : fs) {
+    auto& r = f.get();
+    if (!r && r.error().code() != coord::Code::kNoNode) return std::nullopt;
+    out.push_back(r ? std::optional(r->data) : std::nullopt);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::optional<std::map<std::string, TaskStatus>> outcomes(coord::Coordination& c,
+                                                          const Layout& layout,
+                                                          const std::vector<std::string>& ids) {
+  std::map<std::string, std::map<uint32_t, std::string>> wanted;  // batch -> index -> id
+  Names client_ids, entries;
+  for (const auto& id : ids) {
+    if (auto ref = parseGeneratedId(id)) {
+      wanted[ref->batch][ref->index] = id;
+    } else {
+      client_ids.push_back(id);
+      entries.push_back(layout.idEntry(id));
+    }
+  }
+  auto refs = readAll(c, entries);
+  if (!refs) return std::nullopt;
+  for (size_t i = 0; i < client_ids.size(); ++i) {
+    if (!(*refs)[i]) continue;  // never submitted (or expired)
+    if (auto ref = decodeRef(*(*refs)[i])) wanted[ref->batch][ref->index] = client_ids[i];
+  }
+  Names batches, parents;
+  for (const auto& [batch, _] : wanted) {
+    batches.push_back(batch);
+    parents.push_back(layout.batch(batch));
+  }
+  auto children = listAll(c, parents);
+  if (!children) return std::nullopt;
+  Names paths;
+  std::vector<std::pair<const std::string*, int64_t>> owner;  // batch, record sequence
+  for (size_t b = 0; b < batches.size(); ++b) {
+    for (const auto& name : (*children)[b]) {
+      paths.push_back(parents[b] + "/" + name);
+      owner.emplace_back(&batches[b], coord::sequenceOf(name));
+    }
+  }
+  auto records = readAll(c, paths);
+  if (!records) return std::nullopt;
+  std::map<std::string, std::pair<int64_t, TaskStatus>> latest;  // id -> (sequence, status)
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (!(*records)[i]) continue;
+    auto record = decodeResults(*(*records)[i]);
+    if (!record) continue;
+    const std::string& batch = *owner[i].first;
+    const auto& want = wanted[batch];
+    for (const auto& o : record->outcomes) {
+      auto it = want.find(o.index);
+      if (it == want.end()) continue;
+      auto& slot = latest[it->second];
+      if (slot.second.attempts != 0 && slot.first > owner[i].second) continue;
+      TaskStatus st;
+      st.spec.id = it->second;
+      st.state = o.state;
+      st.attempts = o.attempt;
+      st.worker = o.worker;
+      st.error = o.error;
+      st.result = o.result;
+      st.submitted_at = batchTime(batch);
+      st.started_at = o.started_at;
+      st.finished_at = o.finished_at;
+      slot = {owner[i].second, std::move(st)};
+    }
+  }
+  std::map<std::string, TaskStatus> out;
+  for (auto& [id, v] : latest) out.emplace(id, std::move(v.second));
+  return out;
+}
+
+std::optional<std::vector<std::string>> unfinished(coord::Coordination& c, const Layout& layout) {
+  auto tops = listAll(c, {layout.pendingRoot(), layout.assignments()});
+  if (!tops) return std::nullopt;
+  const Names& buckets = (*tops)[0];
+  const Names& workers = (*tops)[1];
+  Names parents;
+  for (const auto& b : buckets) parents.push_back(layout.pendingBucket(b));
+  for (const auto& w : workers) parents.push_back(layout.assignmentsOf(w));
+  auto lists = listAll(c, parents);
+  if (!lists) return std::nullopt;
+  Names pending, chunks;
+  for (size_t i = 0; i < parents.size(); ++i) {
+    for (const auto& name : (*lists)[i]) {
+      if (i < buckets.size()) {
+        pending.push_back(name);
+      } else {
+        chunks.push_back(layout.chunk(workers[i - buckets.size()], name));
+      }
+    }
+  }
+  Names paths;
+  for (const auto& batch : pending) paths.push_back(layout.pending(batch));
+  for (const auto& chunk : chunks) paths.push_back(chunk);
+  auto data = readAll(c, paths);
+  if (!data) return std::nullopt;
+  std::vector<std::string> out;
+  Names named_batches;  // batches with waiting tasks: their record names client ids
+  std::vector<std::vector<uint32_t>> waiting_of;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (!(*data)[i]) continue;  // gone since the listing: nothing left in it
+    if (i < pending.size()) {
+      auto state = decodePending(*(*data)[i]);
+      if (!state) return std::nullopt;
+      if (state->waiting().empty()) continue;
+      named_batches.push_back(pending[i]);
+      waiting_of.emplace_back();
+      for (const auto& [index, _] : state->waiting()) waiting_of.back().push_back(index);
+    } else {
+      auto chunk = decodeChunk(*(*data)[i]);
+      if (!chunk) return std::nullopt;
+      for (const auto& item : chunk->items) {
+        out.push_back(item.id.empty() ? generatedId(item.ref) : item.id);
+      }
+    }
+  }
+  Names record_paths;
+  for (const auto& batch : named_batches) record_paths.push_back(layout.batch(batch));
+  auto records = readAll(c, record_paths);
+  if (!records) return std::nullopt;
+  for (size_t b = 0; b < named_batches.size(); ++b) {
+    std::optional<BatchRecord> record;
+    if ((*records)[b]) record = decodeBatch(named_batches[b], *(*records)[b]);
+    for (uint32_t index : waiting_of[b]) {
+      const std::string* client =
+          record && index < record->tasks.size() && !record->tasks[index].id.empty()
+              ? &record->tasks[index].id
+              : nullptr;
+      out.push_back(client ? *client : generatedId({named_batches[b], index}));
+    }
+  }
+  return out;
+}
+
+}  // namespace drover::tasks::inspect
