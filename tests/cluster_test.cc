@@ -24,6 +24,7 @@
 #include "local/ports.h"
 #include "local/process.h"
 #include "local/zk_cluster.h"
+#include "tasks/inspect.h"
 #include "tasks/layout.h"
 #include "tasks/task.h"
 
@@ -36,6 +37,16 @@ using local::Process;
 using local::ZkCluster;
 
 constexpr int kSessionMs = 2000;
+
+// The task protocol the nodes run (docs/ZNODES.md): this suite runs once per protocol, as the
+// ctests cluster_test (1) and cluster_test_v2 (2), chosen by DROVER_TEST_PROTOCOL.
+int protocol() {
+  static const int p = [] {
+    const char* v = std::getenv("DROVER_TEST_PROTOCOL");
+    return v && std::string(v) == "2" ? 2 : 1;
+  }();
+  return p;
+}
 
 struct Node {
   std::string id;
@@ -125,7 +136,9 @@ class ClusterTest : public ::testing::Test {
                                      "--session-timeout-ms",
                                      std::to_string(kSessionMs),
                                      "--strategy",
-                                     strategy};
+                                     strategy,
+                                     "--protocol",
+                                     std::to_string(protocol())};
     for (auto& e : extra) argv.push_back(e);
     n->process = std::make_unique<Process>(argv);
     bool up = base::eventually(
@@ -207,6 +220,11 @@ class ClusterTest : public ::testing::Test {
   }
 
   std::optional<tasks::TaskStatus> status(const std::string& id) {
+    if (protocol() == 2) {
+      auto all = statuses({id});
+      auto it = all.find(id);
+      return it == all.end() ? std::nullopt : std::optional(it->second);
+    }
     syncWith(layout_.status(id));
     auto node = zkc_->get(layout_.status(id), nullptr).get();
     if (!node) return std::nullopt;
@@ -221,7 +239,15 @@ class ClusterTest : public ::testing::Test {
     return s ? std::optional(s->state) : std::nullopt;
   }
 
+  // Protocol 2: a task has a status here once it has an outcome (tasks/inspect.h); one that waits
+  // or runs has none, which is all these tests need (they wait for outcomes).
   std::map<std::string, tasks::TaskStatus> statuses(const std::vector<std::string>& ids) {
+    if (protocol() == 2) {
+      syncWith(layout_.root());
+      auto found = tasks::inspect::outcomes(*zkc_, layout_, ids);
+      EXPECT_TRUE(found) << "reading outcomes failed";
+      return found ? *found : std::map<std::string, tasks::TaskStatus>{};
+    }
     syncWith(layout_.statuses());
     std::vector<coord::Future<coord::Node>> fs;
     for (const auto& id : ids) fs.push_back(zkc_->get(layout_.status(id), nullptr));
@@ -250,6 +276,12 @@ class ClusterTest : public ::testing::Test {
   void expectNoTokensLeft(const std::vector<std::string>& ids) {
     std::set<std::string> want(ids.begin(), ids.end());
     ASSERT_TRUE(syncWith(layout_.root()));
+    if (protocol() == 2) {
+      auto left = tasks::inspect::unfinished(*zkc_, layout_);
+      ASSERT_TRUE(left);
+      for (const auto& id : *left) EXPECT_FALSE(want.count(id)) << "still waiting or held: " << id;
+      return;
+    }
     auto workers = zkc_->children(layout_.assignments(), nullptr).get();
     ASSERT_TRUE(workers);
     for (const auto& w : *workers) {
@@ -265,8 +297,19 @@ class ClusterTest : public ::testing::Test {
     }
   }
 
-  // Statuses over the 256 status buckets (listed pipelined).
+  // Statuses over the 256 status buckets (listed pipelined); protocol 2: batch records.
   size_t statusCount() {
+    if (protocol() == 2) {
+      syncWith(layout_.root());
+      auto buckets = zkc_->children(layout_.batches(), nullptr).get();
+      if (!buckets) return 0;
+      size_t n = 0;
+      for (const auto& b : *buckets) {
+        auto kids = zkc_->children(layout_.batchBucket(b), nullptr).get();
+        if (kids) n += kids->size();
+      }
+      return n;
+    }
     syncWith(layout_.statuses());
     std::vector<coord::Future<std::vector<std::string>>> fs;
     for (int b = 0; b < tasks::Layout::kJobBuckets; ++b) {
@@ -633,15 +676,22 @@ TEST_F(ClusterTest, BadInputGetsAClearErrorAndWritesNothing) {
 // writes nothing to it; the cluster already on it runs on.
 TEST_F(ClusterTest, ANodeOfTheOtherProtocolRefusesTheTreeAndWritesNothing) {
   startCluster(1, 2);
-  Process v2({DROVER_BINARY, "node", "--zk", zk().connectString(), "--zk-root", root_, "--http",
-              "127.0.0.1:0", "--protocol", "2", "--session-timeout-ms",
-              std::to_string(kSessionMs)});
-  auto exit = v2.wait(60s);
-  ASSERT_TRUE(exit) << "a protocol-2 node runs on a protocol-1 tree: " << v2.readStderr();
-  EXPECT_EQ(exit->code, 3) << v2.readStderr();
-  EXPECT_NE(v2.readStderr().find("fresh --zk-root"), std::string::npos) << v2.readStderr();
+  const int other = 3 - protocol();
+  Process node({DROVER_BINARY, "node", "--zk", zk().connectString(), "--zk-root", root_, "--http",
+                "127.0.0.1:0", "--protocol", std::to_string(other), "--session-timeout-ms",
+                std::to_string(kSessionMs)});
+  auto exit = node.wait(60s);
+  ASSERT_TRUE(exit) << "a protocol-" << other << " node runs on this tree: " << node.readStderr();
+  EXPECT_EQ(exit->code, 3) << node.readStderr();
+  EXPECT_NE(node.readStderr().find(other == 2 ? "fresh --zk-root" : "--protocol 2"),
+            std::string::npos)
+      << node.readStderr();
   syncWith(root_);
-  for (const auto& path : {layout_.protocol(), layout_.batches(), layout_.pendingRoot()}) {
+  std::vector<std::string> theirs =
+      other == 2
+          ? std::vector<std::string>{layout_.protocol(), layout_.batches(), layout_.pendingRoot()}
+          : std::vector<std::string>{layout_.jobs(), layout_.statuses()};
+  for (const auto& path : theirs) {
     auto there = zkc_->exists(path, nullptr).get();
     ASSERT_TRUE(there);
     EXPECT_FALSE(there->has_value()) << path << " was written by the refused node";
