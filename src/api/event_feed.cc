@@ -10,6 +10,7 @@
 
 #include "api/problem.h"
 #include "coord/paths.h"
+#include "tasks/batch.h"
 
 namespace drover::api {
 
@@ -242,14 +243,29 @@ std::vector<FeedEvent> EventFeed::decodeRecord(int64_t seq, const std::string& d
   std::vector<FeedEvent> events;
   auto j = tasks::parseJson(data);
   if (!j || !j->is_array()) return events;
+  // Two shapes: protocol 1 writes TaskEvents (one per task), protocol v2 EventGroups (one per
+  // batch and state, tasks as index ranges; tasks::EventGroup::expand spells them out). An
+  // event's index counts the tasks of the record in order, in either shape.
   int index = 0;
+  auto add = [&](TaskEvent e) {
+    FeedEvent f;
+    static_cast<TaskEvent&>(f) = std::move(e);
+    f.position = EventPosition{seq, index};
+    events.push_back(std::move(f));
+  };
   for (const auto& item : *j) {
-    if (auto e = tasks::eventFromJson(item)) {
-      FeedEvent f;
-      static_cast<TaskEvent&>(f) = std::move(*e);
-      f.position = EventPosition{seq, index};
-      events.push_back(std::move(f));
+    if (item.is_object() && item.contains("b")) {
+      if (auto g = tasks::eventGroupFromJson(item)) {
+        auto expanded = g->expand();
+        for (size_t k = 0; k < expanded.size(); ++k) {
+          add(std::move(expanded[k]));
+          events.back().ref = tasks::TaskRef{g->batch, g->indices[k]};
+          ++index;
+        }
+      }
+      continue;
     }
+    if (auto e = tasks::eventFromJson(item)) add(std::move(*e));
     ++index;
   }
   return events;

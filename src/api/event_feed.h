@@ -19,6 +19,7 @@
 #include "base/backoff.h"
 #include "base/executor.h"
 #include "coord/coordination.h"
+#include "tasks/batch.h"
 #include "tasks/layout.h"
 #include "tasks/records.h"
 
@@ -41,6 +42,8 @@ std::optional<EventPosition> parseEventPosition(std::string_view text);
 // An event as a subscriber gets it: the change, and where it sits in the log.
 struct FeedEvent : tasks::TaskEvent {
   EventPosition position;
+  // Protocol v2 events: the task's batch and index (batch "" for the first protocol's events).
+  tasks::TaskRef ref;
 };
 
 // One subscriber's queue of events. The feed pushes, the subscriber pops. Thread-safe.

@@ -94,7 +94,7 @@ int statusOf(Failure f) {
 
 }  // namespace
 
-HttpServer::HttpServer(TaskStore& store, EventFeed* events, HttpOptions options)
+HttpServer::HttpServer(TaskService& store, EventFeed* events, HttpOptions options)
     : store_(store), events_(events), options_(std::move(options)) {
   if (!options_.tls_cert.empty() || !options_.tls_key.empty()) {
     server_ =
@@ -321,6 +321,13 @@ class SubmitMetric {
   size_t tasks_ = 1;
 };
 
+// Whether a submitted task names its id (else parseSpec made one up).
+bool hasId(const tasks::Json& task) {
+  if (!task.is_object()) return false;
+  auto it = task.find("id");
+  return it != task.end() && !it->is_null();
+}
+
 }  // namespace
 
 tl::expected<tasks::TaskSpec, tasks::ValidationError> HttpServer::parseTask(
@@ -357,6 +364,8 @@ void HttpServer::postTask(const Request& req, Response& res) {
     const auto& e = spec.error();
     return problem(res, 400, e.field.empty() ? e.detail : fmt::format("{}: {}", e.field, e.detail));
   }
+  // A task without an id: a store that names tasks itself (protocol v2) gets an empty one.
+  if (store_.generatesIds() && !hasId(*body)) spec->id.clear();
   auto r = store_.submit(*spec);
   if (!r) return fail(res, r.error());
   res.status = r->created ? 202 : 200;
@@ -397,6 +406,7 @@ void HttpServer::postBatch(const Request& req, Response& res) {
                      e.field.empty() ? fmt::format("tasks[{}]: {}", i, e.detail)
                                      : fmt::format("tasks[{}].{}: {}", i, e.field, e.detail));
     }
+    if (store_.generatesIds() && !hasId((*list)[i])) spec->id.clear();
     specs.push_back(std::move(*spec));
   }
   auto r = store_.submitBatch(specs);
@@ -480,8 +490,8 @@ void HttpServer::listTasks(const Request& req, Response& res) {
   std::string cursor = req.get_param_value("cursor");
   StoreResult<TaskPage> r;
   if (order == "newest") {
-    // The cursor of a newest-first page is "<czxid>-<id>" (TaskStore::listNewest).
-    std::optional<TaskStore::NewestCursor> after;
+    // The cursor of a newest-first page is "<czxid>-<id>" (TaskService::listNewest).
+    std::optional<TaskService::NewestCursor> after;
     if (!cursor.empty()) {
       auto dash = cursor.find('-');
       auto czxid = parseInt(dash == std::string::npos ? std::string() : cursor.substr(0, dash));
@@ -489,7 +499,7 @@ void HttpServer::listTasks(const Request& req, Response& res) {
           !base::isValidName(cursor.substr(dash + 1))) {
         return problem(res, 400, "cursor: must be the 'next' of a page listed with order=newest");
       }
-      after = TaskStore::NewestCursor{*czxid, cursor.substr(dash + 1)};
+      after = TaskService::NewestCursor{*czxid, cursor.substr(dash + 1)};
     }
     r = store_.listNewest(state, static_cast<size_t>(limit), after, filter);
   } else {

@@ -21,7 +21,7 @@
 #include "api/auth.h"
 #include "api/event_feed.h"
 #include "api/stats_history.h"
-#include "api/store.h"
+#include "api/task_service.h"
 #include "tasks/task.h"
 
 namespace drover::api {
@@ -80,7 +80,7 @@ class HttpServer {
  public:
   using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
 
-  HttpServer(TaskStore& store, EventFeed* events, HttpOptions options = {});
+  HttpServer(TaskService& store, EventFeed* events, HttpOptions options = {});
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -140,7 +140,7 @@ class HttpServer {
   void fail(httplib::Response& res, const Problem& problem) const;
   void problem(httplib::Response& res, int status, std::string detail) const;
 
-  TaskStore& store_;
+  TaskService& store_;
   EventFeed* events_;
   const HttpOptions options_;
   std::unique_ptr<httplib::Server> server_;  // an httplib::SSLServer when TLS is configured

@@ -16,6 +16,7 @@
 #include "api/queue_admin.h"
 #include "api/store_options.h"
 #include "api/task_reader.h"
+#include "api/task_service.h"
 #include "coord/coordination.h"
 #include "tasks/layout.h"
 #include "tasks/task.h"
@@ -28,7 +29,7 @@ namespace drover::api {
 // Writes follow the token rule: a status is written after submit only in one multi that deletes
 // the task's token (job or assignment). Ambiguous writes (connection loss, timeout) are settled
 // by re-reading; no call reports success without a commit.
-class TaskStore {
+class TaskStore final : public TaskService {
  public:
   TaskStore(coord::Coordination& coord, tasks::Layout layout, StoreOptions options = {});
 
@@ -36,47 +37,46 @@ class TaskStore {
   // equal spec is an idempotent repeat (created = false); with another spec kConflict (nothing
   // written). kUnavailable when not connected or when the outcome stays unknown past the
   // settle deadline.
-  StoreResult<SubmitResult> submit(const tasks::TaskSpec& spec);
+  StoreResult<SubmitResult> submit(const tasks::TaskSpec& spec) override;
 
   // All or nothing, in one multi. kBadRequest for duplicate ids or an empty batch, kTooLarge past
   // max_multi_bytes. If any id exists: all exist with equal specs -> created = false, else
   // kConflict naming the ids (nothing written).
-  StoreResult<BatchResult> submitBatch(const std::vector<tasks::TaskSpec>& specs);
+  StoreResult<BatchResult> submitBatch(const std::vector<tasks::TaskSpec>& specs) override;
 
   // Cancels per the protocol: terminal -> unchanged (already_finished); pending -> delete job +
   // set cancelled; assigned/running -> delete the assignment + set cancelled. Retries (bounded)
   // when the token moved under it.
-  StoreResult<CancelResult> cancel(const std::string& id);
+  StoreResult<CancelResult> cancel(const std::string& id) override;
 
   // The reads (see TaskReader).
-  StoreResult<tasks::TaskStatus> get(const std::string& id) { return reader_.get(id); }
-  StoreResult<tasks::TaskStatus> wait(const std::string& id, std::chrono::milliseconds timeout) {
+  StoreResult<tasks::TaskStatus> get(const std::string& id) override { return reader_.get(id); }
+  StoreResult<tasks::TaskStatus> wait(const std::string& id,
+                                      std::chrono::milliseconds timeout) override {
     return reader_.wait(id, timeout);
   }
   StoreResult<TaskPage> list(std::optional<tasks::State> state, size_t limit,
-                             const std::string& cursor, const TaskFilter& filter = {}) {
+                             const std::string& cursor, const TaskFilter& filter = {}) override {
     return reader_.list(state, limit, cursor, filter);
   }
-  using NewestCursor = api::NewestCursor;
   StoreResult<TaskPage> listNewest(std::optional<tasks::State> state, size_t limit,
                                    const std::optional<NewestCursor>& after,
-                                   const TaskFilter& filter = {}) {
+                                   const TaskFilter& filter = {}) override {
     return reader_.listNewest(state, limit, after, filter);
   }
-  StoreResult<WorkersView> workers() { return reader_.workers(); }
-  StoreResult<ClusterView> cluster() { return reader_.cluster(); }
-  void interruptWaits() { reader_.interruptWaits(); }
+  StoreResult<WorkersView> workers() override { return reader_.workers(); }
+  StoreResult<ClusterView> cluster() override { return reader_.cluster(); }
+  void interruptWaits() override { reader_.interruptWaits(); }
 
   // The session as the coordination layer reports it; ready means kConnected.
-  coord::SessionEvent session() const { return coord_.session(); }
-  bool connected() const { return coord_.session().state == coord::SessionState::kConnected; }
+  coord::SessionEvent session() const override { return coord_.session(); }
 
-  const tasks::Layout& layout() const { return layout_; }
+  const tasks::Layout& layout() const override { return layout_; }
   // Queue settings and draining (docs/ROUTING.md).
-  QueueAdmin& queues() { return queues_; }
+  QueueAdmin& queues() override { return queues_; }
 
   // Single submits waiting for a group multi (see StoreOptions::group_inflight).
-  size_t queuedSubmits() const;
+  size_t queuedSubmits() const override;
 
  private:
   template <class T>

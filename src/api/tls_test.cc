@@ -12,6 +12,7 @@
 #include <fstream>
 
 #include "api/http.h"
+#include "api/store.h"
 #include "coord/fake/fake_coordination.h"
 #include "tasks/layout.h"
 

@@ -18,6 +18,12 @@ using namespace std::chrono_literals;
 
 namespace {
 
+StoreOptions readerOptions(std::chrono::milliseconds call_timeout) {
+  StoreOptions o;
+  o.call_timeout = call_timeout;
+  return o;
+}
+
 base::Counter& outcome(const char* what) {
   return base::metrics().counter("drover_webhook_deliveries_total",
                                  "Webhook deliveries by outcome: delivered, retried (one per try "
@@ -67,6 +73,7 @@ WebhookDispatcher::WebhookDispatcher(coord::Coordination& coord, tasks::Layout l
                                      EventFeed& feed, int32_t epoch, WebhookOptions options)
     : coord_(coord),
       layout_(std::move(layout)),
+      v2_(coord, layout_, readerOptions(options.call_timeout)),
       feed_(feed),
       epoch_(epoch),
       options_(std::move(options)),
@@ -230,9 +237,17 @@ void WebhookDispatcher::follow() {
 }
 
 void WebhookDispatcher::take(const FeedEvent& event) {
+  bool callback = event.callback;
+  if (!event.ref.batch.empty() && tasks::isTerminal(event.state)) {
+    // A v2 event carries no flag: the batch record (cached, immutable) says. An unreadable
+    // record is taken to have one: prepare() reads it again and decides.
+    auto record = v2_.batch(event.ref.batch);
+    callback = !record || (*record && event.ref.index < (*record)->tasks.size() &&
+                           !(*record)->tasks[event.ref.index].callback_url.empty());
+  }
   {
     std::lock_guard lock(mu_);
-    if (event.callback && tasks::isTerminal(event.state)) {
+    if (callback && tasks::isTerminal(event.state)) {
       order_.push_back(Open{event.position, read_, taken_, false});
       auto d = std::make_shared<Delivery>();
       d->event = event;
@@ -261,16 +276,32 @@ void WebhookDispatcher::sendLoop(size_t slot) {
 
 WebhookDispatcher::Prepared WebhookDispatcher::prepare(Delivery& d) {
   const auto& e = d.event;
-  auto node = coord_.get(layout_.status(e.id), nullptr).waitFor(options_.call_timeout);
-  if (!node) return Prepared::kLater;
-  if (!*node) {
-    if (node->error().code() != Code::kNoNode) return Prepared::kLater;
-    outcome("lost").inc();
-    spdlog::warn("webhooks: task {} is gone (retention) before its completion was delivered", e.id);
-    return Prepared::kDone;
+  std::optional<tasks::TaskStatus> status;
+  if (!e.ref.batch.empty()) {
+    auto place = v2_.locate(e.ref);
+    if (!place) {
+      if (place.error().failure == Failure::kUnavailable) return Prepared::kLater;
+    } else if (!*place) {
+      outcome("lost").inc();
+      spdlog::warn("webhooks: task {} is gone (retention) before its completion was delivered",
+                   e.id);
+      return Prepared::kDone;
+    } else {
+      status = std::move((*place)->status);
+    }
+  } else {
+    auto node = coord_.get(layout_.status(e.id), nullptr).waitFor(options_.call_timeout);
+    if (!node) return Prepared::kLater;
+    if (!*node) {
+      if (node->error().code() != Code::kNoNode) return Prepared::kLater;
+      outcome("lost").inc();
+      spdlog::warn("webhooks: task {} is gone (retention) before its completion was delivered",
+                   e.id);
+      return Prepared::kDone;
+    }
+    auto json = tasks::parseJson((*node)->data);
+    status = json ? tasks::statusFromJson(*json) : std::nullopt;
   }
-  auto json = tasks::parseJson((*node)->data);
-  auto status = json ? tasks::statusFromJson(*json) : std::nullopt;
   if (!status) {
     outcome("gave_up").inc();
     spdlog::error("webhooks: task {}'s status cannot be read; not delivered", e.id);

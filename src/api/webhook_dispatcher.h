@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "api/batch_reader.h"
 #include "api/event_feed.h"
 #include "api/webhooks.h"
 #include "base/executor.h"
@@ -93,6 +94,9 @@ class WebhookDispatcher {
 
   coord::Coordination& coord_;
   const tasks::Layout layout_;
+  // Protocol v2's tasks: callback_url from the (cached) batch record, the status from the
+  // result records.
+  BatchReader v2_;
   EventFeed& feed_;
   const int32_t epoch_;
   const WebhookOptions options_;
