@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "api/batch_store.h"
 #include "api/dashboard.h"
 #include "api/event_feed.h"
 #include "api/http.h"
@@ -223,7 +224,12 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
 
   api::StoreOptions store_options;
   store_options.max_pending = static_cast<size_t>(config.max_pending_tasks);
-  api::TaskStore store(c, layout, store_options);
+  std::unique_ptr<api::TaskService> store;
+  if (config.protocol == 2) {
+    store = std::make_unique<api::BatchStore>(c, layout, store_options);
+  } else {
+    store = std::make_unique<api::TaskStore>(c, layout, store_options);
+  }
   api::EventFeed events(c, layout);
   events.start();
   std::unique_ptr<WorkerRole> worker;
@@ -251,7 +257,7 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
   api::StatsRing stats;
   api::StatsSampler sampler(base::metrics(), stats);
   ho.stats = &stats;
-  api::HttpServer http(store, &events, ho);
+  api::HttpServer http(*store, &events, ho);
   api::addDashboard(http);
   auto bound = http.start();
   if (!bound) {
