@@ -21,6 +21,7 @@
 
 #include "api/batch_store.h"
 #include "api/event_feed.h"
+#include "api/http.h"
 #include "api/webhook_dispatcher.h"
 #include "base/clock.h"
 #include "base/eventually.h"
@@ -654,6 +655,40 @@ TEST_P(BatchStoreSuite, WebhooksOfV2TasksComeFromTheBatchRecord) {
   ASSERT_EQ(posted.size(), 1u);
   EXPECT_EQ(posted[0].value("id", ""), "loud");
   EXPECT_EQ(posted[0].value("state", ""), "succeeded");
+}
+
+TEST_P(BatchStoreSuite, HttpNamesTasksWithoutIdAfterTheirBatch) {
+  HttpOptions ho;
+  ho.port = 0;
+  ho.threads = 2;
+  HttpServer http(*store_, nullptr, ho);
+  auto port = http.start();
+  ASSERT_TRUE(port) << port.error();
+  httplib::Client client("127.0.0.1", *port);
+  auto one = client.Post("/v1/tasks", R"({"type":"noop"})", "application/json");
+  ASSERT_TRUE(one);
+  EXPECT_EQ(one->status, 202) << one->body;
+  const std::string id = tasks::Json::parse(one->body).value("id", "");
+  EXPECT_TRUE(tasks::parseGeneratedId(id)) << id;
+  auto got = client.Get("/v1/tasks/" + id);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->status, 200) << got->body;
+  EXPECT_EQ(tasks::Json::parse(got->body).value("state", ""), "pending");
+  auto named = client.Post("/v1/tasks", R"({"id":"mine","type":"noop"})", "application/json");
+  ASSERT_TRUE(named);
+  EXPECT_EQ(tasks::Json::parse(named->body).value("id", ""), "mine");
+  auto shaped = client.Post("/v1/tasks", fmt::format(R"({{"id":"{}","type":"noop"}})", id),
+                            "application/json");
+  ASSERT_TRUE(shaped);
+  EXPECT_EQ(shaped->status, 400) << shaped->body;
+  auto batch = client.Post("/v1/tasks/batch", R"({"tasks":[{"type":"noop"},{"type":"noop"}]})",
+                           "application/json");
+  ASSERT_TRUE(batch);
+  EXPECT_EQ(batch->status, 202) << batch->body;
+  auto ids = tasks::Json::parse(batch->body).at("ids");
+  ASSERT_EQ(ids.size(), 2u);
+  EXPECT_EQ(tasks::parseGeneratedId(ids[1].get<std::string>())->index, 1u);
+  http.stop();
 }
 
 }  // namespace drover::api::testing
