@@ -499,13 +499,18 @@ StoreResult<std::map<State, size_t>> BatchReader::countTasks() {
       auto children = await(coord_.children(layout_.batch(name), nullptr));
       if (!children) continue;  // retention took it
       std::map<State, size_t> done;
+      std::set<uint32_t> ended;  // unfinished batches: held pointers to these are stale
       for (const auto& child : *children) {
-        if (!tally.count(child)) {
-          auto r = resultRecord(name, child);
+        if (!tally.count(child) || !finished) {
+          auto r = resultRecord(name, child);  // cached: immutable
           if (!r) return tl::unexpected(r.error());
           auto& t = tally[child];
+          t.clear();
           if (*r) {
-            for (const auto& o : (*r)->outcomes) ++t[o.state];
+            for (const auto& o : (*r)->outcomes) {
+              ++t[o.state];
+              ended.insert(o.index);
+            }
           }
         }
         for (const auto& [s, c] : tally[child]) done[s] += c;
@@ -520,7 +525,7 @@ StoreResult<std::map<State, size_t>> BatchReader::countTasks() {
           if (state) {
             done[State::kPending] += state->waiting().size();
             for (const auto& [i, h] : state->held()) {
-              if (i >= (*record)->tasks.size()) continue;
+              if (i >= (*record)->tasks.size() || ended.count(i)) continue;
               ++done[running.count((*record)->tasks[i].id) ? State::kRunning : State::kAssigned];
             }
           }

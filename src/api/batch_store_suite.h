@@ -8,7 +8,9 @@
 // Include it in exactly one file per test binary, then instantiate:
 //   INSTANTIATE_TEST_SUITE_P(Fake, BatchStoreSuite, ::testing::Values(BatchParam{...}), ...);
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <atomic>
 #include <functional>
@@ -19,6 +21,8 @@
 
 #include "api/batch_store.h"
 #include "api/event_feed.h"
+#include "api/http.h"
+#include "api/webhook_dispatcher.h"
 #include "base/clock.h"
 #include "base/eventually.h"
 #include "base/ids.h"
@@ -394,6 +398,11 @@ TEST_P(BatchStoreSuite, GetInEveryStateAndFinishedCostsTwoReads) {
   ASSERT_TRUE(running);
   EXPECT_EQ(running->state, State::kRunning);
   EXPECT_EQ(running->started_at, 1234);
+  auto counts = store_->cluster();
+  ASSERT_TRUE(counts) << counts.error().detail;
+  EXPECT_EQ(counts->counts[State::kAssigned], 2u);
+  EXPECT_EQ(counts->counts[State::kRunning], 1u);
+  EXPECT_EQ(counts->counts[State::kPending], 0u);
   ASSERT_TRUE(commit("wk", chunk, {r0, r1}));
   ASSERT_TRUE(commit("wk", chunk, {r2}, State::kFailed));
   auto done = store_->get("w0");
@@ -401,6 +410,11 @@ TEST_P(BatchStoreSuite, GetInEveryStateAndFinishedCostsTwoReads) {
   EXPECT_EQ(done->state, State::kSucceeded);
   EXPECT_EQ(done->result, (tasks::Json{{"ok", 0}}));
   EXPECT_EQ(store_->get(sub->ids[2])->state, State::kFailed);
+  counts = store_->cluster();
+  ASSERT_TRUE(counts);
+  EXPECT_EQ(counts->counts[State::kSucceeded], 2u);
+  EXPECT_EQ(counts->counts[State::kFailed], 1u);
+  EXPECT_EQ(counts->counts[State::kAssigned], 0u);
   // A finished task of a batch whose record is cached: the listing and one result record.
   BatchStore fresh(*counting_, layout_, options_);
   ASSERT_TRUE(fresh.get(sub->ids[1]));  // reads and caches the batch record
@@ -590,6 +604,91 @@ TEST_P(BatchStoreSuite, ThousandTaskBatchCost) {
               counting_->multis - m1, counting_->reads - r1,
               static_cast<double>(counting_->multi_bytes - b1) / 1000,
               static_cast<double>(counting_->multis - m1 + counting_->reads - r1) / 1000);
+}
+
+TEST_P(BatchStoreSuite, WebhooksOfV2TasksComeFromTheBatchRecord) {
+  std::mutex mu;
+  std::vector<tasks::Json> posted;
+  httplib::Server receiver;
+  receiver.Post("/hook", [&](const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard lock(mu);
+    posted.push_back(tasks::Json::parse(req.body));
+    res.status = 200;
+  });
+  const int port = receiver.bind_to_any_port("127.0.0.1");
+  ASSERT_GT(port, 0);
+  std::thread serving([&] { receiver.listen_after_bind(); });
+  struct Stop {
+    httplib::Server& s;
+    std::thread& t;
+    ~Stop() {
+      s.stop();
+      t.join();
+    }
+  } stop{receiver, serving};
+  ASSERT_TRUE(coord::ensurePath(*other_, layout_.epoch()));
+  auto quiet = spec("quiet");
+  auto loud = spec("loud");
+  loud.callback_url = fmt::format("http://127.0.0.1:{}/hook", port);
+  ASSERT_TRUE(store_->submitBatch({quiet, loud}));
+  registerWorker("wk");
+  const std::string chunk = assign({refOf("quiet"), refOf("loud")}, "wk");
+  ASSERT_TRUE(commit("wk", chunk, {refOf("quiet"), refOf("loud")}));
+  auto feed_coord = env_->connect();
+  EventFeedOptions fo;
+  fo.min_interval = 1ms;
+  EventFeed feed(*feed_coord, layout_, fo);
+  feed.start();
+  WebhookOptions wo;
+  wo.save_interval = 50ms;
+  WebhookDispatcher dispatcher(*other_, layout_, feed, 0, wo);
+  dispatcher.start();
+  ASSERT_TRUE(base::eventually([&] {
+    std::lock_guard lock(mu);
+    return !posted.empty();
+  }));
+  // Deliveries go in log order: "quiet" came first in the same record and was not posted.
+  ASSERT_TRUE(base::eventually([&] { return dispatcher.stats().lag == 0; }));
+  dispatcher.stop();
+  feed.stop();
+  std::lock_guard lock(mu);
+  ASSERT_EQ(posted.size(), 1u);
+  EXPECT_EQ(posted[0].value("id", ""), "loud");
+  EXPECT_EQ(posted[0].value("state", ""), "succeeded");
+}
+
+TEST_P(BatchStoreSuite, HttpNamesTasksWithoutIdAfterTheirBatch) {
+  HttpOptions ho;
+  ho.port = 0;
+  ho.threads = 2;
+  HttpServer http(*store_, nullptr, ho);
+  auto port = http.start();
+  ASSERT_TRUE(port) << port.error();
+  httplib::Client client("127.0.0.1", *port);
+  auto one = client.Post("/v1/tasks", R"({"type":"noop"})", "application/json");
+  ASSERT_TRUE(one);
+  EXPECT_EQ(one->status, 202) << one->body;
+  const std::string id = tasks::Json::parse(one->body).value("id", "");
+  EXPECT_TRUE(tasks::parseGeneratedId(id)) << id;
+  auto got = client.Get("/v1/tasks/" + id);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->status, 200) << got->body;
+  EXPECT_EQ(tasks::Json::parse(got->body).value("state", ""), "pending");
+  auto named = client.Post("/v1/tasks", R"({"id":"mine","type":"noop"})", "application/json");
+  ASSERT_TRUE(named);
+  EXPECT_EQ(tasks::Json::parse(named->body).value("id", ""), "mine");
+  auto shaped = client.Post("/v1/tasks", fmt::format(R"({{"id":"{}","type":"noop"}})", id),
+                            "application/json");
+  ASSERT_TRUE(shaped);
+  EXPECT_EQ(shaped->status, 400) << shaped->body;
+  auto batch = client.Post("/v1/tasks/batch", R"({"tasks":[{"type":"noop"},{"type":"noop"}]})",
+                           "application/json");
+  ASSERT_TRUE(batch);
+  EXPECT_EQ(batch->status, 202) << batch->body;
+  auto ids = tasks::Json::parse(batch->body).at("ids");
+  ASSERT_EQ(ids.size(), 2u);
+  EXPECT_EQ(tasks::parseGeneratedId(ids[1].get<std::string>())->index, 1u);
+  http.stop();
 }
 
 }  // namespace drover::api::testing
