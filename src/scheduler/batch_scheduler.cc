@@ -133,7 +133,7 @@ void BatchScheduler::postVia(const std::shared_ptr<Gate>& gate, BatchScheduler* 
       if (!gate->executor) return;  // stopped after posting (an outside executor lives on)
     }
     fn();
-    self->publish();
+    self->schedulePublish();
   });
 }
 
@@ -146,6 +146,23 @@ void BatchScheduler::later(base::Duration delay, std::function<void()> fn) {
       if (!gate->executor) return;
     }
     fn();
+    schedulePublish();
+  });
+}
+
+void BatchScheduler::schedulePublish() {
+  // Once per burst of callbacks, not after each: the copy of the stats (every worker's load)
+  // cost more than the callbacks themselves at thousands of tasks per second.
+  if (publish_posted_) return;
+  publish_posted_ = true;
+  std::lock_guard lock(gate_->mu);
+  if (!gate_->executor) return;
+  gate_->executor->post([gate = gate_, this] {
+    {
+      std::lock_guard lock(gate->mu);
+      if (!gate->executor) return;
+    }
+    publish_posted_ = false;
     publish();
   });
 }

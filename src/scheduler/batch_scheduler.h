@@ -105,6 +105,7 @@ class BatchScheduler {
   void onReadError(const coord::Error& error, std::function<void()> retry);
   base::Duration retryDelay();
   void publish();
+  void schedulePublish();
   int64_t wall() const;
 
   void begin();
@@ -142,6 +143,7 @@ class BatchScheduler {
   bool connected_ = true;
   bool paused_ = false;
   bool round_inflight_ = false;
+  bool publish_posted_ = false;
   bool assign_early_ = false;
   bool initial_loaded_ = false;
   uint32_t read_failures_ = 0;

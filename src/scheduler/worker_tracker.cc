@@ -144,6 +144,24 @@ void WorkerTracker::listChunks(const std::string& w) {
       });
 }
 
+coord::Watcher WorkerTracker::chunkWatcher(const std::string& w, const std::string& name) {
+  return [this, w, name, post = ctx_.post](const coord::WatchEvent& event) {
+    post([this, w, name, deleted = event.type == coord::EventType::kDeleted] {
+      Worker* worker = find(w);
+      if (!worker || !ctx_.active()) return;
+      auto it = worker->chunks.find(name);
+      if (it == worker->chunks.end()) return;
+      if (deleted) {
+        worker->chunks.erase(it);  // all of it committed (or requeued)
+        changed_();
+        return;
+      }
+      it->second.watched = false;
+      readChunk(w, name);
+    });
+  };
+}
+
 void WorkerTracker::readChunk(const std::string& w, const std::string& name) {
   Worker* worker = find(w);
   if (!worker) return;
@@ -152,21 +170,7 @@ void WorkerTracker::readChunk(const std::string& w, const std::string& name) {
   coord::Watcher watcher;
   if (!it->second.watched) {
     it->second.watched = true;
-    watcher = [this, w, name, post = ctx_.post](const coord::WatchEvent& event) {
-      post([this, w, name, deleted = event.type == coord::EventType::kDeleted] {
-        Worker* worker = find(w);
-        if (!worker || !ctx_.active()) return;
-        auto it = worker->chunks.find(name);
-        if (it == worker->chunks.end()) return;
-        if (deleted) {
-          worker->chunks.erase(it);  // all of it committed (or requeued)
-          changed_();
-          return;
-        }
-        it->second.watched = false;
-        readChunk(w, name);
-      });
-    };
+    watcher = chunkWatcher(w, name);
   }
   ctx_.coord.get(ctx_.layout.chunk(w, name), std::move(watcher))
       .then([this, w, name, post = ctx_.post](const Result<Node>& r) {
@@ -206,7 +210,26 @@ void WorkerTracker::created(const std::string& w, const std::string& name, tasks
   auto& c = worker->chunks[name];
   c.version = 0;
   c.chunk = std::move(chunk);
-  readChunk(w, name);  // arms the data watch; the worker may have committed already
+  c.watched = true;
+  // Arms the data watch without reading back what we just wrote (decoding a chunk of inline
+  // specs was a third of the leader's CPU); a worker that committed already shows as a newer
+  // version (read then) or a missing node.
+  ctx_.coord.exists(ctx_.layout.chunk(w, name), chunkWatcher(w, name))
+      .then([this, w, name, post = ctx_.post](const Result<std::optional<coord::Stat>>& r) {
+        post([this, w, name, r] {
+          Worker* worker = find(w);
+          if (!worker || !ctx_.active()) return;
+          auto it = worker->chunks.find(name);
+          if (it == worker->chunks.end()) return;
+          if (r && !*r) {
+            worker->chunks.erase(it);
+            changed_();
+          } else if (!r || (*r)->version != it->second.version) {
+            if (!r) it->second.watched = false;
+            readChunk(w, name);
+          }
+        });
+      });
 }
 
 void WorkerTracker::rewrote(const std::string& w, const std::string& name, int32_t version,

@@ -68,6 +68,7 @@ class WorkerTracker {
   void loadInfo(const std::string& w);
   void listChunks(const std::string& w);
   void readChunk(const std::string& w, const std::string& name);
+  coord::Watcher chunkWatcher(const std::string& w, const std::string& name);
 
   const LeaderContext& ctx_;
   const std::function<void()> changed_;
