@@ -29,6 +29,9 @@ class JobIndex {
     int64_t submitted_at = 0;
     std::string error;
     int bucket = 0;
+    // Protocol v2: the task's batch and index (its token is the batch's pending state).
+    std::string batch;
+    uint32_t index = 0;
   };
 
   // Adds the job, or replaces the entry of the same id. Ready when its not_before is at or

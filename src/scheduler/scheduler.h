@@ -98,12 +98,13 @@ class Scheduler {
     bool running = false;
     bool fenced = false;
     std::string fenced_reason;
-    uint64_t assigned_total = 0;  // tasks whose assign multi committed
-    uint64_t requeued_total = 0;  // dead workers' tasks moved back to jobs
-    uint64_t failed_total = 0;    // dead workers' tasks failed (no attempts left)
-    uint64_t batches = 0;         // assign multis committed
-    uint64_t batch_failures = 0;  // assign multis that failed (any reason)
-    uint64_t fenced_count = 0;    // 0 or 1
+    uint64_t assigned_total = 0;   // tasks whose assign multi committed
+    uint64_t requeued_total = 0;   // dead workers' tasks moved back to jobs
+    uint64_t failed_total = 0;     // dead workers' tasks failed (no attempts left)
+    uint64_t reclaimed_total = 0;  // protocol 2: unstarted tasks taken back for fairness
+    uint64_t batches = 0;          // assign multis committed
+    uint64_t batch_failures = 0;   // assign multis that failed (any reason)
+    uint64_t fenced_count = 0;     // 0 or 1
     uint64_t events_trimmed = 0;
     uint64_t statuses_deleted = 0;
     size_t pending = 0;  // assignable now (not_before passed)

@@ -219,6 +219,21 @@ void Builder::expire(const std::string& batch, const std::vector<std::string>& r
   push(coord::DeleteOp{layout_->batch(batch), coord::kAnyVersion}, Part::kRetained, batch);
 }
 
+void Builder::sweep(const PendingWrite& write) {
+  if (write.after.empty()) {
+    push(coord::DeleteOp{layout_->pending(write.batch), write.version}, Part::kPending,
+         write.batch);
+  } else {
+    writePending(write);
+  }
+}
+
+void Builder::dropBucket(const std::string& bucket, bool pending) {
+  push(coord::DeleteOp{pending ? layout_->pendingBucket(bucket) : layout_->batchBucket(bucket),
+                       coord::kAnyVersion},
+       Part::kRetained, bucket);
+}
+
 coord::CreateOp eventGroupsOp(const Layout& layout, const std::vector<EventGroup>& groups) {
   Json arr = Json::array();
   for (const auto& g : groups) arr.push_back(toJson(g));

@@ -127,6 +127,13 @@ class Builder {
   void expire(const std::string& batch, const std::vector<std::string>& result_children,
               std::optional<int32_t> pending_version, const std::vector<std::string>& client_ids);
 
+  // Sweep (leader, fenced): rewrite a pending state without its stale held pointers, or delete
+  // it (versioned) when nothing is left in it. No event: no task changes state.
+  void sweep(const PendingWrite& write);
+  // Retention (leader): delete an empty time bucket, /batches/{bucket} or /pending/{bucket}
+  // (fails NotEmpty when a record appeared; nothing else is written).
+  void dropBucket(const std::string& bucket, bool pending);
+
   // The multi: the ops in order, then one event record (none if nothing reports an event).
   Multi finish() &&;
 

@@ -1,0 +1,216 @@
+#include "scheduler/batch_retention.h"
+
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <utility>
+
+#include "tasks/protocol.h"
+
+namespace drover::scheduler {
+
+using coord::Code;
+using coord::Node;
+using coord::Result;
+
+BatchRetention::BatchRetention(const LeaderContext& ctx, Options options, PendingTracker& pending,
+                               WorkerTracker& workers, ChunkRequeue& requeue,
+                               PendingTracker::Wall wall)
+    : ctx_(ctx),
+      options_(options),
+      pending_(pending),
+      workers_(workers),
+      requeue_(requeue),
+      wall_(std::move(wall)) {}
+
+// --- Stale pointers, empty pending states ---
+
+BatchRetention::Pointer BatchRetention::judge(const std::string& w, const std::string& chunk,
+                                              const tasks::TaskRef& ref) {
+  if (const auto* worker = workers_.find(w)) {
+    if (!worker->ready()) return Pointer::kUnknown;
+    auto c = worker->chunks.find(chunk);
+    if (c == worker->chunks.end()) return Pointer::kStale;
+    return c->second.chunk.find(ref) ? Pointer::kLive : Pointer::kStale;
+  }
+  if (!workers_.loaded() || requeue_.requeueing(w)) return Pointer::kUnknown;
+  if (requeue_.cleared(w)) return Pointer::kStale;
+  if (probing_.insert(w).second) {
+    // Not a live worker: stale once its folder is known gone (a folder with chunks is the
+    // requeue's, which rewrites these pointers itself).
+    ctx_.coord.exists(ctx_.layout.assignmentsOf(w), nullptr)
+        .then([this, w, post = ctx_.post](const Result<std::optional<coord::Stat>>& r) {
+          post([this, w, r] {
+            probing_.erase(w);
+            if (r && !*r) requeue_.markCleared(w);
+          });
+        });
+  }
+  return Pointer::kUnknown;
+}
+
+void BatchRetention::sweepPointers() {
+  if (!pending_.loaded() || !workers_.loaded()) return;
+  std::vector<tasks::v2::PendingWrite> writes;
+  for (const auto& [name, b] : pending_.batches()) {
+    if (b.version < 0 || b.busy > 0 || b.stale) continue;
+    tasks::PendingState after = b.state;
+    bool changed = false;
+    for (const auto& [index, held] : b.state.held()) {
+      if (judge(held.worker, held.chunk, tasks::TaskRef{name, index}) == Pointer::kStale) {
+        after.erase(index);
+        changed = true;
+      }
+    }
+    if (changed || after.empty()) writes.push_back(tasks::v2::PendingWrite{name, b.version, after});
+  }
+  for (auto& write : writes) {
+    auto builder = tasks::v2::Builder::fenced(ctx_.layout, ctx_.epoch);
+    builder.sweep(write);
+    auto multi = std::move(builder).finish();
+    pending_.begin(write.batch);
+    size_t dropped = pending_.find(write.batch)->state.held().size() - write.after.held().size();
+    ctx_.coord.multi(std::move(multi.ops))
+        .then([this, write, dropped,
+               decoder = std::make_shared<tasks::v2::Decoder>(std::move(multi.decoder)),
+               post = ctx_.post](const Result<std::vector<coord::OpResult>>& r) {
+          post([this, write, dropped, decoder, r] {
+            pending_.end(write.batch);
+            if (!ctx_.active()) return;
+            if (r) {
+              pointers_dropped_ += dropped;
+              if (write.after.empty()) ++pending_deleted_;
+              pending_.wrote(write.batch, write.version, write.after, write.after.empty());
+              return;
+            }
+            const coord::Error& e = r.error();
+            if (e.sessionLost()) return ctx_.fence("session expired");
+            auto role = decoder->failed(e);
+            if (role && role->part == tasks::v2::Part::kEpoch) return ctx_.fence("epoch moved");
+            pending_.reread(write.batch);  // changed meanwhile: judged again next sweep
+          });
+        });
+  }
+}
+
+// --- Expiry ---
+
+void BatchRetention::expire() {
+  if (expiring_) return;
+  expiring_ = true;
+  budget_ = options_.expire_per_pass;
+  ctx_.coord.children(ctx_.layout.batches(), nullptr)
+      .then([this, post = ctx_.post](const Result<std::vector<std::string>>& r) {
+        post([this, r] {
+          if (!ctx_.active() || !r) {
+            expiring_ = false;
+            return;
+          }
+          // A bucket is old when everything in it was submitted before the cutoff.
+          const int64_t cutoff = wall_() - options_.retention_age.count();
+          std::vector<std::string> old;
+          for (const auto& bucket : *r) {
+            uint64_t t = 0;
+            auto [end, ec] = std::from_chars(bucket.data(), bucket.data() + bucket.size(), t, 16);
+            if (ec != std::errc() || end != bucket.data() + bucket.size()) continue;
+            if (static_cast<int64_t>((t + 1) << 16) <= cutoff) old.push_back(bucket);
+          }
+          if (old.empty()) {
+            expiring_ = false;
+            return;
+          }
+          buckets_left_ = old.size();
+          for (const auto& bucket : old) expireBucket(bucket);
+        });
+      });
+}
+
+void BatchRetention::expireBucket(const std::string& bucket) {
+  ctx_.coord.children(ctx_.layout.batchBucket(bucket), nullptr)
+      .then([this, bucket, post = ctx_.post](const Result<std::vector<std::string>>& r) {
+        post([this, bucket, r] {
+          if (!ctx_.active()) return;
+          if (!r) return bucketDone("");
+          std::vector<std::string> names;
+          for (const auto& name : *r) {
+            if (budget_ == 0) break;
+            if (pending_.find(name)) continue;  // still has a pending state
+            names.push_back(name);
+            --budget_;
+          }
+          if (names.empty()) return bucketDone(r->empty() ? bucket : "");
+          auto left = std::make_shared<size_t>(names.size());
+          for (const auto& name : names) expireBatch(name, left, bucket);
+        });
+      });
+}
+
+void BatchRetention::expireBatch(const std::string& batch, std::shared_ptr<size_t> left,
+                                 const std::string& bucket) {
+  auto finish = [this, left, bucket] {
+    if (--*left == 0) bucketDone("");  // emptied now: the bucket goes on the next pass
+  };
+  // The pending state must be gone (everything terminal), not only unknown to us.
+  ctx_.coord.exists(ctx_.layout.pending(batch), nullptr)
+      .then([this, batch, finish, post = ctx_.post](const Result<std::optional<coord::Stat>>& e) {
+        post([this, batch, finish, e] {
+          if (!ctx_.active()) return;
+          if (!e || *e) return finish();
+          ctx_.coord.children(ctx_.layout.batch(batch), nullptr)
+              .then([this, batch, finish,
+                     post = ctx_.post](const Result<std::vector<std::string>>& children) {
+                post([this, batch, finish, children] {
+                  if (!ctx_.active()) return;
+                  if (!children) return finish();
+                  pending_.withRecord(batch, [this, batch, finish, children](
+                                                 std::shared_ptr<const tasks::BatchRecord> rec) {
+                    if (!ctx_.active()) return;
+                    std::vector<std::string> ids;
+                    if (rec) {
+                      for (uint32_t i = 0; i < rec->tasks.size(); ++i) {
+                        if (rec->tasks[i].id != tasks::generatedId({batch, i})) {
+                          ids.push_back(rec->tasks[i].id);
+                        }
+                      }
+                    }
+                    // An unreadable record is expired without id entries (they cannot be named);
+                    // a missing one is already gone.
+                    tasks::v2::Builder builder(ctx_.layout);
+                    builder.expire(batch, *children, std::nullopt, ids);
+                    ctx_.coord.multi(std::move(builder).finish().ops)
+                        .then([this, batch, finish,
+                               post = ctx_.post](const Result<std::vector<coord::OpResult>>& r) {
+                          post([this, batch, finish, r] {
+                            if (r) {
+                              ++batches_expired_;
+                            } else if (r.error().sessionLost()) {
+                              ctx_.fence("session expired");
+                            } else {
+                              // NotEmpty: a record appeared since the listing; next pass.
+                              spdlog::debug("scheduler: expiring batch {} failed ({})", batch,
+                                            r.error().toString());
+                            }
+                            finish();
+                          });
+                        });
+                  });
+                });
+              });
+        });
+      });
+}
+
+void BatchRetention::bucketDone(const std::string& empty_bucket) {
+  if (!empty_bucket.empty()) {
+    for (bool pending : {true, false}) {
+      tasks::v2::Builder builder(ctx_.layout);
+      builder.dropBucket(empty_bucket, pending);
+      // NotEmpty or NoNode: not ours to decide now; looked at again next pass.
+      ctx_.coord.multi(std::move(builder).finish().ops)
+          .then([](const Result<std::vector<coord::OpResult>>&) {});
+    }
+  }
+  if (buckets_left_ > 0 && --buckets_left_ == 0) expiring_ = false;
+}
+
+}  // namespace drover::scheduler

@@ -1,0 +1,378 @@
+#include "scheduler/pending_tracker.h"
+
+#include <spdlog/spdlog.h>
+
+#include <utility>
+
+namespace drover::scheduler {
+
+using coord::Code;
+using coord::Node;
+using coord::Result;
+
+namespace {
+
+std::string bucketOf(const std::string& batch) {
+  return batch.substr(0, tasks::Layout::kBatchBucketDigits);
+}
+
+}  // namespace
+
+PendingTracker::PendingTracker(const LeaderContext& ctx, Options options, JobIndex& index,
+                               Wall wall, std::function<void()> changed)
+    : ctx_(ctx),
+      options_(options),
+      index_(index),
+      wall_(std::move(wall)),
+      changed_(std::move(changed)) {}
+
+void PendingTracker::follow() {
+  followed_ = true;
+  listRoot();
+}
+
+PendingTracker::Batch* PendingTracker::find(const std::string& batch) {
+  auto it = batches_.find(batch);
+  return it == batches_.end() ? nullptr : &it->second;
+}
+
+const tasks::TaskSpec* PendingTracker::spec(const tasks::TaskRef& ref) const {
+  auto it = batches_.find(ref.batch);
+  const tasks::BatchRecord* record = nullptr;
+  if (it != batches_.end() && it->second.record) {
+    record = it->second.record.get();
+  } else if (auto r = records_.find(ref.batch); r != records_.end() && r->second) {
+    record = r->second.get();
+  }
+  if (!record || ref.index >= record->tasks.size()) return nullptr;
+  return &record->tasks[ref.index];
+}
+
+void PendingTracker::settle() {
+  if (loading_ > 0 && --loading_ == 0) changed_();
+}
+
+void PendingTracker::listRoot() {
+  coord::Watcher watcher;
+  if (!root_watch_) {
+    root_watch_ = true;
+    watcher = [this, post = ctx_.post](const coord::WatchEvent&) {
+      post([this] {
+        root_watch_ = false;
+        if (ctx_.active()) listRoot();
+      });
+    };
+  }
+  ++loading_;
+  ctx_.coord.children(ctx_.layout.pendingRoot(), std::move(watcher))
+      .then([this, post = ctx_.post](const Result<std::vector<std::string>>& r) {
+        post([this, r] {
+          if (!ctx_.active()) return;
+          if (!r) {
+            root_watch_ = false;
+            ctx_.on_read_error(r.error(), [this] { listRoot(); });
+          } else {
+            for (const auto& bucket : *r) listBucket(bucket);
+          }
+          settle();
+        });
+      });
+}
+
+void PendingTracker::bucketChanged(const std::string& bucket) {
+  if (index_.ready() < options_.relist_ready_below) {
+    listBucket(bucket);
+    return;
+  }
+  dirty_buckets_.insert(bucket);
+  if (relist_timer_) return;
+  relist_timer_ = true;
+  ctx_.later(options_.relist_delay, [this] {
+    relist_timer_ = false;
+    if (!ctx_.active()) return;
+    std::set<std::string> dirty;
+    dirty.swap(dirty_buckets_);
+    for (const auto& b : dirty) listBucket(b);
+  });
+}
+
+void PendingTracker::listBucket(const std::string& bucket) {
+  coord::Watcher watcher;
+  if (bucket_watches_.insert(bucket).second) {
+    watcher = [this, bucket, post = ctx_.post](const coord::WatchEvent&) {
+      post([this, bucket] {
+        bucket_watches_.erase(bucket);
+        if (ctx_.active()) bucketChanged(bucket);
+      });
+    };
+  }
+  ++loading_;
+  ctx_.coord.children(ctx_.layout.pendingBucket(bucket), std::move(watcher))
+      .then([this, bucket, post = ctx_.post](const Result<std::vector<std::string>>& r) {
+        post([this, bucket, r] {
+          if (!ctx_.active()) return;
+          if (!r) {
+            bucket_watches_.erase(bucket);
+            if (r.error().code() == Code::kNoNode) {  // the bucket went (retention)
+              for (const auto& b : buckets_[bucket]) forget(b);
+              buckets_.erase(bucket);
+            } else {
+              ctx_.on_read_error(r.error(), [this, bucket] { listBucket(bucket); });
+            }
+            settle();
+            return;
+          }
+          std::set<std::string> listed(r->begin(), r->end());
+          auto& known = buckets_[bucket];
+          for (auto it = known.begin(); it != known.end();) {
+            if (listed.count(*it)) {
+              ++it;
+            } else {
+              forget(*it);  // its pending state went: every task of it is terminal
+              it = known.erase(it);
+            }
+          }
+          for (const auto& name : listed) {
+            if (!tasks::isBatchName(name) || !known.insert(name).second) continue;
+            Batch& b = batches_[name];
+            b.name = name;
+            read(name);
+            readRecord(name);
+          }
+          settle();
+        });
+      });
+}
+
+void PendingTracker::read(const std::string& batch) {
+  Batch* b = find(batch);
+  if (!b) return;
+  coord::Watcher watcher;
+  if (!b->watched) {
+    b->watched = true;
+    watcher = [this, batch, post = ctx_.post](const coord::WatchEvent&) {
+      post([this, batch] {
+        Batch* b = find(batch);
+        if (!b || !ctx_.active()) return;
+        b->watched = false;
+        reread(batch);
+      });
+    };
+  }
+  ++loading_;
+  ctx_.coord.get(ctx_.layout.pending(batch), std::move(watcher))
+      .then([this, batch, post = ctx_.post](const Result<Node>& r) {
+        post([this, batch, r] {
+          if (ctx_.active()) onRead(batch, r);
+          settle();
+        });
+      });
+}
+
+void PendingTracker::reread(const std::string& batch) {
+  Batch* b = find(batch);
+  if (!b) return;
+  if (b->busy > 0) {
+    b->stale = true;  // our own multi may change it: read once it is back
+    return;
+  }
+  read(batch);
+}
+
+void PendingTracker::onRead(const std::string& batch, const Result<Node>& r) {
+  Batch* b = find(batch);
+  if (!b) return;
+  if (!r) {
+    b->watched = false;
+    if (r.error().code() == Code::kNoNode) {
+      buckets_[bucketOf(batch)].erase(batch);
+      forget(batch);
+      return;
+    }
+    ctx_.on_read_error(r.error(), [this, batch] { read(batch); });
+    return;
+  }
+  if (b->busy > 0) {
+    b->stale = true;
+    return;
+  }
+  if (r->stat.version == b->version) return;  // our own write, already applied
+  auto next = tasks::decodePending(r->data);
+  if (!next) {
+    spdlog::error("scheduler: unreadable pending state of batch {}; not assigning from it", batch);
+    return;
+  }
+  b->czxid = r->stat.czxid;
+  b->version = r->stat.version;
+  apply(*b, *next);
+  changed_();
+}
+
+void PendingTracker::readRecord(const std::string& batch) {
+  ++loading_;
+  withRecord(batch, [this, batch](std::shared_ptr<const tasks::BatchRecord> record) {
+    Batch* b = find(batch);
+    if (b && record && !b->record) {
+      b->record = record;
+      b->spec_bytes.reserve(record->tasks.size());
+      for (const auto& spec : record->tasks) {
+        b->spec_bytes.push_back(static_cast<uint32_t>(tasks::toJson(spec).dump().size()));
+      }
+      tasks::PendingState known = std::move(b->state);
+      b->state = tasks::PendingState{};
+      apply(*b, known);  // index what waits, now that the specs are known
+      changed_();
+    }
+    settle();
+  });
+}
+
+void PendingTracker::withRecord(
+    const std::string& batch, std::function<void(std::shared_ptr<const tasks::BatchRecord>)> done) {
+  if (Batch* b = find(batch); b && b->record) return done(b->record);
+  if (auto it = records_.find(batch); it != records_.end()) return done(it->second);
+  auto& waiters = record_waiters_[batch];
+  waiters.push_back(std::move(done));
+  if (waiters.size() > 1) return;  // a read is out
+  ctx_.coord.get(ctx_.layout.batch(batch), nullptr)
+      .then([this, batch, post = ctx_.post](const Result<Node>& r) {
+        post([this, batch, r] {
+          if (!r && r.error().code() != Code::kNoNode) {
+            auto waiters = std::move(record_waiters_[batch]);
+            record_waiters_.erase(batch);
+            ctx_.on_read_error(r.error(), [this, batch, waiters = std::move(waiters)]() mutable {
+              for (auto& w : waiters) withRecord(batch, std::move(w));
+            });
+            return;
+          }
+          std::shared_ptr<const tasks::BatchRecord> record;
+          if (r) {
+            auto decoded = tasks::decodeBatch(batch, r->data);
+            if (decoded) {
+              record = std::make_shared<const tasks::BatchRecord>(std::move(*decoded));
+            } else {
+              spdlog::error("scheduler: unreadable batch record {}", batch);
+            }
+          }
+          if (record && !find(batch)) records_[batch] = record;
+          auto waiters = std::move(record_waiters_[batch]);
+          record_waiters_.erase(batch);
+          for (auto& w : waiters) w(record);
+        });
+      });
+}
+
+std::optional<JobIndex::Entry> PendingTracker::entryFor(const Batch& b, uint32_t index) const {
+  const tasks::Waiting* w = b.state.waitingAt(index);
+  if (!w || !b.record || index >= b.record->tasks.size()) return std::nullopt;
+  JobIndex::Entry e;
+  e.job = tasks::Job{b.record->tasks[index], w->attempt, w->not_before, b.record->submitted_at,
+                     w->error};
+  e.version = b.version;
+  e.czxid = (b.czxid << 20) + index;
+  e.submitted_at = b.record->submitted_at;
+  e.error = w->error;
+  e.batch = b.name;
+  e.index = index;
+  return e;
+}
+
+void PendingTracker::apply(Batch& b, const tasks::PendingState& next) {
+  if (!b.record) {
+    b.state = next;  // indexed once the record is in
+    return;
+  }
+  const auto& tasks = b.record->tasks;
+  for (const auto& [i, w] : b.state.waiting()) {
+    const tasks::Waiting* now = next.waitingAt(i);
+    if ((!now || !(*now == w)) && i < tasks.size()) index_.drop(tasks[i].id);
+  }
+  const auto old = std::move(b.state);
+  b.state = next;
+  bool delayed = false;
+  const int64_t now = wall_();
+  for (const auto& [i, w] : b.state.waiting()) {
+    const tasks::Waiting* before = old.waitingAt(i);
+    if (before && *before == w) continue;  // unchanged: indexed, or in a multi of ours
+    auto entry = entryFor(b, i);
+    if (!entry) continue;
+    delayed = delayed || w.not_before > now;
+    index_.add(std::move(*entry), now);
+  }
+  if (delayed) armDelay();
+}
+
+void PendingTracker::forget(const std::string& batch) {
+  auto it = batches_.find(batch);
+  if (it == batches_.end()) return;
+  Batch& b = it->second;
+  if (b.record) {
+    for (const auto& [i, w] : b.state.waiting()) {
+      if (i < b.record->tasks.size()) index_.drop(b.record->tasks[i].id);
+    }
+  }
+  batches_.erase(it);
+  records_.erase(batch);
+}
+
+void PendingTracker::begin(const std::string& batch) {
+  if (Batch* b = find(batch)) ++b->busy;
+}
+
+void PendingTracker::end(const std::string& batch) {
+  Batch* b = find(batch);
+  if (!b || b->busy == 0 || --b->busy > 0) return;
+  if (b->stale) {
+    b->stale = false;
+    read(batch);
+  }
+}
+
+void PendingTracker::wrote(const std::string& batch, int32_t version,
+                           const tasks::PendingState& after, bool deleted) {
+  Batch* b = find(batch);
+  if (!b) return;
+  if (deleted) {
+    buckets_[bucketOf(batch)].erase(batch);
+    forget(batch);
+    return;
+  }
+  if (b->version != version) {
+    b->stale = true;  // someone else's write came in between: take the tree's word
+    if (b->busy == 0) reread(batch);
+    return;
+  }
+  b->version = version + 1;
+  apply(*b, after);
+}
+
+void PendingTracker::restore(const std::vector<JobIndex::Entry>& entries) {
+  const int64_t now = wall_();
+  for (const auto& e : entries) {
+    Batch* b = find(e.batch);
+    if (!b) continue;
+    auto entry = entryFor(*b, e.index);  // from the state as known now
+    if (entry) index_.add(std::move(*entry), now);
+  }
+  armDelay();
+}
+
+void PendingTracker::promote() {
+  index_.promote(wall_());
+  armDelay();
+  changed_();
+}
+
+void PendingTracker::armDelay() {
+  auto next = index_.nextDue();
+  if (!next) return;
+  if (delay_due_ != 0 && delay_due_ <= *next) return;
+  int64_t due = *next;
+  delay_due_ = due;
+  ctx_.later(std::chrono::milliseconds(std::max<int64_t>(0, due - wall_()) + 1), [this, due] {
+    if (delay_due_ == due) delay_due_ = 0;
+    if (ctx_.active()) promote();
+  });
+}
+
+}  // namespace drover::scheduler

@@ -1,0 +1,119 @@
+#pragma once
+
+// Protocol v2 (docs/ZNODES.md "Protocol v2"): the leader's view of /pending. It follows the time
+// buckets and every batch's pending state with watches, reads each batch record once (records
+// are immutable, so the copy is kept while the batch has a pending state), and keeps the JobIndex
+// holding exactly the waiting tasks that are not in one of the leader's multis. A task whose
+// not_before lies ahead is indexed as delayed and made ready by a timer on the executor's clock.
+//
+// A cache of the tree: every write made from it is versioned, so a stale view only makes a write
+// fail (the writer re-reads the batch: reread()).
+//
+// Threads: driven by its scheduler on the scheduler's executor (LeaderContext); not thread-safe.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "scheduler/job_index.h"
+#include "scheduler/leader_context.h"
+#include "tasks/batch.h"
+
+namespace drover::scheduler {
+
+class PendingTracker {
+ public:
+  struct Options {
+    // While this many tasks or more are ready, a bucket whose child watch fired is re-listed
+    // only after `relist_delay` (new batches cannot be assigned sooner anyway).
+    size_t relist_ready_below = 256;
+    base::Duration relist_delay = std::chrono::milliseconds(500);
+  };
+  struct Batch {
+    std::string name;
+    int32_t version = -1;  // of the pending state; -1 until read
+    int64_t czxid = 0;     // FIFO order of batches within a priority
+    tasks::PendingState state;
+    std::shared_ptr<const tasks::BatchRecord> record;
+    std::vector<uint32_t> spec_bytes;  // encoded size of each spec, for the chunk cut
+    bool watched = false;              // a data watch on the pending state is armed
+    int busy = 0;                      // multis of ours in flight that write it
+    bool stale = false;                // changed while busy: re-read once they are back
+  };
+  using Wall = std::function<int64_t()>;
+
+  PendingTracker(const LeaderContext& ctx, Options options, JobIndex& index, Wall wall,
+                 std::function<void()> changed);
+
+  // Lists /pending and every bucket (again, after a reconnect or for reconciliation).
+  void follow();
+  // True once the first listing of every bucket and the reads it started are in.
+  bool loaded() const { return loading_ == 0 && followed_; }
+
+  Batch* find(const std::string& batch);
+  const std::map<std::string, Batch>& batches() const { return batches_; }
+  // The spec of a task, when its batch record is cached.
+  const tasks::TaskSpec* spec(const tasks::TaskRef& ref) const;
+
+  // A multi of ours that writes `batch` is sent / came back. While one is out, watch-triggered
+  // re-reads wait for it.
+  void begin(const std::string& batch);
+  void end(const std::string& batch);
+  // Our multi set the pending state to `after` at version + 1 (or deleted it when `deleted`).
+  void wrote(const std::string& batch, int32_t version, const tasks::PendingState& after,
+             bool deleted = false);
+  // Reads the pending state again (a write on it failed with BadVersion, or a watch fired).
+  void reread(const std::string& batch);
+  // Entries taken from the index by a multi that then failed: back in, if still waiting.
+  void restore(const std::vector<JobIndex::Entry>& entries);
+  // The JobIndex entry for a waiting task of a loaded batch.
+  std::optional<JobIndex::Entry> entryFor(const Batch& batch, uint32_t index) const;
+
+  // Reads a batch record once (from the cache if there), then calls `done` with it (nullptr:
+  // gone or unreadable). For requeue and retention.
+  void withRecord(const std::string& batch,
+                  std::function<void(std::shared_ptr<const tasks::BatchRecord>)> done);
+
+  // Makes delayed tasks whose time came ready; re-arms the timer.
+  void promote();
+
+ private:
+  void listRoot();
+  void listBucket(const std::string& bucket);
+  void bucketChanged(const std::string& bucket);
+  void read(const std::string& batch);
+  void onRead(const std::string& batch, const coord::Result<coord::Node>& r);
+  void readRecord(const std::string& batch);
+  // Brings the index in line with `next` (the batch's new state): drops tasks no longer
+  // waiting, adds new or changed ones.
+  void apply(Batch& b, const tasks::PendingState& next);
+  void forget(const std::string& batch);
+  void armDelay();
+  void settle();  // one listing or read came back
+
+  const LeaderContext& ctx_;
+  const Options options_;
+  JobIndex& index_;
+  const Wall wall_;
+  const std::function<void()> changed_;
+
+  std::map<std::string, Batch> batches_;
+  std::map<std::string, std::set<std::string>> buckets_;  // bucket -> batches listed
+  std::set<std::string> bucket_watches_;
+  bool root_watch_ = false;
+  bool followed_ = false;
+  size_t loading_ = 0;
+  std::set<std::string> dirty_buckets_;
+  bool relist_timer_ = false;
+  int64_t delay_due_ = 0;  // when the armed delay timer fires (wall ms); 0: none armed
+  std::map<std::string, std::vector<std::function<void(std::shared_ptr<const tasks::BatchRecord>)>>>
+      record_waiters_;
+  std::map<std::string, std::shared_ptr<const tasks::BatchRecord>> records_;  // beyond batches_
+};
+
+}  // namespace drover::scheduler
