@@ -63,6 +63,14 @@ std::optional<Role> Decoder::failed(const coord::Error& error) const {
   return roles_[k];
 }
 
+const coord::OpResult* Decoder::result(const std::vector<coord::OpResult>& results, Part part,
+                                       std::string_view key) const {
+  for (size_t k = 0; k < roles_.size() && k < results.size(); ++k) {
+    if (roles_[k].part == part && roles_[k].key == key) return &results[k];
+  }
+  return nullptr;
+}
+
 Builder::Builder(const Layout& layout) : layout_(&layout) {}
 
 Builder Builder::fenced(const Layout& layout, int32_t epoch) {

@@ -17,6 +17,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "coord/coordination.h"
@@ -51,6 +52,10 @@ class Decoder {
  public:
   // nullopt when the failure is not one op's (connection loss, session expiry, timeout).
   std::optional<Role> failed(const coord::Error& error) const;
+  // In the results of a multi that succeeded: the result of the op that wrote (part, key), say
+  // a chunk's new version after a commit set it; nullptr when no op did.
+  const coord::OpResult* result(const std::vector<coord::OpResult>& results, Part part,
+                                std::string_view key) const;
 
  private:
   friend class Builder;
