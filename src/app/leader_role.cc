@@ -47,20 +47,42 @@ std::optional<scheduler::Scheduler::Stats> LeaderRole::stats() const {
   if (!scheduler_) return std::nullopt;
   return scheduler_->snapshot();
 }
-void LeaderRole::onElected(int32_t epoch) {
-  scheduler::Scheduler::Options so;
-  so.strategy = config_.strategy;
-  so.retention_count = static_cast<size_t>(config_.retention_count);
-  so.retention_age = std::chrono::seconds(config_.retention_age_s);
-  auto s = std::make_unique<scheduler::Scheduler>(
-      coord_, layout_, so, epoch, [this, epoch](const std::string& reason) {
-        static auto& fenced = base::metrics().counter(
-            "drover_leader_fenced_total",
-            "Leader multis refused by the epoch fence: another node had become leader");
-        fenced.inc();
-        election_->stepDown(reason, epoch);
-      });
+namespace {
+
+template <class S>
+struct AssignerOf final : LeaderRole::Assigner {
+  explicit AssignerOf(std::unique_ptr<S> s) : scheduler(std::move(s)) {}
+  void stop() override { scheduler->stop(); }
+  scheduler::Scheduler::Stats snapshot() const override { return scheduler->snapshot(); }
+  std::unique_ptr<S> scheduler;
+};
+
+template <class S>
+std::unique_ptr<LeaderRole::Assigner> startScheduler(
+    coord::Coordination& c, const tasks::Layout& layout, const NodeConfig& config, int32_t epoch,
+    std::function<void(const std::string&)> fenced) {
+  typename S::Options so;
+  so.strategy = config.strategy;
+  so.retention_count = static_cast<size_t>(config.retention_count);
+  so.retention_age = std::chrono::seconds(config.retention_age_s);
+  auto s = std::make_unique<S>(c, layout, so, epoch, std::move(fenced));
   s->start();
+  return std::make_unique<AssignerOf<S>>(std::move(s));
+}
+
+}  // namespace
+
+void LeaderRole::onElected(int32_t epoch) {
+  auto fenced = [this, epoch](const std::string& reason) {
+    static auto& counter = base::metrics().counter(
+        "drover_leader_fenced_total",
+        "Leader multis refused by the epoch fence: another node had become leader");
+    counter.inc();
+    election_->stepDown(reason, epoch);
+  };
+  auto s = config_.protocol == 2
+               ? startScheduler<scheduler::BatchScheduler>(coord_, layout_, config_, epoch, fenced)
+               : startScheduler<scheduler::Scheduler>(coord_, layout_, config_, epoch, fenced);
   // Completion webhooks are the leader's too, but off the assign path: the dispatcher has its
   // own threads and reads the event log through the node's feed (docs/API.md).
   auto d = std::make_unique<api::WebhookDispatcher>(coord_, layout_, events_, epoch, webhooks_);
@@ -71,7 +93,7 @@ void LeaderRole::onElected(int32_t epoch) {
   dispatcher_ = std::move(d);
 }
 void LeaderRole::onLost(const std::string&) {
-  std::unique_ptr<scheduler::Scheduler> s;
+  std::unique_ptr<Assigner> s;
   std::unique_ptr<api::WebhookDispatcher> d;
   {
     std::lock_guard lock(mu_);

@@ -22,9 +22,11 @@
 #include "coord/coordination.h"
 #include "recipes/election.h"
 #include "recipes/membership.h"
+#include "scheduler/batch_scheduler.h"
 #include "scheduler/scheduler.h"
 #include "tasks/layout.h"
 #include "worker/agent.h"
+#include "worker/chunk_agent.h"
 #include "worker/runner.h"
 
 namespace drover::app {
@@ -80,7 +82,7 @@ class WorkerRole {
   base::ThreadExecutor executor_{"membership"};
   worker::Runner runner_;
   std::unique_ptr<recipes::Membership> membership_;
-  std::unique_ptr<worker::WorkerAgent> agent_;
+  std::unique_ptr<worker::Agent> agent_;  // of config_.protocol
   uint32_t retry_attempt_ = 0;
   std::chrono::steady_clock::time_point retry_at_{};
 };
@@ -103,6 +105,13 @@ class LeaderRole {
   std::optional<scheduler::Scheduler::Stats> stats() const;
   uint64_t changes() const { return changes_.load(); }
 
+  // The elected leadership's scheduler, of config_.protocol (Scheduler or BatchScheduler).
+  struct Assigner {
+    virtual ~Assigner() = default;
+    virtual void stop() = 0;
+    virtual scheduler::Scheduler::Stats snapshot() const = 0;
+  };
+
  private:
   void onElected(int32_t epoch);
   void onLost(const std::string& reason);
@@ -113,7 +122,7 @@ class LeaderRole {
   mutable std::mutex mu_;
   api::EventFeed& events_;
   const api::WebhookOptions webhooks_;
-  std::unique_ptr<scheduler::Scheduler> scheduler_;
+  std::unique_ptr<Assigner> scheduler_;
   std::unique_ptr<api::WebhookDispatcher> dispatcher_;
   std::unique_ptr<recipes::LeaderElection> election_;
   std::atomic<uint64_t> changes_{0};

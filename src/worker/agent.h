@@ -56,6 +56,17 @@ struct AgentStats {
   uint64_t dropped = 0;         // assignments taken away before they started
 };
 
+// What a node's worker role asks of the agent of either task protocol (WorkerAgent: one znode
+// per task; ChunkAgent, worker/chunk_agent.h: protocol v2's chunks).
+class Agent {
+ public:
+  virtual ~Agent() = default;
+  virtual void start() = 0;
+  virtual void stop() = 0;
+  virtual bool dead() const = 0;
+  virtual AgentStats stats() const = 0;
+};
+
 // Watches /assignments/{worker_id}, marks each new assignment running, runs it on the Runner
 // and commits its outcome, each step a multi with the assignment token (see docs/ZNODES.md);
 // starts and commits that are ready together share one multi. The leader may assign more tasks
@@ -74,7 +85,7 @@ struct AgentStats {
 //
 // stop() (and the destructor) stops watching, cancels the runs (reason kShutdown) without
 // committing them (the leader requeues them once the worker's node is gone) and waits for them.
-class WorkerAgent {
+class WorkerAgent final : public Agent {
  public:
   WorkerAgent(coord::Coordination& coord, tasks::Layout layout, std::string worker_id,
               Runner& runner, const HandlerRegistry& handlers, AgentOptions options = {});
@@ -83,12 +94,12 @@ class WorkerAgent {
   WorkerAgent& operator=(const WorkerAgent&) = delete;
 
   // Starts watching. Call once.
-  void start();
+  void start() override;
   // See the class comment. Idempotent; must not be called from a handler or a callback.
-  void stop();
+  void stop() override;
   // True once the session this agent was started on is gone (or its assignment folder is).
-  bool dead() const;
-  AgentStats stats() const;
+  bool dead() const override;
+  AgentStats stats() const override;
   const std::string& workerId() const { return worker_id_; }
 
  private:

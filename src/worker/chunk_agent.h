@@ -46,7 +46,7 @@ namespace drover::worker {
 // ManualExecutor; then start() and stop() must be called on the thread that runs it, or while
 // it is idle). Coordination callbacks, watches and run completions only post to it. stats() and
 // dead() are thread-safe.
-class ChunkAgent {
+class ChunkAgent final : public Agent {
  public:
   ChunkAgent(coord::Coordination& coord, tasks::Layout layout, std::string worker_id,
              Runner& runner, const HandlerRegistry& handlers, AgentOptions options = {},
@@ -55,10 +55,10 @@ class ChunkAgent {
   ChunkAgent(const ChunkAgent&) = delete;
   ChunkAgent& operator=(const ChunkAgent&) = delete;
 
-  void start();
-  void stop();
-  bool dead() const;
-  AgentStats stats() const;
+  void start() override;
+  void stop() override;
+  bool dead() const override;
+  AgentStats stats() const override;
   const std::string& workerId() const { return worker_id_; }
 
   // The running report is rewritten at most this often.
