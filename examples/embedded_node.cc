@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   cli.add_option("--id", config.id);
   cli.add_option("--slots", config.slots);
   cli.add_option("--session-timeout-ms", config.session_timeout_ms);
+  cli.add_option("--protocol", config.protocol);
   CLI11_PARSE(cli, argc, argv);
   base::initLogging("info");
 
