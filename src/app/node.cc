@@ -13,6 +13,7 @@
 #include "api/dashboard.h"
 #include "api/event_feed.h"
 #include "api/http.h"
+#include "api/schedule_store.h"
 #include "api/stats_history.h"
 #include "api/store.h"
 #include "api/webhook_dispatcher.h"
@@ -26,6 +27,7 @@
 #include "coord/zk/zk_coordination.h"
 #include "recipes/election.h"
 #include "recipes/membership.h"
+#include "scheduler/schedule_firer.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/strategy.h"
 #include "tasks/layout.h"
@@ -288,14 +290,61 @@ class WorkerRole {
 };
 
 // The leader role: standing for election; while elected, a Scheduler fenced by the epoch.
+// The leader's schedule firer on its own thread (its submits block). Stopping it first makes a
+// pass that is running stop at its next step; the executor then joins it.
+struct ScheduleFiring {
+  std::unique_ptr<base::ThreadExecutor> executor;
+  std::unique_ptr<scheduler::ScheduleFirer> firer;
+  ~ScheduleFiring() {
+    if (firer) firer->stop();
+    executor.reset();
+    firer.reset();
+  }
+};
+
+// How the firer submits and looks up tasks: through the API's store, like any client.
+scheduler::ScheduleFirer::Callbacks firerCallbacks(api::TaskStore& store) {
+  using Firer = scheduler::ScheduleFirer;
+  Firer::Callbacks cb;
+  cb.submit = [&store](const tasks::TaskSpec& spec) {
+    auto r = store.submit(spec);
+    if (r) return r->created ? Firer::Submitted::kSubmitted : Firer::Submitted::kRepeat;
+    switch (r.error().failure) {
+      case api::Failure::kConflict:
+      case api::Failure::kBadRequest:
+      case api::Failure::kTooLarge:
+        spdlog::warn("schedules: submit of {} refused: {}", spec.id, r.error().detail);
+        return Firer::Submitted::kRefused;
+      default:
+        return Firer::Submitted::kRetry;  // unavailable, past the pending cap: later
+    }
+  };
+  cb.progress = [&store](const std::string& id) {
+    auto r = store.get(id);
+    if (r) return tasks::isTerminal(r->state) ? Firer::Progress::kDone : Firer::Progress::kActive;
+    if (r.error().failure == api::Failure::kNotFound) return Firer::Progress::kDone;
+    return Firer::Progress::kUnknown;
+  };
+  cb.now_ms = [] { return base::wallMillis(); };
+  // A refused state write means another node leads: the firer has stopped, and the election
+  // tells this node it lost (stepping down from here would join the firer's own thread).
+  cb.fenced = [](const std::string& reason) { spdlog::warn("schedules: fenced ({})", reason); };
+  return cb;
+}
+
 class LeaderRole {
  public:
   // `candidate_base`: the id to stand under, per session generation as the worker registers
   // (idForGeneration), so that /leader names this node's current worker id.
   LeaderRole(coord::Coordination& c, const tasks::Layout& layout, const NodeConfig& config,
              const std::string& candidate_base, const std::string& http, api::EventFeed& events,
-             api::WebhookOptions webhooks)
-      : coord_(c), layout_(layout), config_(config), events_(events), webhooks_(webhooks) {
+             api::WebhookOptions webhooks, api::TaskStore& store)
+      : coord_(c),
+        layout_(layout),
+        config_(config),
+        events_(events),
+        webhooks_(webhooks),
+        store_(store) {
     recipes::ElectionOptions eo{
         layout.election(),
         layout.epoch(),
@@ -322,6 +371,7 @@ class LeaderRole {
     scheduler_.reset();
     if (dispatcher_) dispatcher_->stop();
     dispatcher_.reset();
+    firing_.reset();
   }
   bool leading() const { return election_ && election_->isLeader(); }
   int32_t epoch() const { return election_ ? election_->epoch() : -1; }
@@ -351,19 +401,29 @@ class LeaderRole {
     // own threads and reads the event log through the node's feed (docs/API.md).
     auto d = std::make_unique<api::WebhookDispatcher>(coord_, layout_, events_, epoch, webhooks_);
     d->start();
+    // Cron schedules (docs/WORKFLOWS.md): fired by the leader, fenced by the same epoch.
+    auto f = std::make_unique<ScheduleFiring>();
+    f->executor = std::make_unique<base::ThreadExecutor>("schedules");
+    f->firer = std::make_unique<scheduler::ScheduleFirer>(coord_, layout_, epoch, *f->executor,
+                                                          firerCallbacks(store_));
+    f->firer->start();
     changes_++;
     std::lock_guard lock(mu_);
     scheduler_ = std::move(s);
     dispatcher_ = std::move(d);
+    firing_ = std::move(f);
   }
   void onLost(const std::string&) {
     std::unique_ptr<scheduler::Scheduler> s;
     std::unique_ptr<api::WebhookDispatcher> d;
+    std::unique_ptr<ScheduleFiring> f;
     {
       std::lock_guard lock(mu_);
       s = std::move(scheduler_);
       d = std::move(dispatcher_);
+      f = std::move(firing_);
     }
+    f.reset();
     if (s) s->stop();
     if (d) d->stop();
   }
@@ -376,6 +436,8 @@ class LeaderRole {
   const api::WebhookOptions webhooks_;
   std::unique_ptr<scheduler::Scheduler> scheduler_;
   std::unique_ptr<api::WebhookDispatcher> dispatcher_;
+  api::TaskStore& store_;
+  std::unique_ptr<ScheduleFiring> firing_;
   std::unique_ptr<recipes::LeaderElection> election_;
   std::atomic<uint64_t> changes_{0};
 };
@@ -662,6 +724,8 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
   api::StatsRing stats;
   api::StatsSampler sampler(base::metrics(), stats);
   ho.stats = &stats;
+  api::ScheduleStore schedules(c, layout);
+  ho.schedules = &schedules;
   api::HttpServer http(store, &events, ho);
   api::addDashboard(http);
   auto bound = http.start();
@@ -695,7 +759,7 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
       return 2;
     }
     leader = std::make_unique<LeaderRole>(c, layout, config, candidate, http_addr, events,
-                                          webhookOptions(config, std::move(*secret)));
+                                          webhookOptions(config, std::move(*secret)), store);
     leader->start();
   }
 

@@ -74,7 +74,8 @@ tl::expected<ScheduleSpec, ScheduleError> parseSchedule(const Json& body,
   } else {
     if (!every->is_number_integer() || every->get<int64_t>() < 1 ||
         every->get<int64_t>() > kMaxEverySeconds) {
-      return bad("every_s", fmt::format("must be a whole number of seconds, 1-{}", kMaxEverySeconds));
+      return bad("every_s",
+                 fmt::format("must be a whole number of seconds, 1-{}", kMaxEverySeconds));
     }
     spec.every_s = every->get<int64_t>();
   }
@@ -213,10 +214,13 @@ std::vector<coord::Op> createScheduleOps(const tasks::Layout& layout, const Sche
                                          int64_t now_s) {
   ScheduleState state;
   state.cursor = now_s;
-  return {coord::CreateOp{schedulePath(layout, spec.id), toJson(spec).dump(),
-                          coord::CreateMode::kPersistent, {}},
-          coord::CreateOp{scheduleStatePath(layout, spec.id), toJson(state).dump(),
-                          coord::CreateMode::kPersistent, {}}};
+  return {
+      coord::CreateOp{
+          schedulePath(layout, spec.id), toJson(spec).dump(), coord::CreateMode::kPersistent, {}},
+      coord::CreateOp{scheduleStatePath(layout, spec.id),
+                      toJson(state).dump(),
+                      coord::CreateMode::kPersistent,
+                      {}}};
 }
 
 std::vector<coord::Op> deleteScheduleOps(const tasks::Layout& layout, std::string_view id) {

@@ -35,10 +35,10 @@ inline constexpr int64_t kMaxEverySeconds = 366LL * 24 * 3600;
 // spec is a repeat, with another spec a conflict.
 struct ScheduleSpec {
   std::string id;
-  std::string cron;       // "" when every_s is set
-  int64_t every_s = 0;    // 0 when cron is set
+  std::string cron;     // "" when every_s is set
+  int64_t every_s = 0;  // 0 when cron is set
   std::string timezone = "UTC";
-  tasks::Json task;       // the task's submission without its id (normalised by the API)
+  tasks::Json task;  // the task's submission without its id (normalised by the API)
   Overlap overlap = Overlap::kAllow;
   Catchup catchup = Catchup::kNone;
 

@@ -52,9 +52,8 @@ int64_t floorDiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) 
 
 }  // namespace
 
-ScheduleFirer::ScheduleFirer(coord::Coordination& coord, const tasks::Layout& layout,
-                             int32_t epoch, base::Executor& executor, Callbacks callbacks,
-                             Options options)
+ScheduleFirer::ScheduleFirer(coord::Coordination& coord, const tasks::Layout& layout, int32_t epoch,
+                             base::Executor& executor, Callbacks callbacks, Options options)
     : coord_(coord),
       layout_(layout),
       epoch_(epoch),
@@ -258,8 +257,11 @@ bool ScheduleFirer::fireDue(Entry& e, int64_t now_s) {
           next.last_slot = slot;
           next.last_task = task->id;
           break;
-        case Submitted::kConflict:
-          spdlog::warn("schedules: task {} exists with another spec; slot skipped", task->id);
+        case Submitted::kRefused:
+          spdlog::warn(
+              "schedules: task {} was refused (it exists with another spec, or the stored task is "
+              "no longer accepted); slot skipped",
+              task->id);
           fire = false;
           break;
         case Submitted::kRetry:

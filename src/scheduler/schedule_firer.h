@@ -29,14 +29,15 @@ namespace drover::scheduler {
 class ScheduleFirer {
  public:
   // What a submit did. kSubmitted and kRepeat both mean the slot's task exists now.
-  enum class Submitted { kSubmitted, kRepeat, kConflict, kRetry };
+  enum class Submitted { kSubmitted, kRepeat, kRefused, kRetry };
   // Where a previously fired task is: kActive (not terminal), kDone (terminal, or gone with
   // retention), kUnknown (cannot tell now: try later).
   enum class Progress { kActive, kDone, kUnknown };
 
   struct Callbacks {
-    // Submits one task; may block (it runs on the firer's executor). kConflict: the id exists
-    // with another spec (the slot is skipped and logged); kRetry: try the slot again later.
+    // Submits one task; may block (it runs on the firer's executor). kRefused: the id exists
+    // with another spec, or the submit was refused as bad (the slot is skipped and logged); kRetry:
+    // try the slot again later.
     std::function<Submitted(const tasks::TaskSpec&)> submit;
     std::function<Progress(const std::string& task_id)> progress;
     // The wall clock in Unix milliseconds (slots are wall-clock times).
@@ -76,9 +77,9 @@ class ScheduleFirer {
 
   // Counters since start (for tests and metrics).
   struct Stats {
-    int64_t fired = 0;     // slots whose task this firer submitted or found submitted
-    int64_t skipped = 0;   // slots passed over (overlap, catchup)
-    int64_t retries = 0;   // failed submits or state writes, tried again later
+    int64_t fired = 0;    // slots whose task this firer submitted or found submitted
+    int64_t skipped = 0;  // slots passed over (overlap, catchup)
+    int64_t retries = 0;  // failed submits or state writes, tried again later
   };
   Stats stats() const;
 

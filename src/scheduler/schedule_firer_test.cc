@@ -41,21 +41,21 @@ class FirerTest : public ::testing::Test {
   }
 
   int64_t nowMs() const {
-    return start_ms_ + std::chrono::duration_cast<std::chrono::milliseconds>(exec_.clock().now() -
-                                                                             start_)
-                           .count();
+    return start_ms_ +
+           std::chrono::duration_cast<std::chrono::milliseconds>(exec_.clock().now() - start_)
+               .count();
   }
   int64_t nowS() const { return nowMs() / 1000; }
 
   // Writes a schedule as the API does, created now.
   void create(tasks::Json body) {
     if (!body.contains("task")) body["task"] = {{"type", "noop"}};
-    auto spec = parseSchedule(body, [](const tasks::Json& t)
-                                        -> tl::expected<tasks::Json, tasks::ValidationError> {
-      auto s = tasks::parseSpec(t, {});
-      if (!s) return tl::unexpected(s.error());
-      return tasks::toJson(*s);
-    });
+    auto spec = parseSchedule(
+        body, [](const tasks::Json& t) -> tl::expected<tasks::Json, tasks::ValidationError> {
+          auto s = tasks::parseSpec(t, {});
+          if (!s) return tl::unexpected(s.error());
+          return tasks::toJson(*s);
+        });
     ASSERT_TRUE(spec) << spec.error().field << ": " << spec.error().detail;
     ASSERT_TRUE(coord::ensurePath(admin_, schedulesPath(layout_)));
     ASSERT_TRUE(admin_.multi(createScheduleOps(layout_, *spec, nowS())).get());
@@ -75,7 +75,7 @@ class FirerTest : public ::testing::Test {
       auto it = tasks_.find(spec.id);
       if (it != tasks_.end()) {
         return it->second == spec ? ScheduleFirer::Submitted::kRepeat
-                                  : ScheduleFirer::Submitted::kConflict;
+                                  : ScheduleFirer::Submitted::kRefused;
       }
       tasks_.emplace(spec.id, spec);
       order_.push_back(spec.id);
@@ -178,8 +178,7 @@ TEST_F(FirerTest, CatchupAfterAGap) {
   EXPECT_EQ(state("none").cursor, kT0 + 120);
   EXPECT_EQ(idsOf("one"), std::vector<std::string>{id("one", kT0 + 120)});
   EXPECT_EQ(state("one").skipped, 1);
-  EXPECT_EQ(idsOf("all"),
-            (std::vector<std::string>{id("all", kT0 + 60), id("all", kT0 + 120)}));
+  EXPECT_EQ(idsOf("all"), (std::vector<std::string>{id("all", kT0 + 60), id("all", kT0 + 120)}));
   // And on time from then on, for all three.
   order_.clear();
   advance(40s);
@@ -212,8 +211,7 @@ TEST_F(FirerTest, OverlapSkipWaitsForThePreviousTask) {
   EXPECT_EQ(state("slow").skipped, 2);
   active_.clear();
   advance(10s);
-  EXPECT_EQ(idsOf("slow"),
-            (std::vector<std::string>{id("slow", kT0 + 10), id("slow", kT0 + 40)}));
+  EXPECT_EQ(idsOf("slow"), (std::vector<std::string>{id("slow", kT0 + 10), id("slow", kT0 + 40)}));
 }
 
 TEST_F(FirerTest, LostStateWriteFiresNoDuplicate) {
@@ -288,18 +286,20 @@ TEST(ScheduleSpecTest, BadInputIsAnErrorNamingTheField) {
             "task.id");
   EXPECT_EQ(field({{"id", "a"}, {"every_s", 5}, {"task", {{"type", "noop"}, {"priority", 99}}}}),
             "task.priority");
-  EXPECT_EQ(field({{"id", "a"}, {"every_s", 5}, {"task", task}, {"overlap", "never"}}),
-            "overlap");
-  EXPECT_EQ(field({{"id", "a"}, {"every_s", 5}, {"task", task}, {"catchup", "some"}}),
-            "catchup");
+  EXPECT_EQ(field({{"id", "a"}, {"every_s", 5}, {"task", task}, {"overlap", "never"}}), "overlap");
+  EXPECT_EQ(field({{"id", "a"}, {"every_s", 5}, {"task", task}, {"catchup", "some"}}), "catchup");
   EXPECT_EQ(field({{"id", "a"}, {"every_s", 5}, {"task", task}, {"extra", 1}}), "extra");
-  EXPECT_EQ(field({{"id", "a"}, {"cron", "0 3 * * *"}, {"timezone", "Europe/Berlin"},
-                   {"task", task}, {"overlap", "skip"}, {"catchup", "all"}}),
+  EXPECT_EQ(field({{"id", "a"},
+                   {"cron", "0 3 * * *"},
+                   {"timezone", "Europe/Berlin"},
+                   {"task", task},
+                   {"overlap", "skip"},
+                   {"catchup", "all"}}),
             "ok");
 }
 
 TEST(ScheduleSpecTest, RoundTripsThroughJson) {
-  ScheduleSpec s{"a", "0 3 * * *", 0, "Europe/Berlin", {{"type", "noop"}}, Overlap::kSkip,
+  ScheduleSpec s{"a",          "0 3 * * *", 0, "Europe/Berlin", {{"type", "noop"}}, Overlap::kSkip,
                  Catchup::kOne};
   EXPECT_EQ(scheduleFromJson(toJson(s)), s);
   ScheduleState st{100, 95, "a-95", 3, 2};
