@@ -201,6 +201,19 @@ function renderWorkers(w) {
   }));
 }
 
+// The schedules (GET /v1/schedules): id, spec, next and last firing. Text only (h() sets text),
+// so a schedule's fields cannot inject markup.
+function renderSchedules(body) {
+  const list = body.schedules || [];
+  const when = (f) => (f && f.at ? new Date(f.at).toLocaleString([], {hour12: false}) : '—');
+  $('schedules-body').replaceChildren(...(list.length ? list.map((x) => h('tr', {'data-schedule': x.id},
+    h('td', {}, h('span', {class: 'mono'}, x.id)),
+    h('td', {}, h('span', {class: 'mono'}, x.every_s ? `every ${x.every_s} s` : `${x.cron} (${x.timezone})`)),
+    h('td', {}, when(x.next_firing)),
+    h('td', {}, x.last_firing ? `${when(x.last_firing)} · ${x.last_firing.task}` : '—')))
+    : [h('tr', {}, h('td', {colspan: '4', class: 'empty-cell'}, 'No schedules.'))]));
+}
+
 // The queues (GET /v1/queues): each with pause/resume; the task filter offers them all.
 function renderQueues(q) {
   const queues = q.queues || [];
@@ -271,6 +284,7 @@ async function poll() {
     renderCluster(c);
     renderWorkers(w);
     renderQueues(q);
+    api('GET', '/v1/schedules').then(renderSchedules, () => {});  // a reader without schedules
     if (was !== 'ready' && health === 'ready') {
       loadTasks();
       loadHistory();

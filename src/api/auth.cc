@@ -109,6 +109,11 @@ const std::vector<RouteRole>& routeRoles() {
       {"POST", kQueuePauseRoute, Role::kAdmin},
       {"POST", kQueueResumeRoute, Role::kAdmin},
       {"GET", "/v1/cluster", Role::kRead},
+      // Schedules (docs/WORKFLOWS.md): writing them is the admin's, reading them a reader's.
+      {"POST", "/v1/schedules", Role::kAdmin},
+      {"GET", "/v1/schedules", Role::kRead},
+      {"GET", kScheduleIdRoute, Role::kRead},
+      {"DELETE", kScheduleIdRoute, Role::kAdmin},
       {"GET", "/v1/events", Role::kRead},
       {"GET", "/v1/stats/history", Role::kRead},
       // The description of the API: no data, and tools (code generators, Swagger UI) fetch it

@@ -21,6 +21,8 @@ namespace drover::api {
 
 // Route patterns shared by the router (http.cc) and the role table (auth.cc).
 inline constexpr const char* kDrainRoute = R"(/v1/workers/([^/]+)/drain)";
+// Anything after the prefix, so that a bad id is our 400 rather than the router's 404.
+inline constexpr const char* kScheduleIdRoute = R"(/v1/schedules/([\s\S]+))";
 inline constexpr const char* kQueueRoute = R"(/v1/queues/([^/]+))";
 inline constexpr const char* kQueuePauseRoute = R"(/v1/queues/([^/]+)/pause)";
 inline constexpr const char* kQueueResumeRoute = R"(/v1/queues/([^/]+)/resume)";

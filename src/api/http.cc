@@ -240,6 +240,10 @@ void HttpServer::setupRoutes() {
   route("POST", kQueuePauseRoute, std::bind(&HttpServer::pauseQueue, this, _1, _2));
   route("POST", kQueueResumeRoute, std::bind(&HttpServer::resumeQueue, this, _1, _2));
   route("GET", "/v1/cluster", std::bind(&HttpServer::getCluster, this, _1, _2));
+  route("POST", "/v1/schedules", std::bind(&HttpServer::postSchedule, this, _1, _2));
+  route("GET", "/v1/schedules", std::bind(&HttpServer::listSchedules, this, _1, _2));
+  route("GET", kScheduleIdRoute, std::bind(&HttpServer::getSchedule, this, _1, _2));
+  route("DELETE", kScheduleIdRoute, std::bind(&HttpServer::deleteSchedule, this, _1, _2));
   route("GET", "/v1/events", std::bind(&HttpServer::getEvents, this, _1, _2));
   route("GET", "/v1/stats/history", std::bind(&HttpServer::statsHistory, this, _1, _2));
   route("GET", "/livez",

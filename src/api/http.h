@@ -26,6 +26,8 @@
 
 namespace drover::api {
 
+class ScheduleStore;
+
 struct HttpOptions {
   std::string host = "127.0.0.1";  // bind address; loopback unless told otherwise
   int port = 8080;                 // 0: any free port (see HttpServer::port())
@@ -64,6 +66,9 @@ struct HttpOptions {
   // This node's throughput history (api/stats_history.h), served at GET /v1/stats/history with
   // the other nodes' summed in; null: that route answers 503. Must outlive the server.
   const StatsRing* stats = nullptr;
+  // Cron schedules (api/schedule_store.h), served at /v1/schedules; null: those routes answer
+  // 503. Must outlive the server.
+  ScheduleStore* schedules = nullptr;
 };
 
 // The HTTP front of a node. Routes (see docs/API.md): POST /v1/tasks, POST /v1/tasks/batch,
@@ -132,6 +137,11 @@ class HttpServer {
   void setQueue(const std::string& name, const tasks::Json& patch, httplib::Response& res);
   void drainWorker(const httplib::Request& req, httplib::Response& res);
   void undrainWorker(const httplib::Request& req, httplib::Response& res);
+  // Schedules (http_schedules.cc).
+  void postSchedule(const httplib::Request& req, httplib::Response& res);
+  void listSchedules(const httplib::Request& req, httplib::Response& res);
+  void getSchedule(const httplib::Request& req, httplib::Response& res);
+  void deleteSchedule(const httplib::Request& req, httplib::Response& res);
   // Why a pending task waits; nullopt when that cannot be read now (the task is shown without).
   std::optional<std::string> waitingFor(const tasks::TaskSpec& spec);
   void metrics(const httplib::Request& req, httplib::Response& res);

@@ -79,10 +79,10 @@ TEST_F(OpenApiTest, TheChecksCatchAGapEitherWay) {
   EXPECT_EQ(undocumentedRoutes(document(), routes),
             std::vector<std::string>{"PUT /v1/gadgets/([^/]+)"});
   Json doc = document();
-  doc["paths"]["/v1/schedules"]["get"] = Json::object();
+  doc["paths"]["/v1/gizmos"]["get"] = Json::object();
   doc["paths"]["/v1/tasks/{id}"]["put"] = Json::object();
   EXPECT_EQ(unservedOperations(doc, http_->routes()),
-            (std::vector<std::string>{"get /v1/schedules", "put /v1/tasks/{id}"}));
+            (std::vector<std::string>{"get /v1/gizmos", "put /v1/tasks/{id}"}));
 }
 
 TEST_F(OpenApiTest, ServedAtV1OpenapiJson) {

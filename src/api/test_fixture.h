@@ -12,6 +12,7 @@
 
 #include "api/event_feed.h"
 #include "api/http.h"
+#include "api/schedule_store.h"
 #include "api/store.h"
 #include "base/eventually.h"
 #include "coord/fake/fake_coordination.h"
@@ -51,7 +52,9 @@ class ApiFixture : public ::testing::Test {
     fo.min_interval = feedMinInterval();
     feed_ = std::make_unique<EventFeed>(*feed_coord_, layout_, fo);
     feed_->start();  // idle until a test subscribes
+    schedules_ = std::make_unique<ScheduleStore>(*coord_, layout_, 2s);
     HttpOptions ho;
+    ho.schedules = schedules_.get();
     ho.port = 0;
     ho.threads = 8;
     ho.known_type = &knownType;
@@ -167,6 +170,7 @@ class ApiFixture : public ::testing::Test {
   // The feed's own session, so that call counts on coord_ see only the store's calls.
   std::unique_ptr<coord::FakeCoordination> feed_coord_;
   std::unique_ptr<TaskStore> store_;
+  std::unique_ptr<ScheduleStore> schedules_;
   std::unique_ptr<EventFeed> feed_;
   std::unique_ptr<HttpServer> http_;
   int port_ = 0;

@@ -12,17 +12,13 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "app/client_http.h"
+
 namespace drover::app {
-namespace {
+// The HTTP helpers are shared with the other client command files (client_http.h).
+namespace client_detail {
 
 using Json = nlohmann::json;
-
-struct Answer {
-  int status = 0;  // 0: no answer
-  Json body;
-  std::string error;
-  bool usage = false;  // the request was never sent: a bad --server (exit 2, not 3)
-};
 
 // What a transport failure means, for a person: what happened and what to check.
 std::string describe(httplib::Error e) {
@@ -299,7 +295,9 @@ std::array<CLI::App*, 6> addRoutingCommands(CLI::App& app, ClientOptions& o, int
   return {queues, pause, resume, cap, drain, queue};
 }
 
-}  // namespace
+}  // namespace client_detail
+
+using namespace client_detail;
 
 ServerUrl resolveServer(const std::string& flag, const char* env) {
   std::string url = !flag.empty()                      ? flag
@@ -590,9 +588,11 @@ void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
   });
 
   auto routing = addRoutingCommands(app, o, exit_code);
+  auto schedules = addScheduleCommands(app, o, exit_code);
 
   for (auto* sub : {submit, status, wait, cancel, list, workers, cluster, routing[0], routing[1],
-                    routing[2], routing[3], routing[4], routing[5]}) {
+                    routing[2], routing[3], routing[4], routing[5], schedules[0], schedules[1],
+                    schedules[2], schedules[3]}) {
     // Not CLI11's envname: seven subcommands share o.server, and the variable filled in for a
     // subcommand not run would overwrite the flag of the one run. resolveServer() applies it.
     sub->add_option(

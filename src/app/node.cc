@@ -10,6 +10,7 @@
 #include "api/dashboard.h"
 #include "api/event_feed.h"
 #include "api/http.h"
+#include "api/schedule_store.h"
 #include "api/stats_history.h"
 #include "api/store.h"
 #include "api/webhook_dispatcher.h"
@@ -257,6 +258,8 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
   api::StatsRing stats;
   api::StatsSampler sampler(base::metrics(), stats);
   ho.stats = &stats;
+  api::ScheduleStore schedules(c, layout);
+  ho.schedules = &schedules;
   api::HttpServer http(*store, &events, ho);
   api::addDashboard(http);
   auto bound = http.start();
@@ -290,7 +293,7 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
       return 2;
     }
     leader = std::make_unique<LeaderRole>(c, layout, config, candidate, http_addr, events,
-                                          webhookOptions(config, std::move(*secret)));
+                                          webhookOptions(config, std::move(*secret)), *store);
     leader->start();
   }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "api/event_feed.h"
+#include "api/task_service.h"
 #include "api/webhook_dispatcher.h"
 #include "app/node.h"
 #include "base/backoff.h"
@@ -87,15 +88,15 @@ class WorkerRole {
   std::chrono::steady_clock::time_point retry_at_{};
 };
 
-// The leader role: standing for election; while elected, a Scheduler fenced by the epoch and the
-// completion-webhook dispatcher.
+// The leader role: standing for election; while elected, a Scheduler fenced by the epoch, the
+// completion-webhook dispatcher and the cron schedules' firer (docs/WORKFLOWS.md).
 class LeaderRole {
  public:
   // `candidate_base`: the id to stand under, per session generation as the worker registers
   // (idForGeneration), so that /leader names this node's current worker id.
   LeaderRole(coord::Coordination& c, const tasks::Layout& layout, const NodeConfig& config,
              const std::string& candidate_base, const std::string& http, api::EventFeed& events,
-             api::WebhookOptions webhooks);
+             api::WebhookOptions webhooks, api::TaskService& store);
   ~LeaderRole();
 
   void start();
@@ -124,6 +125,9 @@ class LeaderRole {
   const api::WebhookOptions webhooks_;
   std::unique_ptr<Assigner> scheduler_;
   std::unique_ptr<api::WebhookDispatcher> dispatcher_;
+  api::TaskService& store_;
+  struct ScheduleFiring;  // the cron schedules' firer and its thread (leader_role.cc)
+  std::unique_ptr<ScheduleFiring> firing_;
   std::unique_ptr<recipes::LeaderElection> election_;
   std::atomic<uint64_t> changes_{0};
 };

@@ -211,3 +211,33 @@ class UnreachableTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@unittest.skipUnless(SERVER, "DROVER_TEST_SERVER is not set (tests/python_client_test.sh sets it)")
+class LiveScheduleTest(unittest.TestCase):
+    def test_a_schedule_fires_its_task_and_goes_on_delete(self) -> None:
+        import time
+
+        client = drover.Client(SERVER, timeout=10)
+        sid = fresh("py-sched")
+        created = client.create_schedule(sid, {"type": "noop"}, every_s=1)
+        self.assertIsNone(created["last_firing"])
+        self.assertEqual(client.create_schedule(sid, {"type": "noop"}, every_s=1)["id"], sid)
+        with self.assertRaises(drover.Conflict):
+            client.create_schedule(sid, {"type": "noop"}, every_s=2)
+        with self.assertRaises(drover.BadRequest):
+            client.create_schedule(fresh("py-bad"), {"type": "noop"}, cron="61 * * * *")
+        deadline = time.monotonic() + 30
+        last = None
+        while time.monotonic() < deadline and last is None:
+            last = client.schedule(sid)["last_firing"]
+            if last is None:
+                time.sleep(0.2)
+        self.assertIsNotNone(last, "no firing within 30 s")
+        assert last is not None
+        self.assertEqual(last["task"], f"{sid}-{last['slot']}")
+        self.assertEqual(client.get(last["task"]).type, "noop")
+        self.assertIn(sid, [s["id"] for s in client.schedules()])
+        client.delete_schedule(sid)
+        with self.assertRaises(drover.NotFound):
+            client.schedule(sid)

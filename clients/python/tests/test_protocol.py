@@ -141,6 +141,36 @@ class ProtocolTest(unittest.TestCase):
         self.assertEqual(len(got), 1)
         self.assertIn("fell too far behind", str(ctx.exception))
 
+    def test_schedules_are_sent_and_read_as_the_api_has_them(self) -> None:
+        sched = {"id": "beat", "every_s": 5, "task": {"type": "noop"}, "next_firing": None,
+                 "last_firing": None}
+
+        def handler(h: http.server.BaseHTTPRequestHandler) -> None:
+            if h.command == "DELETE":
+                h.send_response(204)
+                h.send_header("Content-Length", "0")
+                h.end_headers()
+            elif h.path == "/v1/schedules" and h.command == "GET":
+                reply(h, 200, {"schedules": [sched]})
+            else:
+                reply(h, 201 if h.command == "POST" else 200, sched)
+
+        s = self.serve(handler)
+        client = drover.Client(s.url)
+        got = client.create_schedule("beat", drover.TaskSpec(type="noop", id="dropped"),
+                                     every_s=5, catchup="all")
+        self.assertEqual(got["id"], "beat")
+        self.assertEqual(json.loads(s.seen[0]["body"]),
+                         {"id": "beat", "every_s": 5, "catchup": "all",
+                          "task": drover.TaskSpec(type="noop").to_json()})
+        self.assertEqual([x["id"] for x in client.schedules()], ["beat"])
+        self.assertEqual(client.schedule("a b")["id"], "beat")
+        self.assertEqual(s.seen[2]["path"], "/v1/schedules/a%20b")
+        client.delete_schedule("beat")
+        self.assertEqual((s.seen[3]["method"], s.seen[3]["path"]), ("DELETE", "/v1/schedules/beat"))
+        with self.assertRaises(ValueError):
+            client.create_schedule("x", {"type": "noop"}, cron="* * * * *", every_s=5)
+
     def test_bad_server_urls_are_refused(self) -> None:
         for bad in ("127.0.0.1:8080", "ftp://x", "http://", "http://h/?q=1"):
             with self.assertRaises(ValueError, msg=bad):

@@ -224,6 +224,51 @@ class Client:
         """Drains a worker (admin role): it takes nothing new, finishes its tasks, then leaves."""
         self._request("POST", "/v1/workers/" + urllib.parse.quote(worker_id, safe="") + "/drain")
 
+    def create_schedule(
+        self,
+        schedule_id: str,
+        task: TaskSpec | Mapping[str, Any],
+        *,
+        cron: str | None = None,
+        every_s: int | None = None,
+        timezone: str | None = None,
+        overlap: str | None = None,
+        catchup: str | None = None,
+    ) -> dict[str, Any]:
+        """``POST /v1/schedules`` (admin role): fires ``task`` (without an id) as
+        ``{schedule_id}-{slot}`` at each slot of ``cron`` (in ``timezone``) or every ``every_s``
+        seconds. ``overlap`` is "allow" or "skip", ``catchup`` "none", "one" or "all"
+        (docs/WORKFLOWS.md). An equal existing schedule is returned; another under the same id
+        raises Conflict. Returns the schedule with its ``next_firing`` and ``last_firing``."""
+        if (cron is None) == (every_s is None):
+            raise ValueError("give exactly one of cron and every_s")
+        spec = task.to_json() if isinstance(task, TaskSpec) else dict(task)
+        spec.pop("id", None)
+        body: dict[str, Any] = {"id": schedule_id, "task": spec}
+        if cron is not None:
+            body["cron"] = cron
+        if every_s is not None:
+            body["every_s"] = every_s
+        for key, value in (("timezone", timezone), ("overlap", overlap), ("catchup", catchup)):
+            if value is not None:
+                body[key] = value
+        _, answer, _ = self._request("POST", "/v1/schedules", body)
+        return dict(answer)
+
+    def schedules(self) -> builtins.list[dict[str, Any]]:
+        """``GET /v1/schedules``: every schedule with its next and last firing, by id."""
+        _, body, _ = self._request("GET", "/v1/schedules")
+        return [dict(s) for s in body.get("schedules", [])]
+
+    def schedule(self, schedule_id: str) -> dict[str, Any]:
+        """``GET /v1/schedules/{id}``; NotFound if there is none."""
+        _, body, _ = self._request("GET", self._schedule_path(schedule_id))
+        return dict(body)
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        """``DELETE /v1/schedules/{id}`` (admin role); the tasks it fired stay."""
+        self._request("DELETE", self._schedule_path(schedule_id))
+
     def cluster(self) -> dict[str, Any]:
         """``GET /v1/cluster`` as JSON: leader, epoch, zookeeper, workers, task counts."""
         _, body, _ = self._request("GET", "/v1/cluster")
@@ -271,6 +316,12 @@ class Client:
         if not task_id:
             raise ValueError("a task id must not be empty")
         return "/v1/tasks/" + urllib.parse.quote(task_id, safe="")
+
+    @staticmethod
+    def _schedule_path(schedule_id: str) -> str:
+        if not schedule_id:
+            raise ValueError("a schedule id must not be empty")
+        return "/v1/schedules/" + urllib.parse.quote(schedule_id, safe="")
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         if self._https:
