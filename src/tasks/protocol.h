@@ -8,8 +8,8 @@
 // multi, appends the event record, and keeps a `Decoder` that turns a failed op index back into
 // which record failed. Nobody outside this module knows op orders.
 //
-// Not yet what the nodes run: src/tasks/transitions.h (the first protocol) still is; the API,
-// leader and worker move here together (issue 9, step 2).
+// What nodes started with `protocol: 2` run (api::BatchStore, scheduler::BatchScheduler,
+// worker::ChunkAgent); src/tasks/transitions.h is the first protocol's, still the default.
 //
 // Thread safety: plain values.
 
