@@ -455,14 +455,16 @@ void ChunkAgent::startQueued() {
       ++shared_->runs;
     }
     auto shared = shared_;
-    bool ok = runner_.tryRun(std::move(ctx), handlers_.find(spec.type),
-                             [this, shared, key](const std::string&, HandlerResult result) {
-                               shared->post([this, key, result = std::move(result)]() mutable {
-                                 onRunDone(key, std::move(result));
-                               });
-                               std::lock_guard lock(shared->mu);
-                               if (--shared->runs == 0) shared->runs_cv.notify_all();
-                             });
+    bool ok =
+        runner_.tryRun(std::move(ctx), handlers_.find(spec.type),
+                       [this, shared, key](const std::string&, HandlerResult result) {
+                         int64_t ended = base::wallMillis();
+                         shared->post([this, key, ended, result = std::move(result)]() mutable {
+                           onRunDone(key, std::move(result), ended);
+                         });
+                         std::lock_guard lock(shared->mu);
+                         if (--shared->runs == 0) shared->runs_cv.notify_all();
+                       });
     if (!ok) {
       std::lock_guard lock(shared_->mu);
       if (--shared_->runs == 0) shared_->runs_cv.notify_all();
@@ -477,7 +479,7 @@ void ChunkAgent::startQueued() {
   }
 }
 
-void ChunkAgent::onRunDone(const Key& key, HandlerResult result) {
+void ChunkAgent::onRunDone(const Key& key, HandlerResult result, int64_t ended_ms) {
   auto it = tasks_.find(key);
   if (it == tasks_.end() || it->second.phase != Phase::kRunning) return;
   bumpStats([](AgentStats& s) { --s.running; });
@@ -492,14 +494,13 @@ void ChunkAgent::onRunDone(const Key& key, HandlerResult result) {
     return;
   }
   const tasks::TaskSpec& spec = *t.item.spec;
-  int64_t now = base::wallMillis();
   Finished f;
   f.outcome.index = key.second.index;
   f.outcome.id = storedId(t.item);
   f.outcome.attempt = t.item.attempt;
   f.outcome.worker = worker_id_;
   f.outcome.started_at = t.started_wall;
-  f.outcome.finished_at = now;
+  f.outcome.finished_at = std::max(ended_ms, t.started_wall);
   if (result.ok) {
     f.outcome.state = State::kSucceeded;
     f.outcome.result = std::move(result.result);
@@ -511,7 +512,8 @@ void ChunkAgent::onRunDone(const Key& key, HandlerResult result) {
       auto delay = options_.retry_backoff.delay(static_cast<uint32_t>(t.item.attempt));
       f.retry = tasks::Waiting{
           t.item.attempt + 1,
-          now + std::chrono::duration_cast<std::chrono::milliseconds>(delay).count(), result.error};
+          base::wallMillis() + std::chrono::duration_cast<std::chrono::milliseconds>(delay).count(),
+          result.error};
     }
   }
   f.item = std::move(t.item);

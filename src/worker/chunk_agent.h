@@ -105,7 +105,9 @@ class ChunkAgent final : public Agent {
   void ready(const Key& key);
   void reject(const Key& key, const std::string& why);
   void startQueued();
-  void onRunDone(const Key& key, HandlerResult result);
+  // `ended_ms`: wall time stamped on the Runner's thread as the handler returned (the executor
+  // may process the completion later, after the slot went to another task).
+  void onRunDone(const Key& key, HandlerResult result, int64_t ended_ms);
   void finished(const Key& key, Finished f);
   void onCommitDone(const Finished& f, bool landed);
   void runningChanged();
