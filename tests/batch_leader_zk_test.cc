@@ -77,7 +77,17 @@ TEST(BatchLeaderZkTest, DrivesTenThousandTasksThroughChunks) {
         }
       }
     }
-    if (committed == before) std::this_thread::sleep_for(5ms);  // the leader's next round
+    if (committed == before) {
+      // Nothing to commit: wait for the leader's next round to hand a worker a chunk.
+      (void)base::eventually(
+          [&] {
+            for (const auto& w : workers) {
+              if (!actors::chunksOf(**admin, layout, w).empty()) return true;
+            }
+            return false;
+          },
+          5s, 5ms);
+    }
   }
   ASSERT_EQ(committed, kTasks);
   EXPECT_TRUE(fenced.empty());
