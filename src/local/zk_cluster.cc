@@ -160,7 +160,7 @@ void ZkCluster::writeConfig(const Server& s) const {
       << "clientPort=" << s.client_port << "\n"
       << "clientPortAddress=127.0.0.1\n"
       << "admin.enableServer=false\n"
-      << "4lw.commands.whitelist=srvr,ruok,mntr,stat\n"
+      << "4lw.commands.whitelist=srvr,ruok,mntr,stat,wchs,wchc\n"
       << "forceSync=" << (options_.force_sync ? "yes" : "no") << "\n";
   if (options_.min_session_timeout_ms) {
     cfg << "minSessionTimeout=" << *options_.min_session_timeout_ms << "\n";

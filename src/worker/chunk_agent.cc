@@ -226,8 +226,9 @@ void ChunkAgent::readChunk(const std::string& name, bool watch) {
   auto shared = shared_;
   coord::Watcher watcher;
   if (watch) {
-    watcher = [this, shared, name](const coord::WatchEvent&) {
-      shared->post([this, name] { onChunkChanged(name); });
+    watcher = [this, shared, name](const coord::WatchEvent& event) {
+      bool deleted = event.type == coord::EventType::kDeleted;
+      shared->post([this, name, deleted] { onChunkChanged(name, deleted); });
     };
   }
   coord_.get(layout_.chunk(worker_id_, name), std::move(watcher))
@@ -276,11 +277,20 @@ void ChunkAgent::onChunk(const std::string& name, const coord::Result<coord::Nod
 }
 
 // The chunk's data watch fired: by our own commit (the version we wrote) or by another writer.
-void ChunkAgent::onChunkChanged(const std::string& name) {
+// A deleted chunk is gone for good (names never repeat), so no watch is set again on its path: an
+// exists watch on a missing node stays registered, in the client and on the server, until the
+// node is created, which for a chunk is never. One leaked watch per chunk piled up to tens of
+// thousands in the C client's watcher tables and stalled its I/O thread after a reconnect.
+void ChunkAgent::onChunkChanged(const std::string& name, bool deleted) {
   if (halted() || chunks_.count(name) == 0) return;
+  if (deleted) {
+    chunkGone(name);
+    return;
+  }
   auto shared = shared_;
-  coord::Watcher watcher = [this, shared, name](const coord::WatchEvent&) {
-    shared->post([this, name] { onChunkChanged(name); });
+  coord::Watcher watcher = [this, shared, name](const coord::WatchEvent& event) {
+    bool gone = event.type == coord::EventType::kDeleted;
+    shared->post([this, name, gone] { onChunkChanged(name, gone); });
   };
   coord_.exists(layout_.chunk(worker_id_, name), std::move(watcher))
       .then([this, shared, name](const coord::Result<std::optional<coord::Stat>>& r) {
@@ -288,7 +298,7 @@ void ChunkAgent::onChunkChanged(const std::string& name) {
           if (halted() || chunks_.count(name) == 0) return;
           if (!r) {
             if (sessionGone(r.error())) return;
-            retryLater(chunk_tries_[name], [this, name] { onChunkChanged(name); });
+            retryLater(chunk_tries_[name], [this, name] { onChunkChanged(name, false); });
             return;
           }
           if (!r->has_value()) {

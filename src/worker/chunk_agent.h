@@ -96,7 +96,7 @@ class ChunkAgent final : public Agent {
   void onListed(const coord::Result<std::vector<std::string>>& r, bool armed);
   void readChunk(const std::string& name, bool watch);
   void onChunk(const std::string& name, const coord::Result<coord::Node>& r);
-  void onChunkChanged(const std::string& name);
+  void onChunkChanged(const std::string& name, bool deleted);
   void chunkGone(const std::string& name);
   void take(const std::string& chunk, tasks::ChunkItem item);
   void lose(const Key& key);

@@ -272,6 +272,26 @@ TEST_F(ChunkAgentTest, RunsAChunkAndCommitsWhatIsReadyTogetherInOneMulti) {
   EXPECT_EQ(admin_.children(layout_.batch(batch), nullptr).get()->size(), 2u);
 }
 
+// A chunk's name is never used again, so once it is deleted no watch may stay on its path: the
+// worker once re-armed an exists watch on every deleted chunk, and tens of thousands of them
+// stalled the ZooKeeper client's I/O thread after a reconnect.
+TEST_F(ChunkAgentTest, NoWatchOutlivesAFinishedChunk) {
+  startAgent();
+  settle();
+  const size_t idle = server_->watchCount();
+  std::vector<std::string> names;
+  for (int round = 0; round < 20; ++round) {
+    std::string batch = submit({spec("noop"), spec("noop"), spec("noop")});
+    names.push_back(assign(batch, {0}));
+    names.push_back(assign(batch, {1, 2}));
+  }
+  ASSERT_TRUE(until([&] { return agent_->stats().succeeded == 60; }));
+  settle();
+  for (const auto& name : names) EXPECT_FALSE(chunk(name)) << name;
+  // The assignment folder's child watch (and the test's own) is all that is left.
+  EXPECT_LE(server_->watchCount(), idle + 1);
+}
+
 TEST_F(ChunkAgentTest, AFailureWithAttemptsLeftGoesBackToPendingWithNotBefore) {
   startAgent();
   std::string batch = submit({spec("fail", 3), spec("noop")});
