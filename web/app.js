@@ -469,11 +469,11 @@ async function cancelTask(id) {
 
 // Bulk cancel of the filtered set: every unfinished task the filters match (all pages), after a
 // dialog that names the count; DELETEs go BULK_PARALLEL at a time; the outcome counts the ones
-// cancelled, the ones that had finished meanwhile and the failures. (Bulk retry joins this once
-// POST /v1/tasks/{id}/retry exists, issue 10.)
+// cancelled, the ones that had finished meanwhile and the failures. Bulk retry does the same for
+// the failed and cancelled tasks the filters match (POST /v1/tasks/{id}/retry).
 const BULK_PARALLEL = 8;
 
-async function matchingIds() {
+async function matchingIds(want = (t) => !TERMINAL.has(t.state)) {
   const ids = [];
   let cursor = '';
   for (;;) {
@@ -481,7 +481,7 @@ async function matchingIds() {
     q.set('limit', 1000);
     if (cursor) q.set('cursor', cursor);
     const page = await api('GET', `/v1/tasks?${q}`);
-    for (const t of page.tasks || []) if (!TERMINAL.has(t.state)) ids.push(t.id);
+    for (const t of page.tasks || []) if (want(t)) ids.push(t.id);
     if (!page.next) return ids;
     cursor = page.next;
   }
@@ -557,14 +557,79 @@ async function bulkCancel() {
   };
 }
 
-// A retry is a new task: same type, payload, priority and max attempts, fresh id.
+const RETRYABLE = new Set(['failed', 'cancelled']);
+
+async function bulkRetry() {
+  const dialog = $('bulk');
+  const text = $('bulk-text');
+  const progress = $('bulk-progress');
+  const go = $('bulk-go');
+  progress.textContent = '';
+  progress.className = 'result';
+  go.hidden = true;
+  const what = view.filter && RETRYABLE.has(view.filter) ? describeFilters()
+      : [view.type, 'failed or cancelled tasks'].filter((x) => x).join(' ') + (view.queue ? ` in queue ${view.queue}` : '');
+  if (view.filter && !RETRYABLE.has(view.filter)) {
+    text.textContent = `${view.filter} tasks cannot be retried: only failed or cancelled ones.`;
+    dialog.showModal();
+    return;
+  }
+  text.textContent = 'Counting the matching tasks…';
+  dialog.showModal();
+  let ids;
+  try {
+    ids = await matchingIds((t) => RETRYABLE.has(t.state));
+  } catch (e) {
+    text.textContent = `Listing the matching tasks failed: ${e.message}`;
+    return;
+  }
+  dialog.dataset.count = ids.length;
+  if (!ids.length) {
+    text.textContent = `No ${what} to retry.`;
+    return;
+  }
+  text.textContent = `Retry ${ids.length} ${what}? Each runs again under its id, its history kept.`;
+  go.textContent = `Retry ${ids.length} tasks`;
+  go.hidden = false;
+  go.disabled = false;
+  go.onclick = async () => {
+    go.disabled = true;
+    const tally = {retried: 0, failed: 0};
+    let next = 0;
+    let lastError = '';
+    const worker = async () => {
+      while (next < ids.length) {
+        const id = ids[next++];
+        try {
+          await api('POST', `/v1/tasks/${encodeURIComponent(id)}/retry`);
+          tally.retried++;
+        } catch (e) {
+          tally.failed++;  // 409: retried meanwhile (by someone else), or no longer retryable
+          lastError = e.message;
+        }
+        progress.textContent = `${tally.retried + tally.failed} of ${ids.length} done…`;
+      }
+    };
+    await Promise.all(Array.from({length: Math.min(BULK_PARALLEL, ids.length)}, worker));
+    const summary = `${tally.retried} retried` + (tally.failed ? `, ${tally.failed} failed (${lastError})` : '') + '.';
+    progress.textContent = summary;
+    progress.className = tally.failed ? 'result err' : 'result';
+    progress.dataset.retried = tally.retried;
+    progress.dataset.failed = tally.failed;
+    go.hidden = true;
+    toast(`Bulk retry: ${summary}`, tally.failed > 0);
+    scheduleReload();
+  };
+}
+
+// A retry puts a failed or cancelled task back under its id (POST /v1/tasks/{id}/retry,
+// protocol 2); its history is kept and shown in the panel.
 async function retryTask(t) {
   try {
-    const r = await api('POST', '/v1/tasks', {type: t.type, payload: t.payload ?? null,
-                                              priority: t.priority, max_attempts: t.max_attempts});
-    toast(`Retry submitted as ${r.id}`);
+    const r = await api('POST', `/v1/tasks/${encodeURIComponent(t.id)}/retry`);
+    toast(`Retrying ${r.id}: ${r.state}`);
     scheduleReload();
-    openTask(r.id);
+    if (view.open === t.id) openTask(t.id);
   } catch (e) {
     toast(`Retry failed: ${e.message}`, true);
   }
@@ -648,7 +713,8 @@ async function openTask(id) {
   }
   if (t.state === 'failed' || t.state === 'cancelled') {
     actions.push(h('button', {'data-action': 'retry', onclick: () => retryTask(t)}, 'Retry'),
-                 h('span', {class: 'note'}, 'Retry submits a new task with the same type, payload, priority and max attempts, under a fresh id.'));
+                 h('span', {class: 'note'}, 'Retry runs it again under the same id, at attempt ' +
+                   `${t.attempts + 1}; its history is kept.`));
   }
 
   $('p-body').replaceChildren(...[
@@ -659,7 +725,7 @@ async function openTask(id) {
       outputSections(t),
       t.state === 'succeeded' || (t.state === 'failed' && t.result != null)
         ? [h('h3', {}, 'Result'), h('pre', {class: 'result-json'}, bounded(JSON.stringify(t.result ?? null, null, 2)))] : null,
-      // The per-attempt history (GET /v1/tasks/{id}/history, issue 10) goes here once it exists.
+      historySection(t),
       h('h3', {}, 'Timeline'),
       h('ol', {class: 'timeline'}, timeline.map((x) =>
       h('li', {class: `s-${x.state}`}, h('time', {}, clock(x.at)), x.text))),
@@ -673,6 +739,23 @@ const PANEL_TEXT_MAX = 20000;
 function bounded(text) {
   text = String(text ?? '');
   return text.length > PANEL_TEXT_MAX ? `${text.slice(0, PANEL_TEXT_MAX)}\n… (${text.length - PANEL_TEXT_MAX} more characters not shown)` : text;
+}
+
+// The task's per-attempt history (protocol 2: the last 10 attempts' ends, oldest first). A
+// `pending` end is an attempt put back for another one, or a re-open by a retry.
+function historySection(t) {
+  const rows = t.history || [];
+  if (!rows.length) return null;
+  const label = (a) => a.state !== 'pending' ? a.state
+      : (a.error === 're-opened by a retry' ? 'retried by hand' : 'failed, retried');
+  return [h('h3', {}, `History (${rows.length} attempt end${rows.length > 1 ? 's' : ''})`),
+    h('table', {class: 'history', 'data-rows': rows.length},
+      h('thead', {}, h('tr', {}, ['#', 'Outcome', 'Worker', 'Started', 'Ended', 'Error'].map((c) => h('th', {}, c)))),
+      h('tbody', {}, rows.map((a) => h('tr', {class: `s-${a.state}`},
+        h('td', {}, String(a.attempt)), h('td', {}, label(a)), h('td', {}, a.worker || '—'),
+        h('td', {}, a.started_at ? clock(a.started_at) : '—'),
+        h('td', {}, a.finished_at ? clock(a.finished_at) : '—'),
+        h('td', {class: 'err'}, a.error || '')))))];
 }
 
 function outputSections(t) {
@@ -993,6 +1076,9 @@ function start() {
     loadTasks();
   });
   $('bulk-cancel').addEventListener('click', bulkCancel);
+  $('bulk-retry').addEventListener('click', bulkRetry);
+  // Dead letters: the failed tasks, newest first (they stay until retention).
+  $('dead-letters').addEventListener('click', () => setFilter(view.filter === 'failed' ? '' : 'failed'));
   $('bulk-close').addEventListener('click', () => $('bulk').close());
   setupSubmit();
   connectEvents();

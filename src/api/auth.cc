@@ -100,6 +100,7 @@ const std::vector<RouteRole>& routeRoles() {
       {"GET", "/v1/tasks", Role::kRead},
       {"GET", kTaskIdRoute, Role::kRead},
       {"DELETE", kTaskIdRoute, Role::kSubmit},
+      {"POST", R"(/v1/tasks/([\s\S]+)/retry)", Role::kSubmit},
       {"GET", "/v1/workers", Role::kRead},
       // Worker and queue control (docs/ROUTING.md) is the admin's.
       {"POST", kDrainRoute, Role::kAdmin},

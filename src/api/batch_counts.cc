@@ -1,5 +1,6 @@
 // BatchReader::cluster(): the task counts by state under protocol v2 (docs/ZNODES.md, "The
-// API's side": waiting and held exactly, terminal tallies cached per immutable result record).
+// API's side": waiting and held exactly, terminal tallies by each task's latest outcome, frozen per
+// finished batch).
 #include <set>
 
 #include "api/batch_reader.h"
@@ -55,6 +56,7 @@ StoreResult<std::map<State, size_t>> BatchReader::countTasks() {
         for (const auto& [s, c] : tally[""]) counts[s] += c;
         continue;
       }
+      if (!finished) tally.erase("");         // re-opened by a retry: tallied again once it ends
       if (finished && budget == 0) continue;  // tallied by a later call
       if (finished) {
         --budget;
@@ -68,22 +70,22 @@ StoreResult<std::map<State, size_t>> BatchReader::countTasks() {
       if (!*record) continue;
       auto children = await(coord_.children(layout_.batch(name), nullptr));
       if (!children) continue;  // retention took it
+      // Each task counts once, by its latest outcome (a retried task has several); a latest
+      // `pending` one waits or runs again and is counted from the pending state below.
       std::map<State, size_t> done;
       std::set<uint32_t> ended;  // unfinished batches: held pointers to these are stale
-      for (const auto& child : *children) {
-        if (!tally.count(child) || !finished) {
-          auto r = resultRecord(name, child);  // cached: immutable
-          if (!r) return tl::unexpected(r.error());
-          auto& t = tally[child];
-          t.clear();
-          if (*r) {
-            for (const auto& o : (*r)->outcomes) {
-              ++t[o.state];
-              ended.insert(o.index);
-            }
-          }
+      std::map<uint32_t, State> latest;
+      for (const auto& child : tasks::resultsInOrder(std::move(*children))) {
+        auto r = resultRecord(name, child);  // cached: immutable
+        if (!r) return tl::unexpected(r.error());
+        if (*r) {
+          for (const auto& o : (*r)->outcomes) latest[o.index] = o.state;
         }
-        for (const auto& [s, c] : tally[child]) done[s] += c;
+      }
+      for (const auto& [i, s] : latest) {
+        if (s == State::kPending) continue;
+        ++done[s];
+        ended.insert(i);
       }
       if (finished) {
         tally.clear();

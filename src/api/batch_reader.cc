@@ -27,6 +27,17 @@ bool holds(const std::string& child, uint32_t index) {
   return range && range->first <= index && index <= range->second;
 }
 
+// The last kHistoryShown of a task's outcomes (oldest first) as GET shows them.
+std::vector<tasks::AttemptRecord> historyOf(const std::vector<tasks::Outcome>& outcomes) {
+  std::vector<tasks::AttemptRecord> out;
+  size_t from = outcomes.size() > tasks::kHistoryShown ? outcomes.size() - tasks::kHistoryShown : 0;
+  for (size_t k = from; k < outcomes.size(); ++k) {
+    const auto& o = outcomes[k];
+    out.push_back({o.attempt, o.worker, o.started_at, o.finished_at, o.state, o.error});
+  }
+  return out;
+}
+
 }  // namespace
 
 TaskStatus finishedStatus(const BatchRecord& batch, uint32_t index, const tasks::Outcome& o) {
@@ -148,21 +159,22 @@ StoreResult<std::shared_ptr<const tasks::ResultRecord>> BatchReader::resultRecor
   return record;
 }
 
-StoreResult<std::optional<tasks::Outcome>> BatchReader::findOutcome(const TaskRef& ref,
-                                                                    const coord::Watcher& watcher) {
+StoreResult<std::vector<tasks::Outcome>> BatchReader::findOutcomes(const TaskRef& ref,
+                                                                   const coord::Watcher& watcher) {
   auto children = await(coord_.children(layout_.batch(ref.batch), watcher));
   if (!children) {
     if (children.error().code() == Code::kNoNode) return problem(Failure::kNotFound, "no batch");
     return tl::unexpected(fromCoord(children.error(), "list results"));
   }
-  for (const auto& child : *children) {
+  std::vector<tasks::Outcome> found;
+  for (const auto& child : tasks::resultsInOrder(std::move(*children))) {
     if (!holds(child, ref.index)) continue;
     auto record = resultRecord(ref.batch, child);
     if (!record) return tl::unexpected(record.error());
     if (!*record) continue;
-    if (const auto* o = (*record)->find(ref.index)) return std::optional<tasks::Outcome>(*o);
+    if (const auto* o = (*record)->find(ref.index)) found.push_back(*o);
   }
-  return std::optional<tasks::Outcome>{};
+  return found;
 }
 
 StoreResult<std::map<std::string, int64_t>> BatchReader::runningOn(const std::string& worker) {
@@ -184,17 +196,20 @@ StoreResult<std::optional<TaskPlace>> BatchReader::locate(const TaskRef& ref,
   if (!*record || ref.index >= (*record)->tasks.size()) return std::optional<TaskPlace>{};
   const BatchRecord& b = **record;
   for (int round = 0; round < kLocateRounds; ++round) {
-    // Results first: a finished task costs the listing and one record.
-    auto outcome = findOutcome(ref, watcher);
-    if (!outcome) {
-      if (outcome.error().failure == Failure::kNotFound) return std::optional<TaskPlace>{};
-      return tl::unexpected(outcome.error());
+    // Results first: a finished task costs the listing and its records (one, unless it was
+    // retried). The latest outcome decides; `pending` (retried or re-opened) reads on.
+    auto outcomes = findOutcomes(ref, watcher);
+    if (!outcomes) {
+      if (outcomes.error().failure == Failure::kNotFound) return std::optional<TaskPlace>{};
+      return tl::unexpected(outcomes.error());
     }
     TaskPlace place;
     place.ref = ref;
-    if (*outcome) {
+    auto history = historyOf(*outcomes);
+    if (!outcomes->empty() && outcomes->back().state != State::kPending) {
       place.kind = TaskPlace::Kind::kFinished;
-      place.status = finishedStatus(b, ref.index, **outcome);
+      place.status = finishedStatus(b, ref.index, outcomes->back());
+      place.status.history = std::move(history);
       return std::optional<TaskPlace>(std::move(place));
     }
     auto pending = await(coord_.get(layout_.pending(ref.batch), watcher));
@@ -209,6 +224,7 @@ StoreResult<std::optional<TaskPlace>> BatchReader::locate(const TaskRef& ref,
     if (const auto* w = place.pending.waitingAt(ref.index)) {
       place.kind = TaskPlace::Kind::kWaiting;
       place.status = waitingStatus(b, ref.index, *w);
+      place.status.history = std::move(history);
       return std::optional<TaskPlace>(std::move(place));
     }
     const auto* h = place.pending.heldAt(ref.index);
@@ -231,6 +247,7 @@ StoreResult<std::optional<TaskPlace>> BatchReader::locate(const TaskRef& ref,
     auto running = runningOn(place.worker);
     if (!running) return tl::unexpected(running.error());
     place.status = heldStatus(b, place.item, place.worker, *running);
+    place.status.history = std::move(history);
     return std::optional<TaskPlace>(std::move(place));
   }
   return problem(Failure::kUnavailable, "the task kept moving while it was read; try again");
@@ -394,7 +411,8 @@ StoreResult<TaskPage> BatchReader::page(bool newest, std::optional<State> state,
           if (children.error().code() == Code::kNoNode) continue;  // retention took it
           return tl::unexpected(fromCoord(children.error(), "list results"));
         }
-        for (const auto& child : *children) {
+        // In write order: the latest outcome of each task wins (a retried task's history).
+        for (const auto& child : tasks::resultsInOrder(std::move(*children))) {
           auto r = resultRecord(name, child);
           if (!r) return tl::unexpected(r.error());
           if (*r) {
@@ -404,7 +422,8 @@ StoreResult<TaskPage> BatchReader::page(bool newest, std::optional<State> state,
       }
       for (uint32_t i : order) {
         std::optional<TaskStatus> status;
-        if (auto o = view.outcomes.find(i); o != view.outcomes.end()) {
+        if (auto o = view.outcomes.find(i);
+            o != view.outcomes.end() && o->second.state != State::kPending) {
           status = finishedStatus(b, i, o->second);
         } else if (const auto* w = view.pending ? view.pending->waitingAt(i) : nullptr) {
           status = waitingStatus(b, i, *w);

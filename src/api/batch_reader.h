@@ -72,9 +72,9 @@ class BatchReader {
   // The batch record (cached: immutable); null when absent.
   StoreResult<std::shared_ptr<const tasks::BatchRecord>> batch(const std::string& name);
   // Where the task is now: finished (≤ 2 reads: the batch's children and the result record
-  // whose range holds it), else waiting (+ the pending state) or held (+ its chunk, + the
-  // worker's record to tell running from assigned). nullopt when the batch is gone. `watcher`
-  // (may be null) is set on every record read that can change.
+  // whose range holds it; more records, cached, once it was retried), else waiting (+ the pending
+  // state) or held (+ its chunk, + the worker's record to tell running from assigned). nullopt when
+  // the batch is gone. `watcher` (may be null) is set on every record read that can change.
   StoreResult<std::optional<TaskPlace>> locate(const tasks::TaskRef& ref,
                                                const coord::Watcher& watcher = nullptr);
 
@@ -84,8 +84,9 @@ class BatchReader {
     return awaitFor(future, options_.call_timeout);
   }
   struct View;  // the state of one batch's tasks (list)
-  StoreResult<std::optional<tasks::Outcome>> findOutcome(const tasks::TaskRef& ref,
-                                                         const coord::Watcher& watcher);
+  // The task's outcomes, oldest first (its history; the latest decides).
+  StoreResult<std::vector<tasks::Outcome>> findOutcomes(const tasks::TaskRef& ref,
+                                                        const coord::Watcher& watcher);
   StoreResult<std::shared_ptr<const tasks::ResultRecord>> resultRecord(const std::string& batch,
                                                                        const std::string& child);
   StoreResult<std::map<std::string, int64_t>> runningOn(const std::string& worker);

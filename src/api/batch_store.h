@@ -38,6 +38,10 @@ class BatchStore final : public TaskService {
   // One batch record. kTooLarge past 512 KiB (the record) or max_multi_bytes (the multi).
   StoreResult<BatchResult> submitBatch(const std::vector<tasks::TaskSpec>& specs) override;
   StoreResult<CancelResult> cancel(const std::string& id) override;
+  // One multi (Builder::retry): the pending state (created when gone) gets the task waiting at
+  // its last attempt + 1, a result record its re-open (an outcome `pending`). Of two at once,
+  // one wins on the pending state's version and the other sees the task pending: 409.
+  StoreResult<tasks::TaskStatus> retry(const std::string& id) override;
 
   StoreResult<tasks::TaskStatus> get(const std::string& id) override { return reader_.get(id); }
   StoreResult<tasks::TaskStatus> wait(const std::string& id,

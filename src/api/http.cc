@@ -232,6 +232,7 @@ void HttpServer::setupRoutes() {
   route("GET", "/v1/tasks", std::bind(&HttpServer::listTasks, this, _1, _2));
   route("GET", id_route, std::bind(&HttpServer::getTask, this, _1, _2));
   route("DELETE", id_route, std::bind(&HttpServer::deleteTask, this, _1, _2));
+  route("POST", R"(/v1/tasks/([\s\S]+)/retry)", std::bind(&HttpServer::retryTask, this, _1, _2));
   route("GET", "/v1/workers", std::bind(&HttpServer::getWorkers, this, _1, _2));
   route("POST", kDrainRoute, std::bind(&HttpServer::drainWorker, this, _1, _2));
   route("DELETE", kDrainRoute, std::bind(&HttpServer::undrainWorker, this, _1, _2));
@@ -337,6 +338,9 @@ bool hasId(const tasks::Json& task) {
 tl::expected<tasks::TaskSpec, tasks::ValidationError> HttpServer::parseTask(
     const Json& body) const {
   auto spec = tasks::parseSpec(body, options_.limits, options_.known_type);
+  if (spec && spec->retry && !store_.generatesIds()) {
+    return tl::unexpected(tasks::ValidationError{"retry", "needs protocol 2 (protocol: 2)"});
+  }
   if (!spec || !options_.validate_payload) return spec;
   if (auto e = options_.validate_payload(spec->type, spec->payload)) return tl::unexpected(*e);
   return spec;
@@ -457,6 +461,15 @@ void HttpServer::deleteTask(const Request& req, Response& res) {
   res.status = 202;
   res.set_header("Drover-Cancel", r->already_finished ? "already-finished" : "cancelled");
   res.set_content(dumpJson(tasks::toJson(r->status)), kJson);
+}
+
+void HttpServer::retryTask(const Request& req, Response& res) {
+  const std::string id = req.matches[1];
+  if (!base::isValidName(id)) return problem(res, 400, fmt::format("task id {}", kIdRule));
+  auto r = store_.retry(id);
+  if (!r) return fail(res, r.error());
+  res.status = 202;
+  res.set_content(dumpJson(Json{{"id", id}, {"state", tasks::stateName(r->state)}}), kJson);
 }
 
 void HttpServer::listTasks(const Request& req, Response& res) {

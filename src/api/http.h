@@ -123,6 +123,7 @@ class HttpServer {
   void postBatch(const httplib::Request& req, httplib::Response& res);
   void getTask(const httplib::Request& req, httplib::Response& res);
   void deleteTask(const httplib::Request& req, httplib::Response& res);
+  void retryTask(const httplib::Request& req, httplib::Response& res);
   void listTasks(const httplib::Request& req, httplib::Response& res);
   void getWorkers(const httplib::Request& req, httplib::Response& res);
   void getCluster(const httplib::Request& req, httplib::Response& res);

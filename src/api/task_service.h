@@ -35,6 +35,11 @@ class TaskService {
   // All or nothing.
   virtual StoreResult<BatchResult> submitBatch(const std::vector<tasks::TaskSpec>& specs) = 0;
   virtual StoreResult<CancelResult> cancel(const std::string& id) = 0;
+  // A failed or cancelled task back under its id (protocol 2: docs/WORKFLOWS.md "Retry and dead
+  // letters"): its status, waiting again. kConflict when it is not failed or cancelled.
+  virtual StoreResult<tasks::TaskStatus> retry(const std::string& /*id*/) {
+    return problem(Failure::kBadRequest, "retry needs protocol 2 (protocol: 2)");
+  }
 
   virtual StoreResult<tasks::TaskStatus> get(const std::string& id) = 0;
   // Long poll: returns once the task is terminal, or at `timeout` with its state then.

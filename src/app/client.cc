@@ -92,18 +92,6 @@ Answer call(const ClientOptions& o, const std::string& method, const std::string
   return a;
 }
 
-bool useColor() { return ::isatty(STDOUT_FILENO) && std::getenv("NO_COLOR") == nullptr; }
-
-std::string paint(const std::string& state) {
-  if (!useColor()) return state;
-  const char* code = "0";
-  if (state == "succeeded") code = "32";
-  if (state == "failed") code = "31";
-  if (state == "cancelled") code = "33";
-  if (state == "running" || state == "assigned") code = "36";
-  return fmt::format("\033[{}m{}\033[0m", code, state);
-}
-
 // Reports a non-2xx answer on stderr and maps it to an exit code.
 int failure(const Answer& a) {
   if (a.status == 0) {
@@ -137,6 +125,7 @@ void printTask(const Json& t) {
     std::cout << "error:     " << str(t, "error") << "\n";
   }
   if (t.contains("waiting_for")) std::cout << "waits for: " << str(t, "waiting_for") << "\n";
+  printHistory(t);
 }
 
 // A wall-clock time in ms as local "YYYY-MM-DD HH:MM:SS"; "-" when absent.
@@ -459,19 +448,7 @@ void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
     if (exit_code == kExitOk) exit_code = reportFinished(o, done);
   });
 
-  // cancel
-  auto* cancel = app.add_subcommand("cancel", "Cancel a task (pending: at once; running: killed)");
-  auto cancel_id = std::make_shared<std::string>();
-  cancel->add_option("id", *cancel_id, "Task id")->required();
-  cancel->callback([&o, &exit_code, cancel_id] {
-    auto a = call(o, "DELETE", "/v1/tasks/" + *cancel_id);
-    if (a.status != 200 && a.status != 202) {
-      exit_code = failure(a);
-      return;
-    }
-    std::cout << (o.json ? a.body.dump() : *cancel_id + " " + paint(str(a.body, "state"))) << "\n";
-    exit_code = kExitOk;
-  });
+  auto control = addControlCommands(app, o, exit_code);
 
   // tasks
   auto* list = app.add_subcommand("tasks", "List tasks, newest first");
@@ -590,9 +567,9 @@ void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
   auto routing = addRoutingCommands(app, o, exit_code);
   auto schedules = addScheduleCommands(app, o, exit_code);
 
-  for (auto* sub : {submit, status, wait, cancel, list, workers, cluster, routing[0], routing[1],
-                    routing[2], routing[3], routing[4], routing[5], schedules[0], schedules[1],
-                    schedules[2], schedules[3]}) {
+  for (auto* sub : {submit, status, wait, control[0], control[1], list, workers, cluster,
+                    routing[0], routing[1], routing[2], routing[3], routing[4], routing[5],
+                    schedules[0], schedules[1], schedules[2], schedules[3]}) {
     // Not CLI11's envname: seven subcommands share o.server, and the variable filled in for a
     // subcommand not run would overwrite the flag of the one run. resolveServer() applies it.
     sub->add_option(

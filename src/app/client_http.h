@@ -1,7 +1,7 @@
 #pragma once
 
-// What the client command files (client.cc, client_schedules.cc) share: one HTTP call to the
-// API with the connection flags, and how an answer is reported.
+// What the client command files (client.cc, client_schedules.cc, client_control.cc) share: one HTTP
+// call to the API with the connection flags, and how an answer is reported.
 
 #include <CLI/CLI.hpp>
 #include <array>
@@ -28,6 +28,10 @@ Answer call(const ClientOptions& o, const std::string& method, const std::string
 int failure(const Answer& a);
 // A field for a table: "-" when missing or null.
 std::string str(const nlohmann::json& j, const char* key);
+// A state, coloured on a terminal (NO_COLOR: plain).
+std::string paint(const std::string& state);
+// The task's per-attempt history (protocol 2), when it has one.
+void printHistory(const nlohmann::json& task);
 // GETs `path`: prints the body with --json, else hands it to `human`.
 int show(const ClientOptions& o, const std::string& path,
          const std::function<void(const nlohmann::json&)>& human);
@@ -37,5 +41,7 @@ int show(const ClientOptions& o, const std::string& path,
 // schedule create|list|show|delete (docs/CLI.md); returns the commands that take the
 // connection flags.
 std::array<CLI::App*, 4> addScheduleCommands(CLI::App& app, ClientOptions& o, int& exit_code);
+// cancel ID, retry ID (client_control.cc).
+std::array<CLI::App*, 2> addControlCommands(CLI::App& app, ClientOptions& o, int& exit_code);
 
 }  // namespace drover::app

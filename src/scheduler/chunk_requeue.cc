@@ -224,6 +224,16 @@ void ChunkRequeue::send(const std::shared_ptr<Move>& move) {
     } else {
       state.wait(item.ref.index, tasks::Waiting{item.attempt + 1, 0, lost});
       moved.push_back(item);
+      // The lost attempt is history: an outcome `pending` (it waits again) in the same multi.
+      tasks::Outcome o;
+      o.index = item.ref.index;
+      if (item.id != tasks::generatedId(item.ref)) o.id = item.id;
+      o.state = tasks::State::kPending;
+      o.attempt = item.attempt;
+      o.worker = move->worker;
+      o.finished_at = now;
+      o.error = lost;
+      failed[item.ref.batch].outcomes.push_back(std::move(o));
     }
   }
   std::vector<tasks::v2::PendingWrite> back;

@@ -323,7 +323,8 @@ std::optional<ResultRecord> decodeResults(std::string_view data) {
     ResultRecord record;
     for (const Json& o : j->at("o")) {
       auto state = parseState(o.at("s").get<std::string>());
-      if (!state || !isTerminal(*state)) return std::nullopt;
+      // pending: the attempt's end when the task waits again (a retry), not a final state.
+      if (!state || !(isTerminal(*state) || *state == State::kPending)) return std::nullopt;
       Outcome out;
       out.index = o.at("i").get<uint32_t>();
       out.id = o.value("id", "");
@@ -364,6 +365,24 @@ std::optional<std::pair<uint32_t, uint32_t>> resultRange(std::string_view child_
   auto hi = parseNumber<uint32_t>(rest.substr(a + 1, b - a - 1));
   if (!lo || !hi || *hi < *lo) return std::nullopt;
   return std::pair{*lo, *hi};
+}
+
+std::optional<uint64_t> resultSeq(std::string_view child_name) {
+  if (!resultRange(child_name)) return std::nullopt;
+  auto dash = child_name.rfind('-');
+  return parseNumber<uint64_t>(child_name.substr(dash + 1));
+}
+
+std::vector<std::string> resultsInOrder(std::vector<std::string> children) {
+  std::vector<std::pair<uint64_t, std::string>> keyed;
+  for (auto& c : children) {
+    if (auto seq = resultSeq(c)) keyed.emplace_back(*seq, std::move(c));
+  }
+  std::sort(keyed.begin(), keyed.end());
+  std::vector<std::string> out;
+  out.reserve(keyed.size());
+  for (auto& [seq, c] : keyed) out.push_back(std::move(c));
+  return out;
 }
 
 // --- Id entry ---

@@ -132,11 +132,14 @@ inline constexpr size_t kMaxChunkBytes = 64 * 1024;
 std::string encode(const Chunk& chunk);
 std::optional<Chunk> decodeChunk(std::string_view data);
 
-// The outcome of one task, in a result record.
+// The outcome of one task's attempt, in a result record. A task's outcomes across its batch's
+// records (in sequence order) are its history; the latest decides (docs/ZNODES.md "Retry and
+// history on batch records").
 struct Outcome {
   uint32_t index = 0;
   std::string id;                   // the task's id (stored only when client-chosen)
-  State state = State::kSucceeded;  // terminal
+  State state = State::kSucceeded;  // terminal, or pending: the task waits again (retried or
+                                    // re-opened), its pending state tells where
   int attempt = 0;
   std::string worker;
   int64_t started_at = 0;
@@ -160,6 +163,11 @@ std::optional<ResultRecord> decodeResults(std::string_view data);
 // The name prefix of a result record (the sequence number follows), and its bounds parsed back.
 std::string resultPrefix(const ResultRecord& record);
 std::optional<std::pair<uint32_t, uint32_t>> resultRange(std::string_view child_name);
+// A result record's sequence number (ZooKeeper's, per batch: the order records were written);
+// nullopt for a child that is not a result record.
+std::optional<uint64_t> resultSeq(std::string_view child_name);
+// The result records among `children`, oldest first (by sequence number).
+std::vector<std::string> resultsInOrder(std::vector<std::string> children);
 
 // One line of the event log (/events): tasks of one batch that reached one state in one multi.
 // The feed spells ids out: generated ids from (batch, index), client-chosen ones from `ids`.

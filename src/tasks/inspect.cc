@@ -103,7 +103,11 @@ std::optional<std::map<std::string, TaskStatus>> outcomes(coord::Coordination& c
     }
   }
   std::map<std::string, TaskStatus> out;
-  for (auto& [id, v] : latest) out.emplace(id, std::move(v.second));
+  for (auto& [id, v] : latest) {
+    // A latest outcome `pending` is an attempt's end before another one (history): the task
+    // waits or runs again, so it has no outcome yet.
+    if (v.second.state != State::kPending) out.emplace(id, std::move(v.second));
+  }
   return out;
 }
 

@@ -90,6 +90,13 @@ void Builder::report(EventGroup group) {
 }
 
 void Builder::writePending(const PendingWrite& w) {
+  if (w.create) {
+    push(
+        coord::CreateOp{
+            layout_->pending(w.batch), encode(w.after), coord::CreateMode::kPersistent, {}},
+        Part::kPending, w.batch);
+    return;
+  }
   push(coord::SetOp{layout_->pending(w.batch), encode(w.after), w.version}, Part::kPending,
        w.batch);
 }
@@ -112,6 +119,9 @@ void Builder::recordOutcomes(const std::string& batch, const ResultRecord& recor
        Part::kResult, batch);
   std::map<std::tuple<State, int, std::string>, EventGroup> groups;
   for (const auto& o : record.outcomes) {
+    // A pending outcome is history (the attempt that ended, or a re-open): the event of the
+    // task waiting again is reported by the transition, with the attempt it will run as.
+    if (o.state == State::kPending) continue;
     auto& g = groups[{o.state, o.attempt, o.worker}];
     g.batch = batch;
     g.state = o.state;
@@ -207,6 +217,27 @@ void Builder::cancel(const ChunkItem& task, const PendingWrite& pending,
     record.outcomes.back().id = task.id;
   }
   recordOutcomes(task.ref.batch, record, cancelled.finished_at);
+}
+
+void Builder::retry(const PendingWrite& pending, const Outcome& reopened, const std::string& id,
+                    int64_t now) {
+  writePending(pending);
+  ResultRecord record;
+  record.outcomes.push_back(reopened);
+  record.outcomes.back().state = State::kPending;
+  recordOutcomes(pending.batch, record, now);
+  const Waiting* w = pending.after.waitingAt(reopened.index);
+  EventGroup group{pending.batch,
+                   {reopened.index},
+                   {},
+                   State::kPending,
+                   w ? w->attempt : reopened.attempt + 1,
+                   "",
+                   now};
+  if (!id.empty() && id != generatedId({pending.batch, reopened.index})) {
+    group.ids[reopened.index] = id;
+  }
+  report(std::move(group));
 }
 
 void Builder::expire(const std::string& batch, const std::vector<std::string>& result_children,

@@ -72,6 +72,7 @@ struct PendingWrite {
   std::string batch;
   int32_t version = 0;
   PendingState after;
+  bool create = false;  // the batch has no pending state: create it (NodeExists: someone did)
 };
 
 // A chunk to write: its version as read, and what is left in it (empty: it is deleted).
@@ -126,6 +127,14 @@ class Builder {
   // and the pending state that points there) and record it `cancelled`.
   void cancel(const ChunkItem& task, const PendingWrite& pending,
               const std::optional<ChunkWrite>& holder, const Outcome& cancelled);
+
+  // Retry (API): put a failed or cancelled task back under its id. `pending` (set at the
+  // version read, or created when the batch had none left) has the task waiting at its next
+  // attempt; a result record gets `reopened` (state pending) so that it is the task's latest
+  // outcome. Fails on kPending when another writer changed or created the pending state (a
+  // concurrent retry: read again), on kResult (NoNode) when retention took the batch.
+  void retry(const PendingWrite& pending, const Outcome& reopened, const std::string& id,
+             int64_t now);
 
   // Retention (leader): delete a finished batch: its result records, its pending state if left
   // (at `pending_version`), its id entries and its record.

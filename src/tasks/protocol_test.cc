@@ -318,6 +318,96 @@ TEST_F(ProtocolTest, CancelTakesTheTokenFromWhereverItIs) {
   EXPECT_EQ(lastEvents().at(0).state, State::kCancelled);
 }
 
+TEST_F(ProtocolTest, CommitRecordsARetriedAttemptAsPendingHistoryWithOneEvent) {
+  submitAndAssign(2, 1, "c-1");
+  auto [c, cv] = chunk("c-1");
+  auto [state, pv] = pending(batch_);
+  state.wait(0, Waiting{2, 0, "exit 1"});
+  ResultRecord history;
+  history.outcomes.push_back(Outcome{0, "", State::kPending, 1, "w1", 10, 20, "exit 1", nullptr});
+  Builder b(layout_);
+  b.commit(ChunkWrite{"w1", "c-1", cv, Chunk{}}, {{batch_, history}},
+           {PendingWrite{batch_, pv, state}}, {item(batch_, 0)}, 30);
+  apply(std::move(b));
+  auto records = results(batch_);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].find(0)->state, State::kPending);
+  EXPECT_EQ(records[0].find(0)->error, "exit 1");
+  // One event: the task waits again as attempt 2 (the history outcome reports none).
+  auto events = lastEvents();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].state, State::kPending);
+  EXPECT_EQ(events[0].attempt, 2);
+  // The task has no final outcome: inspect::outcomes does not list it.
+  auto found = inspect::outcomes(*coord_, layout_, {generatedId({batch_, 0})});
+  ASSERT_TRUE(found);
+  EXPECT_TRUE(found->empty());
+}
+
+TEST_F(ProtocolTest, RetryReopensAFinishedTaskAndIsFencedByThePendingState) {
+  submitAndAssign(2, 0, "c-1");
+  auto [state, pv] = pending(batch_);
+  state.erase(1);
+  Builder w(layout_);
+  w.cancel(item(batch_, 1), PendingWrite{batch_, pv, state}, std::nullopt,
+           Outcome{1, "", State::kCancelled, 0, "", 0, 700, "cancelled", nullptr});
+  apply(std::move(w));
+
+  // Set at the version read: task 1 waits again; its re-open is its latest outcome.
+  auto [now_state, now_v] = pending(batch_);
+  PendingState after = now_state;
+  after.wait(1, Waiting{1, 0, ""});
+  const Outcome reopened{1, "", State::kCancelled, 0, "", 0, 800, "re-opened", nullptr};
+  Builder r(layout_);
+  r.retry(PendingWrite{batch_, now_v, after}, reopened, generatedId({batch_, 1}), 800);
+  apply(std::move(r));
+  EXPECT_TRUE(pending(batch_).first.waitingAt(1));
+  auto events = lastEvents();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].state, State::kPending);
+  EXPECT_EQ(events[0].attempt, 1);
+  size_t reopens = 0;
+  for (const auto& rec : results(batch_)) {
+    for (const auto& o : rec.outcomes) reopens += o.state == State::kPending;
+  }
+  EXPECT_EQ(reopens, 1u);  // recorded as pending whatever state the caller passed
+
+  // A second retry from the same read: the pending state's version fences it.
+  Builder twice(layout_);
+  twice.retry(PendingWrite{batch_, now_v, after}, reopened, generatedId({batch_, 1}), 801);
+  Role role = failing(std::move(twice), Code::kBadVersion);
+  EXPECT_EQ(role.part, Part::kPending);
+  EXPECT_EQ(role.key, batch_);
+
+  // No pending state left: it is created; a rival create fails on it (NodeExists).
+  Builder s(layout_);
+  s.submit(record(other_, 1));
+  apply(std::move(s));
+  auto [os, ov] = pending(other_);
+  ASSERT_TRUE(coord_->remove(layout_.pending(other_), ov).get());
+  PendingState fresh;
+  fresh.wait(0, Waiting{2, 0, "boom"});
+  Builder create(layout_);
+  create.retry(PendingWrite{other_, 0, fresh, true},
+               Outcome{0, "", State::kFailed, 1, "w1", 0, 900, "re-opened", nullptr}, "x", 900);
+  apply(std::move(create));
+  EXPECT_EQ(pending(other_).first.waitingAt(0)->attempt, 2);
+  EXPECT_EQ(lastEvents().at(0).id, "x");
+  Builder rival(layout_);
+  rival.retry(PendingWrite{other_, 0, fresh, true},
+              Outcome{0, "", State::kFailed, 1, "w1", 0, 901, "re-opened", nullptr}, "x", 901);
+  EXPECT_EQ(failing(std::move(rival), Code::kNodeExists).part, Part::kPending);
+
+  // The batch record gone (retention): the result record's create names it.
+  Builder late(layout_);
+  const std::string ghost = makeBatchName(1'796'083'200'000, 9);
+  late.retry(PendingWrite{ghost, 0, fresh, true},
+             Outcome{0, "", State::kFailed, 1, "w1", 0, 902, "re-opened", nullptr}, "", 902);
+  Role gone = failing(std::move(late), Code::kNoNode);
+  EXPECT_EQ(gone.part, Part::kResult);
+  EXPECT_EQ(gone.key, ghost);
+}
+
 TEST_F(ProtocolTest, ExpireDeletesABatchWholeOrNotAtAll) {
   Builder s(layout_);
   s.submit(record(batch_, 1, {"mine"}));

@@ -50,12 +50,36 @@ std::optional<State> parseState(std::string_view name) {
   return std::nullopt;
 }
 
+tl::expected<RetryPolicy, ValidationError> parseRetryPolicy(const Json& j) {
+  if (!j.is_object()) {
+    return invalid("retry", "must be an object {backoff_base_s, backoff_cap_s, jitter}");
+  }
+  RetryPolicy p;
+  for (const auto& [key, value] : j.items()) {
+    if (key != "backoff_base_s" && key != "backoff_cap_s" && key != "jitter") {
+      return invalid("retry." + key, "unknown field");
+    }
+    if (!value.is_number()) return invalid("retry." + key, "must be a number");
+  }
+  p.backoff_base_s = j.value("backoff_base_s", p.backoff_base_s);
+  p.backoff_cap_s = j.value("backoff_cap_s", std::max(p.backoff_cap_s, p.backoff_base_s));
+  p.jitter = j.value("jitter", p.jitter);
+  if (!(p.backoff_base_s > 0 && p.backoff_base_s <= 86400)) {
+    return invalid("retry.backoff_base_s", "must be more than 0 and at most 86400 seconds");
+  }
+  if (!(p.backoff_cap_s >= p.backoff_base_s && p.backoff_cap_s <= 86400)) {
+    return invalid("retry.backoff_cap_s", "must be from backoff_base_s to 86400 seconds");
+  }
+  if (!(p.jitter >= 0 && p.jitter <= 1)) return invalid("retry.jitter", "must be from 0 to 1");
+  return p;
+}
+
 tl::expected<TaskSpec, ValidationError> parseSpec(const Json& body, const SubmitLimits& limits,
                                                   bool (*known_type)(std::string_view)) {
   if (!body.is_object()) return invalid("", "a task must be a JSON object");
-  static constexpr std::array<std::string_view, 9> kKnown = {
-      "id",        "type",  "payload", "priority",    "max_attempts",
-      "timeout_s", "queue", "labels",  "callback_url"};
+  static constexpr std::array<std::string_view, 10> kKnown = {
+      "id",        "type",  "payload", "priority",     "max_attempts",
+      "timeout_s", "queue", "labels",  "callback_url", "retry"};
   for (const auto& [key, value] : body.items()) {
     if (std::find(kKnown.begin(), kKnown.end(), key) == kKnown.end()) {
       return invalid(key, "unknown field");
@@ -128,6 +152,11 @@ tl::expected<TaskSpec, ValidationError> parseSpec(const Json& body, const Submit
       return invalid("callback_url", url.error());
     }
   }
+  if (auto it = body.find("retry"); it != body.end() && !it->is_null()) {
+    auto policy = parseRetryPolicy(*it);
+    if (!policy) return tl::unexpected(policy.error());
+    spec.retry = *policy;
+  }
   return spec;
 }
 
@@ -141,6 +170,22 @@ Json toJson(const TaskSpec& spec) {
   j["queue"] = spec.queue;
   j["labels"] = spec.labels;
   if (!spec.callback_url.empty()) j["callback_url"] = spec.callback_url;
+  if (spec.retry) j["retry"] = toJson(*spec.retry);
+  return j;
+}
+
+Json toJson(const RetryPolicy& p) {
+  return {{"backoff_base_s", p.backoff_base_s},
+          {"backoff_cap_s", p.backoff_cap_s},
+          {"jitter", p.jitter}};
+}
+
+Json toJson(const AttemptRecord& a) {
+  Json j = {{"attempt", a.attempt}, {"state", stateName(a.state)}};
+  j["worker"] = a.worker.empty() ? Json() : Json(a.worker);
+  j["started_at"] = a.started_at == 0 ? Json() : Json(a.started_at);
+  j["finished_at"] = a.finished_at == 0 ? Json() : Json(a.finished_at);
+  j["error"] = a.error.empty() ? Json() : Json(a.error);
   return j;
 }
 
@@ -154,6 +199,11 @@ Json toJson(const TaskStatus& status) {
   j["submitted_at"] = status.submitted_at;
   j["started_at"] = status.started_at == 0 ? Json() : Json(status.started_at);
   j["finished_at"] = status.finished_at == 0 ? Json() : Json(status.finished_at);
+  if (!status.history.empty()) {
+    Json h = Json::array();
+    for (const auto& a : status.history) h.push_back(toJson(a));
+    j["history"] = std::move(h);
+  }
   return j;
 }
 
@@ -185,6 +235,11 @@ std::optional<TaskSpec> specFromJson(const Json& j) {
     spec.queue = valueOr<std::string>(j, "queue", "default");
     spec.labels = j.value("labels", std::vector<std::string>{});
     spec.callback_url = valueOr<std::string>(j, "callback_url", "");
+    if (auto it = j.find("retry"); it != j.end() && !it->is_null()) {
+      auto policy = parseRetryPolicy(*it);
+      if (!policy) return std::nullopt;
+      spec.retry = *policy;
+    }
     return spec;
   } catch (const Json::exception&) {
     return std::nullopt;

@@ -25,6 +25,15 @@ inline bool isTerminal(State s) {
 
 // What a client asked for. Immutable once accepted; two submissions with one id are the same
 // task only if their specs are equal.
+// A task's own retry delays (protocol 2): attempt n waits min(base * 2^(n-1), cap) seconds,
+// less up to `jitter` of it at random. Unset: the worker's retry_backoff.
+struct RetryPolicy {
+  double backoff_base_s = 1;  // (0, 86400]
+  double backoff_cap_s = 60;  // [backoff_base_s, 86400]
+  double jitter = 0;          // [0, 1]
+  bool operator==(const RetryPolicy&) const = default;
+};
+
 struct TaskSpec {
   std::string id;
   std::string type;
@@ -37,9 +46,25 @@ struct TaskSpec {
   std::string queue = "default";
   std::vector<std::string> labels{};
   std::string callback_url{};  // "" = none; else POSTed the task once terminal (callback_url.h)
+  std::optional<RetryPolicy> retry{};  // "retry" on submit (protocol 2 only)
 
   bool operator==(const TaskSpec&) const = default;
 };
+
+// One attempt's end as a task's history shows it (protocol 2: an outcome in a result record).
+// `state` is the attempt's outcome: pending = it was put back for another attempt (or a retry
+// re-opened the task), else the terminal state it ended in.
+struct AttemptRecord {
+  int attempt = 0;
+  std::string worker;
+  int64_t started_at = 0;
+  int64_t finished_at = 0;
+  State state = State::kPending;
+  std::string error;
+  bool operator==(const AttemptRecord&) const = default;
+};
+// GET shows at most this many attempts, the latest last.
+inline constexpr size_t kHistoryShown = 10;
 
 // The recorded state of a task: /status/{id}.
 struct TaskStatus {
@@ -52,6 +77,7 @@ struct TaskStatus {
   int64_t submitted_at = 0;  // wall-clock ms, for display only
   int64_t started_at = 0;
   int64_t finished_at = 0;
+  std::vector<AttemptRecord> history{};  // protocol 2: the last kHistoryShown attempts' ends
 };
 
 // A task waiting for assignment: /jobs/{bucket}/{id}.
@@ -115,8 +141,13 @@ inline constexpr size_t kMaxTaskLabels = 16;
 tl::expected<TaskSpec, ValidationError> parseSpec(const Json& body, const SubmitLimits& limits,
                                                   bool (*known_type)(std::string_view) = nullptr);
 
+// Reads a submission's "retry" object (unknown fields and out-of-range values are an error).
+tl::expected<RetryPolicy, ValidationError> parseRetryPolicy(const Json& j);
+
 Json toJson(const TaskSpec& spec);
 Json toJson(const TaskStatus& status);
+Json toJson(const RetryPolicy& policy);
+Json toJson(const AttemptRecord& attempt);
 Json toJson(const Job& job);
 Json toJson(const Assignment& assignment);
 

@@ -519,7 +519,15 @@ void ChunkAgent::onRunDone(const Key& key, HandlerResult result, int64_t ended_m
     f.outcome.error = result.error;
     f.outcome.result = std::move(result.result);  // the failure's detail
     if (t.item.attempt < spec.max_attempts) {
-      auto delay = options_.retry_backoff.delay(static_cast<uint32_t>(t.item.attempt));
+      base::Backoff policy = options_.retry_backoff;
+      if (spec.retry) {  // the task's own policy (docs/WORKFLOWS.md "Retry and dead letters")
+        policy = base::Backoff{std::chrono::duration_cast<base::Duration>(
+                                   std::chrono::duration<double>(spec.retry->backoff_base_s)),
+                               std::chrono::duration_cast<base::Duration>(
+                                   std::chrono::duration<double>(spec.retry->backoff_cap_s)),
+                               2.0, spec.retry->jitter};
+      }
+      auto delay = policy.delay(static_cast<uint32_t>(t.item.attempt));
       f.retry = tasks::Waiting{
           t.item.attempt + 1,
           base::wallMillis() + std::chrono::duration_cast<std::chrono::milliseconds>(delay).count(),

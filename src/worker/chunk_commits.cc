@@ -181,6 +181,12 @@ bool ChunkCommits::addTo(tasks::v2::Builder& b, const std::string& name, ChunkSt
     }
     it->second.after.wait(f.item.ref.index, *f.retry);
     retried.push_back(f.item);
+    // The attempt's end is history: recorded `pending` in the result record this multi writes
+    // for the batch anyway when another of its tasks ended (else one more create per batch).
+    tasks::Outcome history = f.outcome;
+    history.state = tasks::State::kPending;
+    history.result = nullptr;  // the detail of a failure stays with the final outcome
+    outcomes[batch].outcomes.push_back(std::move(history));
   }
   std::vector<tasks::v2::PendingWrite> writes;
   for (auto& [batch, w] : retries) {

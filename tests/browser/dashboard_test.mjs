@@ -136,21 +136,24 @@ try {
   await page.waitForSelector(`#tasks-body tr[data-task-id="${sleepId}"][data-state="cancelled"]`);
   assert.equal((await api('GET', `/v1/tasks/${sleepId}`)).state, 'cancelled');
 
-  step('retry of the cancelled task: a new id with the same type, payload and priority');
-  await page.click(`#tasks-body tr[data-task-id="${sleepId}"] button[data-action=retry]`);
-  await until(page, (old) => {
-    const t = document.getElementById('p-title').textContent;
-    return !document.getElementById('panel').hidden && t && t !== old && t !== 'Task';
-  }, sleepId);
-  const retryId = await page.textContent('#p-title');
-  const retried = await api('GET', `/v1/tasks/${retryId}`);
-  assert.equal(retried.type, 'sleep');
-  assert.deepEqual(retried.payload, {ms: 30000});
-  assert.equal(retried.priority, 5);
-  step('cancel the retry from its panel');
+  step('retry of the cancelled task: the same id runs again, its history in the panel');
+  await page.click(`#tasks-body tr[data-task-id="${sleepId}"] td.id`);
+  await until(page, (id) => document.getElementById('p-title').textContent === id &&
+                            document.querySelector('#p-body button[data-action=retry]') !== null, sleepId);
+  await page.click('#p-body button[data-action=retry]');
+  await until(page, () => {
+    const rows = document.querySelectorAll('#p-body table.history tbody tr');
+    return rows.length === 2 && rows[1].textContent.includes('retried by hand') &&
+           document.querySelector('#p-body .facts .badge')?.textContent !== 'cancelled';
+  }, null);
+  const retried = await api('GET', `/v1/tasks/${sleepId}`);
+  assert.notEqual(retried.state, 'cancelled');
+  assert.deepEqual(retried.history.map((a) => a.state), ['cancelled', 'pending']);
+  await page.screenshot({path: opt.screenshot.replace(/\.png$/, '-history.png')});
+  step('cancel the retried task from its panel');
   await page.click('#p-body button[data-action=cancel]');
-  await until(page, () => document.querySelector('#p-body .facts .badge')?.textContent === 'cancelled',
-                             null);
+  await until(page, () => document.querySelector('#p-body .facts .badge')?.textContent === 'cancelled' &&
+                          document.querySelectorAll('#p-body table.history tbody tr').length === 3, null);
   await page.click('#p-close');
 
   step('search by id: the exact id shows that task alone; an unknown id says so');
@@ -233,6 +236,27 @@ try {
   for (const id of sleeps) assert.equal((await api('GET', `/v1/tasks/${id}`)).state, 'cancelled', id);
   assert.notEqual((await api('GET', `/v1/tasks/${quick}`)).state, 'cancelled');
   await page.click('#bulk-close');
+
+  step('bulk retry of the same filtered set: the five cancelled sleeps run again under their ids');
+  await page.selectOption('#state-filter', 'cancelled');
+  await until(page, (ids) => ids.every((id) => document.querySelector(`#tasks-body tr[data-task-id="${id}"]`)), sleeps);
+  await page.click('#bulk-retry');
+  // The five, and the sleep retried and cancelled again from its panel above.
+  await until(page, () => /^Retry 6 cancelled sleep tasks\?/.test(document.getElementById('bulk-text').textContent));
+  await page.screenshot({path: opt.screenshot.replace(/\.png$/, '-bulk-retry.png')});
+  await page.click('#bulk-go');
+  await until(page, () => document.getElementById('bulk-progress').dataset.retried !== undefined);
+  const retriedTally = await page.$eval('#bulk-progress', (p) => ({...p.dataset}));
+  assert.equal(Number(retriedTally.retried), 6, JSON.stringify(retriedTally));
+  assert.equal(Number(retriedTally.failed), 0);
+  for (const id of sleeps) {
+    const t = await api('GET', `/v1/tasks/${id}`);
+    assert.notEqual(t.state, 'cancelled', id);
+    assert.equal(t.history.at(-1).error, 're-opened by a retry', id);
+  }
+  await page.click('#bulk-close');
+  for (const id of [...sleeps, sleepId]) await api('DELETE', `/v1/tasks/${id}`);  // the long sleeps go again
+  await page.selectOption('#state-filter', '');
   await page.fill('#type-filter', '');
   await page.dispatchEvent('#type-filter', 'change');
 

@@ -85,21 +85,43 @@ class LiveNodeTest(unittest.TestCase):
         self.assertIn(ctx.exception.task.state, ("pending", "assigned", "running"))
         self.client.cancel(sub.id)
 
-    def test_cancel_then_retry_submits_a_new_task_with_the_same_spec(self) -> None:
+    def test_cancel_then_resubmit_submits_a_new_task_with_the_same_spec(self) -> None:
         sub = self.client.submit("sleep", {"ms": 60000}, priority=7, max_attempts=2)
         first = self.client.cancel(sub.id)
         self.assertTrue(first.cancelled)
         self.assertEqual(first.task.state, "cancelled")
         again = self.client.cancel(sub.id)
         self.assertFalse(again.cancelled)
-        new_id = fresh("py-retry")
-        retried = self.client.retry(sub.id, new_id=new_id)
-        self.assertEqual(retried.id, new_id)
+        new_id = fresh("py-resubmit")
+        resubmitted = self.client.resubmit(sub.id, new_id=new_id)
+        self.assertEqual(resubmitted.id, new_id)
         task = self.client.get(new_id)
         self.assertEqual((task.type, task.payload), ("sleep", {"ms": 60000}))
         self.assertEqual((task.priority, task.max_attempts), (7, 2))
         self.client.cancel(new_id)
         self.assertEqual(self.client.get(sub.id).state, "cancelled")
+
+    def test_retry_reopens_a_failed_task_under_its_id_with_its_history(self) -> None:
+        tid = fresh("py-retry")
+        self.client.submit("fail", {}, id=tid, max_attempts=1)
+        failed = self.client.wait(tid, timeout=30)
+        self.assertEqual(failed.state, "failed")
+        try:
+            again = self.client.retry(tid)
+        except drover.BadRequest as e:
+            self.assertIn("protocol 2", e.detail or "")
+            self.skipTest("the node runs protocol 1")
+        self.assertEqual((again.id, again.state), (tid, "pending"))
+        task = self.client.wait(tid, timeout=30)
+        self.assertEqual(task.state, "failed")
+        self.assertEqual(task.attempts, 2)
+        self.assertEqual([(a.attempt, a.state) for a in task.history],
+                         [(1, "failed"), (1, "pending"), (2, "failed")])
+        ok = self.client.submit("noop", id=fresh("py-retry-ok"))
+        self.client.wait(ok.id, timeout=30)
+        with self.assertRaises(drover.Conflict) as ctx:
+            self.client.retry(ok.id)
+        self.assertIn("succeeded", ctx.exception.detail or "")
 
     def test_list_pages_with_the_cursor_until_the_end(self) -> None:
         prefix = fresh("py-page")

@@ -171,6 +171,38 @@ class ProtocolTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             client.create_schedule("x", {"type": "noop"}, cron="* * * * *", every_s=5)
 
+    def test_retry_posts_to_the_task_and_history_and_policy_are_read(self) -> None:
+        task = {"id": "t1", "type": "fail", "state": "failed", "attempts": 2,
+                "retry": {"backoff_base_s": 0.5, "backoff_cap_s": 4, "jitter": 0.2},
+                "history": [{"attempt": 1, "state": "pending", "worker": "w1", "error": "boom",
+                             "started_at": 1, "finished_at": 2},
+                            {"attempt": 2, "state": "failed", "worker": "w2", "error": "boom",
+                             "started_at": 3, "finished_at": 4}]}
+
+        def handler(h: http.server.BaseHTTPRequestHandler) -> None:
+            if h.command == "POST":
+                reply(h, 202, {"id": "t1", "state": "pending"})
+            else:
+                reply(h, 200, task)
+
+        server = ScriptedServer(handler)
+        try:
+            client = drover.Client(server.url)
+            sub = client.retry("t1")
+            self.assertEqual((sub.id, sub.state), ("t1", "pending"))
+            self.assertEqual((server.seen[0]["method"], server.seen[0]["path"]),
+                             ("POST", "/v1/tasks/t1/retry"))
+            got = client.get("t1")
+            self.assertEqual([(a.attempt, a.state, a.worker) for a in got.history],
+                             [(1, "pending", "w1"), (2, "failed", "w2")])
+            self.assertEqual(got.retry, drover.RetryPolicy(0.5, 4.0, 0.2))
+            client.submit("noop", retry=drover.RetryPolicy(2, 30, 0.5))
+            sent = json.loads(server.seen[-1]["body"])
+            self.assertEqual(sent["retry"],
+                             {"backoff_base_s": 2, "backoff_cap_s": 30, "jitter": 0.5})
+        finally:
+            server.close()
+
     def test_bad_server_urls_are_refused(self) -> None:
         for bad in ("127.0.0.1:8080", "ftp://x", "http://", "http://h/?q=1"):
             with self.assertRaises(ValueError, msg=bad):

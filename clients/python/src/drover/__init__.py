@@ -24,9 +24,11 @@ from .errors import (
 )
 from .models import (
     TERMINAL_STATES,
+    Attempt,
     BatchSubmitted,
     Cancelled,
     Event,
+    RetryPolicy,
     Submitted,
     Task,
     TaskPage,
@@ -37,6 +39,8 @@ from .models import (
 __all__ = [
     "DEFAULT_SERVER",
     "TERMINAL_STATES",
+    "Attempt",
+    "RetryPolicy",
     "ApiError",
     "BadRequest",
     "BatchSubmitted",

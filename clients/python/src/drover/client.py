@@ -16,6 +16,7 @@ from .models import (
     BatchSubmitted,
     Cancelled,
     Event,
+    RetryPolicy,
     Submitted,
     Task,
     TaskPage,
@@ -79,6 +80,7 @@ class Client:
         callback_url: str | None = None,
         queue: str | None = None,
         labels: Iterable[str] | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Submitted:
         """Submits one task. Give an ``id`` to make retries safe: the same id and spec again is
         answered with the existing task (``created`` False), another spec raises Conflict."""
@@ -92,6 +94,7 @@ class Client:
             callback_url,
             queue,
             None if labels is None else tuple(labels),
+            retry,
         )
         return self.submit_spec(spec)
 
@@ -143,23 +146,21 @@ class Client:
             cancelled=headers.get("drover-cancel", "") == "cancelled",
         )
 
-    def retry(self, task_id: str, *, new_id: str | None = None) -> Submitted:
-        """Submits a finished task again as a new task: the same type, payload, priority, max
-        attempts and timeout, under ``new_id`` (generated when None). The API keeps one outcome
-        per task id, so a retry is always a new task; the old one is left as it was."""
+    def retry(self, task_id: str) -> Submitted:
+        """Puts a failed or cancelled task back under its id (``POST /v1/tasks/{id}/retry``,
+        protocol 2): it waits again at its next attempt, its ``history`` kept. Raises Conflict
+        when the task is not failed or cancelled, NotFound when there is none."""
+        _, body, _ = self._request("POST", self._task_path(task_id) + "/retry", {})
+        return Submitted(id=body["id"], state=body["state"], created=True)
+
+    def resubmit(self, task_id: str, *, new_id: str | None = None) -> Submitted:
+        """Submits a task's spec again as a new task under ``new_id`` (generated when None); the
+        old one is left as it was. For protocol 1 nodes, which have no ``retry``."""
         old = self.get(task_id)
         spec = old.spec()
-        return self.submit(
-            spec.type,
-            spec.payload,
-            id=new_id,
-            priority=spec.priority,
-            max_attempts=spec.max_attempts,
-            timeout_s=spec.timeout_s,
-            callback_url=spec.callback_url,
-            queue=spec.queue,
-            labels=spec.labels,
-        )
+        return self.submit_spec(TaskSpec(spec.type, spec.payload, new_id, spec.priority,
+                                         spec.max_attempts, spec.timeout_s, spec.callback_url,
+                                         spec.queue, spec.labels, spec.retry))
 
     def list(
         self,
