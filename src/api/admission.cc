@@ -4,11 +4,22 @@
 
 #include <algorithm>
 
+#include "tasks/batch.h"
+
 namespace drover::api {
 
 using Clock = std::chrono::steady_clock;
 
+std::optional<size_t> Admission::readWaiting() {
+  auto node = awaitFor(coord_.get(layout_.pendingRoot(), nullptr), options_.call_timeout);
+  if (!node) return std::nullopt;
+  auto count = tasks::decodeWaiting(node->data);
+  if (!count) return std::nullopt;  // no leader has counted yet
+  return static_cast<size_t>(count->waiting);
+}
+
 std::optional<size_t> Admission::countPending() {
+  if (source_ == Source::kWaitingCount) return readWaiting();
   std::vector<coord::Future<std::optional<coord::Stat>>> buckets;
   buckets.reserve(tasks::Layout::kJobBuckets);
   for (int b = 0; b < tasks::Layout::kJobBuckets; ++b) {
@@ -29,7 +40,8 @@ std::optional<size_t> Admission::countPending() {
 // admitted submits that then wrote nothing). The cap is flood control, not a quota: passing it
 // by one second of the cluster's accepted submits, or refusing a little early for a second, is
 // harmless, while an exact count would cost a listing of /jobs per submit. A read costs 256 stat
-// reads per refresh per submitting node, whatever the backlog.
+// reads per refresh per submitting node, whatever the backlog (protocol 2: one read of the
+// leader's count, itself up to its publishing interval old, so up to ~2 s stale in all).
 StoreResult<void> Admission::admit(size_t tasks) {
   if (options_.max_pending == 0) return {};
   auto fresh = [&] {

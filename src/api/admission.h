@@ -2,6 +2,10 @@
 
 // Flood control for the API (StoreOptions::max_pending): whether `tasks` more submits may be
 // accepted, from a cached count of the pending tasks. Thread-safe.
+//
+// Where the count comes from depends on the protocol: the first one's job buckets (256 stat
+// reads), or protocol v2's waiting count, which the leader publishes in /pending's own data
+// (scheduler/waiting_publisher.h; one read).
 
 #include <chrono>
 #include <mutex>
@@ -16,8 +20,13 @@ namespace drover::api {
 
 class Admission {
  public:
-  Admission(coord::Coordination& coord, const tasks::Layout& layout, const StoreOptions& options)
-      : coord_(coord), layout_(layout), options_(options) {}
+  enum class Source {
+    kJobBuckets,    // protocol 1: the child counts of /jobs's buckets
+    kWaitingCount,  // protocol 2: the leader's count in /pending's data
+  };
+  Admission(coord::Coordination& coord, const tasks::Layout& layout, const StoreOptions& options,
+            Source source = Source::kJobBuckets)
+      : coord_(coord), layout_(layout), options_(options), source_(source) {}
 
   // kTooMany if `tasks` more would pass the cap, else counts them in. Never lists ZooKeeper: see
   // countPending().
@@ -27,10 +36,13 @@ class Admission {
   // The pending tasks: the sum of the job buckets' child counts (256 stat reads, pipelined, no
   // listing); nullopt when they cannot be read.
   std::optional<size_t> countPending();
+  // Protocol v2: the leader's published count; nullopt when unreadable or not published yet.
+  std::optional<size_t> readWaiting();
 
   coord::Coordination& coord_;
   const tasks::Layout& layout_;
   const StoreOptions& options_;
+  const Source source_;
 
   // The last count of the pending tasks, when it was read, and the tasks admitted since (under
   // pending_mu_). One thread reads a new count at a time (pending_refresh_mu_); the others go on

@@ -1,6 +1,7 @@
 // BatchReader::cluster(): the task counts by state under protocol v2 (docs/ZNODES.md, "The
 // API's side": waiting and held exactly, terminal tallies by each task's latest outcome, frozen per
 // finished batch).
+#include <algorithm>
 #include <set>
 
 #include "api/batch_reader.h"
@@ -108,6 +109,41 @@ StoreResult<std::map<State, size_t>> BatchReader::countTasks() {
   }
   std::erase_if(tallies_, [&](const auto& kv) { return !seen.count(kv.first); });
   return counts;
+}
+
+// The first protocol's view counts a worker's assignment znodes; under v2 those are chunks of up
+// to 64 tasks, so `assigned` is the items of its chunks (the chunks of all workers read
+// pipelined: one listing per worker, one read per chunk), and `running` the ones in slots, as in
+// the first protocol.
+StoreResult<WorkersView> BatchReader::workers() {
+  auto view = v1_.workers();
+  if (!view) return view;
+  std::vector<coord::Future<std::vector<std::string>>> listings;
+  for (const auto& w : view->workers) {
+    listings.push_back(coord_.children(layout_.assignmentsOf(w.info.id), nullptr));
+  }
+  std::vector<std::vector<coord::Future<coord::Node>>> chunks(view->workers.size());
+  for (size_t i = 0; i < view->workers.size(); ++i) {
+    auto names = await(listings[i]);
+    if (!names) continue;  // no folder (yet, or any more): nothing held
+    for (const auto& name : *names) {
+      chunks[i].push_back(coord_.get(layout_.chunk(view->workers[i].info.id, name), nullptr));
+    }
+  }
+  for (size_t i = 0; i < view->workers.size(); ++i) {
+    WorkerView& w = view->workers[i];
+    w.assigned = 0;
+    for (auto& f : chunks[i]) {
+      auto node = await(f);
+      if (!node) {
+        if (node.error().code() == Code::kNoNode) continue;  // committed whole meanwhile
+        return tl::unexpected(fromCoord(node.error(), "reading workers' chunks"));
+      }
+      if (auto chunk = tasks::decodeChunk(node->data)) w.assigned += chunk->items.size();
+    }
+    w.running = std::min(w.assigned, static_cast<size_t>(std::max(0, w.info.slots)));
+  }
+  return view;
 }
 
 StoreResult<ClusterView> BatchReader::cluster() {

@@ -61,7 +61,8 @@ class BatchReader {
   StoreResult<TaskPage> listNewest(std::optional<tasks::State> state, size_t limit,
                                    const std::optional<NewestCursor>& after,
                                    const TaskFilter& filter = {});
-  StoreResult<WorkersView> workers() { return v1_.workers(); }
+  // The live workers; `assigned` counts the tasks their chunks hold (batch_counts.cc).
+  StoreResult<WorkersView> workers();
   StoreResult<ClusterView> cluster();
   void interruptWaits();
 

@@ -71,7 +71,8 @@ BatchStore::BatchStore(coord::Coordination& coord, tasks::Layout layout, StoreOp
       layout_(std::move(layout)),
       options_(options),
       reader_(coord, layout_, options_),
-      queues_(coord, layout_, options_.call_timeout) {}
+      queues_(coord, layout_, options_.call_timeout),
+      admission_(coord, layout_, options_, Admission::Source::kWaitingCount) {}
 
 size_t BatchStore::queuedSubmits() const {
   std::lock_guard lock(mu_);
@@ -252,6 +253,7 @@ StoreResult<SubmitResult> BatchStore::submit(const TaskSpec& spec) {
   if (!connected()) {
     return problem(Failure::kUnavailable, "not connected to ZooKeeper; try again later");
   }
+  if (auto admitted = admission_.admit(1); !admitted) return tl::unexpected(admitted.error());
   for (int round = 0; round < kSubmitRounds; ++round) {
     auto entry = std::make_shared<Entry>();
     entry->spec = spec;
@@ -316,6 +318,9 @@ StoreResult<BatchResult> BatchStore::submitBatch(const std::vector<TaskSpec>& sp
                                  "split it",
                                  builder.bytes(), options_.max_multi_bytes));
     }
+  }
+  if (auto admitted = admission_.admit(specs.size()); !admitted) {
+    return tl::unexpected(admitted.error());
   }
   auto names = [](const std::vector<std::string>& v) {
     std::string s;

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "api/admission.h"
 #include "api/batch_reader.h"
 #include "api/queue_admin.h"
 #include "api/store_options.h"
@@ -100,6 +101,7 @@ class BatchStore final : public TaskService {
   const StoreOptions options_;
   BatchReader reader_;
   QueueAdmin queues_;
+  Admission admission_;  // max_pending_tasks, from the leader's waiting count
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -71,8 +71,35 @@ void Subscription::close() {
   cv_.notify_all();
 }
 
+bool Subscription::wanted(const FeedEvent& event) const {
+  if (!id_filter_.empty() && event.id != id_filter_) return false;
+  return !terminal_only_ || tasks::isTerminal(event.state);
+}
+
+bool Subscription::fill(const FeedEvent& event) {
+  if (!wanted(event)) return true;
+  std::lock_guard lock(mu_);
+  if (closed_) return true;
+  if (queue_.size() >= capacity_) return false;
+  queue_.push_back(event);
+  cv_.notify_all();
+  return true;
+}
+
+void Subscription::truncate() {
+  std::lock_guard lock(mu_);
+  truncated_ = true;
+  closed_ = true;
+  cv_.notify_all();
+}
+
+bool Subscription::truncated() const {
+  std::lock_guard lock(mu_);
+  return truncated_;
+}
+
 void Subscription::push(const FeedEvent& event) {
-  if (!id_filter_.empty() && event.id != id_filter_) return;
+  if (!wanted(event)) return;
   std::lock_guard lock(mu_);
   if (closed_) return;
   if (queue_.size() >= capacity_) {
@@ -154,8 +181,10 @@ std::shared_ptr<Subscription> EventFeed::subscribe(std::string id_filter) {
   return sub;
 }
 
-std::shared_ptr<Subscription> EventFeed::subscribe(std::string id_filter, EventPosition after) {
-  auto sub = std::make_shared<Subscription>(std::move(id_filter), options_.queue_capacity);
+std::shared_ptr<Subscription> EventFeed::subscribe(std::string id_filter, EventPosition after,
+                                                   bool terminal_only) {
+  auto sub =
+      std::make_shared<Subscription>(std::move(id_filter), options_.queue_capacity, terminal_only);
   {
     std::lock_guard lock(mu_);
     if (stopped_) {
@@ -194,13 +223,18 @@ void EventFeed::replay(const std::shared_ptr<Subscription>& sub, EventPosition a
     if (r.first >= after.record && r.first <= upto) wanted.push_back(r);
   }
   if (!held) sub->gap_ = true;
-  std::vector<coord::Future<coord::Node>> futures;
-  futures.reserve(wanted.size());
-  for (const auto& r : wanted) {
-    futures.push_back(coord_.get(coord::join(layout_.events(), r.second), nullptr));
-  }
+  // Read in windows of pipelined reads, so that a replay that fills the queue early (a v2
+  // record alone can hold thousands of events) does not read the rest of the log for nothing.
+  constexpr size_t kWindow = 32;
+  std::deque<coord::Future<coord::Node>> futures;
+  size_t sent = 0;
   for (size_t i = 0; i < wanted.size(); ++i) {
-    auto node = futures[i].waitFor(options_.call_timeout);
+    while (sent < wanted.size() && sent < i + kWindow) {
+      futures.push_back(coord_.get(coord::join(layout_.events(), wanted[sent].second), nullptr));
+      ++sent;
+    }
+    auto node = futures.front().waitFor(options_.call_timeout);
+    futures.pop_front();
     if (!node || (!*node && (*node).error().code() != Code::kNoNode)) {
       sub->close();  // cannot tell what it missed: the client reconnects and resumes again
       return;
@@ -210,7 +244,14 @@ void EventFeed::replay(const std::shared_ptr<Subscription>& sub, EventPosition a
       continue;
     }
     for (const auto& e : decodeRecord(wanted[i].first, (*node)->data)) {
-      if (after < e.position) sub->push(e);
+      if (after < e.position && !sub->fill(e)) {
+        // Full: what is queued stays (a drop here would throw away the whole replay, and the
+        // same resume would overflow again: it would never get past this point). The
+        // subscriber pops it and resumes after the last event.
+        for (auto& f : futures) (void)f.waitFor(options_.call_timeout);
+        sub->truncate();
+        return;
+      }
     }
   }
   {

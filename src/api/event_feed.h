@@ -49,8 +49,8 @@ struct FeedEvent : tasks::TaskEvent {
 // One subscriber's queue of events. The feed pushes, the subscriber pops. Thread-safe.
 class Subscription {
  public:
-  Subscription(std::string id_filter, size_t capacity)
-      : id_filter_(std::move(id_filter)), capacity_(capacity) {}
+  Subscription(std::string id_filter, size_t capacity, bool terminal_only = false)
+      : id_filter_(std::move(id_filter)), capacity_(capacity), terminal_only_(terminal_only) {}
 
   // The next event, waiting at most `timeout`; nullopt on timeout or once closed.
   std::optional<FeedEvent> next(std::chrono::milliseconds timeout);
@@ -65,14 +65,26 @@ class Subscription {
   // may be missing, so the client should re-read the tasks it follows. Set before subscribe()
   // returns.
   bool gap() const { return gap_.load(); }
+  // A resumed subscription whose replay held more than `capacity` events: closed, with the
+  // first `capacity` of them queued (not dropped). Pop them, then resume after the last one.
+  // Protocol v2 records hold many events each (one per task of an EventGroup), so a resume from
+  // far behind can exceed any fixed capacity; it then advances a queue's worth per resume.
+  bool truncated() const;
 
  private:
   friend class EventFeed;
   // Queues `event` unless filtered out; on overflow closes the subscription (dropped).
   void push(const FeedEvent& event);
+  // The replay's push: false, and nothing queued, when the queue is full.
+  bool fill(const FeedEvent& event);
+  // Closes it keeping what is queued (truncated()).
+  void truncate();
+  bool wanted(const FeedEvent& event) const;
 
   const std::string id_filter_;
   const size_t capacity_;
+  const bool terminal_only_;  // only events of terminal states
+  bool truncated_ = false;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<FeedEvent> queue_;
@@ -120,7 +132,11 @@ class EventFeed {
   // Resumes after `after` (a Last-Event-ID): first every event the log still holds after that
   // position, then the live ones, with none missed or repeated in between. When the log no
   // longer holds `after`'s record, the subscription's gap() is set. Blocks up to call_timeout.
-  std::shared_ptr<Subscription> subscribe(std::string id_filter, EventPosition after);
+  // When the log holds more events after `after` than a queue takes, the subscription comes
+  // back truncated() after the first queue's worth. `terminal_only`: only events of terminal
+  // states are queued (the webhook dispatcher's).
+  std::shared_ptr<Subscription> subscribe(std::string id_filter, EventPosition after,
+                                          bool terminal_only = false);
   size_t subscribers();
   // The sequence number of the newest record read (-1 before the first read).
   int64_t lastSeen() const { return last_seen_.load(); }

@@ -192,7 +192,8 @@ void WebhookDispatcher::follow() {
       std::lock_guard lock(mu_);
       from = read_;
     }
-    auto sub = feed_.subscribe("", from);
+    // Only terminal events: the others cannot need a delivery, and would fill the queue.
+    auto sub = feed_.subscribe("", from, /*terminal_only=*/true);
     {
       std::lock_guard lock(mu_);
       sub_ = sub;
@@ -227,8 +228,9 @@ void WebhookDispatcher::follow() {
     }
     sub->close();
     if (stopped()) break;
-    // Closed by the feed: dropped (we fell behind while full), a replay that timed out, or the
-    // feed stopping. Resume after the last event taken.
+    // Closed by the feed: dropped (we fell behind while full), truncated (the replay held more
+    // than a queue's worth), a replay that timed out, or the feed stopping. Resume after the
+    // last event taken.
     failures = got ? 0 : failures + 1;
     if (failures > 0) pause(retry.delay(failures, 0));
   }

@@ -99,6 +99,11 @@ void BatchRetention::expire() {
   if (expiring_) return;
   expiring_ = true;
   budget_ = options_.expire_per_pass;
+  if (options_.retention_count > 0) return expireByCount();  // then by age, if nothing to do
+  expireByAge();
+}
+
+void BatchRetention::expireByAge() {
   ctx_.coord.children(ctx_.layout.batches(), nullptr)
       .then([this, post = ctx_.post](const Result<std::vector<std::string>>& r) {
         post([this, r] {

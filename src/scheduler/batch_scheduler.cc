@@ -6,6 +6,7 @@
 #include <set>
 #include <utility>
 
+#include "scheduler/chunk_queue_counts.h"
 #include "tasks/protocol.h"
 
 namespace drover::scheduler {
@@ -65,9 +66,9 @@ BatchScheduler::BatchScheduler(coord::Coordination& coord, tasks::Layout layout,
       ctx_, [this] { pump(); }, [this](const std::string& w) { requeue_->requeueWorker(w); });
   requeue_ = std::make_unique<ChunkRequeue>(ctx_, *pending_, *workers_, wall,
                                             options_.orphan_dir_grace, [this] { pump(); });
-  retention_ =
-      std::make_unique<BatchRetention>(ctx_, BatchRetention::Options{options_.retention_age, 500},
-                                       *pending_, *workers_, *requeue_, wall);
+  retention_ = std::make_unique<BatchRetention>(
+      ctx_, BatchRetention::Options{options_.retention_age, 500, options_.retention_count},
+      *pending_, *workers_, *requeue_, wall);
   queues_ = std::make_unique<QueueBoard>(ctx_, [this] { pump(); });
   cleanup_ = std::make_unique<Cleanup>(
       coord_, layout_, Cleanup::Options{options_.events_keep, options_.retention_age, 0, 0},
@@ -75,6 +76,13 @@ BatchScheduler::BatchScheduler(coord::Coordination& coord, tasks::Layout layout,
       [this] { return active(); });
   assigner_ = std::make_unique<ChunkAssigner>(
       *picker_, ChunkAssigner::Limits{options_.max_round_tasks, options_.max_round_bytes});
+  waiting_ = std::make_unique<WaitingPublisher>(
+      ctx_, WaitingPublisher::Options{options_.waiting_interval},
+      [this]() -> std::optional<uint64_t> {
+        if (!pending_->loaded()) return std::nullopt;  // a partial count would let a flood in
+        return index_.ready() + index_.delayed();
+      },
+      wall);
 }
 
 BatchScheduler::~BatchScheduler() { stop(); }
@@ -218,6 +226,7 @@ void BatchScheduler::begin() {
   spdlog::info("scheduler: leading (protocol 2) with epoch version {}", epoch_);
   fullReconcile();
   scheduleSweep();
+  waiting_->start();
   later(options_.first_assign_after, [this] {
     if (!active() || initial_loaded_) return;
     assign_early_ = true;  // a large backlog: assign from what is loaded so far
@@ -292,9 +301,14 @@ void BatchScheduler::pump() {
   auto draining = [this](const std::string& w) { return this->draining(w); };
   std::vector<WorkerLoad> loads = workers_->loads(draining);
   if (loads.empty()) return;
+  // Queue limits: held tasks per queue, counted from the chunks only while some queue has one.
+  std::optional<QueueHeld> held;
+  if (queues_->limited()) held = heldPerQueue(workers_->workers(), *pending_);
   Round round = assigner_->plan(
       index_, loads, *pending_,
-      [this](const std::string& queue, int taken) { return queues_->open(queue, taken); },
+      [this, &held](const std::string& queue, int taken) {
+        return queues_->open(queue, taken, held);
+      },
       [this] { return tasks::makeChunkName(epoch_, chunk_n_++); });
   // Fair assignment: lower-priority tasks held unstarted give way to what waits behind them.
   if (!requeue_->reclaiming()) {

@@ -41,6 +41,7 @@
 #include "scheduler/queue_board.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/strategy.h"
+#include "scheduler/waiting_publisher.h"
 #include "scheduler/worker_tracker.h"
 #include "tasks/layout.h"
 #include "tasks/protocol.h"
@@ -60,13 +61,14 @@ class BatchScheduler {
     base::Duration relist_delay = std::chrono::milliseconds(500);
     size_t events_keep = 1000;
     std::chrono::milliseconds retention_age = std::chrono::hours(24);  // finished batches
-    size_t retention_count = 100000;  // the first protocol's; unused here (retention is by age)
+    size_t retention_count = 100000;  // finished tasks kept at most (0: by age only)
     std::chrono::milliseconds orphan_dir_grace = std::chrono::seconds(30);
     base::Duration first_assign_after = std::chrono::milliseconds(250);
     base::Backoff retry_backoff;
     // Wall-clock ms (not_before, outcome times, retention); empty: base::wallMillis. Tests tie
     // it to their manual clock.
     std::function<int64_t()> wall_ms;
+    base::Duration waiting_interval = base::seconds(1);  // publishing the waiting count
   };
   using Stats = Scheduler::Stats;
   using FencedCallback = Scheduler::FencedCallback;
@@ -160,6 +162,7 @@ class BatchScheduler {
   std::unique_ptr<Cleanup> cleanup_;
   std::unique_ptr<QueueBoard> queues_;
   std::unique_ptr<ChunkAssigner> assigner_;
+  std::unique_ptr<WaitingPublisher> waiting_;  // the count behind the API's max_pending_tasks
 };
 
 }  // namespace drover::scheduler

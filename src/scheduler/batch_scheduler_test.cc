@@ -374,6 +374,139 @@ TEST_F(BatchSchedulerTest, HigherPriorityTaskDoesNotWaitBehindUnstartedPrefetch)
   for (size_t i = 1; i < unstarted.size(); ++i) EXPECT_EQ(unstarted[i].attempt, 1);
 }
 
+// Queue max_running on v2: held (assigned, prefetched or running) tasks of the queue, across
+// workers, never pass the limit; other queues are not held up; a new leader learns what is held
+// from the chunks before it assigns any more of a limited queue.
+TEST_F(BatchSchedulerTest, QueueLimitHoldsAcrossWorkersWithPrefetch) {
+  ASSERT_TRUE(coord::ensurePath(admin_, layout_.queues()));
+  ASSERT_TRUE(admin_
+                  .create(CreateOp{layout_.queue("etl"),
+                                   toJson(QueueSettings{false, 2}).dump(),
+                                   CreateMode::kPersistent,
+                                   {}})
+                  .get());
+  addWorker("w1", 2, 4, {"default", "etl"});
+  addWorker("w2", 2, 4, {"default", "etl"});
+  std::string b = submit(std::vector<tasks::TaskSpec>(9, spec(5, 3, "etl")));
+  submit(std::vector<tasks::TaskSpec>(3, spec()));
+  start();
+  auto etl = [&] {
+    size_t n = 0;
+    for (const auto& w : {"w1", "w2"}) {
+      for (const auto& item : items(w)) n += item.spec->queue == "etl";
+    }
+    return n;
+  };
+  ASSERT_TRUE(settle([&] { return etl() == 2 && held("w1") + held("w2") == 5; }));
+  size_t done = 0;
+  bool restarted = false;
+  while (done < 9) {
+    quiesce();
+    ASSERT_LE(etl(), 2u);
+    if (!restarted && done >= 4) {  // a new leader: it must learn the held chunks first
+      restarted = true;
+      scheduler_->stop();
+      scheduler_.reset();
+      auto stat = admin_.set(layout_.epoch(), "leader-2", coord::kAnyVersion).get();
+      ASSERT_TRUE(stat);
+      epoch_ = stat->version;
+      start();
+      quiesce();
+      ASSERT_LE(etl(), 2u);
+    }
+    // Commit one etl task at a time, from either worker.
+    for (const auto& w : {"w2", "w1"}) {
+      bool one = false;
+      for (const auto& c : chunks(w)) {
+        for (const auto& item : c.chunk.items) {
+          if (item.spec->queue != "etl") continue;
+          ASSERT_TRUE(actors::commit(admin_, layout_, w, c, {item.ref}, wall()));
+          one = true;
+          break;
+        }
+        if (one) break;
+      }
+      if (one) {
+        ++done;
+        break;
+      }
+    }
+    ASSERT_TRUE(settle([&] { return etl() == std::min<size_t>(2, 9 - done); })) << done;
+  }
+  quiesce();
+  EXPECT_EQ(etl(), 0u);
+  EXPECT_EQ(outcomesOf(b).size(), 9u);
+  EXPECT_TRUE(fenced().empty());
+}
+
+// retention_count on v2: once finished batches hold more tasks than the setting, the oldest
+// finished batches go (whole), however young; a batch with a task still waiting stays.
+TEST_F(BatchSchedulerTest, RetentionCountExpiresTheOldestFinishedBatchesFirst) {
+  options_.retention_count = 3;
+  addWorker("w1", 16, 0);
+  const int64_t t = wall() - 10 * 60 * 1000;  // minutes old: far younger than retention_age
+  std::string open_oldest = submit({spec(5, 3, "nobody"), spec()}, 0, t);
+  std::vector<std::string> done;
+  for (int i = 0; i < 4; ++i) done.push_back(submit({spec(), spec()}, 0, t + (i + 1) * 1000));
+  start();
+  ASSERT_TRUE(settle([&] { return held("w1") == 9; }));
+  commitAll("w1");
+  quiesce();
+  scheduler_->sweepNow();  // drops the pending states of the finished batches
+  ASSERT_TRUE(settle([&] {
+    for (const auto& b : done) {
+      if (pendingOf(b)) return false;
+    }
+    return true;
+  }));
+  quiesce();
+  scheduler_->sweepNow();
+  // 8 finished tasks, 3 kept at most: the three oldest finished batches go, the newest stays.
+  ASSERT_TRUE(settle([&] { return !server_->peek(layout_.batch(done[2])); }));
+  quiesce();
+  EXPECT_FALSE(server_->peek(layout_.batch(done[0])));
+  EXPECT_FALSE(server_->peek(layout_.batch(done[1])));
+  EXPECT_TRUE(server_->peek(layout_.batch(done[3])));
+  EXPECT_EQ(outcomesOf(done[3]).size(), 2u);
+  EXPECT_TRUE(server_->peek(layout_.batch(open_oldest)));  // a task still waits
+  EXPECT_EQ(scheduler_->snapshot().statuses_deleted, 3u);
+  // Nothing more goes on later passes: 2 finished tasks are within the count.
+  scheduler_->sweepNow();
+  quiesce();
+  EXPECT_TRUE(server_->peek(layout_.batch(done[3])));
+  EXPECT_EQ(scheduler_->snapshot().statuses_deleted, 3u);
+}
+
+// The waiting count for the API's max_pending_tasks: published in /pending's data once the
+// first scan is in, at most once per interval, only when it changed; fenced by the epoch.
+TEST_F(BatchSchedulerTest, PublishesTheWaitingCountAtMostOncePerInterval) {
+  auto waiting = [&]() -> std::optional<uint64_t> {
+    auto node = server_->peek(layout_.pendingRoot());
+    auto count = node ? tasks::decodeWaiting(node->data) : std::nullopt;
+    if (!count) return std::nullopt;
+    return count->waiting;
+  };
+  submit({spec(), spec(), spec()});
+  submit({spec()}, wall() + 60'000);  // delayed: waiting too
+  start();
+  ASSERT_TRUE(settle([&] { return scheduler_->snapshot().pending == 3u; }));
+  exec_.advance(1s);  // the first tick after the scan is in
+  ASSERT_TRUE(settle([&] { return waiting() == 4u; }));
+  addWorker("w1", 2, 0);
+  ASSERT_TRUE(settle([&] { return held("w1") == 2; }));
+  quiesce();
+  EXPECT_EQ(waiting(), 4u);  // not rewritten before the interval is up
+  exec_.advance(1s);
+  ASSERT_TRUE(settle([&] { return waiting() == 2u; }));
+  const auto version = server_->peek(layout_.pendingRoot())->stat.version;
+  exec_.advance(1s);
+  quiesce();
+  exec_.advance(1s);
+  quiesce();
+  EXPECT_EQ(server_->peek(layout_.pendingRoot())->stat.version, version);  // unchanged: no write
+  EXPECT_TRUE(fenced().empty());
+}
+
 TEST_F(BatchSchedulerTest, SweepsStalePointersThenDeletesTheEmptyPendingState) {
   addWorker("w1", 2, 0);
   std::string b = submit({spec(), spec(), spec()});

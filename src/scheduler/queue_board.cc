@@ -37,6 +37,17 @@ bool QueueBoard::open(const std::string& queue, int extra) const {
   return held(queue) + extra < s.max_running;
 }
 
+bool QueueBoard::open(const std::string& queue, int extra,
+                      const std::optional<QueueHeld>& held) const {
+  const QueueSettings& s = settings(queue);
+  if (s.paused) return false;
+  if (s.max_running <= 0) return true;
+  if (!held) return false;
+  auto it = held->counts.find(queue);
+  int n = (it == held->counts.end() ? 0 : it->second) + held->unknown;
+  return n + extra < s.max_running;
+}
+
 bool QueueBoard::limited() const {
   for (const auto& [name, q] : queues_) {
     if (q.max_running > 0) return true;

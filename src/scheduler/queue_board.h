@@ -14,6 +14,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -22,6 +23,13 @@
 #include "scheduler/routing.h"
 
 namespace drover::scheduler {
+
+// Protocol v2's held counts (chunk_queue_counts.h): tasks held per queue, and held tasks whose
+// queue is not known (counted against every limited queue).
+struct QueueHeld {
+  std::map<std::string, int> counts;
+  int unknown = 0;
+};
 
 class QueueBoard {
  public:
@@ -36,6 +44,12 @@ class QueueBoard {
   // the round being built.
   bool open(const std::string& queue, int extra) const;
   int held(const std::string& queue) const;
+  // Protocol v2: the same, with the held counts given by the caller (nullopt: not known yet, a
+  // limited queue counts as full); the first protocol's counting below is not used.
+  bool open(const std::string& queue, int extra, const std::optional<QueueHeld>& held) const;
+  // Whether some queue has a limit: only then are held tasks counted per queue (the common case,
+  // no limit anywhere, costs the assign path nothing).
+  bool limited() const;
 
   // A task of `queue` is being given to a worker by this leader (its assign multi was sent).
   void assigned(const std::string& id, const std::string& queue);
@@ -56,9 +70,6 @@ class QueueBoard {
   void listDraining();
   void learn(const std::string& w, const std::string& id);
   void recount();
-  // Whether some queue has a limit: only then are held tasks counted per queue (the common case,
-  // no limit anywhere, costs the assign path nothing).
-  bool limited() const;
   void limitsAppeared();
 
   const LeaderContext& ctx_;

@@ -401,6 +401,22 @@ std::optional<TaskRef> decodeRef(std::string_view data) {
   }
 }
 
+// --- Waiting count ---
+
+std::string encode(const WaitingCount& count) {
+  return dump({{"waiting", count.waiting}, {"at", count.at}});
+}
+
+std::optional<WaitingCount> decodeWaiting(std::string_view data) {
+  auto j = parseJson(data);
+  if (!j || !j->is_object()) return std::nullopt;
+  try {
+    return WaitingCount{j->at("waiting").get<uint64_t>(), j->at("at").get<int64_t>()};
+  } catch (const Json::exception&) {
+    return std::nullopt;
+  }
+}
+
 // --- Events ---
 
 std::vector<TaskEvent> EventGroup::expand() const {

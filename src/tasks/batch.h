@@ -189,4 +189,16 @@ std::optional<EventGroup> eventGroupFromJson(const Json& j);
 std::string encode(const TaskRef& ref);
 std::optional<TaskRef> decodeRef(std::string_view data);
 
+// The data of /pending itself: how many tasks wait (not held by a worker, delayed ones
+// included), as the leader last counted them, and when (wall ms). The API's max_pending_tasks
+// reads it (docs/ZNODES.md "Protocol v2").
+struct WaitingCount {
+  uint64_t waiting = 0;
+  int64_t at = 0;
+  bool operator==(const WaitingCount&) const = default;
+};
+std::string encode(const WaitingCount& count);
+// nullopt for anything else (an empty /pending: no leader has counted yet).
+std::optional<WaitingCount> decodeWaiting(std::string_view data);
+
 }  // namespace drover::tasks

@@ -53,6 +53,8 @@ std::string_view partName(Part part) {
       return "event record";
     case Part::kRetained:
       return "retained batch";
+    case Part::kWaiting:
+      return "waiting count";
   }
   return "?";
 }
@@ -271,6 +273,10 @@ void Builder::dropBucket(const std::string& bucket, bool pending) {
   push(coord::DeleteOp{pending ? layout_->pendingBucket(bucket) : layout_->batchBucket(bucket),
                        coord::kAnyVersion},
        Part::kRetained, bucket);
+}
+
+void Builder::publishWaiting(const WaitingCount& count) {
+  push(coord::SetOp{layout_->pendingRoot(), encode(count), coord::kAnyVersion}, Part::kWaiting, "");
 }
 
 coord::CreateOp eventGroupsOp(const Layout& layout, const std::vector<EventGroup>& groups) {

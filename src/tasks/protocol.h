@@ -40,6 +40,7 @@ enum class Part : uint8_t {
   kId,        // an id entry's create: NodeExists = the id is taken (idempotent submit decides)
   kEvent,     // the event record
   kRetained,  // retention's deletes: the batch changed since it was read
+  kWaiting,   // the waiting count in /pending's data (leader): NoNode = no /pending yet
 };
 std::string_view partName(Part part);
 
@@ -147,6 +148,10 @@ class Builder {
   // Retention (leader): delete an empty time bucket, /batches/{bucket} or /pending/{bucket}
   // (fails NotEmpty when a record appeared; nothing else is written).
   void dropBucket(const std::string& bucket, bool pending);
+
+  // Waiting count (leader, fenced): set /pending's own data to `count`, for the API's
+  // max_pending_tasks. Any version: the (fenced) leader is its only writer. No event.
+  void publishWaiting(const WaitingCount& count);
 
   // The multi: the ops in order, then one event record (none if nothing reports an event).
   Multi finish() &&;

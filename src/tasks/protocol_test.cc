@@ -438,6 +438,28 @@ TEST_F(ProtocolTest, ExpireDeletesABatchWholeOrNotAtAll) {
   EXPECT_FALSE(exists(layout_.idEntry("mine")));
 }
 
+// The leader's waiting count lives in /pending's own data: a fenced set that leaves the pending
+// states below alone; a deposed leader's write fails on the epoch.
+TEST_F(ProtocolTest, PublishWaitingSetsThePendingRootsDataFenced) {
+  EXPECT_FALSE(decodeWaiting(coord_->get(layout_.pendingRoot(), nullptr).get()->data));
+  auto epoch = coord_->set(layout_.epoch(), "leader", coord::kAnyVersion).get();
+  ASSERT_TRUE(epoch);
+  Builder b = Builder::fenced(layout_, epoch->version);
+  b.publishWaiting(WaitingCount{42, 1234});
+  apply(std::move(b));
+  auto node = coord_->get(layout_.pendingRoot(), nullptr).get();
+  ASSERT_TRUE(node);
+  EXPECT_EQ(decodeWaiting(node->data), (WaitingCount{42, 1234}));
+  EXPECT_FALSE(decodeWaiting("{\"waiting\":\"many\"}"));
+
+  Builder stale = Builder::fenced(layout_, epoch->version - 1);
+  stale.publishWaiting(WaitingCount{7, 5678});
+  EXPECT_EQ(failing(std::move(stale), Code::kBadVersion).part, Part::kEpoch);
+  EXPECT_EQ(decodeWaiting(coord_->get(layout_.pendingRoot(), nullptr).get()->data),
+            (WaitingCount{42, 1234}));
+  EXPECT_EQ(partName(Part::kWaiting), "waiting count");
+}
+
 }  // namespace
 }  // namespace drover::tasks::v2
 
