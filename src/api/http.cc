@@ -337,6 +337,12 @@ bool hasId(const tasks::Json& task) {
 tl::expected<tasks::TaskSpec, tasks::ValidationError> HttpServer::parseTask(
     const Json& body) const {
   auto spec = tasks::parseSpec(body, options_.limits, options_.known_type);
+  if (spec && spec->run_at != 0 && !store_.generatesIds()) {
+    // Only protocol 2 keeps a task's time (docs/ZNODES.md "Delayed tasks").
+    return tl::unexpected(
+        tasks::ValidationError{body.contains("run_at") ? "run_at" : "delay_s",
+                               "needs protocol 2 (this cluster runs protocol 1: set protocol: 2)"});
+  }
   if (!spec || !options_.validate_payload) return spec;
   if (auto e = options_.validate_payload(spec->type, spec->payload)) return tl::unexpected(*e);
   return spec;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import datetime
 import http.client
 import json
 import socket
@@ -79,9 +80,13 @@ class Client:
         callback_url: str | None = None,
         queue: str | None = None,
         labels: Iterable[str] | None = None,
+        run_at: str | datetime.datetime | None = None,
+        delay_s: float | None = None,
     ) -> Submitted:
         """Submits one task. Give an ``id`` to make retries safe: the same id and spec again is
-        answered with the existing task (``created`` False), another spec raises Conflict."""
+        answered with the existing task (``created`` False), another spec raises Conflict.
+        ``run_at`` (RFC 3339 or an aware datetime) or ``delay_s`` delays it (state
+        ``waiting`` until then; protocol 2)."""
         spec = TaskSpec(
             type,
             payload,
@@ -92,6 +97,8 @@ class Client:
             callback_url,
             queue,
             None if labels is None else tuple(labels),
+            run_at,
+            delay_s,
         )
         return self.submit_spec(spec)
 

@@ -5,10 +5,11 @@ Each keeps the JSON it was read from in ``raw``, so a field a newer server adds 
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
-State = Literal["pending", "assigned", "running", "succeeded", "failed", "cancelled"]
+State = Literal["waiting", "pending", "assigned", "running", "succeeded", "failed", "cancelled"]
 TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
 
@@ -25,6 +26,10 @@ class TaskSpec:
     callback_url: str | None = None
     queue: str | None = None
     labels: tuple[str, ...] | None = None
+    #: When the task is due: an RFC 3339 string, or a datetime with a time zone (protocol 2).
+    run_at: str | datetime.datetime | None = None
+    #: Seconds from the submit until the task is due (not with ``run_at``; protocol 2).
+    delay_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"type": self.type}
@@ -32,7 +37,14 @@ class TaskSpec:
             body["payload"] = self.payload
         if self.labels is not None:
             body["labels"] = list(self.labels)
-        for name in ("id", "priority", "max_attempts", "timeout_s", "callback_url", "queue"):
+        if isinstance(self.run_at, datetime.datetime):
+            if self.run_at.tzinfo is None:
+                raise ValueError("run_at needs a time zone (a naive datetime is ambiguous)")
+            body["run_at"] = self.run_at.isoformat()
+        elif self.run_at is not None:
+            body["run_at"] = self.run_at
+        for name in ("id", "priority", "max_attempts", "timeout_s", "callback_url", "queue",
+                     "delay_s"):
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
@@ -61,6 +73,7 @@ class Task:
     queue: str = "default"
     labels: list[str] = field(default_factory=list)
     waiting_for: str | None = None
+    run_at: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -89,6 +102,7 @@ class Task:
             queue=str(j.get("queue", "default")),
             labels=list(j.get("labels") or []),
             waiting_for=j.get("waiting_for"),
+            run_at=j.get("run_at"),
             raw=dict(j),
         )
 
