@@ -47,7 +47,13 @@ int run(const Config& c) {
         .argv = {c.drover, "node", "--zk", zk->connectString(), "--zk-root", "/delay-bench",
                  "--http", fmt::format("127.0.0.1:{}", port), "--id", id, "--slots", "16",
                  "--protocol", "2"}}));
-    if (!nodes.back()->waitForOutput("worker " + id + " registered", 60s)) {
+    // The node logs to stderr.
+    if (!drover::base::eventually(
+            [&] {
+              return nodes.back()->readStderr().find("worker " + id + " registered") !=
+                     std::string::npos;
+            },
+            60s)) {
       std::cerr << "node " << id << " did not start:\n" << nodes.back()->readStderr();
       return 1;
     }
