@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <condition_variable>
 
+#include "base/clock.h"
 #include "base/ids.h"
 
 namespace drover::api {
@@ -57,7 +58,9 @@ TaskStatus finishedStatus(const BatchRecord& batch, uint32_t index, const tasks:
 TaskStatus waitingStatus(const BatchRecord& batch, uint32_t index, const tasks::Waiting& w) {
   TaskStatus s;
   s.spec = batch.tasks.at(index);
-  s.state = State::kPending;
+  // Not due yet: waiting for its run_at (a retry's backoff is `pending`, as the contract says).
+  s.state =
+      w.attempt == 1 && s.spec.run_at > base::wallMillis() ? State::kWaiting : State::kPending;
   s.attempts = w.attempt - 1;  // the last attempt that ran
   s.error = w.error;
   s.submitted_at = batch.submitted_at;

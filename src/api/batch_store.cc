@@ -239,7 +239,7 @@ StoreResult<std::optional<SubmitResult>> BatchStore::existing(const TaskSpec& sp
   auto record = reader_.batch((*ref)->batch);
   if (!record) return tl::unexpected(record.error());
   if (!*record || (*ref)->index >= (*record)->tasks.size()) return std::optional<SubmitResult>{};
-  if ((*record)->tasks[(*ref)->index] != spec) {
+  if (!tasks::sameTask((*record)->tasks[(*ref)->index], spec)) {
     return problem(Failure::kConflict,
                    fmt::format("task '{}' already exists with a different spec", spec.id));
   }
@@ -355,7 +355,7 @@ StoreResult<BatchResult> BatchStore::submitBatch(const std::vector<TaskSpec>& sp
       auto record = reader_.batch(ref->batch);
       if (!record) return tl::unexpected(record.error());
       if (!*record || ref->index >= (*record)->tasks.size()) continue;
-      ((*record)->tasks[ref->index] == spec ? present : differ).push_back(spec.id);
+      (tasks::sameTask((*record)->tasks[ref->index], spec) ? present : differ).push_back(spec.id);
     }
     if (!differ.empty()) {
       return problem(Failure::kConflict,

@@ -341,6 +341,12 @@ tl::expected<tasks::TaskSpec, tasks::ValidationError> HttpServer::parseTask(
   if (spec && spec->retry && !store_.generatesIds()) {
     return tl::unexpected(tasks::ValidationError{"retry", "needs protocol 2 (protocol: 2)"});
   }
+  if (spec && spec->run_at != 0 && !store_.generatesIds()) {
+    // Only protocol 2 keeps a task's time (docs/ZNODES.md "Delayed tasks").
+    return tl::unexpected(
+        tasks::ValidationError{body.contains("run_at") ? "run_at" : "delay_s",
+                               "needs protocol 2 (this cluster runs protocol 1: set protocol: 2)"});
+  }
   if (!spec || !options_.validate_payload) return spec;
   if (auto e = options_.validate_payload(spec->type, spec->payload)) return tl::unexpected(*e);
   return spec;

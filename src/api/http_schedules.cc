@@ -52,6 +52,10 @@ void HttpServer::postSchedule(const Request& req, Response& res) {
       *body, [this](const Json& task) -> tl::expected<Json, tasks::ValidationError> {
         auto s = parseTask(task);
         if (!s) return tl::unexpected(s.error());
+        if (s->run_at != 0) {  // an absolute time in a template would hold every firing
+          return tl::unexpected(tasks::ValidationError{
+              "run_at", "a schedule's task takes no run_at or delay_s: the schedule says when"});
+        }
         return tasks::toJson(*s);
       });
   if (!spec) {

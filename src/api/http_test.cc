@@ -173,6 +173,9 @@ TEST_F(HttpTest, BadInputGets4xxWritesNothingAndServerKeepsServing) {
       {"number id", "POST", "/v1/tasks", "application/json", R"({"id":5,"type":"noop"})", 400},
       {"unknown type", "POST", "/v1/tasks", "application/json", R"({"type":"rm-rf"})", 400},
       {"missing type", "POST", "/v1/tasks", "application/json", R"({"id":"x"})", 400},
+      // Protocol 1 has no place for a task's time (docs/ZNODES.md "Delayed tasks").
+      {"delay on protocol 1", "POST", "/v1/tasks", "application/json",
+       R"({"type":"noop","delay_s":5})", 400},
       {"unknown field", "POST", "/v1/tasks", "application/json", R"({"type":"noop","code":1})",
        400},
       {"bad priority", "POST", "/v1/tasks", "application/json", R"({"type":"noop","priority":10})",

@@ -11,6 +11,7 @@
 #include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "app/client_http.h"
 
@@ -323,6 +324,8 @@ void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
     std::vector<std::string> argv;
     std::string queue;
     std::vector<std::string> labels;
+    std::string run_at;
+    std::optional<double> delay;
   };
   auto sa = std::make_shared<SubmitArgs>();
   submit->add_option("--type", sa->type, "Task type (noop, echo, sleep, fail, exec, ...)");
@@ -334,6 +337,9 @@ void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
   submit->add_option("--queue", sa->queue, "Queue (default: default; docs/ROUTING.md)");
   submit->add_option("--label", sa->labels, "A label the worker must have (repeatable)");
   submit->add_option("--file", sa->file, "Submit every task of a JSON-lines file in one batch");
+  submit->add_option("--delay", sa->delay, "Start no sooner than this many seconds from now")
+      ->excludes(
+          submit->add_option("--run-at", sa->run_at, "Start no sooner than this RFC 3339 time"));
   submit->add_flag("--wait", sa->wait, "Wait for the task to finish and print it");
   submit->add_option("argv", sa->argv, "Command and arguments of an exec task (after --)");
   submit->callback([&o, &exit_code, sa] {
@@ -412,6 +418,8 @@ void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
     if (sa->timeout > 0) body["timeout_s"] = sa->timeout;
     if (!sa->queue.empty()) body["queue"] = sa->queue;
     if (!sa->labels.empty()) body["labels"] = sa->labels;
+    if (!sa->run_at.empty()) body["run_at"] = sa->run_at;
+    if (sa->delay) body["delay_s"] = *sa->delay;
     auto a = call(o, "POST", "/v1/tasks", &body);
     if (a.status != 200 && a.status != 202) {
       exit_code = failure(a);

@@ -1,5 +1,6 @@
 #include "tasks/protocol.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "tasks/transitions.h"
@@ -153,7 +154,10 @@ void Builder::submit(const BatchRecord& batch, int64_t not_before) {
           layout_->batch(batch.name), encode(batch), coord::CreateMode::kPersistent, {}},
       Part::kBatch, batch.name);
   PendingState pending;
-  for (uint32_t i = 0; i < batch.tasks.size(); ++i) pending.wait(i, Waiting{1, not_before, ""});
+  for (uint32_t i = 0; i < batch.tasks.size(); ++i) {
+    // A delayed task waits for its own time (its spec's run_at), or the batch's if later.
+    pending.wait(i, Waiting{1, std::max(not_before, batch.tasks[i].run_at), ""});
+  }
   push(
       coord::CreateOp{
           layout_->pending(batch.name), encode(pending), coord::CreateMode::kPersistent, {}},
@@ -240,6 +244,12 @@ void Builder::retry(const PendingWrite& pending, const Outcome& reopened, const 
     group.ids[reopened.index] = id;
   }
   report(std::move(group));
+}
+
+void Builder::cancelWaiting(const PendingWrite& pending, const ResultRecord& cancelled,
+                            int64_t now) {
+  writePending(pending);
+  recordOutcomes(pending.batch, cancelled, now);
 }
 
 void Builder::expire(const std::string& batch, const std::vector<std::string>& result_children,

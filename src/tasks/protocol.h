@@ -96,7 +96,7 @@ class Builder {
   // --- The transitions ---
 
   // Submit (API): create the batch record, its pending state (every task waiting, attempt 1, not
-  // before `not_before`) and an id entry for each client-chosen id.
+  // before `not_before` nor its spec's run_at) and an id entry for each client-chosen id.
   void submit(const BatchRecord& batch, int64_t not_before = 0);
 
   // Assign (leader, fenced): write the pending states the tasks were taken from (their held
@@ -136,6 +136,10 @@ class Builder {
   // concurrent retry: read again), on kResult (NoNode) when retention took the batch.
   void retry(const PendingWrite& pending, const Outcome& reopened, const std::string& id,
              int64_t now);
+  // Cancel waiting tasks (leader, fenced; a dependency of theirs failed or was cancelled): write
+  // their batch's pending state without them (`pending.after`, at the version read) and record
+  // their `cancelled` outcomes (each with its reason in `error`), all of one batch.
+  void cancelWaiting(const PendingWrite& pending, const ResultRecord& cancelled, int64_t now);
 
   // Retention (leader): delete a finished batch: its result records, its pending state if left
   // (at `pending_version`), its id entries and its record.

@@ -145,6 +145,25 @@ TEST_F(ProtocolTest, SubmitWritesOneRecordOnePendingStateAndIdEntriesOnly) {
   EXPECT_EQ(events[1].state, State::kPending);
 }
 
+TEST_F(ProtocolTest, SubmitGivesEachDelayedTaskItsOwnTime) {
+  BatchRecord rec = record(batch_, 4);
+  rec.tasks[1].run_at = 5'000;
+  rec.tasks[2].run_at = 9'000;
+  Builder b(layout_);
+  b.submit(rec, 7'000);  // the batch's floor: a task's own time counts when later
+  apply(std::move(b));
+  auto [state, version] = pending(batch_);
+  EXPECT_EQ(state.waitingAt(0)->not_before, 7'000);
+  EXPECT_EQ(state.waitingAt(1)->not_before, 7'000);
+  EXPECT_EQ(state.waitingAt(2)->not_before, 9'000);
+  EXPECT_EQ(state.waitingAt(3)->not_before, 7'000);
+  auto read = coord_->get(layout_.batch(batch_), nullptr).get();
+  ASSERT_TRUE(read);
+  auto decoded = decodeBatch(batch_, read->data);
+  ASSERT_TRUE(decoded);
+  EXPECT_EQ(decoded->tasks[2].run_at, 9'000);  // the record keeps the time for readers
+}
+
 TEST_F(ProtocolTest, SubmitOfATakenIdNamesTheIdAndWritesNothing) {
   Builder first(layout_);
   first.submit(record(batch_, 1, {"mine"}));
@@ -287,6 +306,44 @@ TEST_F(ProtocolTest, ReclaimTakesUnstartedTasksBackFromAChunk) {
   Builder w(layout_);
   w.commit(ChunkWrite{"w1", "c-1", cv, Chunk{}}, {}, {}, {}, 601);
   EXPECT_EQ(failing(std::move(w), Code::kBadVersion).part, Part::kChunk);
+}
+
+TEST_F(ProtocolTest, CancelWaitingRecordsEveryReasonInOneFencedMulti) {
+  Builder s(layout_);
+  s.submit(record(batch_, 4, {"root"}));
+  apply(std::move(s));
+  auto [state, pv] = pending(batch_);
+  state.erase(1);
+  state.erase(3);
+  ResultRecord cancelled;
+  cancelled.outcomes.push_back(
+      Outcome{1, "", State::kCancelled, 0, "", 0, 800, "dependency root failed", nullptr});
+  cancelled.outcomes.push_back(
+      Outcome{3, "", State::kCancelled, 0, "", 0, 800, "dependency root failed", nullptr});
+  // A deposed leader's multi writes nothing.
+  Builder stale = Builder::fenced(layout_, 7);
+  stale.cancelWaiting(PendingWrite{batch_, pv, state}, cancelled, 800);
+  EXPECT_EQ(failing(std::move(stale), Code::kBadVersion).part, Part::kEpoch);
+  // The pending state as read: someone moved a token since, so the leader re-reads.
+  Builder moved = Builder::fenced(layout_, 0);
+  moved.cancelWaiting(PendingWrite{batch_, pv + 1, state}, cancelled, 800);
+  auto role = failing(std::move(moved), Code::kBadVersion);
+  EXPECT_EQ(role.part, Part::kPending);
+  EXPECT_EQ(role.key, batch_);
+  EXPECT_EQ(pending(batch_).first.waiting().size(), 4u);
+  Builder b = Builder::fenced(layout_, 0);
+  b.cancelWaiting(PendingWrite{batch_, pv, state}, cancelled, 800);
+  apply(std::move(b));
+  EXPECT_EQ(pending(batch_).first.waiting().size(), 2u);
+  auto recs = results(batch_);
+  ASSERT_EQ(recs.size(), 1u);
+  ASSERT_NE(recs[0].find(3), nullptr);
+  EXPECT_EQ(recs[0].find(3)->state, State::kCancelled);
+  EXPECT_EQ(recs[0].find(3)->error, "dependency root failed");
+  auto events = lastEvents();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].state, State::kCancelled);
+  EXPECT_EQ(events[1].id, generatedId({batch_, 3}));
 }
 
 TEST_F(ProtocolTest, CancelTakesTheTokenFromWhereverItIs) {

@@ -5,14 +5,16 @@
 #include <algorithm>
 #include <array>
 
+#include "base/clock.h"
 #include "base/ids.h"
+#include "base/rfc3339.h"
 #include "tasks/callback_url.h"
 
 namespace drover::tasks {
 namespace {
 
-constexpr std::array<std::string_view, 6> kStateNames = {"pending",   "assigned", "running",
-                                                         "succeeded", "failed",   "cancelled"};
+constexpr std::array<std::string_view, 7> kStateNames = {
+    "pending", "assigned", "running", "succeeded", "failed", "cancelled", "waiting"};
 
 tl::unexpected<ValidationError> invalid(std::string field, std::string detail) {
   return tl::unexpected(ValidationError{std::move(field), std::move(detail)});
@@ -39,7 +41,38 @@ T valueOr(const Json& j, const char* key, T fallback) {
   return it->get<T>();
 }
 
+// `run_at` (RFC 3339) or `delay_s` (seconds from now), at most kMaxDelayMs ahead.
+tl::expected<void, ValidationError> readRunAt(const Json& body, int64_t now, int64_t& out) {
+  auto at = body.find("run_at");
+  auto delay = body.find("delay_s");
+  const bool has_at = at != body.end() && !at->is_null();
+  const bool has_delay = delay != body.end() && !delay->is_null();
+  if (has_at && has_delay) return invalid("run_at", "give run_at or delay_s, not both");
+  if (has_at) {
+    auto ms = at->is_string() ? base::parseRfc3339(at->get<std::string>()) : std::nullopt;
+    if (!ms) {
+      return invalid("run_at", "must be an RFC 3339 time with a zone, e.g. 2026-01-02T15:04:05Z");
+    }
+    if (*ms - now > kMaxDelayMs) return invalid("run_at", "is more than a year ahead");
+    out = std::max<int64_t>(*ms, 1);  // a time in the past is due now (still recorded)
+  } else if (has_delay) {
+    if (!delay->is_number()) return invalid("delay_s", "must be a number of seconds");
+    const double s = delay->get<double>();
+    if (!(s >= 0 && s * 1000 <= static_cast<double>(kMaxDelayMs))) {
+      return invalid("delay_s", "must be from 0 to a year (31622400)");
+    }
+    out = now + static_cast<int64_t>(s * 1000);
+  }
+  return {};
+}
+
 }  // namespace
+
+bool sameTask(const TaskSpec& a, const TaskSpec& b) {
+  TaskSpec x = a;
+  x.run_at = b.run_at;
+  return x == b;
+}
 
 std::string_view stateName(State state) { return kStateNames[static_cast<size_t>(state)]; }
 
@@ -75,11 +108,12 @@ tl::expected<RetryPolicy, ValidationError> parseRetryPolicy(const Json& j) {
 }
 
 tl::expected<TaskSpec, ValidationError> parseSpec(const Json& body, const SubmitLimits& limits,
-                                                  bool (*known_type)(std::string_view)) {
+                                                  bool (*known_type)(std::string_view),
+                                                  int64_t now_ms) {
   if (!body.is_object()) return invalid("", "a task must be a JSON object");
-  static constexpr std::array<std::string_view, 10> kKnown = {
-      "id",        "type",  "payload", "priority",     "max_attempts",
-      "timeout_s", "queue", "labels",  "callback_url", "retry"};
+  static constexpr std::array<std::string_view, 12> kKnown = {
+      "id",        "type",   "payload",      "priority", "max_attempts", "timeout_s",
+      "queue",     "labels", "callback_url", "retry",    "run_at",       "delay_s"};
   for (const auto& [key, value] : body.items()) {
     if (std::find(kKnown.begin(), kKnown.end(), key) == kKnown.end()) {
       return invalid(key, "unknown field");
@@ -157,6 +191,9 @@ tl::expected<TaskSpec, ValidationError> parseSpec(const Json& body, const Submit
     if (!policy) return tl::unexpected(policy.error());
     spec.retry = *policy;
   }
+  if (auto r = readRunAt(body, now_ms == 0 ? base::wallMillis() : now_ms, spec.run_at); !r) {
+    return tl::unexpected(r.error());
+  }
   return spec;
 }
 
@@ -170,6 +207,8 @@ Json toJson(const TaskSpec& spec) {
   j["queue"] = spec.queue;
   j["labels"] = spec.labels;
   if (!spec.callback_url.empty()) j["callback_url"] = spec.callback_url;
+  if (spec.run_at != 0) j["run_at"] = base::formatRfc3339(spec.run_at);
+  if (!spec.depends_on.empty()) j["depends_on"] = spec.depends_on;
   if (spec.retry) j["retry"] = toJson(*spec.retry);
   return j;
 }
@@ -240,6 +279,12 @@ std::optional<TaskSpec> specFromJson(const Json& j) {
       if (!policy) return std::nullopt;
       spec.retry = *policy;
     }
+    if (auto it = j.find("run_at"); it != j.end() && !it->is_null()) {
+      auto ms = base::parseRfc3339(it->get<std::string>());
+      if (!ms) return std::nullopt;
+      spec.run_at = *ms;
+    }
+    spec.depends_on = j.value("depends_on", std::vector<std::string>{});
     return spec;
   } catch (const Json::exception&) {
     return std::nullopt;

@@ -13,9 +13,10 @@ namespace drover::tasks {
 
 using Json = nlohmann::json;
 
-// The task life cycle (contract): pending -> assigned -> running -> succeeded | failed |
-// cancelled; a retry goes back to pending with attempts + 1.
-enum class State { kPending, kAssigned, kRunning, kSucceeded, kFailed, kCancelled };
+// The task life cycle (contract): [waiting ->] pending -> assigned -> running -> succeeded |
+// failed | cancelled; a retry goes back to pending with attempts + 1. `waiting` (last, so the
+// older states keep their numbers) is a task not due yet: its `run_at` is ahead (protocol 2).
+enum class State { kPending, kAssigned, kRunning, kSucceeded, kFailed, kCancelled, kWaiting };
 
 std::string_view stateName(State state);
 std::optional<State> parseState(std::string_view name);
@@ -47,6 +48,11 @@ struct TaskSpec {
   std::vector<std::string> labels{};
   std::string callback_url{};  // "" = none; else POSTed the task once terminal (callback_url.h)
   std::optional<RetryPolicy> retry{};  // "retry" on submit (protocol 2 only)
+  // Wall-clock ms before which the task must not start (0 = none): `run_at`, or `delay_s` added
+  // to the submit time. Protocol 2 only; the first submission's time stands (sameTask()).
+  int64_t run_at = 0;
+  // Ids of tasks that must succeed first (tasks/dag.h: "#N" names the N-th task of the same batch).
+  std::vector<std::string> depends_on{};
 
   bool operator==(const TaskSpec&) const = default;
 };
@@ -65,6 +71,12 @@ struct AttemptRecord {
 };
 // GET shows at most this many attempts, the latest last.
 inline constexpr size_t kHistoryShown = 10;
+// Whether two submissions with one id are the same task: equal specs but for `run_at` (a client
+// retrying a `delay_s` submit asks for a later time; the first submission's time stands).
+bool sameTask(const TaskSpec& a, const TaskSpec& b);
+
+// The most a task may be delayed: a year.
+inline constexpr int64_t kMaxDelayMs = int64_t{366} * 24 * 3600 * 1000;
 
 // The recorded state of a task: /status/{id}.
 struct TaskStatus {
@@ -135,11 +147,13 @@ struct ValidationError {
 inline constexpr size_t kMaxTaskLabels = 16;
 
 // Reads a submission ({"id"?, "type", "payload"?, "priority"?, "max_attempts"?, "timeout_s"?,
-// "queue"?, "labels"?, "callback_url"?}).
+// "queue"?, "labels"?, "callback_url"?, "run_at"? | "delay_s"?}). `now_ms` (wall clock) turns
+// delay_s into run_at and bounds both to kMaxDelayMs ahead.
 // A missing id gets a generated one. Unknown fields are an error. `known_type` says which types
 // the cluster runs (nullptr: any non-empty name of valid characters).
 tl::expected<TaskSpec, ValidationError> parseSpec(const Json& body, const SubmitLimits& limits,
-                                                  bool (*known_type)(std::string_view) = nullptr);
+                                                  bool (*known_type)(std::string_view) = nullptr,
+                                                  int64_t now_ms = 0);
 
 // Reads a submission's "retry" object (unknown fields and out-of-range values are an error).
 tl::expected<RetryPolicy, ValidationError> parseRetryPolicy(const Json& j);

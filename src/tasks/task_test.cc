@@ -194,13 +194,64 @@ TEST(Codec, AssignmentCarriesWhatTheRunningStatusNeedsAndOldRecordsStillDecode) 
   EXPECT_EQ(legacy->error, "");
 }
 
+TEST(ParseSpec, RunAtAndDelayBecomeOneWallClockTime) {
+  const int64_t now = 1'796'186'625'000;  // 2026-12-02T04:43:45Z
+  auto at = parseSpec(Json::parse(R"({"type":"noop","run_at":"2026-12-02T05:43:45.5+01:00"})"),
+                      limits(), nullptr, now);
+  ASSERT_TRUE(at) << at.error().detail;
+  EXPECT_EQ(at->run_at, now + 500);
+  auto delay = parseSpec(Json::parse(R"({"type":"noop","delay_s":2.25})"), limits(), nullptr, now);
+  ASSERT_TRUE(delay) << delay.error().detail;
+  EXPECT_EQ(delay->run_at, now + 2250);
+  auto zero = parseSpec(Json::parse(R"({"type":"noop","delay_s":0})"), limits(), nullptr, now);
+  ASSERT_TRUE(zero);
+  EXPECT_EQ(zero->run_at, now);
+  auto none = parseSpec(Json::parse(R"({"type":"noop"})"), limits(), nullptr, now);
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->run_at, 0);
+  // The time survives the codec (batch records, chunks) exactly, as RFC 3339 in UTC.
+  Json j = toJson(*at);
+  EXPECT_EQ(j["run_at"], "2026-12-02T04:43:45.500Z");
+  EXPECT_EQ(specFromJson(j), *at);
+  EXPECT_FALSE(toJson(*none).contains("run_at"));
+}
+
+TEST(ParseSpec, RefusesBadTimes) {
+  const int64_t now = 1'796'186'625'000;
+  for (const char* body : {
+           R"({"type":"noop","run_at":"2026-12-02T05:00:00Z","delay_s":1})",
+           R"({"type":"noop","run_at":"2026-12-02T05:00:00"})",
+           R"({"type":"noop","run_at":"soon"})",
+           R"({"type":"noop","run_at":1796186625})",
+           R"({"type":"noop","run_at":"2027-12-04T00:00:00Z"})",
+           R"({"type":"noop","delay_s":-1})",
+           R"({"type":"noop","delay_s":"5"})",
+           R"({"type":"noop","delay_s":40000000})",
+       }) {
+    auto spec = parseSpec(Json::parse(body), limits(), nullptr, now);
+    ASSERT_FALSE(spec) << body;
+    EXPECT_TRUE(spec.error().field == "run_at" || spec.error().field == "delay_s") << body;
+  }
+}
+
+TEST(ParseSpec, SameTaskIgnoresOnlyTheTime) {
+  TaskSpec a{.id = "x", .type = "noop"};
+  TaskSpec b = a;
+  b.run_at = 42;
+  EXPECT_TRUE(sameTask(a, b));
+  b.priority = 7;
+  EXPECT_FALSE(sameTask(a, b));
+}
+
 TEST(States, NamesRoundTrip) {
   for (State s : {State::kPending, State::kAssigned, State::kRunning, State::kSucceeded,
-                  State::kFailed, State::kCancelled}) {
+                  State::kFailed, State::kCancelled, State::kWaiting}) {
     EXPECT_EQ(parseState(stateName(s)), s);
   }
   EXPECT_TRUE(isTerminal(State::kCancelled));
   EXPECT_FALSE(isTerminal(State::kRunning));
+  EXPECT_FALSE(isTerminal(State::kWaiting));
+  EXPECT_EQ(stateName(State::kWaiting), "waiting");
   EXPECT_FALSE(parseState("Pending"));
 }
 

@@ -4,6 +4,7 @@ is covered by test_live.py."""
 
 from __future__ import annotations
 
+import datetime
 import http.server
 import json
 import threading
@@ -202,6 +203,30 @@ class ProtocolTest(unittest.TestCase):
                              {"backoff_base_s": 2, "backoff_cap_s": 30, "jitter": 0.5})
         finally:
             server.close()
+
+    def test_delays_are_sent_as_the_api_has_them(self) -> None:
+        def handler(h: http.server.BaseHTTPRequestHandler) -> None:
+            if h.command == "POST":
+                reply(h, 202, {"id": "t1", "state": "waiting"})
+            else:
+                reply(h, 200, dict(TASK, state="waiting", run_at="2030-01-02T03:04:05.000Z"))
+
+        s = self.serve(handler)
+        client = drover.Client(s.url)
+        got = client.submit("noop", id="t1", delay_s=90)
+        self.assertEqual(got.state, "waiting")
+        self.assertEqual(json.loads(s.seen[0]["body"]), {"type": "noop", "id": "t1", "delay_s": 90})
+        plus_one = datetime.timezone(datetime.timedelta(hours=1))
+        when = datetime.datetime(2030, 1, 2, 4, 4, 5, tzinfo=plus_one)
+        client.submit("noop", run_at=when)
+        self.assertEqual(json.loads(s.seen[1]["body"])["run_at"], "2030-01-02T04:04:05+01:00")
+        client.submit("noop", run_at="2030-01-02T03:04:05Z")
+        self.assertEqual(json.loads(s.seen[2]["body"])["run_at"], "2030-01-02T03:04:05Z")
+        with self.assertRaises(ValueError):
+            client.submit("noop", run_at=datetime.datetime(2030, 1, 2))
+        task = client.get("t1")
+        self.assertEqual((task.state, task.run_at), ("waiting", "2030-01-02T03:04:05.000Z"))
+        self.assertFalse(task.terminal)
 
     def test_bad_server_urls_are_refused(self) -> None:
         for bad in ("127.0.0.1:8080", "ftp://x", "http://", "http://h/?q=1"):

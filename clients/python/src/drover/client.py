@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import datetime
 import http.client
 import json
 import socket
@@ -81,9 +82,13 @@ class Client:
         queue: str | None = None,
         labels: Iterable[str] | None = None,
         retry: RetryPolicy | None = None,
+        run_at: str | datetime.datetime | None = None,
+        delay_s: float | None = None,
     ) -> Submitted:
         """Submits one task. Give an ``id`` to make retries safe: the same id and spec again is
-        answered with the existing task (``created`` False), another spec raises Conflict."""
+        answered with the existing task (``created`` False), another spec raises Conflict.
+        ``run_at`` (RFC 3339 or an aware datetime) or ``delay_s`` delays it (state
+        ``waiting`` until then; protocol 2)."""
         spec = TaskSpec(
             type,
             payload,
@@ -95,6 +100,8 @@ class Client:
             queue,
             None if labels is None else tuple(labels),
             retry,
+            run_at,
+            delay_s,
         )
         return self.submit_spec(spec)
 

@@ -5,10 +5,11 @@ Each keeps the JSON it was read from in ``raw``, so a field a newer server adds 
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
-State = Literal["pending", "assigned", "running", "succeeded", "failed", "cancelled"]
+State = Literal["waiting", "pending", "assigned", "running", "succeeded", "failed", "cancelled"]
 TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
 
@@ -64,6 +65,10 @@ class TaskSpec:
     queue: str | None = None
     labels: tuple[str, ...] | None = None
     retry: RetryPolicy | None = None
+    #: When the task is due: an RFC 3339 string, or a datetime with a time zone (protocol 2).
+    run_at: str | datetime.datetime | None = None
+    #: Seconds from the submit until the task is due (not with ``run_at``; protocol 2).
+    delay_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"type": self.type}
@@ -73,7 +78,14 @@ class TaskSpec:
             body["retry"] = self.retry.to_json()
         if self.labels is not None:
             body["labels"] = list(self.labels)
-        for name in ("id", "priority", "max_attempts", "timeout_s", "callback_url", "queue"):
+        if isinstance(self.run_at, datetime.datetime):
+            if self.run_at.tzinfo is None:
+                raise ValueError("run_at needs a time zone (a naive datetime is ambiguous)")
+            body["run_at"] = self.run_at.isoformat()
+        elif self.run_at is not None:
+            body["run_at"] = self.run_at
+        for name in ("id", "priority", "max_attempts", "timeout_s", "callback_url", "queue",
+                     "delay_s"):
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
@@ -104,6 +116,7 @@ class Task:
     waiting_for: str | None = None
     retry: RetryPolicy | None = None
     history: list[Attempt] = field(default_factory=list)  # oldest first, at most 10
+    run_at: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -134,6 +147,7 @@ class Task:
             waiting_for=j.get("waiting_for"),
             retry=RetryPolicy.from_json(j["retry"]) if j.get("retry") else None,
             history=[Attempt.from_json(a) for a in j.get("history") or []],
+            run_at=j.get("run_at"),
             raw=dict(j),
         )
 
