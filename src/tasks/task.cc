@@ -112,8 +112,8 @@ tl::expected<TaskSpec, ValidationError> parseSpec(const Json& body, const Submit
                                                   int64_t now_ms) {
   if (!body.is_object()) return invalid("", "a task must be a JSON object");
   static constexpr std::array<std::string_view, 12> kKnown = {
-      "id",        "type",   "payload",      "priority", "max_attempts", "timeout_s",
-      "queue",     "labels", "callback_url", "retry",    "run_at",       "delay_s"};
+      "id",    "type",   "payload",      "priority", "max_attempts", "timeout_s",
+      "queue", "labels", "callback_url", "retry",    "run_at",       "delay_s"};
   for (const auto& [key, value] : body.items()) {
     if (std::find(kKnown.begin(), kKnown.end(), key) == kKnown.end()) {
       return invalid(key, "unknown field");
