@@ -176,8 +176,11 @@ try {
     payload: {argv: ['sh', '-c', 'echo "went <b>wrong</b> & died" >&2; exit 3']},
   })).id;
   await page.waitForSelector(`#tasks-body tr[data-task-id="${execId}"][data-state="failed"]`);
-  assert.equal((await page.textContent(`#tasks-body tr[data-task-id="${execId}"] td.error`)).trim(),
-               'exited with code 3');
+  // The event turns the row failed at once; its error comes with the list reload that follows.
+  await until(page, (id) => {
+    const cell = document.querySelector(`#tasks-body tr[data-task-id="${id}"] td.error`);
+    return cell !== null && cell.textContent.trim() === 'exited with code 3';
+  }, execId);
   await page.click(`#tasks-body tr[data-task-id="${execId}"] td.id`);
   await until(page, () => document.querySelector('#p-body pre[data-stream=stderr]') !== null);
   assert.equal(await page.textContent('#p-body pre[data-stream=stderr]'), 'went <b>wrong</b> & died\n');
