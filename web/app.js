@@ -494,6 +494,7 @@ function describeFilters() {
 
 async function bulkCancel() {
   const dialog = $('bulk');
+  $('bulk-title').textContent = 'Cancel tasks';
   const text = $('bulk-text');
   const progress = $('bulk-progress');
   const go = $('bulk-go');
@@ -561,6 +562,7 @@ const RETRYABLE = new Set(['failed', 'cancelled']);
 
 async function bulkRetry() {
   const dialog = $('bulk');
+  $('bulk-title').textContent = 'Retry tasks';
   const text = $('bulk-text');
   const progress = $('bulk-progress');
   const go = $('bulk-go');
@@ -755,7 +757,7 @@ function historySection(t) {
         h('td', {}, String(a.attempt)), h('td', {}, label(a)), h('td', {}, a.worker || '—'),
         h('td', {}, a.started_at ? clock(a.started_at) : '—'),
         h('td', {}, a.finished_at ? clock(a.finished_at) : '—'),
-        h('td', {class: 'err'}, a.error || '')))))];
+        h('td', {class: a.error === 're-opened by a retry' ? '' : 'err'}, a.error || '')))))];
 }
 
 function outputSections(t) {

@@ -230,6 +230,7 @@ try {
   await until(page, (ids) => ids.every((id) => document.querySelector(`#tasks-body tr[data-task-id="${id}"]`)), sleeps);
   await page.click('#bulk-cancel');
   await until(page, () => /^Cancel 5 unfinished sleep tasks\?/.test(document.getElementById('bulk-text').textContent));
+  assert.equal(await page.textContent('#bulk-title'), 'Cancel tasks');
   await page.screenshot({path: opt.screenshot.replace(/\.png$/, '-bulk.png')});
   await page.click('#bulk-go');
   await until(page, () => document.getElementById('bulk-progress').dataset.cancelled !== undefined);
@@ -246,6 +247,7 @@ try {
   await page.click('#bulk-retry');
   // The five, and the sleep retried and cancelled again from its panel above.
   await until(page, () => /^Retry 6 cancelled sleep tasks\?/.test(document.getElementById('bulk-text').textContent));
+  assert.equal(await page.textContent('#bulk-title'), 'Retry tasks');  // the dialog's own title
   await page.screenshot({path: opt.screenshot.replace(/\.png$/, '-bulk-retry.png')});
   await page.click('#bulk-go');
   await until(page, () => document.getElementById('bulk-progress').dataset.retried !== undefined);
