@@ -135,7 +135,9 @@ TEST_P(BatchStoreSuite, RetryAfterThePendingStateWasDeletedCreatesIt) {
   ASSERT_TRUE(r) << r.error().detail;
   auto after = other_->get(layout_.pending(ref.batch), nullptr).get();
   ASSERT_TRUE(after);
-  const tasks::Waiting* w = tasks::decodePending(after->data)->waitingAt(ref.index);
+  auto state = tasks::decodePending(after->data);  // kept: w points into it
+  ASSERT_TRUE(state);
+  const tasks::Waiting* w = state->waitingAt(ref.index);
   ASSERT_TRUE(w);
   EXPECT_EQ(w->attempt, 1);  // cancelled before it ever ran
   auto got = store_->get("gone");
