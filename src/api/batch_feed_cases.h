@@ -1,0 +1,214 @@
+#pragma once
+
+// The API's views beyond one task, as cases of the BatchStoreSuite: the event feed over v2
+// records (and a resume from far behind), webhooks of v2 tasks, worker counts and the pending
+// cap. Included after api/batch_store_suite.h, so they run on the fake tree (unit) and on a real
+// ZooKeeper (integration) alike.
+
+#include "api/batch_store_suite.h"
+
+namespace drover::api::testing {
+
+TEST_P(BatchStoreSuite, EventFeedDecodesV2Records) {
+  auto feed_coord = env_->connect();
+  EventFeedOptions fo;
+  fo.min_interval = 1ms;
+  EventFeed feed(*feed_coord, layout_, fo);
+  feed.start();
+  auto sub = feed.subscribe();
+  auto r = store_->submitBatch({spec("e0"), spec("")});
+  ASSERT_TRUE(r);
+  registerWorker("wk");
+  const std::string chunk = assign({refOf("e0"), refOf(r->ids[1])}, "wk");
+  ASSERT_TRUE(commit("wk", chunk, {refOf("e0"), refOf(r->ids[1])}));
+  std::vector<std::pair<std::string, State>> got;
+  std::vector<EventPosition> positions;
+  while (got.size() < 6) {
+    auto e = sub->next(5s);
+    ASSERT_TRUE(e) << "after " << got.size() << " events";
+    got.emplace_back(e->id, e->state);
+    positions.push_back(e->position);
+  }
+  const std::vector<std::pair<std::string, State>> want{
+      {"e0", State::kPending},       {r->ids[1], State::kPending}, {"e0", State::kAssigned},
+      {r->ids[1], State::kAssigned}, {"e0", State::kSucceeded},    {r->ids[1], State::kSucceeded}};
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(positions[1].index, 1);  // positions count the tasks of a record
+  feed.stop();
+}
+
+// A resume from far behind on v2 (the webhook dispatcher after a pause): one record's
+// EventGroups hold more events than a subscriber's queue. The replay comes back truncated with
+// a queue's worth (it used to be dropped with nothing queued, so the same resume overflowed
+// again, forever, while trimming overtook its position), and resuming after the last event
+// popped reaches the end: every terminal event once, in order, no gap.
+
+// A resume from far behind on v2 (the webhook dispatcher after a pause): one record's
+// EventGroups hold more events than a subscriber's queue. The replay comes back truncated with
+// a queue's worth (it used to be dropped with nothing queued, so the same resume overflowed
+// again, forever, while trimming overtook its position), and resuming after the last event
+// popped reaches the end: every terminal event once, in order, no gap.
+TEST_P(BatchStoreSuite, ResumeFromFarBehindAdvancesAQueueAtATime) {
+  ASSERT_TRUE(coord::ensurePath(*other_, layout_.events()));
+  const std::string batch = tasks::makeBatchName(base::wallMillis(), 7);
+  constexpr uint32_t kTasks = 700;
+  for (int rec = 0; rec < 3; ++rec) {
+    tasks::EventGroup assigned, done;
+    assigned.batch = done.batch = batch;
+    assigned.state = State::kAssigned;
+    done.state = State::kSucceeded;
+    for (uint32_t i = 0; i < kTasks; ++i) {
+      assigned.indices.push_back(rec * kTasks + i);
+      done.indices.push_back(rec * kTasks + i);
+    }
+    ASSERT_TRUE(other_->create(tasks::v2::eventGroupsOp(layout_, {assigned, done})).get());
+  }
+  auto feed_coord = env_->connect();
+  EventFeedOptions fo;
+  fo.min_interval = 1ms;
+  fo.queue_capacity = 500;
+  EventFeed feed(*feed_coord, layout_, fo);
+  feed.start();
+  EventPosition after{-1, 0};
+  std::vector<uint32_t> seen;
+  int resumes = 0;
+  while (seen.size() < 3 * kTasks && resumes < 20) {
+    ++resumes;
+    auto sub = feed.subscribe("", after, /*terminal_only=*/true);
+    EXPECT_FALSE(sub->dropped());
+    if (resumes > 1) {
+      EXPECT_FALSE(sub->gap());
+    }
+    while (auto e = sub->next(sub->closed() ? 0ms : 200ms)) {
+      EXPECT_EQ(e->state, State::kSucceeded);
+      seen.push_back(e->ref.index);
+      after = e->position;
+    }
+    sub->close();
+  }
+  ASSERT_EQ(seen.size(), 3u * kTasks) << "after " << resumes << " resumes";
+  for (uint32_t i = 0; i < seen.size(); ++i) ASSERT_EQ(seen[i], i);
+  EXPECT_EQ(resumes, 5);  // 2,100 events, 500 a queue: four truncated replays, then live
+  feed.stop();
+}
+
+TEST_P(BatchStoreSuite, WebhooksOfV2TasksComeFromTheBatchRecord) {
+  std::mutex mu;
+  std::vector<tasks::Json> posted;
+  httplib::Server receiver;
+  receiver.Post("/hook", [&](const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard lock(mu);
+    posted.push_back(tasks::Json::parse(req.body));
+    res.status = 200;
+  });
+  const int port = receiver.bind_to_any_port("127.0.0.1");
+  ASSERT_GT(port, 0);
+  std::thread serving([&] { receiver.listen_after_bind(); });
+  struct Stop {
+    httplib::Server& s;
+    std::thread& t;
+    ~Stop() {
+      s.stop();
+      t.join();
+    }
+  } stop{receiver, serving};
+  ASSERT_TRUE(coord::ensurePath(*other_, layout_.epoch()));
+  auto quiet = spec("quiet");
+  auto loud = spec("loud");
+  loud.callback_url = fmt::format("http://127.0.0.1:{}/hook", port);
+  ASSERT_TRUE(store_->submitBatch({quiet, loud}));
+  registerWorker("wk");
+  const std::string chunk = assign({refOf("quiet"), refOf("loud")}, "wk");
+  ASSERT_TRUE(commit("wk", chunk, {refOf("quiet"), refOf("loud")}));
+  auto feed_coord = env_->connect();
+  EventFeedOptions fo;
+  fo.min_interval = 1ms;
+  EventFeed feed(*feed_coord, layout_, fo);
+  feed.start();
+  WebhookOptions wo;
+  wo.save_interval = 50ms;
+  WebhookDispatcher dispatcher(*other_, layout_, feed, 0, wo);
+  dispatcher.start();
+  ASSERT_TRUE(base::eventually([&] {
+    std::lock_guard lock(mu);
+    return !posted.empty();
+  }));
+  // Deliveries go in log order: "quiet" came first in the same record and was not posted.
+  ASSERT_TRUE(base::eventually([&] { return dispatcher.stats().lag == 0; }));
+  dispatcher.stop();
+  feed.stop();
+  std::lock_guard lock(mu);
+  ASSERT_EQ(posted.size(), 1u);
+  EXPECT_EQ(posted[0].value("id", ""), "loud");
+  EXPECT_EQ(posted[0].value("state", ""), "succeeded");
+}
+
+// GET /v1/workers on v2: `assigned` counts the tasks a worker's chunks hold, not the chunks.
+
+// GET /v1/workers on v2: `assigned` counts the tasks a worker's chunks hold, not the chunks.
+TEST_P(BatchStoreSuite, WorkersCountTasksNotChunks) {
+  auto sub = store_->submitBatch({spec(""), spec(""), spec(""), spec(""), spec("")});
+  ASSERT_TRUE(sub) << sub.error().detail;
+  std::vector<TaskRef> refs;
+  for (const auto& id : sub->ids) refs.push_back(refOf(id));
+  registerWorker("wk");
+  registerWorker("idle");
+  const std::string first = assign({refs[0], refs[1], refs[2]}, "wk");
+  assign({refs[3], refs[4]}, "wk");
+  auto view = store_->workers();
+  ASSERT_TRUE(view) << view.error().detail;
+  std::map<std::string, WorkerView> by_id;
+  for (const auto& w : view->workers) by_id[w.info.id] = w;
+  ASSERT_EQ(by_id.size(), 2u);
+  EXPECT_EQ(by_id["wk"].assigned, 5u);
+  EXPECT_EQ(by_id["wk"].running,  // the ones in its slots
+            std::min<size_t>(5, static_cast<size_t>(std::max(0, by_id["wk"].info.slots))));
+  EXPECT_EQ(by_id["idle"].assigned, 0u);
+  ASSERT_TRUE(commit("wk", first, {refs[0], refs[1]}));
+  view = store_->workers();
+  ASSERT_TRUE(view);
+  for (const auto& w : view->workers) {
+    if (w.info.id == "wk") {
+      EXPECT_EQ(w.assigned, 3u);
+    }
+  }
+}
+
+// max_pending_tasks on v2: the store admits against the leader's published waiting count (in
+// /pending's data) plus what it admitted itself since reading it; past the cap, 429.
+
+// max_pending_tasks on v2: the store admits against the leader's published waiting count (in
+// /pending's data) plus what it admitted itself since reading it; past the cap, 429.
+TEST_P(BatchStoreSuite, MaxPendingRefusesPastTheLeadersWaitingCount) {
+  options_.max_pending = 10;
+  options_.pending_ttl = 1h;  // one read of the count for the whole test
+  BatchStore capped(*counting_, layout_, options_);
+  auto publish = [&](uint64_t waiting) {
+    auto epoch = other_->set(layout_.epoch(), "leader", coord::kAnyVersion).get();
+    if (!epoch) {
+      ASSERT_TRUE(other_->create({layout_.epoch(), "", coord::CreateMode::kPersistent, {}}).get());
+      epoch = other_->set(layout_.epoch(), "leader", coord::kAnyVersion).get();
+    }
+    auto b = tasks::v2::Builder::fenced(layout_, epoch->version);
+    b.publishWaiting(tasks::WaitingCount{waiting, base::wallMillis()});
+    ASSERT_TRUE(other_->multi(std::move(b).finish().ops).get());
+  };
+  publish(7);
+  auto first = capped.submitBatch({spec(""), spec("")});  // 7 + 2 <= 10
+  ASSERT_TRUE(first) << first.error().detail;
+  auto over = capped.submitBatch({spec(""), spec("")});  // 9 + 2 > 10
+  ASSERT_FALSE(over);
+  EXPECT_EQ(over.error().failure, Failure::kTooMany);
+  EXPECT_NE(over.error().detail.find("cap is 10"), std::string::npos) << over.error().detail;
+  ASSERT_TRUE(capped.submit(spec("")));  // exactly 10
+  auto single = capped.submit(spec("one-more"));
+  ASSERT_FALSE(single);
+  EXPECT_EQ(single.error().failure, Failure::kTooMany);
+  EXPECT_FALSE(capped.reader().resolve("one-more").value_or(std::nullopt));  // nothing written
+  // A fresh node reads a lower count (the backlog drained): it admits again.
+  publish(0);
+  BatchStore drained(*counting_, layout_, options_);
+  EXPECT_TRUE(drained.submitBatch(std::vector<tasks::TaskSpec>(10, spec(""))));
+}
+
+}  // namespace drover::api::testing
