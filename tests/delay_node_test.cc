@@ -16,6 +16,7 @@
 #include "local/ports.h"
 #include "local/process.h"
 #include "local/zk_cluster.h"
+#include "node_fleet.h"
 
 namespace drover {
 namespace {
@@ -23,55 +24,12 @@ namespace {
 using namespace std::chrono_literals;
 using Json = nlohmann::json;
 
-class DelayNodeTest : public ::testing::Test {
+class DelayNodeTest : public testing::NodeFleetTest {
  protected:
-  void SetUp() override { root_ = "/delays-" + base::randomHex(4); }
-  void TearDown() override { nodes_.clear(); }  // each Process SIGKILLs its own group
-
-  void start(const std::string& id) {
-    const int port = local::freePort();
-    auto p = std::make_unique<local::Process>(local::ProcessOptions{
-        .argv = {DROVER_BINARY, "node", "--zk",
-                 local::ZkCluster::sharedStandalone().connectString(), "--zk-root", root_, "--http",
-                 fmt::format("127.0.0.1:{}", port), "--id", id, "--slots", "8",
-                 "--session-timeout-ms", "2000", "--protocol", "2"}});
-    ASSERT_TRUE(base::eventually(
-        [&] { return p->readStderr().find("worker " + id + " registered") != std::string::npos; },
-        30s))
-        << p->readStderr();
-    nodes_[id] = std::move(p);
-    ports_[id] = port;
+  void SetUp() override {
+    root_ = "/delays-" + base::randomHex(4);
+    spec_.args = {"--protocol", "2"};
   }
-
-  // One request to the first live node that answers; http_status 0 when none did.
-  Json call(const std::string& method, const std::string& path, const Json& body = nullptr) {
-    for (const auto& [id, port] : ports_) {
-      if (!nodes_.count(id)) continue;
-      httplib::Client cli("127.0.0.1", port);
-      cli.set_read_timeout(30);
-      auto r = method == "POST" ? cli.Post(path, body.dump(), "application/json") : cli.Get(path);
-      if (!r) continue;
-      Json j = Json::parse(r->body, nullptr, false);
-      if (!j.is_object()) j = Json::object();
-      j["http_status"] = r->status;
-      return j;
-    }
-    return Json{{"http_status", 0}};
-  }
-
-  std::optional<std::string> leader() {
-    Json c = call("GET", "/v1/cluster");
-    if (!c.contains("leader") || !c["leader"].is_string()) return std::nullopt;
-    const std::string l = c["leader"];
-    for (const auto& [id, p] : nodes_) {
-      if (l.rfind(id, 0) == 0) return id;
-    }
-    return std::nullopt;
-  }
-
-  std::string root_;
-  std::map<std::string, std::unique_ptr<local::Process>> nodes_;
-  std::map<std::string, int> ports_;
 };
 
 TEST_F(DelayNodeTest, NoDelayedTaskStartsEarlyAcrossALeaderKill) {

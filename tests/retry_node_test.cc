@@ -16,6 +16,7 @@
 #include "local/ports.h"
 #include "local/process.h"
 #include "local/zk_cluster.h"
+#include "node_fleet.h"
 
 namespace drover {
 namespace {
@@ -23,64 +24,19 @@ namespace {
 using namespace std::chrono_literals;
 using Json = nlohmann::json;
 
-class RetryNodeTest : public ::testing::Test {
+class RetryNodeTest : public testing::NodeFleetTest {
  protected:
   void SetUp() override {
     root_ = "/retry-" + base::randomHex(4);
+    // exec runs unsandboxed so that a task can count its attempts in a file of this test.
+    spec_ = {4, {"--protocol", "2"}, {{"DROVER_EXEC_SANDBOX", "false"}}};
     dir_ = std::filesystem::temp_directory_path() / ("drover-retry-" + base::randomHex(6));
     std::filesystem::create_directories(dir_);
   }
   void TearDown() override {
-    nodes_.clear();  // SIGKILLs each node's process group
+    NodeFleetTest::TearDown();  // SIGKILLs each node's process group
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
-  }
-
-  // Starts a protocol-2 node (worker and leader candidate); waits until its worker registered.
-  // exec runs unsandboxed so that a task can count its attempts in a file of this test.
-  void start(const std::string& id) {
-    int port = local::freePort();
-    std::vector<std::string> argv = {DROVER_BINARY,
-                                     "node",
-                                     "--protocol",
-                                     "2",
-                                     "--zk",
-                                     local::ZkCluster::sharedStandalone().connectString(),
-                                     "--zk-root",
-                                     root_,
-                                     "--http",
-                                     "127.0.0.1:" + std::to_string(port),
-                                     "--id",
-                                     id,
-                                     "--slots",
-                                     "4",
-                                     "--session-timeout-ms",
-                                     "2000"};
-    auto p = std::make_unique<local::Process>(
-        local::ProcessOptions{.argv = argv, .env = {{"DROVER_EXEC_SANDBOX", "false"}}});
-    bool up = base::eventually(
-        [&] { return p->readStderr().find("worker " + id + " registered") != std::string::npos; },
-        30s);
-    ASSERT_TRUE(up) << p->readStderr();
-    nodes_[id] = std::move(p);
-    ports_[id] = port;
-  }
-
-  // A call to any live node; the answer's JSON with "http_status".
-  Json call(const std::string& method, const std::string& path, const Json& body = nullptr) {
-    for (const auto& [id, port] : ports_) {
-      if (!nodes_.count(id)) continue;
-      httplib::Client cli("127.0.0.1", port);
-      cli.set_read_timeout(40);
-      std::string data = body.is_null() ? "" : body.dump();
-      auto r = method == "POST" ? cli.Post(path, data, "application/json") : cli.Get(path);
-      if (!r) continue;
-      Json j = Json::parse(r->body, nullptr, false);
-      if (j.is_discarded() || !j.is_object()) j = Json::object();
-      j["http_status"] = r->status;
-      return j;
-    }
-    return Json{{"http_status", 0}};
   }
 
   // The task once terminal (long polls until `deadline`).
@@ -105,10 +61,7 @@ class RetryNodeTest : public ::testing::Test {
     return out;
   }
 
-  std::string root_;
   std::filesystem::path dir_;
-  std::map<std::string, std::unique_ptr<local::Process>> nodes_;
-  std::map<std::string, int> ports_;
 };
 
 using Ends = std::vector<std::pair<int, std::string>>;

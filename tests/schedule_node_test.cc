@@ -15,6 +15,7 @@
 #include "local/ports.h"
 #include "local/process.h"
 #include "local/zk_cluster.h"
+#include "node_fleet.h"
 
 namespace drover {
 namespace {
@@ -22,66 +23,9 @@ namespace {
 using namespace std::chrono_literals;
 using Json = nlohmann::json;
 
-class ScheduleNodeTest : public ::testing::Test {
+class ScheduleNodeTest : public testing::NodeFleetTest {
  protected:
   void SetUp() override { root_ = "/schedules-" + base::randomHex(4); }
-  void TearDown() override { nodes_.clear(); }  // SIGKILLs each node's process group
-
-  // Starts a node (worker and leader candidate); waits until its worker registered.
-  void start(const std::string& id) {
-    int port = local::freePort();
-    std::vector<std::string> argv = {DROVER_BINARY,
-                                     "node",
-                                     "--zk",
-                                     local::ZkCluster::sharedStandalone().connectString(),
-                                     "--zk-root",
-                                     root_,
-                                     "--http",
-                                     "127.0.0.1:" + std::to_string(port),
-                                     "--id",
-                                     id,
-                                     "--slots",
-                                     "8",
-                                     "--session-timeout-ms",
-                                     "2000"};
-    auto p = std::make_unique<local::Process>(local::ProcessOptions{.argv = argv});
-    bool up = base::eventually(
-        [&] { return p->readStderr().find("worker " + id + " registered") != std::string::npos; },
-        30s);
-    ASSERT_TRUE(up) << p->readStderr();
-    nodes_[id] = std::move(p);
-    ports_[id] = port;
-  }
-
-  // A call to any live node.
-  Json call(const std::string& method, const std::string& path, const Json& body = nullptr) {
-    for (const auto& [id, port] : ports_) {
-      if (!nodes_.count(id)) continue;
-      httplib::Client cli("127.0.0.1", port);
-      cli.set_read_timeout(30);
-      std::string data = body.is_null() ? "" : body.dump();
-      auto r = method == "POST"     ? cli.Post(path, data, "application/json")
-               : method == "DELETE" ? cli.Delete(path)
-                                    : cli.Get(path);
-      if (!r) continue;
-      Json j = Json::parse(r->body, nullptr, false);
-      if (j.is_discarded() || !j.is_object()) j = Json::object();
-      j["http_status"] = r->status;
-      return j;
-    }
-    return Json{{"http_status", 0}};
-  }
-
-  // The node that leads now (nullopt while none does).
-  std::optional<std::string> leader() {
-    Json c = call("GET", "/v1/cluster");
-    if (!c.contains("leader") || !c["leader"].is_string()) return std::nullopt;
-    std::string l = c["leader"];
-    for (const auto& [id, p] : nodes_) {
-      if (l.rfind(id, 0) == 0) return id;
-    }
-    return std::nullopt;
-  }
 
   // Kills the leader with SIGKILL; waits until another node leads.
   void killLeader() {
@@ -97,10 +41,6 @@ class ScheduleNodeTest : public ::testing::Test {
         },
         30s));
   }
-
-  std::string root_;
-  std::map<std::string, std::unique_ptr<local::Process>> nodes_;
-  std::map<std::string, int> ports_;
 };
 
 TEST_F(ScheduleNodeTest, EverySlotFiresOnceAcrossTwoLeaderKills) {
