@@ -85,6 +85,7 @@ class ChunkAgentTest : public ::testing::Test {
                     .get());
     registerBuiltins(registry_);
     registry_.add("block", [this](TaskContext& ctx) {
+      ++block_runs_;
       ctx.cancel.waitFor(60s);
       std::lock_guard lock(mu_);
       reasons_[ctx.id] = ctx.cancel.reason();
@@ -231,6 +232,7 @@ class ChunkAgentTest : public ::testing::Test {
   tasks::Layout layout_{"/drover"};
   HandlerRegistry registry_;
   std::atomic<int> gate_runs_{0};
+  std::atomic<int> block_runs_{0};  // "block" handlers entered (not just handed to the Runner)
   std::atomic<bool> release_{false};
   std::mutex mu_;
   std::vector<std::string> order_;
@@ -402,7 +404,8 @@ TEST_F(ChunkAgentTest, ACancelThatRewritesTheChunkStopsTheRun) {
   startAgent();
   std::string batch = submit({spec("block"), spec("gate")});
   std::string c = assign(batch, {0, 1});
-  ASSERT_TRUE(until([&] { return agent_->stats().running == 2; }));
+  ASSERT_TRUE(until([&] { return block_runs_ == 1 && gate_runs_ == 1; }));  // both entered
+  EXPECT_EQ(agent_->stats().running, 2);
   // The API cancels task 0: the chunk without it, the pending state without it, its outcome.
   auto now = chunk(c);
   auto [v, state] = pending(batch);
@@ -496,7 +499,10 @@ TEST_F(ChunkAgentTest, SessionExpiryMakesItDeadAndCancelsItsRuns) {
   startAgent();
   std::string batch = submit({spec("block")});
   assign(batch, {0});
-  ASSERT_TRUE(until([&] { return agent_->stats().running == 1; }));
+  // The handler itself must be running: a task cancelled while still queued in the Runner ends
+  // without entering its handler, and the test would see no reason recorded.
+  ASSERT_TRUE(until([&] { return block_runs_ == 1; }));
+  EXPECT_EQ(agent_->stats().running, 1);
   EXPECT_FALSE(agent_->dead());
   worker_coord_.expireSession(/*rebuild=*/true);
   ASSERT_TRUE(until([&] { return agent_->dead(); }));
