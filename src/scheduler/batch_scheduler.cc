@@ -60,8 +60,10 @@ BatchScheduler::BatchScheduler(coord::Coordination& coord, tasks::Layout layout,
   gate_->executor = executor_;
   auto wall = [this] { return this->wall(); };
   pending_ = std::make_unique<PendingTracker>(
-      ctx_, PendingTracker::Options{options_.relist_ready_below, options_.relist_delay}, index_,
-      wall, [this] { pump(); });
+      ctx_,
+      PendingTracker::Options{options_.relist_ready_below, options_.relist_delay,
+                              options_.max_watched},
+      index_, wall, [this] { pump(); });
   workers_ = std::make_unique<WorkerTracker>(
       ctx_, [this] { pump(); }, [this](const std::string& w) { requeue_->requeueWorker(w); });
   requeue_ = std::make_unique<ChunkRequeue>(ctx_, *pending_, *workers_, wall,
@@ -124,6 +126,14 @@ void BatchScheduler::reconcile() {
 
 void BatchScheduler::sweepNow() {
   post([this] { sweep(true); });
+}
+
+size_t BatchScheduler::watchedPendingStates() const {
+  return pending_ ? pending_->watchedCount() : 0;
+}
+
+size_t BatchScheduler::unwatchedPendingStates() const {
+  return pending_ ? pending_->unwatchedCount() : 0;
 }
 
 BatchScheduler::Stats BatchScheduler::snapshot() const {

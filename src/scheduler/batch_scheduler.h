@@ -69,6 +69,7 @@ class BatchScheduler {
     // it to their manual clock.
     std::function<int64_t()> wall_ms;
     base::Duration waiting_interval = base::seconds(1);  // publishing the waiting count
+    size_t max_watched = 2048;  // pending states with a data watch (PendingTracker::Options)
   };
   using Stats = Scheduler::Stats;
   using FencedCallback = Scheduler::FencedCallback;
@@ -88,6 +89,10 @@ class BatchScheduler {
   void reconcile();
   // Runs the housekeeping of a sweep now (pointers, expiry, event log).
   void sweepNow();
+  // Pending states read with a data watch armed, and read without one (over max_watched).
+  // On the scheduler's executor.
+  size_t watchedPendingStates() const;
+  size_t unwatchedPendingStates() const;
   Stats snapshot() const;
 
  private:

@@ -528,6 +528,43 @@ TEST_F(BatchSchedulerTest, SweepsStalePointersThenDeletesTheEmptyPendingState) {
   EXPECT_EQ(outcomesOf(b).size(), 3u);
 }
 
+// A backlog of many small batches must not cost the leader one watch each (the C client's
+// session-event handling is quadratic in its watches): past max_watched, batches are read
+// without a watch and get one, oldest first, as watched ones end. No task waits for it.
+TEST_F(BatchSchedulerTest, WatchesAtMostMaxWatchedPendingStatesAndTheRestAsTheyFree) {
+  options_.max_watched = 1;
+  addWorker("w1", 1, 0);
+  std::string b1 = submit({spec()});
+  std::string b2 = submit({spec()});
+  std::string b3 = submit({spec()});
+  start();
+  ASSERT_TRUE(settle([&] { return held("w1") == 1; }));
+  quiesce();
+  EXPECT_EQ(scheduler_->watchedPendingStates(), 1u);
+  EXPECT_EQ(scheduler_->unwatchedPendingStates(), 2u);
+  ASSERT_EQ(items("w1")[0].ref.batch, b1);  // FIFO: the oldest batch first
+  // b1 ends and its pending state goes: the freed watch goes to b2 (read again, with a watch).
+  commitAll("w1");
+  // b2's task goes out once the leader saw b1's chunk go; then the sweep drops b1's state.
+  ASSERT_TRUE(settle([&] { return held("w1") == 1; }));
+  quiesce();
+  scheduler_->sweepNow();
+  ASSERT_TRUE(settle([&] { return !pendingOf(b1); }));
+  ASSERT_TRUE(settle([&] { return scheduler_->unwatchedPendingStates() == 1; }));
+  EXPECT_EQ(scheduler_->watchedPendingStates(), 1u);
+  // Every task still runs, each once.
+  size_t done = 1;
+  ASSERT_TRUE(settle([&] {
+    EXPECT_LE(scheduler_->watchedPendingStates(), 1u);
+    done += commitAll("w1");
+    scheduler_->sweepNow();
+    return done == 3 && !pendingOf(b2) && !pendingOf(b3);
+  }));
+  EXPECT_EQ(scheduler_->watchedPendingStates(), 0u);
+  EXPECT_EQ(scheduler_->unwatchedPendingStates(), 0u);
+  for (const auto& b : {b1, b2, b3}) EXPECT_EQ(outcomesOf(b).size(), 1u) << b;
+}
+
 TEST_F(BatchSchedulerTest, ExpiresOnlyFinishedOldBatchesAndNeverHalf) {
   options_.retention_age = std::chrono::hours(24);
   addWorker("w1", 4, 0);

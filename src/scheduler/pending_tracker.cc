@@ -148,16 +148,20 @@ void PendingTracker::read(const std::string& batch) {
   Batch* b = find(batch);
   if (!b) return;
   coord::Watcher watcher;
-  if (!b->watched) {
-    b->watched = true;
+  if (!b->watched && watched_ < options_.max_watched) {
+    setWatched(*b, true);
+    unwatched_.erase(batch);
     watcher = [this, batch, post = ctx_.post](const coord::WatchEvent&) {
       post([this, batch] {
         Batch* b = find(batch);
-        if (!b || !ctx_.active()) return;
-        b->watched = false;
+        if (!b || !ctx_.active()) return;  // forgotten: its count went with it
+        setWatched(*b, false);
         reread(batch);
+        watchMore();
       });
     };
+  } else if (!b->watched) {
+    unwatched_.insert(batch);
   }
   ++loading_;
   ctx_.coord.get(ctx_.layout.pending(batch), std::move(watcher))
@@ -183,7 +187,12 @@ void PendingTracker::onRead(const std::string& batch, const Result<Node>& r) {
   Batch* b = find(batch);
   if (!b) return;
   if (!r) {
-    b->watched = false;
+    if (b->watched) {
+      setWatched(*b, false);  // a failed read sets no watch
+      watchMore();
+      b = find(batch);
+      if (!b) return;
+    }
     if (r.error().code() == Code::kNoNode) {
       buckets_[bucketOf(batch)].erase(batch);
       forget(batch);
@@ -311,8 +320,31 @@ void PendingTracker::forget(const std::string& batch) {
       if (i < b.record->tasks.size()) index_.drop(b.record->tasks[i].id);
     }
   }
+  if (b.watched) setWatched(b, false);  // the watch fires on a node we no longer track
+  unwatched_.erase(batch);
   batches_.erase(it);
   records_.erase(batch);
+  watchMore();
+}
+
+void PendingTracker::setWatched(Batch& b, bool watched) {
+  if (b.watched == watched) return;
+  b.watched = watched;
+  if (watched) {
+    ++watched_;
+  } else {
+    --watched_;
+  }
+}
+
+void PendingTracker::watchMore() {
+  while (watched_ < options_.max_watched && !unwatched_.empty()) {
+    std::string next = *unwatched_.begin();
+    unwatched_.erase(unwatched_.begin());
+    Batch* b = find(next);
+    if (b && !b->watched)
+      reread(next);  // a busy batch is read (and watched) when its multi is back
+  }
 }
 
 void PendingTracker::begin(const std::string& batch) {

@@ -33,6 +33,15 @@ class PendingTracker {
     // only after `relist_delay` (new batches cannot be assigned sooner anyway).
     size_t relist_ready_below = 256;
     base::Duration relist_delay = std::chrono::milliseconds(500);
+    // At most this many pending states carry a data watch. The rest are read without one and
+    // watched, oldest batch first, as watches free up (a watched batch ends or its watch fires
+    // and is re-armed on the next read). Their changes by other writers are not missed: a
+    // write of ours on a changed state fails on its version and we read it again, and the
+    // watch they get once a slot frees starts with a fresh read. Why a bound: the 3.8.0 C
+    // client handles a session event in time quadratic in the watches it holds, and with one
+    // watch per batch a backlog of 75,000 single-task batches kept its I/O thread busy for
+    // minutes after a reconnect (docs/FAULTS.md).
+    size_t max_watched = 2048;
   };
   struct Batch {
     std::string name;
@@ -67,6 +76,9 @@ class PendingTracker {
   // Our multi set the pending state to `after` at version + 1 (or deleted it when `deleted`).
   void wrote(const std::string& batch, int32_t version, const tasks::PendingState& after,
              bool deleted = false);
+  // Pending states with a data watch armed, and those read without one (the cap was reached).
+  size_t watchedCount() const { return watched_; }
+  size_t unwatchedCount() const { return unwatched_.size(); }
   // Reads the pending state again (a write on it failed with BadVersion, or a watch fired).
   void reread(const std::string& batch);
   // Entries taken from the index by a multi that then failed: back in, if still waiting.
@@ -93,6 +105,8 @@ class PendingTracker {
   // waiting, adds new or changed ones.
   void apply(Batch& b, const tasks::PendingState& next);
   void forget(const std::string& batch);
+  void setWatched(Batch& b, bool watched);
+  void watchMore();  // re-reads unwatched batches, with a watch, while the cap allows
   void armDelay();
   void settle();  // one listing or read came back
 
@@ -106,6 +120,8 @@ class PendingTracker {
   std::map<std::string, std::set<std::string>> buckets_;  // bucket -> batches listed
   std::set<std::string> bucket_watches_;
   bool root_watch_ = false;
+  size_t watched_ = 0;               // batches with watched == true
+  std::set<std::string> unwatched_;  // read without a watch (the cap), oldest name first
   bool followed_ = false;
   size_t loading_ = 0;
   std::set<std::string> dirty_buckets_;
