@@ -71,7 +71,10 @@ Reply request(const std::string& url, const std::string& method, const std::stri
                       : method == "POST" ? cli.Post(path, body, type)
                                          : cli.Delete(path);
   Reply out;
-  if (!r) return out;
+  if (!r) {
+    out.raw = "no answer: " + httplib::to_string(r.error());  // for failure messages
+    return out;
+  }
   out.status = r->status;
   out.raw = r->body;
   out.body = Json::parse(r->body, nullptr, false);
@@ -592,7 +595,14 @@ TEST_F(ClusterTest, NodesPausedPastTheirSessionWithWritesInFlightLiveOn) {
         << victim->id << " did not register again: " << victim->process->readStderr();
     ASSERT_TRUE(victim->process->alive()) << victim->process->readStderr();
     EXPECT_EQ(victim->process->readStderr().find("double free"), std::string::npos);
-    EXPECT_EQ(request(victim->url(), "GET", "/v1/cluster").status, 200);
+    const auto asked = std::chrono::steady_clock::now();
+    auto cluster = request(victim->url(), "GET", "/v1/cluster");
+    EXPECT_EQ(cluster.status, 200)
+        << cluster.raw << " after "
+        << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                 asked)
+               .count()
+        << " ms (round " << round << ", " << victim->id << ")";
   }
   for (auto& n : nodes_) EXPECT_TRUE(n->process->alive()) << n->id;
   std::printf("[ figure ] %d submits accepted across %d pauses past the session timeout\n",

@@ -13,15 +13,32 @@ using coord::Code;
 using tasks::State;
 using Clock = std::chrono::steady_clock;
 
-// Finished batches whose outcomes one cluster() call tallies for the first time.
+// Finished batches whose outcomes one cluster() call tallies for the first time, and (past
+// exact_count_batches) unfinished batches whose outcomes it re-tallies.
 constexpr size_t kTallyBudget = 256;
+constexpr size_t kPartialBudget = 64;
+
+void add(std::map<State, size_t>& counts, uint32_t succeeded, uint32_t failed,
+         uint32_t cancelled) {
+  counts[State::kSucceeded] += succeeded;
+  counts[State::kFailed] += failed;
+  counts[State::kCancelled] += cancelled;
+}
 
 }  // namespace
 
+// Two ways to count what is not finished, by the size of the backlog:
+// - Up to exact_count_batches unfinished batches: each one's pending state is read (exact).
+// - Past it: the leader's published counts (waiting, delayed, held; ~1 s old), and the terminal
+//   outcomes inside unfinished batches from each one's last tally, kPartialBudget of them
+//   re-read per count in name order. Reading every pending state of a 300,000-batch backlog
+//   took longer than a client waits (the paused-node cluster test, FAULTS.md).
+// Finished batches are tallied once (kTallyBudget per count) and frozen: their records are
+// immutable. A retry re-opens a batch: its pending state is back, so its tally thaws.
 StoreResult<std::map<State, size_t>> BatchReader::countTasks() {
   std::map<State, size_t> counts;
-  for (State s : {State::kPending, State::kAssigned, State::kRunning, State::kSucceeded,
-                  State::kFailed, State::kCancelled}) {
+  for (State s : {State::kWaiting, State::kPending, State::kAssigned, State::kRunning,
+                  State::kSucceeded, State::kFailed, State::kCancelled}) {
     counts[s] = 0;
   }
   auto workers = v1_.workers();
@@ -39,10 +56,27 @@ StoreResult<std::map<State, size_t>> BatchReader::countTasks() {
     if (!names) return tl::unexpected(names.error());
     unfinished.insert(names->begin(), names->end());
   }
+  bool exact = unfinished.size() <= options_.exact_count_batches;
+  if (!exact) {
+    auto root = await(coord_.get(layout_.pendingRoot(), nullptr));
+    if (!root) return tl::unexpected(fromCoord(root.error(), "count tasks"));
+    auto published = tasks::decodeWaiting(root->data);
+    if (published) {
+      counts[State::kWaiting] = published->delayed;
+      counts[State::kPending] = published->waiting - std::min(published->waiting, published->delayed);
+      counts[State::kRunning] = std::min<size_t>(published->held, running.size());
+      counts[State::kAssigned] = published->held - counts[State::kRunning];
+    } else {
+      exact = true;  // no leader has counted yet: read them all, once
+    }
+  }
   auto buckets = sortedChildren(layout_.batches());
   if (!buckets) return tl::unexpected(buckets.error());
   std::set<std::string> seen;
   size_t budget = kTallyBudget;
+  size_t partial_budget = kPartialBudget;
+  std::string last_partial;
+  const int64_t now = base::wallMillis();
   std::lock_guard lock(counts_mu_);
   for (const auto& bucket : *buckets) {
     auto names = sortedChildren(layout_.batchBucket(bucket));
@@ -50,15 +84,25 @@ StoreResult<std::map<State, size_t>> BatchReader::countTasks() {
     for (const auto& name : *names) {
       if (!tasks::isBatchName(name)) continue;
       seen.insert(name);
-      auto& tally = tallies_[name];
+      Tally& tally = tallies_[name];
       bool finished = !unfinished.count(name);
       // A finished batch is immutable: its tally, once complete, is read from memory.
-      if (finished && tally.count("") != 0) {
-        for (const auto& [s, c] : tally[""]) counts[s] += c;
+      if (finished && tally.frozen) {
+        add(counts, tally.succeeded, tally.failed, tally.cancelled);
         continue;
       }
-      if (!finished) tally.erase("");         // re-opened by a retry: tallied again once it ends
+      tally.frozen = false;                   // re-opened by a retry: tallied again once it ends
       if (finished && budget == 0) continue;  // tallied by a later call
+      if (!finished && !exact) {
+        // Its waiting and held tasks are in the leader's counts; its ended ones, from its last
+        // tally unless it is among this count's share to re-read.
+        if (partial_budget == 0 || name <= partial_cursor_) {
+          add(counts, tally.succeeded, tally.failed, tally.cancelled);
+          continue;
+        }
+        --partial_budget;
+        last_partial = name;
+      }
       if (finished) {
         --budget;
         // Submitted after the pending listing? Its tally must not be frozen empty.
@@ -73,7 +117,6 @@ StoreResult<std::map<State, size_t>> BatchReader::countTasks() {
       if (!children) continue;  // retention took it
       // Each task counts once, by its latest outcome (a retried task has several); a latest
       // `pending` one waits or runs again and is counted from the pending state below.
-      std::map<State, size_t> done;
       std::set<uint32_t> ended;  // unfinished batches: held pointers to these are stale
       std::map<uint32_t, State> latest;
       for (const auto& child : tasks::resultsInOrder(std::move(*children))) {
@@ -83,30 +126,34 @@ StoreResult<std::map<State, size_t>> BatchReader::countTasks() {
           for (const auto& o : (*r)->outcomes) latest[o.index] = o.state;
         }
       }
+      Tally next;
       for (const auto& [i, s] : latest) {
-        if (s == State::kPending) continue;
-        ++done[s];
-        ended.insert(i);
+        if (s == State::kSucceeded) ++next.succeeded;
+        if (s == State::kFailed) ++next.failed;
+        if (s == State::kCancelled) ++next.cancelled;
+        if (s != State::kPending) ended.insert(i);
       }
-      if (finished) {
-        tally.clear();
-        tally[""] = done;
-      } else {
-        auto node = await(coord_.get(layout_.pending(name), nullptr));
-        if (node) {
-          auto state = tasks::decodePending(node->data);
-          if (state) {
-            done[State::kPending] += state->waiting().size();
-            for (const auto& [i, h] : state->held()) {
-              if (i >= (*record)->tasks.size() || ended.count(i)) continue;
-              ++done[running.count((*record)->tasks[i].id) ? State::kRunning : State::kAssigned];
-            }
-          }
-        }
+      next.frozen = finished;
+      tally = next;
+      add(counts, tally.succeeded, tally.failed, tally.cancelled);
+      if (finished || !exact) continue;
+      auto node = await(coord_.get(layout_.pending(name), nullptr));
+      if (!node) continue;  // finished meanwhile: counted again by the next count
+      auto state = tasks::decodePending(node->data);
+      if (!state) continue;
+      for (const auto& [i, w] : state->waiting()) {
+        bool ahead = i < (*record)->tasks.size() && w.attempt == 1 &&
+                     (*record)->tasks[i].run_at > now;  // as GET shows it
+        ++counts[ahead ? State::kWaiting : State::kPending];
       }
-      for (const auto& [s, c] : done) counts[s] += c;
+      for (const auto& [i, h] : state->held()) {
+        if (i >= (*record)->tasks.size() || ended.count(i)) continue;
+        ++counts[running.count((*record)->tasks[i].id) ? State::kRunning : State::kAssigned];
+      }
     }
   }
+  // The next count re-reads the share after this one's; past the end, it starts over.
+  partial_cursor_ = partial_budget == 0 ? last_partial : std::string();
   std::erase_if(tallies_, [&](const auto& kv) { return !seen.count(kv.first); });
   return counts;
 }
@@ -155,14 +202,22 @@ StoreResult<ClusterView> BatchReader::cluster() {
   view.workers = workers->workers.size();
   {
     std::lock_guard lock(counts_mu_);
-    if (counts_cache_ && Clock::now() - counts_cache_->first < options_.counts_ttl) {
+    const auto ttl = options_.counts_ttl.count() == 0
+                         ? Clock::duration::zero()
+                         : std::max<Clock::duration>(options_.counts_ttl, 2 * count_cost_);
+    // Fresh enough, or another request is counting: the last count (never a wait behind it).
+    if (counts_cache_ && (counting_ || Clock::now() - counts_cache_->first < ttl)) {
       view.counts = counts_cache_->second;
       return view;
     }
+    counting_ = true;
   }
+  const auto began = Clock::now();
   auto counts = countTasks();
-  if (!counts) return tl::unexpected(counts.error());
   std::lock_guard lock(counts_mu_);
+  counting_ = false;
+  if (!counts) return tl::unexpected(counts.error());
+  count_cost_ = Clock::now() - began;
   counts_cache_ = {Clock::now(), *counts};
   view.counts = std::move(*counts);
   return view;

@@ -176,22 +176,12 @@ TEST_P(BatchStoreSuite, WorkersCountTasksNotChunks) {
 
 // max_pending_tasks on v2: the store admits against the leader's published waiting count (in
 // /pending's data) plus what it admitted itself since reading it; past the cap, 429.
-
-// max_pending_tasks on v2: the store admits against the leader's published waiting count (in
-// /pending's data) plus what it admitted itself since reading it; past the cap, 429.
 TEST_P(BatchStoreSuite, MaxPendingRefusesPastTheLeadersWaitingCount) {
   options_.max_pending = 10;
   options_.pending_ttl = 1h;  // one read of the count for the whole test
   BatchStore capped(*counting_, layout_, options_);
   auto publish = [&](uint64_t waiting) {
-    auto epoch = other_->set(layout_.epoch(), "leader", coord::kAnyVersion).get();
-    if (!epoch) {
-      ASSERT_TRUE(other_->create({layout_.epoch(), "", coord::CreateMode::kPersistent, {}}).get());
-      epoch = other_->set(layout_.epoch(), "leader", coord::kAnyVersion).get();
-    }
-    auto b = tasks::v2::Builder::fenced(layout_, epoch->version);
-    b.publishWaiting(tasks::WaitingCount{waiting, base::wallMillis()});
-    ASSERT_TRUE(other_->multi(std::move(b).finish().ops).get());
+    publishCount(tasks::WaitingCount{waiting, base::wallMillis()});
   };
   publish(7);
   auto first = capped.submitBatch({spec(""), spec("")});  // 7 + 2 <= 10
@@ -209,6 +199,49 @@ TEST_P(BatchStoreSuite, MaxPendingRefusesPastTheLeadersWaitingCount) {
   publish(0);
   BatchStore drained(*counting_, layout_, options_);
   EXPECT_TRUE(drained.submitBatch(std::vector<tasks::TaskSpec>(10, spec(""))));
+}
+
+// /v1/cluster under a large backlog: past exact_count_batches unfinished batches it reads no
+// pending state; waiting, delayed and held come from the leader's published counts, and the
+// ended tasks of unfinished batches from their outcomes. Before the leader has counted, it counts
+// exactly whatever the size.
+TEST_P(BatchStoreSuite, PastTheExactLimitTheClusterCountsTakeTheLeadersFigures) {
+  options_.exact_count_batches = 1;
+  BatchStore large(*counting_, layout_, options_);
+  ASSERT_TRUE(large.submitBatch({spec("a"), spec("b")}));
+  ASSERT_TRUE(large.submit(spec("c")));
+  tasks::TaskSpec later = spec("later");
+  later.run_at = base::wallMillis() + 3'600'000;
+  ASSERT_TRUE(large.submit(later));
+  registerWorker("wk");
+  const std::string chunk = assign({refOf("a"), refOf("b")}, "wk");
+  ASSERT_TRUE(commit("wk", chunk, {refOf("a")}));  // b is still held: its batch is unfinished
+  auto pendingStatesRead = [&](size_t from) {
+    auto paths = counting_->gotSince(from);
+    return std::count_if(paths.begin(), paths.end(), [&](const std::string& p) {
+      return p.rfind(layout_.pendingRoot() + "/", 0) == 0;
+    });
+  };
+
+  size_t from = counting_->gets();
+  auto exact = large.cluster();  // 3 unfinished batches, but no published count yet
+  ASSERT_TRUE(exact) << exact.error().detail;
+  EXPECT_EQ(exact->counts[State::kWaiting], 1u);  // `later`, as GET shows it
+  EXPECT_EQ(exact->counts[State::kPending], 1u);
+  EXPECT_EQ(exact->counts[State::kAssigned], 1u);
+  EXPECT_EQ(exact->counts[State::kSucceeded], 1u);
+  EXPECT_EQ(pendingStatesRead(from), 3);
+
+  publishCount(tasks::WaitingCount{40, base::wallMillis(), 5, 7});
+  from = counting_->gets();
+  auto published = large.cluster();
+  ASSERT_TRUE(published) << published.error().detail;
+  EXPECT_EQ(published->counts[State::kWaiting], 5u);
+  EXPECT_EQ(published->counts[State::kPending], 35u);
+  EXPECT_EQ(published->counts[State::kAssigned], 7u);  // no worker reports a run
+  EXPECT_EQ(published->counts[State::kRunning], 0u);
+  EXPECT_EQ(published->counts[State::kSucceeded], 1u);  // a's outcome, in an unfinished batch
+  EXPECT_EQ(pendingStatesRead(from), 0);
 }
 
 }  // namespace drover::api::testing

@@ -109,10 +109,18 @@ class BatchReader {
   size_t cache_bytes_ = 0;
   void remember(const std::string& key, size_t bytes);
 
-  // cluster(): per batch, the counts of its terminal tasks by result record (immutable), and
-  // the counts themselves for ≤ counts_ttl.
+  // cluster(): per batch, the counts of its tasks' terminal outcomes (frozen once the batch is
+  // finished: its records are immutable then), and the counts themselves, reused for
+  // counts_ttl or twice as long as the last count took, whichever is longer.
+  struct Tally {
+    uint32_t succeeded = 0, failed = 0, cancelled = 0;
+    bool frozen = false;
+  };
   std::mutex counts_mu_;
-  std::map<std::string, std::map<std::string, std::map<tasks::State, size_t>>> tallies_;
+  std::map<std::string, Tally> tallies_;
+  std::string partial_cursor_;  // the unfinished batch re-tallied last (a large backlog)
+  bool counting_ = false;       // one count at a time; others take the last one meanwhile
+  std::chrono::steady_clock::duration count_cost_{};
   std::optional<std::pair<std::chrono::steady_clock::time_point, std::map<tasks::State, size_t>>>
       counts_cache_;
 

@@ -60,6 +60,7 @@ class Counting final : public coord::ForwardingCoordination {
   using ForwardingCoordination::ForwardingCoordination;
   std::atomic<int> reads{0}, multis{0};
   std::atomic<size_t> multi_bytes{0};
+  std::vector<std::string> got;          // paths read by get(), in order (under mu_)
   std::function<void()> before_multi;  // runs once, before the next multi is sent
 
   void hold() {
@@ -78,7 +79,19 @@ class Counting final : public coord::ForwardingCoordination {
 
   coord::Future<coord::Node> get(const std::string& path, coord::Watcher w) override {
     ++reads;
+    {
+      std::lock_guard lock(mu_);
+      got.push_back(path);
+    }
     return inner_.get(path, std::move(w));
+  }
+  std::vector<std::string> gotSince(size_t from) {
+    std::lock_guard lock(mu_);
+    return {got.begin() + static_cast<std::ptrdiff_t>(std::min(from, got.size())), got.end()};
+  }
+  size_t gets() {
+    std::lock_guard lock(mu_);
+    return got.size();
   }
   coord::Future<std::optional<coord::Stat>> exists(const std::string& path,
                                                    coord::Watcher w) override {
@@ -192,6 +205,18 @@ class BatchStoreSuite : public ::testing::TestWithParam<BatchParam> {
     auto r = other_->multi(std::move(b).finish().ops).get();
     EXPECT_TRUE(r) << r.error().toString();
     return name;
+  }
+
+  // The leader's counts in /pending's data (WaitingPublisher), written as a leader would: fenced.
+  void publishCount(tasks::WaitingCount count) {
+    auto epoch = other_->set(layout_.epoch(), "leader", coord::kAnyVersion).get();
+    if (!epoch) {
+      ASSERT_TRUE(other_->create({layout_.epoch(), "", coord::CreateMode::kPersistent, {}}).get());
+      epoch = other_->set(layout_.epoch(), "leader", coord::kAnyVersion).get();
+    }
+    auto b = tasks::v2::Builder::fenced(layout_, epoch->version);
+    b.publishWaiting(count);
+    ASSERT_TRUE(other_->multi(std::move(b).finish().ops).get());
   }
 
   // The worker: records `state` for `refs` of its chunk (the rest stays held).

@@ -29,8 +29,13 @@ struct StoreOptions {
   int cancel_attempts = 8;
   // Gets in flight at once when scanning /status.
   size_t pipeline = 256;
-  // How long cluster() reuses its task counts.
+  // How long cluster() reuses its task counts (at least; twice the time the last count took).
   std::chrono::milliseconds counts_ttl{1000};
+  // Protocol 2: with up to this many unfinished batches, cluster() reads each one's pending state
+  // (exact counts); past it, it takes the waiting, delayed and held counts the leader publishes
+  // in /pending's data (~1 s old) and re-tallies only a bounded share of the unfinished batches'
+  // outcomes per count, so a count's cost does not grow with the backlog (docs/ZNODES.md).
+  size_t exact_count_batches = 1000;
   // Group commit of single submits: submits that arrive while this many group multis are in
   // flight wait and go out together in the next one (at most group_max_tasks). 0: every submit
   // sends its own multi.

@@ -80,9 +80,15 @@ BatchScheduler::BatchScheduler(coord::Coordination& coord, tasks::Layout layout,
       *picker_, ChunkAssigner::Limits{options_.max_round_tasks, options_.max_round_bytes});
   waiting_ = std::make_unique<WaitingPublisher>(
       ctx_, WaitingPublisher::Options{options_.waiting_interval},
-      [this]() -> std::optional<uint64_t> {
+      [this]() -> std::optional<tasks::WaitingCount> {
         if (!pending_->loaded()) return std::nullopt;  // a partial count would let a flood in
-        return index_.ready() + index_.delayed();
+        tasks::WaitingCount count;
+        count.waiting = index_.ready() + index_.delayed();
+        count.delayed = index_.delayedFirstRuns();
+        for (const auto& [id, w] : workers_->workers()) {  // the items of their chunks
+          count.held += static_cast<uint64_t>(std::max(0, w.held() - w.reserved));
+        }
+        return count;
       },
       wall);
 }

@@ -480,9 +480,12 @@ TEST_F(BatchSchedulerTest, RetentionCountExpiresTheOldestFinishedBatchesFirst) {
 // The waiting count for the API's max_pending_tasks: published in /pending's data once the
 // first scan is in, at most once per interval, only when it changed; fenced by the epoch.
 TEST_F(BatchSchedulerTest, PublishesTheWaitingCountAtMostOncePerInterval) {
-  auto waiting = [&]() -> std::optional<uint64_t> {
+  auto published = [&]() -> std::optional<tasks::WaitingCount> {
     auto node = server_->peek(layout_.pendingRoot());
-    auto count = node ? tasks::decodeWaiting(node->data) : std::nullopt;
+    return node ? tasks::decodeWaiting(node->data) : std::nullopt;
+  };
+  auto waiting = [&]() -> std::optional<uint64_t> {
+    auto count = published();
     if (!count) return std::nullopt;
     return count->waiting;
   };
@@ -492,12 +495,16 @@ TEST_F(BatchSchedulerTest, PublishesTheWaitingCountAtMostOncePerInterval) {
   ASSERT_TRUE(settle([&] { return scheduler_->snapshot().pending == 3u; }));
   exec_.advance(1s);  // the first tick after the scan is in
   ASSERT_TRUE(settle([&] { return waiting() == 4u; }));
+  EXPECT_EQ(published()->delayed, 1u);
+  EXPECT_EQ(published()->held, 0u);
   addWorker("w1", 2, 0);
   ASSERT_TRUE(settle([&] { return held("w1") == 2; }));
   quiesce();
   EXPECT_EQ(waiting(), 4u);  // not rewritten before the interval is up
   exec_.advance(1s);
   ASSERT_TRUE(settle([&] { return waiting() == 2u; }));
+  EXPECT_EQ(published()->delayed, 1u);
+  EXPECT_EQ(published()->held, 2u);  // what /v1/cluster shows as assigned and running
   const auto version = server_->peek(layout_.pendingRoot())->stat.version;
   exec_.advance(1s);
   quiesce();

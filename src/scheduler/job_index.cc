@@ -79,4 +79,13 @@ size_t JobIndex::promote(int64_t now) {
   return n;
 }
 
+size_t JobIndex::delayedFirstRuns() const {
+  size_t n = 0;
+  for (const auto& [due, id] : delayed_) {
+    auto it = jobs_.find(id);
+    if (it != jobs_.end() && it->second.job.attempt <= 1) ++n;
+  }
+  return n;
+}
+
 }  // namespace drover::scheduler

@@ -52,6 +52,9 @@ class JobIndex {
   std::map<Route, size_t> readyByRoute() const;
   size_t ready() const { return ready_.size(); }
   size_t delayed() const { return delayed_.size(); }
+  // Of the delayed, those not yet run (a run_at ahead): what GET shows `waiting`; the rest wait
+  // out a retry's backoff, which GET shows `pending`. O(delayed).
+  size_t delayedFirstRuns() const;
   size_t size() const { return jobs_.size(); }
   const std::map<int, size_t>& readyByPriority() const { return ready_by_priority_; }
 

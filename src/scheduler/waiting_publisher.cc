@@ -6,8 +6,7 @@
 
 namespace drover::scheduler {
 
-WaitingPublisher::WaitingPublisher(const LeaderContext& ctx, Options options,
-                                   std::function<std::optional<uint64_t>()> count,
+WaitingPublisher::WaitingPublisher(const LeaderContext& ctx, Options options, Count count,
                                    std::function<int64_t()> wall)
     : ctx_(ctx), options_(options), count_(std::move(count)), wall_(std::move(wall)) {}
 
@@ -21,14 +20,18 @@ void WaitingPublisher::tick() {
   if (!ctx_.active()) return;
   if (!inflight_) {
     auto count = count_();
-    if (count && count != published_) publish(*count);
+    if (count && (!published_ || count->waiting != published_->waiting ||
+                  count->delayed != published_->delayed || count->held != published_->held)) {
+      publish(*count);
+    }
   }
   ctx_.later(options_.interval, [this] { tick(); });
 }
 
-void WaitingPublisher::publish(uint64_t count) {
+void WaitingPublisher::publish(tasks::WaitingCount count) {
+  count.at = wall_();
   auto builder = tasks::v2::Builder::fenced(ctx_.layout, ctx_.epoch);
-  builder.publishWaiting(tasks::WaitingCount{count, wall_()});
+  builder.publishWaiting(count);
   auto multi = std::move(builder).finish();
   inflight_ = true;
   ctx_.coord.multi(std::move(multi.ops))

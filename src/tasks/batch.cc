@@ -404,14 +404,19 @@ std::optional<TaskRef> decodeRef(std::string_view data) {
 // --- Waiting count ---
 
 std::string encode(const WaitingCount& count) {
-  return dump({{"waiting", count.waiting}, {"at", count.at}});
+  return dump({{"waiting", count.waiting},
+               {"at", count.at},
+               {"delayed", count.delayed},
+               {"held", count.held}});
 }
 
 std::optional<WaitingCount> decodeWaiting(std::string_view data) {
   auto j = parseJson(data);
   if (!j || !j->is_object()) return std::nullopt;
   try {
-    return WaitingCount{j->at("waiting").get<uint64_t>(), j->at("at").get<int64_t>()};
+    // delayed and held came later: a count written without them reads as zero of each.
+    return WaitingCount{j->at("waiting").get<uint64_t>(), j->at("at").get<int64_t>(),
+                        j->value("delayed", uint64_t{0}), j->value("held", uint64_t{0})};
   } catch (const Json::exception&) {
     return std::nullopt;
   }

@@ -191,10 +191,13 @@ std::optional<TaskRef> decodeRef(std::string_view data);
 
 // The data of /pending itself: how many tasks wait (not held by a worker, delayed ones
 // included), as the leader last counted them, and when (wall ms). The API's max_pending_tasks
-// reads it (docs/ZNODES.md "Protocol v2").
+// reads it; /v1/cluster takes its waiting, delayed and held counts from it once the backlog is
+// too large to count by reading every pending state (docs/ZNODES.md "Protocol v2").
 struct WaitingCount {
   uint64_t waiting = 0;
   int64_t at = 0;
+  uint64_t delayed = 0;  // of `waiting`, first runs whose run_at lies ahead (GET: `waiting`)
+  uint64_t held = 0;     // tasks in workers' chunks (assigned or running)
   bool operator==(const WaitingCount&) const = default;
 };
 std::string encode(const WaitingCount& count);
