@@ -597,12 +597,11 @@ TEST_F(ClusterTest, NodesPausedPastTheirSessionWithWritesInFlightLiveOn) {
     EXPECT_EQ(victim->process->readStderr().find("double free"), std::string::npos);
     const auto asked = std::chrono::steady_clock::now();
     auto cluster = request(victim->url(), "GET", "/v1/cluster");
-    EXPECT_EQ(cluster.status, 200)
-        << cluster.raw << " after "
-        << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                                 asked)
-               .count()
-        << " ms (round " << round << ", " << victim->id << ")";
+    EXPECT_EQ(cluster.status, 200) << cluster.raw << " after "
+                                   << std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::steady_clock::now() - asked)
+                                          .count()
+                                   << " ms (round " << round << ", " << victim->id << ")";
   }
   for (auto& n : nodes_) EXPECT_TRUE(n->process->alive()) << n->id;
   std::printf("[ figure ] %d submits accepted across %d pauses past the session timeout\n",

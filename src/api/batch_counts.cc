@@ -18,8 +18,7 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kTallyBudget = 256;
 constexpr size_t kPartialBudget = 64;
 
-void add(std::map<State, size_t>& counts, uint32_t succeeded, uint32_t failed,
-         uint32_t cancelled) {
+void add(std::map<State, size_t>& counts, uint32_t succeeded, uint32_t failed, uint32_t cancelled) {
   counts[State::kSucceeded] += succeeded;
   counts[State::kFailed] += failed;
   counts[State::kCancelled] += cancelled;
@@ -63,7 +62,8 @@ StoreResult<std::map<State, size_t>> BatchReader::countTasks() {
     auto published = tasks::decodeWaiting(root->data);
     if (published) {
       counts[State::kWaiting] = published->delayed;
-      counts[State::kPending] = published->waiting - std::min(published->waiting, published->delayed);
+      counts[State::kPending] =
+          published->waiting - std::min(published->waiting, published->delayed);
       counts[State::kRunning] = std::min<size_t>(published->held, running.size());
       counts[State::kAssigned] = published->held - counts[State::kRunning];
     } else {

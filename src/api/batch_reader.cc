@@ -345,7 +345,8 @@ StoreResult<TaskPage> BatchReader::page(bool newest, std::optional<State> state,
   const size_t digits = tasks::Layout::kBatchBucketDigits;
   std::map<std::string, std::map<std::string, int64_t>> running;  // per worker, for this page
   size_t opened = 0;
-  std::optional<TaskRef> last;  // the last position examined
+  std::optional<TaskRef> last;       // the last position examined
+  std::optional<TaskRef> limit_ref;  // the last task taken
   for (const auto& bucket : *buckets) {
     if (after) {
       const std::string b = after->batch.substr(0, digits);
@@ -434,11 +435,13 @@ StoreResult<TaskPage> BatchReader::page(bool newest, std::optional<State> state,
           status = heldStatus(b, h->second.first, h->second.second, running[h->second.second]);
         }
         if (!status || (state && status->state != *state)) continue;
-        out.tasks.push_back(std::move(*status));
+        // One past the limit tells whether a next page exists: the last page offers none.
         if (out.tasks.size() == limit) {
-          out.next = cursor(TaskRef{name, i});
+          out.next = cursor(*limit_ref);
           return out;
         }
+        out.tasks.push_back(std::move(*status));
+        limit_ref = TaskRef{name, i};
       }
     }
   }

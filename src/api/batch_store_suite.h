@@ -60,7 +60,7 @@ class Counting final : public coord::ForwardingCoordination {
   using ForwardingCoordination::ForwardingCoordination;
   std::atomic<int> reads{0}, multis{0};
   std::atomic<size_t> multi_bytes{0};
-  std::vector<std::string> got;          // paths read by get(), in order (under mu_)
+  std::vector<std::string> got;        // paths read by get(), in order (under mu_)
   std::function<void()> before_multi;  // runs once, before the next multi is sent
 
   void hold() {

@@ -34,7 +34,7 @@ struct NodeConfig {
   int64_t max_pending_tasks = 1000000;
   // The task protocol of the znode tree (docs/ZNODES.md): 1, one znode per task; 2, batch
   // records. Every node of a cluster runs the same one; a node refuses a tree of the other.
-  int protocol = 1;
+  int protocol = 2;
   std::string log_level = "info";
   std::string log_format = "text";
   // Security (docs/SECURITY.md). API tokens as "ROLE:SHA256HEX"; none: the API is open, and the

@@ -9,6 +9,7 @@
 #include "base/metrics.h"
 #include "tasks/records.h"
 #include "tasks/transitions.h"
+#include "worker/completion_metrics.h"
 
 namespace drover::worker {
 namespace {
@@ -879,34 +880,14 @@ void WorkerAgent::resolveByStatus(const std::string& id) {
       });
 }
 
-// Completions by outcome and the time tasks ran and waited (docs/METRICS.md). Wall-clock
-// milliseconds of the status record, so an attempt's times are the ones its status shows.
-static void recordCompletion(const tasks::TaskStatus& t, const char* outcome) {
-  static auto& registry = base::metrics();
-  registry
-      .counter("drover_tasks_completed_total",
-               "Task attempts whose outcome this worker committed, by outcome",
-               {{"outcome", outcome}})
-      .inc();
-  static auto& run =
-      registry.histogram("drover_task_duration_seconds", "Run time of committed task attempts",
-                         base::kTaskDurationBuckets);
-  static auto& wait = registry.histogram("drover_task_queue_wait_seconds",
-                                         "Time from submission to the start of an attempt",
-                                         base::kTaskDurationBuckets);
-  int64_t end = t.finished_at > 0 ? t.finished_at : base::wallMillis();
-  if (t.started_at > 0 && end >= t.started_at) run.observe((end - t.started_at) / 1000.0);
-  if (t.submitted_at > 0 && t.started_at >= t.submitted_at) {
-    wait.observe((t.started_at - t.submitted_at) / 1000.0);
-  }
-}
-
 void WorkerAgent::landed(const std::string& id) {
   Item* item = find(id);
   if (item == nullptr) return;
-  recordCompletion(item->target, item->outcome == Outcome::kSucceeded ? "succeeded"
-                                 : item->outcome == Outcome::kRetry   ? "retried"
-                                                                      : "failed");
+  const auto& t = item->target;
+  recordCompletion(item->outcome == Outcome::kSucceeded ? "succeeded"
+                   : item->outcome == Outcome::kRetry   ? "retried"
+                                                        : "failed",
+                   t.submitted_at, t.started_at, t.finished_at);
   switch (item->outcome) {
     case Outcome::kSucceeded:
       bump(&AgentStats::succeeded);

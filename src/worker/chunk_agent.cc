@@ -8,6 +8,7 @@
 
 #include "base/clock.h"
 #include "base/metrics.h"
+#include "worker/completion_metrics.h"
 
 namespace drover::worker {
 namespace {
@@ -21,14 +22,6 @@ constexpr size_t kBatchCache = 64;
 // The outcome's id field: only a client-chosen id is stored (a generated one follows).
 std::string storedId(const tasks::ChunkItem& item) {
   return item.id == tasks::generatedId(item.ref) ? std::string() : item.id;
-}
-
-void countCompletion(const char* outcome) {
-  base::metrics()
-      .counter("drover_tasks_completed_total",
-               "Task attempts whose outcome this worker committed, by outcome",
-               {{"outcome", outcome}})
-      .inc();
 }
 
 }  // namespace
@@ -550,13 +543,13 @@ void ChunkAgent::onCommitDone(const Finished& f, bool landed) {
     return;
   }
   if (f.retry) {
-    countCompletion("retried");
+    recordCompletion("retried", f.item.submitted_at, f.outcome.started_at, f.outcome.finished_at);
     bumpStats([](AgentStats& s) { ++s.retried; });
   } else if (f.outcome.state == State::kSucceeded) {
-    countCompletion("succeeded");
+    recordCompletion("succeeded", f.item.submitted_at, f.outcome.started_at, f.outcome.finished_at);
     bumpStats([](AgentStats& s) { ++s.succeeded; });
   } else {
-    countCompletion("failed");
+    recordCompletion("failed", f.item.submitted_at, f.outcome.started_at, f.outcome.finished_at);
     bumpStats([](AgentStats& s) { ++s.failed; });
   }
 }
