@@ -75,13 +75,14 @@ bench-build: deps
 	@scripts/install-deps.sh python3-matplotlib python3-celery python3-redis redis-server
 	@cmake -S . -B $(BENCH_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release \
 		-DCMAKE_CXX_FLAGS=-Wno-restrict >/dev/null
-	@cmake --build $(BENCH_BUILD) --target drover drover_bench delay_accuracy -j $(JOBS)
+	@cmake --build $(BENCH_BUILD) --target drover drover_bench delay_accuracy dag_throughput -j $(JOBS)
 
 bench: bench-build
 	@$(BENCH_BUILD)/bench/drover_bench --drover $(BENCH_BUILD)/src/app/drover \
 		--celery-peer bench/celery_peer.py --out bench/results/latest.json $(BENCH_ARGS); rc=$$?; \
 		/usr/bin/python3 bench/report.py bench/results/latest.json bench/results; \
-		$(BENCH_BUILD)/bench/delay_accuracy --drover $(BENCH_BUILD)/src/app/drover || rc=1; exit $$rc
+		$(BENCH_BUILD)/bench/delay_accuracy --drover $(BENCH_BUILD)/src/app/drover || rc=1; \
+		$(BENCH_BUILD)/bench/dag_throughput --drover $(BENCH_BUILD)/src/app/drover || rc=1; exit $$rc
 
 bench-backlog: bench-build
 	@mkdir -p bench/results/backlog-1m

@@ -1,5 +1,6 @@
 // BatchStore (protocol v2) against a real ZooKeeper: the suite of src/api/batch_store_suite.h,
 // which the unit tests run against the fake tree.
+#include "api/batch_depends_cases.h"
 #include "api/batch_feed_cases.h"
 #include "api/batch_retry_cases.h"
 #include "api/batch_store_suite.h"

@@ -253,6 +253,7 @@ StoreResult<SubmitResult> BatchStore::submit(const TaskSpec& spec) {
   if (!connected()) {
     return problem(Failure::kUnavailable, "not connected to ZooKeeper; try again later");
   }
+  if (auto bad = checkDepends({spec}, true)) return tl::unexpected(*bad);
   if (auto admitted = admission_.admit(1); !admitted) return tl::unexpected(admitted.error());
   for (int round = 0; round < kSubmitRounds; ++round) {
     auto entry = std::make_shared<Entry>();
@@ -319,6 +320,7 @@ StoreResult<BatchResult> BatchStore::submitBatch(const std::vector<TaskSpec>& sp
                                  builder.bytes(), options_.max_multi_bytes));
     }
   }
+  if (auto bad = checkDepends(specs, false)) return tl::unexpected(*bad);
   if (auto admitted = admission_.admit(specs.size()); !admitted) {
     return tl::unexpected(admitted.error());
   }

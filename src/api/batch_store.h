@@ -44,7 +44,8 @@ class BatchStore final : public TaskService {
   // one wins on the pending state's version and the other sees the task pending: 409.
   StoreResult<tasks::TaskStatus> retry(const std::string& id) override;
 
-  StoreResult<tasks::TaskStatus> get(const std::string& id) override { return reader_.get(id); }
+  // A task waiting for dependencies shows `waiting` and the ids it waits for (batch_depends.cc).
+  StoreResult<tasks::TaskStatus> get(const std::string& id) override;
   StoreResult<tasks::TaskStatus> wait(const std::string& id,
                                       std::chrono::milliseconds timeout) override {
     return reader_.wait(id, timeout);
@@ -85,6 +86,10 @@ class BatchStore final : public TaskService {
   // it cannot; creates a missing time bucket, picks a new name when the name is taken, and
   // settles ambiguous outcomes. `stamp` is the record's submit time.
   Sent send(const std::vector<tasks::TaskSpec>& specs, int64_t stamp);
+  // The depends_on of `specs` (one batch, or the one task of a single submit), checked before
+  // any write (api/batch_depends.cc): a 400 for a bad reference, a cycle, an unknown id or a
+  // dependency that failed or was cancelled; reads the dependencies outside the batch.
+  std::optional<Problem> checkDepends(const std::vector<tasks::TaskSpec>& specs, bool single);
   // The group commit: runs group multis on this thread until `entry` is decided.
   void runUntilDone(const std::shared_ptr<Entry>& entry);
   void sendGroup(std::vector<std::shared_ptr<Entry>> entries);

@@ -1,5 +1,6 @@
 // BatchStore (protocol v2) against the fake tree; tests/batch_store_zk_test.cc runs the same
 // suite against a real ZooKeeper.
+#include "api/batch_depends_cases.h"
 #include "api/batch_feed_cases.h"
 #include "api/batch_retry_cases.h"
 #include "api/batch_store_suite.h"

@@ -347,6 +347,10 @@ tl::expected<tasks::TaskSpec, tasks::ValidationError> HttpServer::parseTask(
         tasks::ValidationError{body.contains("run_at") ? "run_at" : "delay_s",
                                "needs protocol 2 (this cluster runs protocol 1: set protocol: 2)"});
   }
+  if (spec && !spec->depends_on.empty() && !store_.generatesIds()) {
+    return tl::unexpected(tasks::ValidationError{
+        "depends_on", "needs protocol 2 (this cluster runs protocol 1: set protocol: 2)"});
+  }
   if (!spec || !options_.validate_payload) return spec;
   if (auto e = options_.validate_payload(spec->type, spec->payload)) return tl::unexpected(*e);
   return spec;

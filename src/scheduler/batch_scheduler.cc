@@ -64,6 +64,10 @@ BatchScheduler::BatchScheduler(coord::Coordination& coord, tasks::Layout layout,
       PendingTracker::Options{options_.relist_ready_below, options_.relist_delay,
                               options_.max_watched},
       index_, wall, [this] { pump(); });
+  deps_ = std::make_unique<DependencyTracker>(ctx_, *pending_, wall);
+  pending_->setDependencyHooks(
+      [this](const PendingTracker::Batch& b, uint32_t i) { return deps_->hold(b, i); },
+      [this](const tasks::TaskRef& ref) { deps_->left(ref); });
   workers_ = std::make_unique<WorkerTracker>(
       ctx_, [this] { pump(); }, [this](const std::string& w) { requeue_->requeueWorker(w); });
   requeue_ = std::make_unique<ChunkRequeue>(ctx_, *pending_, *workers_, wall,
@@ -273,6 +277,7 @@ void BatchScheduler::sweep(bool housekeeping_only) {
     fullReconcile();
   }
   cleanup_->trimEvents();
+  deps_->check();
   retention_->sweepPointers();
   if (housekeeping_only || options_.retention_every <= 1 ||
       sweeps_ % options_.retention_every == 0) {

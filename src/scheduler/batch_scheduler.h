@@ -35,6 +35,7 @@
 #include "scheduler/chunk_assigner.h"
 #include "scheduler/chunk_requeue.h"
 #include "scheduler/cleanup.h"
+#include "scheduler/dependency_tracker.h"
 #include "scheduler/job_index.h"
 #include "scheduler/leader_context.h"
 #include "scheduler/pending_tracker.h"
@@ -161,6 +162,7 @@ class BatchScheduler {
   LeaderContext ctx_;
   JobIndex index_;
   std::unique_ptr<PendingTracker> pending_;
+  std::unique_ptr<DependencyTracker> deps_;  // dependents held out of index_
   std::unique_ptr<WorkerTracker> workers_;
   std::unique_ptr<ChunkRequeue> requeue_;
   std::unique_ptr<BatchRetention> retention_;

@@ -62,10 +62,12 @@ inline std::vector<ChunkRead> chunksOf(coord::Coordination& c, const tasks::Layo
   return out;
 }
 
-// The worker's commit: `refs` of chunk `read` succeeded. Returns the multi's result.
+// The worker's commit: `refs` of chunk `read` ended in `state` (succeeded unless told).
+// Returns the multi's result.
 inline coord::Result<std::vector<coord::OpResult>> commit(
     coord::Coordination& c, const tasks::Layout& layout, const std::string& w,
-    const ChunkRead& read, const std::vector<tasks::TaskRef>& refs, int64_t now) {
+    const ChunkRead& read, const std::vector<tasks::TaskRef>& refs, int64_t now,
+    tasks::State state = tasks::State::kSucceeded) {
   std::map<std::string, tasks::ResultRecord> outcomes;
   for (const auto& ref : refs) {
     const tasks::ChunkItem* item = read.chunk.find(ref);
@@ -73,7 +75,7 @@ inline coord::Result<std::vector<coord::OpResult>> commit(
     tasks::Outcome o;
     o.index = ref.index;
     if (item->id != tasks::generatedId(ref)) o.id = item->id;
-    o.state = tasks::State::kSucceeded;
+    o.state = state;
     o.attempt = item->attempt;
     o.worker = w;
     o.started_at = now;

@@ -295,6 +295,7 @@ void PendingTracker::apply(Batch& b, const tasks::PendingState& next) {
   for (const auto& [i, w] : b.state.waiting()) {
     const tasks::Waiting* now = next.waitingAt(i);
     if ((!now || !(*now == w)) && i < tasks.size()) index_.drop(tasks[i].id);
+    if (!now && left_) left_({b.name, i});
   }
   const auto old = std::move(b.state);
   b.state = next;
@@ -303,6 +304,7 @@ void PendingTracker::apply(Batch& b, const tasks::PendingState& next) {
   for (const auto& [i, w] : b.state.waiting()) {
     const tasks::Waiting* before = old.waitingAt(i);
     if (before && *before == w) continue;  // unchanged: indexed, or in a multi of ours
+    if (hold_ && hold_(b, i)) continue;    // waits for dependencies
     auto entry = entryFor(b, i);
     if (!entry) continue;
     delayed = delayed || w.not_before > now;
@@ -318,6 +320,7 @@ void PendingTracker::forget(const std::string& batch) {
   if (b.record) {
     for (const auto& [i, w] : b.state.waiting()) {
       if (i < b.record->tasks.size()) index_.drop(b.record->tasks[i].id);
+      if (left_) left_({b.name, i});
     }
   }
   if (b.watched) setWatched(b, false);  // the watch fires on a node we no longer track
@@ -383,10 +386,26 @@ void PendingTracker::restore(const std::vector<JobIndex::Entry>& entries) {
   for (const auto& e : entries) {
     Batch* b = find(e.batch);
     if (!b) continue;
+    if (hold_ && hold_(*b, e.index)) continue;
     auto entry = entryFor(*b, e.index);  // from the state as known now
     if (entry) index_.add(std::move(*entry), now);
   }
   armDelay();
+}
+
+void PendingTracker::setDependencyHooks(Hold hold, Left left) {
+  hold_ = std::move(hold);
+  left_ = std::move(left);
+}
+
+void PendingTracker::release(const tasks::TaskRef& ref) {
+  Batch* b = find(ref.batch);
+  if (!b) return;
+  auto entry = entryFor(*b, ref.index);
+  if (!entry) return;  // no longer waiting
+  index_.add(std::move(*entry), wall_());
+  armDelay();
+  changed_();
 }
 
 void PendingTracker::promote() {

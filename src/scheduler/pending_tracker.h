@@ -94,6 +94,14 @@ class PendingTracker {
   // Makes delayed tasks whose time came ready; re-arms the timer.
   void promote();
 
+  // Dependencies (scheduler/dependency_tracker.h): `hold` keeps a waiting task out of the
+  // JobIndex (true: held); `left` hears of a task that no longer waits (or whose batch went).
+  using Hold = std::function<bool(const Batch&, uint32_t index)>;
+  using Left = std::function<void(const tasks::TaskRef&)>;
+  void setDependencyHooks(Hold hold, Left left);
+  // A task held out may be assigned now: it joins the JobIndex if it still waits.
+  void release(const tasks::TaskRef& ref);
+
  private:
   void listRoot();
   void listBucket(const std::string& bucket);
@@ -115,6 +123,8 @@ class PendingTracker {
   JobIndex& index_;
   const Wall wall_;
   const std::function<void()> changed_;
+  Hold hold_;
+  Left left_;
 
   std::map<std::string, Batch> batches_;
   std::map<std::string, std::set<std::string>> buckets_;  // bucket -> batches listed

@@ -20,7 +20,7 @@
 namespace drover::tasks {
 
 // The most entries one task's depends_on may hold.
-inline constexpr size_t kMaxDependencies = 100;
+inline constexpr size_t kMaxDependencies = kMaxDependsOn;
 
 // The dependencies of one batch's tasks, resolved: `internal[i]` are the indices in the batch
 // task i waits for (sorted, distinct), `external[i]` the ids outside it (sorted, distinct).

@@ -111,9 +111,9 @@ tl::expected<TaskSpec, ValidationError> parseSpec(const Json& body, const Submit
                                                   bool (*known_type)(std::string_view),
                                                   int64_t now_ms) {
   if (!body.is_object()) return invalid("", "a task must be a JSON object");
-  static constexpr std::array<std::string_view, 12> kKnown = {
-      "id",    "type",   "payload",      "priority", "max_attempts", "timeout_s",
-      "queue", "labels", "callback_url", "retry",    "run_at",       "delay_s"};
+  static constexpr std::array<std::string_view, 13> kKnown = {
+      "id",     "type",         "payload", "priority", "max_attempts", "timeout_s", "queue",
+      "labels", "callback_url", "retry",   "run_at",   "delay_s",      "depends_on"};
   for (const auto& [key, value] : body.items()) {
     if (std::find(kKnown.begin(), kKnown.end(), key) == kKnown.end()) {
       return invalid(key, "unknown field");
@@ -194,6 +194,23 @@ tl::expected<TaskSpec, ValidationError> parseSpec(const Json& body, const Submit
   if (auto r = readRunAt(body, now_ms == 0 ? base::wallMillis() : now_ms, spec.run_at); !r) {
     return tl::unexpected(r.error());
   }
+  if (auto it = body.find("depends_on"); it != body.end() && !it->is_null()) {
+    // Shape only here; references and cycles are tasks/dag.h's, existence the store's.
+    if (!it->is_array()) return invalid("depends_on", "must be an array of task ids");
+    if (it->size() > kMaxDependsOn) {
+      return invalid("depends_on", fmt::format("at most {} dependencies", kMaxDependsOn));
+    }
+    for (const auto& d : *it) {
+      const std::string ref = d.is_string() ? d.get<std::string>() : std::string();
+      const bool index_ref = ref.size() > 1 && ref[0] == '#';
+      if (!index_ref && !base::isValidName(ref)) {
+        return invalid("depends_on",
+                       "each entry must be a task id (1-128 characters of A-Z a-z 0-9 . _ -) "
+                       "or #N (the batch's N-th task)");
+      }
+      spec.depends_on.push_back(ref);
+    }
+  }
   return spec;
 }
 
@@ -243,6 +260,7 @@ Json toJson(const TaskStatus& status) {
     for (const auto& a : status.history) h.push_back(toJson(a));
     j["history"] = std::move(h);
   }
+  if (!status.waiting_for.empty()) j["waiting_for"] = status.waiting_for;
   return j;
 }
 

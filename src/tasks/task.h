@@ -75,6 +75,9 @@ inline constexpr size_t kHistoryShown = 10;
 // retrying a `delay_s` submit asks for a later time; the first submission's time stands).
 bool sameTask(const TaskSpec& a, const TaskSpec& b);
 
+// The most entries one task's depends_on may hold (tasks::kMaxDependencies in tasks/dag.h).
+inline constexpr size_t kMaxDependsOn = 100;
+
 // The most a task may be delayed: a year.
 inline constexpr int64_t kMaxDelayMs = int64_t{366} * 24 * 3600 * 1000;
 
@@ -90,6 +93,9 @@ struct TaskStatus {
   int64_t started_at = 0;
   int64_t finished_at = 0;
   std::vector<AttemptRecord> history{};  // protocol 2: the last kHistoryShown attempts' ends
+  // Protocol 2, a task with depends_on not yet released: the ids of its dependencies that have
+  // not succeeded yet (GET shows it `waiting`).
+  std::vector<std::string> waiting_for{};
 };
 
 // A task waiting for assignment: /jobs/{bucket}/{id}.

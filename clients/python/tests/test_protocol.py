@@ -228,6 +228,18 @@ class ProtocolTest(unittest.TestCase):
         self.assertEqual((task.state, task.run_at), ("waiting", "2030-01-02T03:04:05.000Z"))
         self.assertFalse(task.terminal)
 
+    def test_depends_on_is_sent_as_a_list(self) -> None:
+        def handler(h: http.server.BaseHTTPRequestHandler) -> None:
+            reply(h, 202, {"id": "t2", "state": "pending"})
+
+        s = self.serve(handler)
+        client = drover.Client(s.url)
+        client.submit("noop", id="t2", depends_on=["t1"])
+        self.assertEqual(json.loads(s.seen[0]["body"]),
+                         {"type": "noop", "id": "t2", "depends_on": ["t1"]})
+        client.submit("noop")
+        self.assertNotIn("depends_on", json.loads(s.seen[1]["body"]))
+
     def test_bad_server_urls_are_refused(self) -> None:
         for bad in ("127.0.0.1:8080", "ftp://x", "http://", "http://h/?q=1"):
             with self.assertRaises(ValueError, msg=bad):

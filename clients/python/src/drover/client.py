@@ -84,11 +84,13 @@ class Client:
         retry: RetryPolicy | None = None,
         run_at: str | datetime.datetime | None = None,
         delay_s: float | None = None,
+        depends_on: Iterable[str] | None = None,
     ) -> Submitted:
         """Submits one task. Give an ``id`` to make retries safe: the same id and spec again is
         answered with the existing task (``created`` False), another spec raises Conflict.
         ``run_at`` (RFC 3339 or an aware datetime) or ``delay_s`` delays it (state
-        ``waiting`` until then; protocol 2)."""
+        ``waiting`` until then; protocol 2). ``depends_on`` lists ids of tasks that must
+        succeed first (protocol 2; docs/WORKFLOWS.md "DAGs")."""
         spec = TaskSpec(
             type,
             payload,
@@ -102,6 +104,7 @@ class Client:
             retry,
             run_at,
             delay_s,
+            None if depends_on is None else tuple(depends_on),
         )
         return self.submit_spec(spec)
 

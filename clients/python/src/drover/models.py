@@ -69,6 +69,9 @@ class TaskSpec:
     run_at: str | datetime.datetime | None = None
     #: Seconds from the submit until the task is due (not with ``run_at``; protocol 2).
     delay_s: float | None = None
+    #: Ids of tasks that must succeed first; ``#N`` names the N-th task of the same batch
+    #: (protocol 2).
+    depends_on: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"type": self.type}
@@ -78,6 +81,8 @@ class TaskSpec:
             body["retry"] = self.retry.to_json()
         if self.labels is not None:
             body["labels"] = list(self.labels)
+        if self.depends_on is not None:
+            body["depends_on"] = list(self.depends_on)
         if isinstance(self.run_at, datetime.datetime):
             if self.run_at.tzinfo is None:
                 raise ValueError("run_at needs a time zone (a naive datetime is ambiguous)")
