@@ -87,8 +87,9 @@ BatchScheduler::BatchScheduler(coord::Coordination& coord, tasks::Layout layout,
       [this]() -> std::optional<tasks::WaitingCount> {
         if (!pending_->loaded()) return std::nullopt;  // a partial count would let a flood in
         tasks::WaitingCount count;
-        count.waiting = index_.ready() + index_.delayed();
-        count.delayed = index_.delayedFirstRuns();
+        // Dependents held out of the index wait too (GET shows them `waiting`).
+        count.waiting = index_.ready() + index_.delayed() + deps_->blocked();
+        count.delayed = index_.delayedFirstRuns() + deps_->blocked();
         for (const auto& [id, w] : workers_->workers()) {  // the items of their chunks
           count.held += static_cast<uint64_t>(std::max(0, w.held() - w.reserved));
         }

@@ -196,7 +196,8 @@ std::optional<TaskRef> decodeRef(std::string_view data);
 struct WaitingCount {
   uint64_t waiting = 0;
   int64_t at = 0;
-  uint64_t delayed = 0;  // of `waiting`, first runs whose run_at lies ahead (GET: `waiting`)
+  uint64_t delayed = 0;  // of `waiting`: first runs whose run_at lies ahead, and dependents
+                         // not released yet (what GET shows `waiting`)
   uint64_t held = 0;     // tasks in workers' chunks (assigned or running)
   bool operator==(const WaitingCount&) const = default;
 };
