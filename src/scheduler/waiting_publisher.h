@@ -5,10 +5,10 @@
 // count is what the leader's job index holds (ready and delayed tasks: everything not held by a
 // worker; of those, the delayed) and the tasks its pending states show held by workers, written
 // into /pending's own data as {"waiting", "delayed", "held", "at"} by one fenced multi
-// (Builder::publishWaiting) at most once per interval, and only when it changed. Nothing is written before the leader's first scan of /pending is in
-// (a partial count would let a flood through). The API reads that one znode at most once a second
-// per node, so the cap costs ZooKeeper about one write and one read per node per second, whatever
-// the rate of submits.
+// (Builder::publishWaiting) at most once per interval, and only when it changed. Nothing is written
+// before the leader's first scan of /pending is in (a partial count would let a flood through). The
+// API reads that one znode at most once a second per node, so the cap costs ZooKeeper about one
+// write and one read per node per second, whatever the rate of submits.
 //
 // Threads: driven by its scheduler on the scheduler's executor (LeaderContext); not thread-safe.
 
