@@ -18,8 +18,7 @@
 
 #include "base/clock.h"
 #include "base/eventually.h"
-#include "local/ports.h"
-#include "local/process.h"
+#include "bench_nodes.h"
 #include "local/zk_cluster.h"
 
 namespace {
@@ -37,38 +36,12 @@ struct Config {
 
 int run(const Config& c) {
   auto zk = drover::local::ZkCluster::standalone();
-  std::vector<std::unique_ptr<drover::local::Process>> nodes;
-  std::vector<int> ports;
-  for (int i = 0; i < c.nodes; ++i) {
-    const int port = drover::local::freePort();
-    const std::string id = fmt::format("dag-{}", i);
-    nodes.push_back(std::make_unique<drover::local::Process>(drover::local::ProcessOptions{
-        .argv = {c.drover, "node", "--zk", zk->connectString(), "--zk-root", "/dag-bench", "--http",
-                 fmt::format("127.0.0.1:{}", port), "--id", id, "--slots", std::to_string(c.slots),
-                 "--protocol", "2"}}));
-    if (!drover::base::eventually(
-            [&] {
-              return nodes.back()->readStderr().find("worker " + id + " registered") !=
-                     std::string::npos;
-            },
-            60s)) {
-      std::cerr << "node " << id << " did not start:\n" << nodes.back()->readStderr();
-      return 1;
-    }
-    ports.push_back(port);
-  }
+  auto fleet = drover::bench::startBenchNodes(c.drover, zk->connectString(), "/dag-bench", "dag",
+                                              c.nodes, c.slots);
+  if (!fleet) return 1;
+  const std::vector<int>& ports = fleet->ports;
   httplib::Client api("127.0.0.1", ports[0]);
   api.set_read_timeout(60);
-  if (!drover::base::eventually(
-          [&] {
-            auto r = api.Get("/v1/cluster");
-            return r && r->status == 200 &&
-                   Json::parse(r->body, nullptr, false)["leader"].is_string();
-          },
-          30s)) {
-    std::cerr << "no leader\n";
-    return 1;
-  }
   // Every task in dependency order.
   std::vector<Json> tasks;
   auto noop = [](std::string id, std::vector<std::string> deps) {

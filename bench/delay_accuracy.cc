@@ -18,9 +18,8 @@
 
 #include "base/clock.h"
 #include "base/eventually.h"
+#include "bench_nodes.h"
 #include "base/rfc3339.h"
-#include "local/ports.h"
-#include "local/process.h"
 #include "local/zk_cluster.h"
 
 namespace {
@@ -38,39 +37,12 @@ struct Config {
 
 int run(const Config& c) {
   auto zk = drover::local::ZkCluster::standalone();
-  std::vector<std::unique_ptr<drover::local::Process>> nodes;
-  std::vector<int> ports;
-  for (int i = 0; i < c.nodes; ++i) {
-    const int port = drover::local::freePort();
-    const std::string id = fmt::format("delay-{}", i);
-    nodes.push_back(std::make_unique<drover::local::Process>(drover::local::ProcessOptions{
-        .argv = {c.drover, "node", "--zk", zk->connectString(), "--zk-root", "/delay-bench",
-                 "--http", fmt::format("127.0.0.1:{}", port), "--id", id, "--slots", "16",
-                 "--protocol", "2"}}));
-    // The node logs to stderr.
-    if (!drover::base::eventually(
-            [&] {
-              return nodes.back()->readStderr().find("worker " + id + " registered") !=
-                     std::string::npos;
-            },
-            60s)) {
-      std::cerr << "node " << id << " did not start:\n" << nodes.back()->readStderr();
-      return 1;
-    }
-    ports.push_back(port);
-  }
+  auto fleet = drover::bench::startBenchNodes(c.drover, zk->connectString(), "/delay-bench", "delay",
+                                              c.nodes, 16);
+  if (!fleet) return 1;
+  const std::vector<int>& ports = fleet->ports;
   httplib::Client api("127.0.0.1", ports[0]);
   api.set_read_timeout(60);
-  if (!drover::base::eventually(
-          [&] {
-            auto r = api.Get("/v1/cluster");
-            return r && r->status == 200 &&
-                   Json::parse(r->body, nullptr, false)["leader"].is_string();
-          },
-          30s)) {
-    std::cerr << "no leader\n";
-    return 1;
-  }
   const int64_t t0 = drover::base::wallMillis() + c.lead_ms;
   std::map<std::string, int64_t> due;
   for (int b = 0; b * 100 < c.tasks; ++b) {

@@ -81,7 +81,8 @@ struct Config {
   int prefetch = -1;  // the nodes' --prefetch; -1: the node's default
   // The nodes' task protocol (docs/ZNODES.md). Under protocol 2 the throughput scenarios submit
   // without client ids (the server names the tasks {batch}.{index}): a client-chosen id is an id
-  // entry, one znode per task, which is what batch records exist to avoid.
+  // entry, one znode per task, which is what batch records exist to avoid. Still 1 here, though
+  // the nodes default to 2: the smoke run's scenarios do not all pass on 2 yet (issue 9).
   int protocol = 1;
   int session_ms = 2000;
   int batch_tasks = 100000;

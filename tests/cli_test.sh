@@ -162,5 +162,16 @@ for cmd in status wait cancel; do
   expectIn "$err" "404" "$cmd of an unknown task says 404"
 done
 
+# --after: the dependent runs once its dependency succeeded; an unknown one is a 400 (exit 5).
+run submit --server "$server" --type noop --id cli-dep-root
+expectRc 0 "submit a dependency"
+run submit --server "$server" --type echo --payload '{"after": "root"}' --id cli-dep-child \
+  --after cli-dep-root --wait
+expectRc 0 "submit --after --wait"
+expectIn "$out" "succeeded" "the dependent ran"
+run submit --server "$server" --type noop --after no-such-task
+expectRc 5 "submit --after an unknown task"
+expectIn "$err" "no task 'no-such-task'" "the refusal names the unknown dependency"
+
 ((failures == 0)) || { echo "$failures failure(s)"; exit 1; }
 echo PASS

@@ -125,7 +125,16 @@ void printTask(const Json& t) {
   if (t.contains("error") && !t["error"].is_null()) {
     std::cout << "error:     " << str(t, "error") << "\n";
   }
-  if (t.contains("waiting_for")) std::cout << "waits for: " << str(t, "waiting_for") << "\n";
+  if (auto w = t.find("waiting_for"); w != t.end()) {
+    std::string why;
+    if (w->is_array()) {  // a dependent: the ids it waits on
+      for (const auto& id : *w)
+        why += (why.empty() ? "" : ", ") + (id.is_string() ? id.get<std::string>() : id.dump());
+    } else {
+      why = str(t, "waiting_for");
+    }
+    std::cout << "waits for: " << why << "\n";
+  }
   printHistory(t);
 }
 
@@ -326,6 +335,7 @@ void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
     std::vector<std::string> labels;
     std::string run_at;
     std::optional<double> delay;
+    std::vector<std::string> after;
   };
   auto sa = std::make_shared<SubmitArgs>();
   submit->add_option("--type", sa->type, "Task type (noop, echo, sleep, fail, exec, ...)");
@@ -340,6 +350,8 @@ void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
   submit->add_option("--delay", sa->delay, "Start no sooner than this many seconds from now")
       ->excludes(
           submit->add_option("--run-at", sa->run_at, "Start no sooner than this RFC 3339 time"));
+  submit->add_option("--after", sa->after,
+                     "Run only after this task succeeded (repeatable; depends_on)");
   submit->add_flag("--wait", sa->wait, "Wait for the task to finish and print it");
   submit->add_option("argv", sa->argv, "Command and arguments of an exec task (after --)");
   submit->callback([&o, &exit_code, sa] {
@@ -420,6 +432,7 @@ void addClientCommands(CLI::App& app, ClientOptions& o, int& exit_code) {
     if (!sa->labels.empty()) body["labels"] = sa->labels;
     if (!sa->run_at.empty()) body["run_at"] = sa->run_at;
     if (sa->delay) body["delay_s"] = *sa->delay;
+    if (!sa->after.empty()) body["depends_on"] = sa->after;
     auto a = call(o, "POST", "/v1/tasks", &body);
     if (a.status != 200 && a.status != 202) {
       exit_code = failure(a);

@@ -84,9 +84,7 @@ void BatchRetention::sweepPointers() {
               return;
             }
             const coord::Error& e = r.error();
-            if (e.sessionLost()) return ctx_.fence("session expired");
-            auto role = decoder->failed(e);
-            if (role && role->part == tasks::v2::Part::kEpoch) return ctx_.fence("epoch moved");
+            if (ctx_.fencedBy(e, decoder->failed(e))) return;
             pending_.reread(write.batch);  // changed meanwhile: judged again next sweep
           });
         });

@@ -272,10 +272,8 @@ void ChunkRequeue::send(const std::shared_ptr<Move>& move) {
             return;
           }
           const coord::Error& e = r.error();
-          if (e.sessionLost()) return ctx_.fence("session expired");
-          if (e.code() == Code::kClosing) return ctx_.fence("session closed");
           auto role = decoder->failed(e);
-          if (role && role->part == tasks::v2::Part::kEpoch) return ctx_.fence("epoch moved");
+          if (ctx_.fencedBy(e, role)) return;
           if (role && role->part == tasks::v2::Part::kPending) {
             pending_.reread(role->key);
             start(move);  // someone else wrote the batch: read again, decide again

@@ -318,10 +318,8 @@ void DependencyTracker::writeCancels(const std::string& batch) {
             return;
           }
           const coord::Error& e = r.error();
-          if (e.sessionLost()) return ctx_.fence("session expired");
-          if (e.code() == Code::kClosing) return ctx_.fence("session closed");
           auto role = decoder->failed(e);
-          if (role && role->part == tasks::v2::Part::kEpoch) return ctx_.fence("epoch moved");
+          if (ctx_.fencedBy(e, role)) return;
           if (role && role->part == tasks::v2::Part::kPending) pending_.reread(batch);
           spdlog::info("scheduler: cancelling dependents in batch {} failed ({}); again soon",
                        batch, e.toString());

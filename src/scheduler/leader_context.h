@@ -6,11 +6,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "base/clock.h"
 #include "coord/coordination.h"
 #include "tasks/layout.h"
+#include "tasks/protocol.h"
 
 namespace drover::scheduler {
 
@@ -30,6 +32,22 @@ struct LeaderContext {
   std::function<void(const coord::Error&, std::function<void()> retry)> on_read_error;
   // The next backoff delay after a failed or ambiguous call.
   std::function<base::Duration()> retry_delay;
+
+  // A failed protocol-v2 multi of this leadership: fences and returns true when the session is
+  // gone or closing, or when the epoch check failed (`role`: what the multi's decoder names);
+  // false when the failure is the caller's to handle.
+  bool fencedBy(const coord::Error& e, const std::optional<tasks::v2::Role>& role) const {
+    if (e.sessionLost()) {
+      fence("session expired");
+    } else if (e.code() == coord::Code::kClosing) {
+      fence("session closed");
+    } else if (role && role->part == tasks::v2::Part::kEpoch) {
+      fence("epoch moved");
+    } else {
+      return false;
+    }
+    return true;
+  }
 };
 
 }  // namespace drover::scheduler

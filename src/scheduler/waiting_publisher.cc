@@ -46,9 +46,7 @@ void WaitingPublisher::publish(tasks::WaitingCount count) {
             return;
           }
           const coord::Error& e = r.error();
-          if (e.sessionLost()) return ctx_.fence("session expired");
-          auto role = decoder.failed(e);
-          if (role && role->part == tasks::v2::Part::kEpoch) return ctx_.fence("epoch moved");
+          if (ctx_.fencedBy(e, decoder.failed(e))) return;
           // Anything else (a lost connection, no /pending yet): the next tick writes again.
           spdlog::debug("scheduler: waiting count not published: {}", e.toString());
         });

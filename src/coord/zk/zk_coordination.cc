@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -285,7 +286,8 @@ struct ZkCoordination::Impl {
   // from there, an expiry takes the client's I/O thread a disconnect, a reconnect and the
   // server's answer, all while this thread is inside the few microseconds in which zoo_amulti
   // builds its sub-requests (only a preemption of this thread right there, lasting a loopback
-  // round trip, could still meet it; the client offers no lock to close that). A handle whose
+  // round trip, can still meet it: the client offers no lock to close that, so MultiCall's
+  // CPaths makes the client's stray frees harmless). A handle whose
   // session is gone
   // gets the session-lost error here; one that is (re)connecting holds the multi until it is
   // connected (sent then), its session is lost or the handle closed (failed then), or a session
@@ -606,8 +608,34 @@ Future<std::vector<std::string>> ZkCoordination::children(const std::string& pat
 namespace {
 
 // Everything a multi needs until its completion: the ops, their buffers and the results.
+// The paths a multi hands zoo_amulti, each its own malloc'd copy. Why: when a sub-op's request
+// cannot be built (the session turned expired under the call: ZINVALIDSTATE, reachable when this
+// thread is preempted between sendMulti's state check and the build, as after a SIGCONT of the
+// whole process), the 3.8.0 client's zoo_amulti skips building every later sub-op but still
+// frees each one's `req.path`, an uninitialized stack slot that holds the previous sub-op's path
+// pointer: it free()s paths it never allocated. Paths owned by std::string were then freed again
+// by their owner ("double free", a node killed in the paused-node cluster test). With malloc'd
+// copies that stray free() is a valid one, and after a failed zoo_amulti the copies are
+// deliberately not freed again (a few hundred bytes leaked per such multi: session expiries only).
+struct CPaths {
+  std::vector<char*> paths;
+  bool client_may_have_freed = false;
+  CPaths() = default;
+  CPaths(const CPaths&) = delete;
+  CPaths& operator=(const CPaths&) = delete;
+  ~CPaths() {
+    if (client_may_have_freed) return;
+    for (char* p : paths) std::free(p);
+  }
+  const char* add(const std::string& path) {
+    paths.push_back(strdup(path.c_str()));
+    return paths.back();
+  }
+};
+
 struct MultiCall {
   Promise<std::vector<OpResult>> promise;
+  CPaths c_paths;
   RequestTimer timer{"multi"};
   std::vector<Op> ops;
   std::vector<std::unique_ptr<CAcl>> acls;
@@ -684,17 +712,17 @@ Future<std::vector<OpResult>> ZkCoordination::multi(std::vector<Op> ops) {
             call->acls.push_back(
                 std::make_unique<CAcl>(o.acl, !impl_->options.digest_auth.empty()));
             call->path_buffers[i].assign(o.path.size() + 32, '\0');
-            zoo_create_op_init(&call->zops[i], o.path.c_str(), o.data.data(),
+            zoo_create_op_init(&call->zops[i], call->c_paths.add(o.path), o.data.data(),
                                static_cast<int>(o.data.size()), call->acls.back()->get(),
                                toMode(o.mode), call->path_buffers[i].data(),
                                static_cast<int>(call->path_buffers[i].size()));
           } else if constexpr (std::is_same_v<T, DeleteOp>) {
-            zoo_delete_op_init(&call->zops[i], o.path.c_str(), o.version);
+            zoo_delete_op_init(&call->zops[i], call->c_paths.add(o.path), o.version);
           } else if constexpr (std::is_same_v<T, SetOp>) {
-            zoo_set_op_init(&call->zops[i], o.path.c_str(), o.data.data(),
+            zoo_set_op_init(&call->zops[i], call->c_paths.add(o.path), o.data.data(),
                             static_cast<int>(o.data.size()), o.version, &call->stats[i]);
           } else {
-            zoo_check_op_init(&call->zops[i], o.path.c_str(), o.version);
+            zoo_check_op_init(&call->zops[i], call->c_paths.add(o.path), o.version);
           }
         },
         call->ops[i]);
@@ -702,8 +730,10 @@ Future<std::vector<OpResult>> ZkCoordination::multi(std::vector<Op> ops) {
   MultiCall* raw = call.get();
   int rc = impl_->sendMulti(
       [raw, n](zhandle_t* zh) {
-        return zoo_amulti(zh, static_cast<int>(n), raw->zops.data(), raw->results.data(),
-                          &multiDone, raw);
+        int rc = zoo_amulti(zh, static_cast<int>(n), raw->zops.data(), raw->results.data(),
+                            &multiDone, raw);
+        if (rc != ZOK) raw->c_paths.client_may_have_freed = true;  // see CPaths
+        return rc;
       },
       [raw](int error) {
         std::unique_ptr<MultiCall> c(raw);
