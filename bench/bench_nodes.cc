@@ -21,10 +21,10 @@ std::optional<BenchNodes> startBenchNodes(const std::string& drover, const std::
   for (int i = 0; i < count; ++i) {
     const int port = local::freePort();
     const std::string id = fmt::format("{}-{}", prefix, i);
-    out.processes.push_back(std::make_unique<local::Process>(local::ProcessOptions{
-        .argv = {drover, "node", "--zk", zk, "--zk-root", root, "--http",
-                 fmt::format("127.0.0.1:{}", port), "--id", id, "--slots", std::to_string(slots),
-                 "--protocol", "2"}}));
+    out.processes.push_back(std::make_unique<local::Process>(
+        local::ProcessOptions{.argv = {drover, "node", "--zk", zk, "--zk-root", root, "--http",
+                                       fmt::format("127.0.0.1:{}", port), "--id", id, "--slots",
+                                       std::to_string(slots), "--protocol", "2"}}));
     local::Process& node = *out.processes.back();
     // The node logs to stderr.
     if (!base::eventually(

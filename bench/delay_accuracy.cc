@@ -18,8 +18,8 @@
 
 #include "base/clock.h"
 #include "base/eventually.h"
-#include "bench_nodes.h"
 #include "base/rfc3339.h"
+#include "bench_nodes.h"
 #include "local/zk_cluster.h"
 
 namespace {
@@ -37,8 +37,8 @@ struct Config {
 
 int run(const Config& c) {
   auto zk = drover::local::ZkCluster::standalone();
-  auto fleet = drover::bench::startBenchNodes(c.drover, zk->connectString(), "/delay-bench", "delay",
-                                              c.nodes, 16);
+  auto fleet = drover::bench::startBenchNodes(c.drover, zk->connectString(), "/delay-bench",
+                                              "delay", c.nodes, 16);
   if (!fleet) return 1;
   const std::vector<int>& ports = fleet->ports;
   httplib::Client api("127.0.0.1", ports[0]);
