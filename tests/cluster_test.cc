@@ -65,7 +65,7 @@ Reply request(const std::string& url, const std::string& method, const std::stri
               const std::string& body = "", const std::string& type = "application/json") {
   httplib::Client cli(url);
   cli.set_connection_timeout(5);
-  cli.set_read_timeout(60);
+  cli.set_read_timeout(180);  // the first /v1/cluster count after a pause, under ASan
   cli.set_tcp_nodelay(true);
   httplib::Result r = method == "GET"    ? cli.Get(path)
                       : method == "POST" ? cli.Post(path, body, type)
