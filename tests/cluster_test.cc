@@ -65,7 +65,7 @@ Reply request(const std::string& url, const std::string& method, const std::stri
               const std::string& body = "", const std::string& type = "application/json") {
   httplib::Client cli(url);
   cli.set_connection_timeout(5);
-  cli.set_read_timeout(180);  // the first /v1/cluster count after a pause, under ASan
+  cli.set_read_timeout(60);
   cli.set_tcp_nodelay(true);
   httplib::Result r = method == "GET"    ? cli.Get(path)
                       : method == "POST" ? cli.Post(path, body, type)
@@ -89,12 +89,19 @@ std::string stringField(const Json& body, const std::string& key) {
   return it != body.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
-// True while `pid` names a process that has not exited (a zombie has).
-bool processLives(pid_t pid) {
+// The state letter of `pid` in /proc/PID/stat ('R', 'S', 'T' stopped, 'Z' zombie...), or 0 when
+// there is no such process.
+char processState(pid_t pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
   std::string stat((std::istreambuf_iterator<char>(f)), {});
   auto paren = stat.rfind(')');
-  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z';
+  return paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : '\0';
+}
+
+// True while `pid` names a process that has not exited (a zombie has).
+bool processLives(pid_t pid) {
+  char state = processState(pid);
+  return state != '\0' && state != 'Z';
 }
 
 // The folder `drover up` printed for its node logs ("node logs kept in DIR").
@@ -186,9 +193,12 @@ class ClusterTest : public ::testing::Test {
     }
     return nullptr;
   }
+  // A node that runs and is not paused (a request to a SIGSTOPped node waits until it resumes).
   Node* aliveNode(const Node* except = nullptr) {
     for (auto& n : nodes_) {
-      if (n.get() != except && n->process->alive()) return n.get();
+      if (n.get() != except && n->process->alive() && processState(n->process->pid()) != 'T') {
+        return n.get();
+      }
     }
     return nullptr;
   }
@@ -595,13 +605,32 @@ TEST_F(ClusterTest, NodesPausedPastTheirSessionWithWritesInFlightLiveOn) {
         << victim->id << " did not register again: " << victim->process->readStderr();
     ASSERT_TRUE(victim->process->alive()) << victim->process->readStderr();
     EXPECT_EQ(victim->process->readStderr().find("double free"), std::string::npos);
+    // It serves again. Right after a resume its ZooKeeper session shares the ensemble with the
+    // new leader's takeover of the backlog, so an answer may be a 503 (a clear "ZooKeeper is
+    // unavailable", the node's own 5 s call timeout) for a while; never another error, and a 200
+    // within the bound.
     const auto asked = std::chrono::steady_clock::now();
-    auto cluster = request(victim->url(), "GET", "/v1/cluster");
-    EXPECT_EQ(cluster.status, 200) << cluster.raw << " after "
-                                   << std::chrono::duration_cast<std::chrono::milliseconds>(
-                                          std::chrono::steady_clock::now() - asked)
-                                          .count()
-                                   << " ms (round " << round << ", " << victim->id << ")";
+    Reply cluster;
+    std::vector<std::string> refusals;
+    bool served = base::eventually(
+        [&] {
+          cluster = request(victim->url(), "GET", "/v1/cluster");
+          if (cluster.status != 200 && cluster.status != 0) {
+            EXPECT_EQ(cluster.status, 503) << cluster.raw;
+            refusals.push_back(cluster.raw);
+          }
+          return cluster.status == 200;
+        },
+        150s, 500ms);
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - asked)
+                          .count();
+    EXPECT_TRUE(served) << cluster.raw << " after " << took << " ms (round " << round << ", "
+                        << victim->id << ")";
+    std::printf(
+        "[ figure ] round %d: %s served GET /v1/cluster %lld ms after registering again "
+        "(%zu refusals before)\n",
+        round, victim->id.c_str(), static_cast<long long>(took), refusals.size());
   }
   for (auto& n : nodes_) EXPECT_TRUE(n->process->alive()) << n->id;
   std::printf("[ figure ] %d submits accepted across %d pauses past the session timeout\n",

@@ -26,6 +26,24 @@ void add(std::map<State, size_t>& counts, uint32_t succeeded, uint32_t failed, u
 
 }  // namespace
 
+StoreResult<std::vector<std::vector<std::string>>> BatchReader::childrenOfAll(
+    const std::vector<std::string>& paths) {
+  std::vector<coord::Future<std::vector<std::string>>> futures;
+  futures.reserve(paths.size());
+  for (const auto& path : paths) futures.push_back(coord_.children(path, nullptr));
+  std::vector<std::vector<std::string>> out(paths.size());
+  for (size_t i = 0; i < futures.size(); ++i) {
+    auto names = await(futures[i]);
+    if (!names) {
+      if (names.error().code() == Code::kNoNode) continue;
+      return tl::unexpected(fromCoord(names.error(), "list batches"));
+    }
+    std::sort(names->begin(), names->end());
+    out[i] = std::move(*names);
+  }
+  return out;
+}
+
 // Two ways to count what is not finished, by the size of the backlog:
 // - Up to exact_count_batches unfinished batches: each one's pending state is read (exact).
 // - Past it: the leader's published counts (waiting, delayed, held; ~1 s old), and the terminal
@@ -34,6 +52,9 @@ void add(std::map<State, size_t>& counts, uint32_t succeeded, uint32_t failed, u
 //   took longer than a client waits (the paused-node cluster test, FAULTS.md).
 // Finished batches are tallied once (kTallyBudget per count) and frozen: their records are
 // immutable. A retry re-opens a batch: its pending state is back, so its tally thaws.
+// Every read is pipelined (listings by bucket, records by batch, options_.pipeline batches at a
+// time): a count costs a few round trips, not a few per batch, which under a loaded ensemble (or
+// a sanitizer build) was the difference between milliseconds and a minute.
 StoreResult<std::map<State, size_t>> BatchReader::countTasks() {
   std::map<State, size_t> counts;
   for (State s : {State::kWaiting, State::kPending, State::kAssigned, State::kRunning,
@@ -50,11 +71,11 @@ StoreResult<std::map<State, size_t>> BatchReader::countTasks() {
   std::set<std::string> unfinished;
   auto pending_buckets = sortedChildren(layout_.pendingRoot());
   if (!pending_buckets) return tl::unexpected(pending_buckets.error());
-  for (const auto& bucket : *pending_buckets) {
-    auto names = sortedChildren(layout_.pendingBucket(bucket));
-    if (!names) return tl::unexpected(names.error());
-    unfinished.insert(names->begin(), names->end());
-  }
+  std::vector<std::string> paths;
+  for (const auto& bucket : *pending_buckets) paths.push_back(layout_.pendingBucket(bucket));
+  auto pending_names = childrenOfAll(paths);
+  if (!pending_names) return tl::unexpected(pending_names.error());
+  for (auto& names : *pending_names) unfinished.insert(names.begin(), names.end());
   bool exact = unfinished.size() <= options_.exact_count_batches;
   if (!exact) {
     auto root = await(coord_.get(layout_.pendingRoot(), nullptr));
@@ -72,16 +93,25 @@ StoreResult<std::map<State, size_t>> BatchReader::countTasks() {
   }
   auto buckets = sortedChildren(layout_.batches());
   if (!buckets) return tl::unexpected(buckets.error());
+  paths.clear();
+  for (const auto& bucket : *buckets) paths.push_back(layout_.batchBucket(bucket));
+  auto batch_names = childrenOfAll(paths);
+  if (!batch_names) return tl::unexpected(batch_names.error());
+
+  // Which batches this count reads; the rest are added from their tallies.
+  struct Read {
+    std::string name;
+    Tally* tally = nullptr;
+    bool finished = false;  // by the pending listing; confirmed by a check of its own
+  };
+  std::vector<Read> reads;
   std::set<std::string> seen;
   size_t budget = kTallyBudget;
   size_t partial_budget = kPartialBudget;
   std::string last_partial;
-  const int64_t now = base::wallMillis();
   std::lock_guard lock(counts_mu_);
-  for (const auto& bucket : *buckets) {
-    auto names = sortedChildren(layout_.batchBucket(bucket));
-    if (!names) return tl::unexpected(names.error());
-    for (const auto& name : *names) {
+  for (const auto& names : *batch_names) {
+    for (const auto& name : names) {
       if (!tasks::isBatchName(name)) continue;
       seen.insert(name);
       Tally& tally = tallies_[name];
@@ -103,52 +133,112 @@ StoreResult<std::map<State, size_t>> BatchReader::countTasks() {
         --partial_budget;
         last_partial = name;
       }
-      if (finished) {
-        --budget;
-        // Submitted after the pending listing? Its tally must not be frozen empty.
-        auto there = await(coord_.exists(layout_.pending(name), nullptr));
+      if (finished) --budget;
+      reads.push_back({name, &tally, finished});
+    }
+  }
+
+  const int64_t now = base::wallMillis();
+  const size_t window = std::max<size_t>(1, options_.pipeline);
+  for (size_t from = 0; from < reads.size(); from += window) {
+    const size_t to = std::min(reads.size(), from + window);
+    // One session's requests are answered in order: a finished batch's pending check goes out
+    // before its result listing (submitted after the pending listing, it must not be frozen
+    // empty), and an unfinished one's pending state after it (held pointers to tasks the listing
+    // shows ended are stale).
+    struct Flight {
+      std::optional<coord::Future<std::optional<coord::Stat>>> there;
+      std::optional<coord::Future<coord::Node>> record;
+      coord::Future<std::vector<std::string>> children;
+      std::shared_ptr<const tasks::BatchRecord> batch;
+      std::vector<std::pair<std::string, std::optional<coord::Future<coord::Node>>>> results;
+      std::optional<coord::Future<coord::Node>> pending;
+      bool skip = false;
+    };
+    std::vector<Flight> flights;
+    flights.reserve(to - from);
+    for (size_t k = from; k < to; ++k) {
+      const Read& r = reads[k];
+      std::optional<coord::Future<std::optional<coord::Stat>>> there;
+      if (r.finished) there = coord_.exists(layout_.pending(r.name), nullptr);
+      auto batch = cachedBatch(r.name);
+      std::optional<coord::Future<coord::Node>> record;
+      if (!batch) record = coord_.get(layout_.batch(r.name), nullptr);
+      flights.push_back({std::move(there),
+                         std::move(record),
+                         coord_.children(layout_.batch(r.name), nullptr),
+                         std::move(batch),
+                         {},
+                         std::nullopt,
+                         false});
+    }
+    for (size_t k = from; k < to; ++k) {
+      Read& r = reads[k];
+      Flight& f = flights[k - from];
+      if (f.there) {
+        auto there = await(*f.there);
         if (!there) return tl::unexpected(fromCoord(there.error(), "count tasks"));
-        finished = !*there;
+        r.finished = !*there;
       }
-      auto record = batch(name);
-      if (!record) return tl::unexpected(record.error());
-      if (!*record) continue;
-      auto children = await(coord_.children(layout_.batch(name), nullptr));
-      if (!children) continue;  // retention took it
+      if (f.record) {
+        auto record = keepBatch(r.name, await(*f.record));
+        if (!record) return tl::unexpected(record.error());
+        f.batch = std::move(*record);
+      }
+      auto children = await(f.children);
+      if (!f.batch || !children) {  // retention took it
+        f.skip = true;
+        continue;
+      }
+      for (auto& child : tasks::resultsInOrder(std::move(*children))) {
+        const std::string key = r.name + "/" + child;
+        std::optional<coord::Future<coord::Node>> read;
+        if (!cachedResults(key)) read = coord_.get(layout_.batch(r.name) + "/" + child, nullptr);
+        f.results.emplace_back(key, std::move(read));
+      }
+      if (!r.finished && exact) f.pending = coord_.get(layout_.pending(r.name), nullptr);
+    }
+    for (size_t k = from; k < to; ++k) {
+      const Read& r = reads[k];
+      Flight& f = flights[k - from];
+      if (f.skip) continue;
       // Each task counts once, by its latest outcome (a retried task has several); a latest
       // `pending` one waits or runs again and is counted from the pending state below.
-      std::set<uint32_t> ended;  // unfinished batches: held pointers to these are stale
       std::map<uint32_t, State> latest;
-      for (const auto& child : tasks::resultsInOrder(std::move(*children))) {
-        auto r = resultRecord(name, child);  // cached: immutable
-        if (!r) return tl::unexpected(r.error());
-        if (*r) {
-          for (const auto& o : (*r)->outcomes) latest[o.index] = o.state;
+      for (auto& [key, read] : f.results) {
+        auto record =
+            read ? keepResults(key, await(*read))
+                 : StoreResult<std::shared_ptr<const tasks::ResultRecord>>(cachedResults(key));
+        if (!record) return tl::unexpected(record.error());
+        if (*record) {
+          for (const auto& o : (*record)->outcomes) latest[o.index] = o.state;
         }
       }
       Tally next;
+      std::set<uint32_t> ended;  // unfinished batches: held pointers to these are stale
       for (const auto& [i, s] : latest) {
         if (s == State::kSucceeded) ++next.succeeded;
         if (s == State::kFailed) ++next.failed;
         if (s == State::kCancelled) ++next.cancelled;
         if (s != State::kPending) ended.insert(i);
       }
-      next.frozen = finished;
-      tally = next;
-      add(counts, tally.succeeded, tally.failed, tally.cancelled);
-      if (finished || !exact) continue;
-      auto node = await(coord_.get(layout_.pending(name), nullptr));
+      next.frozen = r.finished;
+      *r.tally = next;
+      add(counts, next.succeeded, next.failed, next.cancelled);
+      if (!f.pending) continue;
+      auto node = await(*f.pending);
       if (!node) continue;  // finished meanwhile: counted again by the next count
       auto state = tasks::decodePending(node->data);
       if (!state) continue;
+      const tasks::BatchRecord& record = *f.batch;
       for (const auto& [i, w] : state->waiting()) {
-        bool ahead = i < (*record)->tasks.size() && w.attempt == 1 &&
-                     (*record)->tasks[i].run_at > now;  // as GET shows it
+        bool ahead = i < record.tasks.size() && w.attempt == 1 &&
+                     record.tasks[i].run_at > now;  // as GET shows it
         ++counts[ahead ? State::kWaiting : State::kPending];
       }
       for (const auto& [i, h] : state->held()) {
-        if (i >= (*record)->tasks.size() || ended.count(i)) continue;
-        ++counts[running.count((*record)->tasks[i].id) ? State::kRunning : State::kAssigned];
+        if (i >= record.tasks.size() || ended.count(i)) continue;
+        ++counts[running.count(record.tasks[i].id) ? State::kRunning : State::kAssigned];
       }
     }
   }

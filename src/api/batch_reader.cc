@@ -122,12 +122,14 @@ StoreResult<std::optional<TaskRef>> BatchReader::resolve(const std::string& id) 
   return std::optional<TaskRef>(*ref);
 }
 
-StoreResult<std::shared_ptr<const BatchRecord>> BatchReader::batch(const std::string& name) {
-  {
-    std::lock_guard lock(cache_mu_);
-    if (auto it = batches_.find(name); it != batches_.end()) return it->second;
-  }
-  auto node = await(coord_.get(layout_.batch(name), nullptr));
+std::shared_ptr<const BatchRecord> BatchReader::cachedBatch(const std::string& name) {
+  std::lock_guard lock(cache_mu_);
+  auto it = batches_.find(name);
+  return it == batches_.end() ? nullptr : it->second;
+}
+
+StoreResult<std::shared_ptr<const BatchRecord>> BatchReader::keepBatch(
+    const std::string& name, const coord::Result<coord::Node>& node) {
   if (!node) {
     if (node.error().code() == Code::kNoNode) return std::shared_ptr<const BatchRecord>{};
     return tl::unexpected(fromCoord(node.error(), "read batch"));
@@ -136,19 +138,23 @@ StoreResult<std::shared_ptr<const BatchRecord>> BatchReader::batch(const std::st
   if (!decoded) return problem(Failure::kInternal, fmt::format("batch {} is unreadable", name));
   auto record = std::make_shared<const BatchRecord>(std::move(*decoded));
   std::lock_guard lock(cache_mu_);
-  batches_.emplace(name, record);
-  remember(name, node->data.size());
+  if (batches_.emplace(name, record).second) remember(name, node->data.size());
   return record;
 }
 
-StoreResult<std::shared_ptr<const tasks::ResultRecord>> BatchReader::resultRecord(
-    const std::string& batch, const std::string& child) {
-  const std::string key = batch + "/" + child;
-  {
-    std::lock_guard lock(cache_mu_);
-    if (auto it = results_.find(key); it != results_.end()) return it->second;
-  }
-  auto node = await(coord_.get(layout_.batch(batch) + "/" + child, nullptr));
+StoreResult<std::shared_ptr<const BatchRecord>> BatchReader::batch(const std::string& name) {
+  if (auto cached = cachedBatch(name)) return cached;
+  return keepBatch(name, await(coord_.get(layout_.batch(name), nullptr)));
+}
+
+std::shared_ptr<const tasks::ResultRecord> BatchReader::cachedResults(const std::string& key) {
+  std::lock_guard lock(cache_mu_);
+  auto it = results_.find(key);
+  return it == results_.end() ? nullptr : it->second;
+}
+
+StoreResult<std::shared_ptr<const tasks::ResultRecord>> BatchReader::keepResults(
+    const std::string& key, const coord::Result<coord::Node>& node) {
   if (!node) {
     if (node.error().code() == Code::kNoNode) return std::shared_ptr<const tasks::ResultRecord>{};
     return tl::unexpected(fromCoord(node.error(), "read results"));
@@ -157,9 +163,15 @@ StoreResult<std::shared_ptr<const tasks::ResultRecord>> BatchReader::resultRecor
   if (!decoded) return problem(Failure::kInternal, fmt::format("results {} are unreadable", key));
   auto record = std::make_shared<const tasks::ResultRecord>(std::move(*decoded));
   std::lock_guard lock(cache_mu_);
-  results_.emplace(key, record);
-  remember(key, node->data.size());
+  if (results_.emplace(key, record).second) remember(key, node->data.size());
   return record;
+}
+
+StoreResult<std::shared_ptr<const tasks::ResultRecord>> BatchReader::resultRecord(
+    const std::string& batch, const std::string& child) {
+  const std::string key = batch + "/" + child;
+  if (auto cached = cachedResults(key)) return cached;
+  return keepResults(key, await(coord_.get(layout_.batch(batch) + "/" + child, nullptr)));
 }
 
 StoreResult<std::vector<tasks::Outcome>> BatchReader::findOutcomes(const TaskRef& ref,

@@ -90,6 +90,18 @@ class BatchReader {
                                                         const coord::Watcher& watcher);
   StoreResult<std::shared_ptr<const tasks::ResultRecord>> resultRecord(const std::string& batch,
                                                                        const std::string& child);
+  // The caches of immutable records: a lookup (null when not cached), and the decoding of a
+  // read record into the cache (null when it does not exist). Pipelined readers (countTasks)
+  // issue the reads themselves.
+  std::shared_ptr<const tasks::BatchRecord> cachedBatch(const std::string& name);
+  StoreResult<std::shared_ptr<const tasks::BatchRecord>> keepBatch(
+      const std::string& name, const coord::Result<coord::Node>& node);
+  std::shared_ptr<const tasks::ResultRecord> cachedResults(const std::string& key);
+  StoreResult<std::shared_ptr<const tasks::ResultRecord>> keepResults(
+      const std::string& key, const coord::Result<coord::Node>& node);
+  // The children of each path, read pipelined; a path that is gone has none.
+  StoreResult<std::vector<std::vector<std::string>>> childrenOfAll(
+      const std::vector<std::string>& paths);
   StoreResult<std::map<std::string, int64_t>> runningOn(const std::string& worker);
   StoreResult<TaskPage> page(bool newest, std::optional<tasks::State> state, size_t limit,
                              std::optional<tasks::TaskRef> after, const TaskFilter& filter);
