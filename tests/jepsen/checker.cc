@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <set>
-#include <sstream>
 
 namespace drover::jepsen {
 
@@ -40,109 +39,24 @@ std::string resultLine(const tasks::TaskStatus& s) {
   return nl == std::string::npos ? out : out.substr(0, nl);
 }
 
+std::string outcomeText(const tasks::AttemptRecord& a) {
+  return fmt::format("{} (attempt {}, {})", tasks::stateName(a.state), a.attempt,
+                     a.worker.empty() ? "no worker" : a.worker);
+}
+
+// Where a token or a status lives, for the evidence.
+std::string jobPlace(int protocol, const std::string& bucket, const std::string& id) {
+  return protocol >= 2 ? "/pending/" + bucket + " (waiting)" : "/jobs/" + bucket + "/" + id;
+}
+std::string heldPlace(int protocol, const std::string& worker, const std::string& id) {
+  return protocol >= 2 ? "/assignments/" + worker + " (in a chunk)"
+                       : "/assignments/" + worker + "/" + id;
+}
+std::string statusPlace(int protocol, const std::string& bucket, const std::string& id) {
+  return protocol >= 2 ? "/batches/" + bucket : "/status/" + bucket + "/" + id;
+}
+
 }  // namespace
-
-Json toJson(const Request& r) {
-  return {{"client", r.client},
-          {"kind", r.kind},
-          {"id", r.id},
-          {"body", r.body},
-          {"node", r.node},
-          {"start_ms", r.start_ms},
-          {"end_ms", r.end_ms},
-          {"status", r.status},
-          {"outcome", r.acknowledged() ? "ok"
-                      : r.unknown()    ? "unknown"
-                                       : "rejected"}};
-}
-
-std::optional<Request> requestFromJson(const Json& j) {
-  if (!j.is_object()) return std::nullopt;
-  try {
-    Request r;
-    r.client = j.at("client").get<int>();
-    r.kind = j.at("kind").get<std::string>();
-    r.id = j.at("id").get<std::string>();
-    r.body = j.at("body");
-    r.node = j.value("node", "");
-    r.start_ms = j.at("start_ms").get<int64_t>();
-    r.end_ms = j.at("end_ms").get<int64_t>();
-    r.status = j.at("status").get<int>();
-    return r;
-  } catch (const Json::exception&) {
-    return std::nullopt;
-  }
-}
-
-std::optional<Execution> parseExecution(std::string_view line) {
-  std::istringstream in{std::string(line)};
-  Execution e;
-  if (!(in >> e.id >> e.attempt >> e.worker >> e.token)) return std::nullopt;
-  e.line = std::string(line);
-  return e;
-}
-
-Json toJson(const Tree& tree) {
-  Json statuses = Json::array();
-  for (const auto& s : tree.statuses) {
-    statuses.push_back({{"bucket", s.bucket},
-                        {"id", s.id},
-                        {"status", s.status ? tasks::toJson(*s.status) : Json(nullptr)}});
-  }
-  Json jobs = Json::array();
-  for (const auto& [b, id] : tree.jobs) jobs.push_back({{"bucket", b}, {"id", id}});
-  Json workers = Json::object();
-  for (const auto& [id, info] : tree.workers) workers[id] = tasks::toJson(info);
-  Json events = Json::array();
-  for (const auto& r : tree.events) {
-    Json list = Json::array();
-    for (const auto& e : r.events) list.push_back(tasks::toJson(e));
-    events.push_back({{"seq", r.seq}, {"events", list}});
-  }
-  return {{"statuses", statuses},
-          {"jobs", jobs},
-          {"assignments", tree.assignments},
-          {"workers", workers},
-          {"election", tree.election},
-          {"events", events},
-          {"epoch", tree.epoch},
-          {"bucket_sizes", tree.bucket_sizes}};
-}
-
-std::vector<std::string> scanLog(std::string_view text, size_t max) {
-  static const std::vector<std::string_view> kPatterns = {"ERROR: AddressSanitizer",
-                                                          "runtime error:",
-                                                          "WARNING: ThreadSanitizer",
-                                                          "double free",
-                                                          "Aborted",
-                                                          "free(): ",
-                                                          "corrupted size",
-                                                          "malloc(): "};
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos < text.size() && out.size() < max) {
-    size_t nl = text.find('\n', pos);
-    if (nl == std::string_view::npos) nl = text.size();
-    std::string_view line = text.substr(pos, nl - pos);
-    for (auto p : kPatterns) {
-      if (line.find(p) != std::string_view::npos) {
-        out.push_back(cut(std::string(line), 200));
-        break;
-      }
-    }
-    pos = nl + 1;
-  }
-  return out;
-}
-
-Json toJson(const Fault& f) {
-  Json j = {{"kind", f.kind},
-            {"target", f.target},
-            {"start_ms", f.start_ms},
-            {"heal_ms", f.heal_ms >= 0 ? Json(f.heal_ms) : Json(nullptr)}};
-  if (!f.skipped.empty()) j["skipped"] = f.skipped;
-  return j;
-}
 
 CheckReport check(const CheckInput& in) {
   CheckReport rep;
@@ -167,12 +81,12 @@ CheckReport check(const CheckInput& in) {
   std::map<std::string, std::vector<std::string>> token_places;
   for (const auto& [bucket, id] : in.tree.jobs) {
     ++tokens[id];
-    token_places[id].push_back("/jobs/" + bucket + "/" + id);
+    token_places[id].push_back(jobPlace(in.tree.protocol, bucket, id));
   }
   for (const auto& [w, ids] : in.tree.assignments) {
     for (const auto& id : ids) {
       ++tokens[id];
-      token_places[id].push_back("/assignments/" + w + "/" + id);
+      token_places[id].push_back(heldPlace(in.tree.protocol, w, id));
     }
   }
   std::map<std::string, std::vector<const Execution*>> runs;
@@ -246,6 +160,11 @@ CheckReport check(const CheckInput& in) {
       fail("P1 lost", id,
            fmt::format("acknowledged ({}) but no status exists in the tree",
                        requestText(*first_ack)));
+    } else if (first_ack != nullptr && in.tree.protocol >= 2 && st->history.empty()) {
+      ++rep.lost;
+      fail("P1 lost", id,
+           fmt::format("acknowledged ({}) but no outcome of it is recorded in the tree",
+                       requestText(*first_ack)));
     } else if (first_ack != nullptr && !tasks::isTerminal(st->state)) {
       ++rep.lost;
       fail("P1 lost", id,
@@ -274,6 +193,7 @@ CheckReport check(const CheckInput& in) {
   rep.acknowledged = static_cast<int64_t>(acked_ids.size());
 
   // Per task in the tree: P2, P3, P6, P9.
+  std::set<std::string> dup_counted;  // tasks counted in duplicate_records
   for (const auto& [id, entries] : statuses) {
     ++rep.tasks_in_tree;
     if (!by_id.count(id)) {
@@ -281,14 +201,17 @@ CheckReport check(const CheckInput& in) {
       fail("P2 phantom", id, "a status exists for an id no client submitted");
     }
     if (entries.size() > 1) {
-      ++rep.duplicate_records;
+      if (dup_counted.insert(id).second) ++rep.duplicate_records;
       std::string where;
-      for (auto* e : entries) where += " /status/" + e->bucket + "/" + id;
-      fail("P3 one outcome", id, "more than one status node:" + where);
+      for (auto* e : entries) where += " " + statusPlace(in.tree.protocol, e->bucket, id);
+      fail("P3 one outcome", id,
+           (in.tree.protocol >= 2 ? "in more than one batch record:"
+                                  : "more than one status node:") +
+               where);
     }
     const StatusEntry& e = *entries.front();
     std::string want_bucket = fmt::format("{:02x}", tasks::Layout::bucketIndex(id));
-    if (e.bucket != want_bucket) {
+    if (in.tree.protocol < 2 && e.bucket != want_bucket) {
       fail("P9 structure", id,
            fmt::format("status in bucket {} instead of {}", e.bucket, want_bucket));
     }
@@ -297,6 +220,37 @@ CheckReport check(const CheckInput& in) {
       continue;
     }
     const tasks::TaskStatus& st = *e.status;
+    // Protocol 2's history: retries are `pending` outcomes, then exactly one terminal one. The
+    // suite never retries through the API (which re-opens a finished task), so nothing may be
+    // recorded after the terminal outcome, and attempts only grow in record order.
+    const tasks::AttemptRecord* terminal = nullptr;
+    std::string terminals;
+    int n_terminal = 0;
+    int max_attempt = 0;
+    for (const auto& h : st.history) {
+      if (h.attempt < max_attempt) {
+        fail("P5 one leader", id,
+             fmt::format("attempt went back from {} to {} in its recorded history ({})",
+                         max_attempt, h.attempt, outcomeText(h)));
+      }
+      max_attempt = std::max(max_attempt, h.attempt);
+      if (terminal != nullptr && !tasks::isTerminal(h.state)) {
+        fail("P4 zombie rejected", id,
+             fmt::format("{} recorded after its outcome {}", outcomeText(h),
+                         outcomeText(*terminal)));
+      }
+      if (tasks::isTerminal(h.state)) {
+        ++n_terminal;
+        terminals += (terminals.empty() ? "" : ", ") + outcomeText(h);
+        if (terminal == nullptr) terminal = &h;
+      }
+    }
+    if (n_terminal > 1) {
+      if (dup_counted.insert(id).second) ++rep.duplicate_records;
+      fail("P3 one outcome", id,
+           fmt::format("{} terminal outcomes recorded in {}: {}", n_terminal,
+                       statusPlace(in.tree.protocol, e.bucket, id), terminals));
+    }
     if (st.state == tasks::State::kSucceeded) ++rep.succeeded;
     if (st.state == tasks::State::kFailed) ++rep.failed;
     if (st.state == tasks::State::kCancelled) ++rep.cancelled;
@@ -367,7 +321,6 @@ CheckReport check(const CheckInput& in) {
   // P3, P4, P5 in the event log (commit order; the newest events_keep records are retained).
   std::map<std::string, const tasks::TaskEvent*> terminal_event;
   std::map<std::string, int> last_attempt;
-  std::set<std::string> dup_counted;
   for (const auto& rec : in.tree.events) {
     for (const auto& ev : rec.events) {
       if (auto it = terminal_event.find(ev.id); it != terminal_event.end()) {

@@ -55,9 +55,15 @@ struct Execution {
 };
 std::optional<Execution> parseExecution(std::string_view line);
 
-// A status node as found in the tree.
+// A task as found in the tree. Protocol 1: its status node. Protocol 2: a task of a batch record
+// with its outcomes from the batch's result records (docs/ZNODES.md "Retry and history on batch
+// records"): `status` holds the spec from the batch record and the latest outcome (state
+// `pending` when none is recorded yet, or when the latest is an attempt's end before another),
+// and status->history every outcome recorded, in record order (all of them, not GET's last 10),
+// so the checker sees a second terminal outcome.
 struct StatusEntry {
-  std::string bucket = {};  // the bucket folder it was found in ("3f")
+  std::string bucket = {};  // where it was found: protocol 1 the bucket folder ("3f"), protocol 2
+                            // the batch record below /batches ("1a22ee6/1a22ee6b0000f3a1")
   std::string id = {};
   std::optional<tasks::TaskStatus> status = {};  // nullopt: undecodable data
 };
@@ -68,11 +74,14 @@ struct EventRecord {
   std::vector<tasks::TaskEvent> events = {};
 };
 
-// The tree as dumped after a `sync`, by a fresh session.
+// The tree as dumped after a `sync`, by a fresh session. The tokens (docs/ZNODES.md "The token
+// rule"): protocol 1 a job or an assignment per task; protocol 2 a task waiting in its batch's
+// pending state (`jobs`, the bucket being "{t}/{batch}") or listed in a chunk (`assignments`).
 struct Tree {
+  int protocol = 1;  // which protocol's tree it is: where tokens and statuses live
   std::vector<StatusEntry> statuses;
-  std::vector<std::pair<std::string, std::string>> jobs;        // (bucket, id)
-  std::map<std::string, std::vector<std::string>> assignments;  // worker -> task ids
+  std::vector<std::pair<std::string, std::string>> jobs;        // (bucket, id): waiting tasks
+  std::map<std::string, std::vector<std::string>> assignments;  // worker -> task ids it holds
   std::map<std::string, tasks::WorkerInfo> workers;             // /workers children
   std::vector<std::string> election = {};                       // /election children
   std::vector<EventRecord> events;                              // sorted by seq

@@ -80,6 +80,18 @@ class CheckerTest : public ::testing::Test {
                                {{id, tasks::State::kSucceeded, attempt, worker, 0}}});
   }
 
+  // The same run as protocol 2 would leave it: every task in one batch record, its outcomes from
+  // the result records as its history (one terminal outcome each).
+  static constexpr const char* kBatch = "1a22ee6/1a22ee6b0000f3a1";
+  void asProtocol2() {
+    in_.tree.protocol = 2;
+    for (auto& s : in_.tree.statuses) {
+      s.bucket = kBatch;
+      const tasks::TaskStatus& st = *s.status;
+      s.status->history = {{st.attempts, st.worker, 0, 0, st.state, st.error}};
+    }
+  }
+
   tasks::TaskStatus& statusOf(const std::string& id) {
     for (auto& s : in_.tree.statuses) {
       if (s.id == id) return *s.status;
@@ -302,6 +314,64 @@ TEST_F(CheckerTest, ACrashReportInANodeLogIsNamed) {
   EXPECT_TRUE(named(r, "crash", "n3#2", "double free")) << summarize(r);
   EXPECT_TRUE(named(r, "crash", "n3#2", "ThreadSanitizer")) << summarize(r);
   EXPECT_TRUE(scanLog("[info] nothing to see\n").empty());
+}
+
+TEST_F(CheckerTest, AProtocol2RunWithRetriesPasses) {
+  addTask("t4", 2, "w2");  // attempt 1 ended `pending` on w1 (retried), attempt 2 succeeded on w2
+  asProtocol2();
+  tasks::AttemptRecord retried{1, "w1", 0, 0, tasks::State::kPending, "exit 1"};
+  auto& h = statusOf("t4").history;
+  h.insert(h.begin(), retried);
+  auto r = check(in_);
+  EXPECT_TRUE(r.ok()) << summarize(r);
+  EXPECT_EQ(r.duplicate_records, 0);
+  EXPECT_EQ(r.succeeded, 4);
+}
+
+TEST_F(CheckerTest, TwoTerminalOutcomesInAProtocol2HistoryAreADuplicateRecord) {
+  asProtocol2();
+  statusOf("t1").history.push_back({2, "w2", 0, 0, tasks::State::kFailed, "zombie"});
+  auto r = check(in_);
+  EXPECT_TRUE(named(r, "P3 one outcome", "t1", "2 terminal outcomes recorded")) << summarize(r);
+  EXPECT_TRUE(named(r, "P3 one outcome", "t1", "failed (attempt 2, w2)")) << summarize(r);
+  EXPECT_EQ(r.duplicate_records, 1);
+}
+
+TEST_F(CheckerTest, AnOutcomeAfterTheTerminalOneOrAnAttemptBackIsNamed) {
+  asProtocol2();
+  statusOf("t1").history.push_back({2, "w2", 0, 0, tasks::State::kPending, "worker w2 was lost"});
+  statusOf("t2").history.insert(statusOf("t2").history.begin(),
+                                {3, "w2", 0, 0, tasks::State::kPending, ""});
+  auto r = check(in_);
+  EXPECT_TRUE(named(r, "P4 zombie rejected", "t1", "recorded after its outcome")) << summarize(r);
+  EXPECT_TRUE(named(r, "P5 one leader", "t2", "from 3 to 1")) << summarize(r);
+}
+
+TEST_F(CheckerTest, AnAcknowledgedTaskWithoutOutcomeInProtocol2IsLost) {
+  asProtocol2();
+  tasks::TaskStatus& st = statusOf("t2");
+  st.history.clear();  // its result record deleted: the batch record still lists it
+  st.state = tasks::State::kPending;
+  auto r = check(in_);
+  EXPECT_TRUE(named(r, "P1 lost", "t2", "no outcome of it is recorded")) << summarize(r);
+  EXPECT_TRUE(named(r, "P9 structure", "t2", "no token")) << summarize(r);
+  EXPECT_EQ(r.lost, 1);
+}
+
+TEST_F(CheckerTest, Protocol2TokensLeftBehindNameTheirHolders) {
+  asProtocol2();
+  in_.tree.jobs.push_back({kBatch, "t1"});
+  in_.tree.assignments["w1"] = {"t1"};
+  in_.tree.statuses.push_back({"1a22ee6/1a22ee6b0000f3a2", "t3", statusOf("t3")});
+  auto r = check(in_);
+  EXPECT_TRUE(named(r, "P9 structure", "t1", "/pending/1a22ee6/1a22ee6b0000f3a1 (waiting)"))
+      << summarize(r);
+  EXPECT_TRUE(named(r, "P9 structure", "t1", "/assignments/w1 (in a chunk)")) << summarize(r);
+  EXPECT_TRUE(named(r, "P3 one outcome", "t3", "in more than one batch record")) << summarize(r);
+  // Protocol 2 has no status buckets: a batch path is no misplaced status.
+  EXPECT_FALSE(std::any_of(r.violations.begin(), r.violations.end(), [](const Violation& v) {
+    return v.evidence.find("instead of") != std::string::npos;
+  })) << summarize(r);
 }
 
 TEST_F(CheckerTest, HistoryLinesRoundTrip) {

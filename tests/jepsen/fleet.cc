@@ -94,10 +94,7 @@ void Fleet::launch(int i) {
         std::string("--zk-root"), options_.zk_root, std::string("--http"),
         "127.0.0.1:" + std::to_string(ports_[i]), std::string("--slots"),
         std::to_string(options_.slots), std::string("--session-timeout-ms"),
-        std::to_string(options_.session_timeout_ms),
-        // The checker reads the first protocol's tree (tree_dump.cc): its port to batch records
-        // is open work (docs/FAULTS.md). Protocol 2's faults are covered by cluster_test_v2.
-        std::string("--protocol"), std::string("1")}) {
+        std::to_string(options_.session_timeout_ms)}) {
     argv.push_back(std::move(a));
   }
   // Tasks append to the execution log, a host file: unsandboxed (docs/ISOLATION.md). The suite
