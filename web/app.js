@@ -2,7 +2,7 @@
 // event stream (GET /v1/events); cluster, workers and counts are re-read every 2 s.
 'use strict';
 
-const STATES = ['pending', 'assigned', 'running', 'succeeded', 'failed', 'cancelled'];
+const STATES = ['waiting', 'pending', 'assigned', 'running', 'succeeded', 'failed', 'cancelled'];
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
 const PAGE_SIZE = 25;
 const EXAMPLES = {
@@ -147,6 +147,7 @@ async function api(method, path, body, withHeaders = false) {
   if (!res.ok) {
     const err = new Error(humanDetail(res.status, data && data.detail));
     err.status = res.status;
+    err.unreachable = res.status === 503;  // the node or its ZooKeeper: passes once they are back
     throw err;
   }
   return withHeaders ? {data, headers: res.headers} : data;
@@ -286,6 +287,7 @@ async function poll() {
     renderQueues(q);
     api('GET', '/v1/schedules').then(renderSchedules, () => {});  // a reader without schedules
     if (was !== 'ready' && health === 'ready') {
+      clearTransientSubmitError();
       loadTasks();
       loadHistory();
     }
@@ -293,6 +295,15 @@ async function poll() {
   } catch (e) {
     if (health === 'ready') showBanner(`Reading the cluster failed: ${e.message}. Retrying every 2 s.`);
   }
+}
+
+// The submit form's "cannot reach" error, once the node answers again: it no longer holds.
+function clearTransientSubmitError() {
+  const out = $('submit-result');
+  if (out.dataset.transient !== '1') return;
+  delete out.dataset.transient;
+  out.className = 'result';
+  out.textContent = '';
 }
 
 function showBanner(text) {
@@ -649,6 +660,7 @@ function setupSubmit() {
     e.preventDefault();
     const out = $('submit-result');
     out.className = 'result';
+    delete out.dataset.transient;
     const body = {type: type.value.trim(), priority: Number($('submit-priority').value),
                   max_attempts: Number($('submit-attempts').value)};
     try {
@@ -666,6 +678,8 @@ function setupSubmit() {
     } catch (err) {
       out.className = 'result err';
       out.textContent = err.message;
+      // A connection error says nothing once the node is back (cleared by refresh()).
+      if (err.unreachable) out.dataset.transient = '1';
     }
   });
 }

@@ -265,6 +265,18 @@ try {
   await page.fill('#type-filter', '');
   await page.dispatchEvent('#type-filter', 'change');
 
+  step('a delayed task is counted in the waiting tile and listed by the waiting filter');
+  const laterId = (await api('POST', '/v1/tasks', {type: 'noop', delay_s: 3600})).id;
+  await until(page, () => Number(document.querySelector('#tiles .s-waiting b').textContent) >= 1,
+              null);
+  await page.selectOption('#state-filter', 'waiting');
+  await until(page, (id) => {
+    const rows = [...document.querySelectorAll('#tasks-body tr')];
+    return rows.length === 1 && rows[0].dataset.taskId === id && rows[0].dataset.state === 'waiting';
+  }, laterId);
+  await api('DELETE', `/v1/tasks/${laterId}`);
+  await page.selectOption('#state-filter', '');
+
   step('some load for the chart, one failure, and the state filter');
   const failId = (await api('POST', '/v1/tasks', {type: 'fail', payload: {message: 'a failure on purpose'}, max_attempts: 1})).id;
   const batch = Array.from({length: 60}, (_, i) => ({type: i % 3 ? 'echo' : 'noop', payload: {n: i}}));
@@ -339,6 +351,9 @@ try {
                           document.getElementById('live-text').textContent === 'live');
   console.log(`[ figure ] header back to "live" ${Date.now() - resumed} ms after ZooKeeper resumed`);
   await until(page, () => document.getElementById('banner').hidden);
+  // The submit's "cannot reach ZooKeeper" no longer holds: the form says nothing stale.
+  await until(page, () => !document.getElementById('submit-result').classList.contains('err') &&
+                          document.getElementById('submit-result').textContent === '');
 
   assert.deepEqual(foreign, [], 'the dashboard fetched something from elsewhere');
   // Chromium logs every non-2xx answer as a console error: the lookups of the unknown id (404)
