@@ -186,6 +186,7 @@ void BatchRetention::expireBatch(const std::string& batch, std::shared_ptr<size_
                           post([this, batch, finish, r] {
                             if (r) {
                               ++batches_expired_;
+                              if (on_expired_) on_expired_(batch);
                             } else if (r.error().sessionLost()) {
                               ctx_.fence("session expired");
                             } else {

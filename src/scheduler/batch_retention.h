@@ -45,6 +45,9 @@ class BatchRetention {
   BatchRetention(const LeaderContext& ctx, Options options, PendingTracker& pending,
                  WorkerTracker& workers, ChunkRequeue& requeue, PendingTracker::Wall wall);
 
+  // Called with each batch this retention expired.
+  void onExpired(std::function<void(const std::string& batch)> fn) { on_expired_ = std::move(fn); }
+
   // Drops stale pointers and deletes empty pending states (one fenced multi per batch).
   void sweepPointers();
   // One expiry pass: by count first (when retention_count is set and the finished tasks pass
@@ -77,6 +80,7 @@ class BatchRetention {
   WorkerTracker& workers_;
   ChunkRequeue& requeue_;
   const PendingTracker::Wall wall_;
+  std::function<void(const std::string&)> on_expired_;
   std::set<std::string> probing_;  // workers whose folder is being looked up
   bool expiring_ = false;
   size_t budget_ = 0;        // batches this pass may still expire

@@ -75,6 +75,7 @@ BatchScheduler::BatchScheduler(coord::Coordination& coord, tasks::Layout layout,
   retention_ = std::make_unique<BatchRetention>(
       ctx_, BatchRetention::Options{options_.retention_age, 500, options_.retention_count},
       *pending_, *workers_, *requeue_, wall);
+  retention_->onExpired([this](const std::string& batch) { deps_->forgetBatch(batch); });
   queues_ = std::make_unique<QueueBoard>(ctx_, [this] { pump(); });
   cleanup_ = std::make_unique<Cleanup>(
       coord_, layout_, Cleanup::Options{options_.events_keep, options_.retention_age, 0, 0},
@@ -207,6 +208,7 @@ void BatchScheduler::publish() {
   s.fenced = fenced_;
   s.pending = index_.ready();
   s.delayed = index_.delayed();
+  s.dependency_outcomes = deps_->outcomesKept();
   s.pending_by_priority = index_.readyByPriority();
   s.workers = workers_->loads([this](const std::string& w) { return draining(w); });
   std::lock_guard lock(stats_mu_);

@@ -52,6 +52,8 @@ class DependencyIndex {
   // Dependencies of blocked tasks with no outcome known to the index (the owner reads them).
   std::vector<tasks::TaskRef> unresolved() const;
   size_t size() const { return waiting_.size(); }
+  // Outcomes kept (of tasks something waited for).
+  size_t outcomesKept() const { return known_.size(); }
 
  private:
   struct Waiter {

@@ -407,4 +407,9 @@ void DependencyTracker::readEvents(std::vector<std::pair<uint64_t, std::string>>
   }
 }
 
+void DependencyTracker::forgetBatch(const std::string& batch) {
+  index_.forgetBatch(batch);
+  std::erase_if(asked_, [&](const tasks::TaskRef& ref) { return ref.batch == batch; });
+}
+
 }  // namespace drover::scheduler

@@ -39,7 +39,12 @@ class DependencyTracker {
   // cancels that did not go through.
   void check();
 
+  // Retention expired `batch`: the outcomes kept of its tasks go (a dependent submitted later
+  // names a task that no longer exists, which the API refuses).
+  void forgetBatch(const std::string& batch);
+
   size_t blocked() const { return index_.size(); }
+  size_t outcomesKept() const { return index_.outcomesKept(); }
   uint64_t cancelled() const { return cancelled_; }
   uint64_t released() const { return released_n_; }
 

@@ -109,6 +109,9 @@ class Scheduler {
     uint64_t statuses_deleted = 0;
     size_t pending = 0;  // assignable now (not_before passed)
     size_t delayed = 0;  // waiting for their not_before
+    // Protocol 2: outcomes of dependencies kept in memory (forgotten as retention expires their
+    // batches).
+    size_t dependency_outcomes = 0;
     std::map<int, size_t> pending_by_priority;
     std::vector<WorkerLoad> workers;  // live workers, sorted by id
   };
