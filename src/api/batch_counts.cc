@@ -77,10 +77,10 @@ StoreResult<std::map<State, size_t>> BatchReader::countTasks() {
   if (!pending_names) return tl::unexpected(pending_names.error());
   for (auto& names : *pending_names) unfinished.insert(names.begin(), names.end());
   bool exact = unfinished.size() <= options_.exact_count_batches;
+  auto root = await(coord_.get(layout_.pendingRoot(), nullptr));
+  if (!root) return tl::unexpected(fromCoord(root.error(), "count tasks"));
+  auto published = tasks::decodeWaiting(root->data);
   if (!exact) {
-    auto root = await(coord_.get(layout_.pendingRoot(), nullptr));
-    if (!root) return tl::unexpected(fromCoord(root.error(), "count tasks"));
-    auto published = tasks::decodeWaiting(root->data);
     if (published) {
       counts[State::kWaiting] = published->delayed;
       counts[State::kPending] =
@@ -241,6 +241,14 @@ StoreResult<std::map<State, size_t>> BatchReader::countTasks() {
         ++counts[running.count(record.tasks[i].id) ? State::kRunning : State::kAssigned];
       }
     }
+  }
+  if (exact && published) {
+    // A dependent the leader holds back waits in its pending state like any task: the pending
+    // states cannot tell it from one the leader may assign. GET shows it `waiting`, so the
+    // leader's count of them moves that many from pending (the count is ~1 s old).
+    const size_t blocked = std::min<size_t>(published->blocked, counts[State::kPending]);
+    counts[State::kPending] -= blocked;
+    counts[State::kWaiting] += blocked;
   }
   // The next count re-reads the share after this one's; past the end, it starts over.
   partial_cursor_ = partial_budget == 0 ? last_partial : std::string();

@@ -244,4 +244,26 @@ TEST_P(BatchStoreSuite, PastTheExactLimitTheClusterCountsTakeTheLeadersFigures) 
   EXPECT_EQ(pendingStatesRead(from), 0);
 }
 
+// Below the exact limit, dependents the leader holds back (its published `blocked`) count as
+// waiting, as GET shows them, not as pending.
+TEST_P(BatchStoreSuite, BlockedDependentsCountAsWaitingInExactCounts) {
+  BatchStore store(*counting_, layout_, options_);
+  tasks::TaskSpec first = spec("first");
+  tasks::TaskSpec second = spec("second");
+  second.depends_on = {"#0"};
+  ASSERT_TRUE(store.submitBatch({first, second}));
+  auto before = store.cluster();  // no leader has counted: both look assignable
+  ASSERT_TRUE(before) << before.error().detail;
+  EXPECT_EQ(before->counts[State::kPending], 2u);
+  EXPECT_EQ(before->counts[State::kWaiting], 0u);
+  tasks::WaitingCount count{2, base::wallMillis(), 1, 0};
+  count.blocked = 1;
+  publishCount(count);
+  BatchStore fresh(*counting_, layout_, options_);  // no cached count
+  auto after = fresh.cluster();
+  ASSERT_TRUE(after) << after.error().detail;
+  EXPECT_EQ(after->counts[State::kPending], 1u);
+  EXPECT_EQ(after->counts[State::kWaiting], 1u);
+}
+
 }  // namespace drover::api::testing

@@ -91,6 +91,7 @@ BatchScheduler::BatchScheduler(coord::Coordination& coord, tasks::Layout layout,
         // Dependents held out of the index wait too (GET shows them `waiting`).
         count.waiting = index_.ready() + index_.delayed() + deps_->blocked();
         count.delayed = index_.delayedFirstRuns() + deps_->blocked();
+        count.blocked = deps_->blocked();
         for (const auto& [id, w] : workers_->workers()) {  // the items of their chunks
           count.held += static_cast<uint64_t>(std::max(0, w.held() - w.reserved));
         }

@@ -407,16 +407,18 @@ std::string encode(const WaitingCount& count) {
   return dump({{"waiting", count.waiting},
                {"at", count.at},
                {"delayed", count.delayed},
-               {"held", count.held}});
+               {"held", count.held},
+               {"blocked", count.blocked}});
 }
 
 std::optional<WaitingCount> decodeWaiting(std::string_view data) {
   auto j = parseJson(data);
   if (!j || !j->is_object()) return std::nullopt;
   try {
-    // delayed and held came later: a count written without them reads as zero of each.
+    // delayed, held and blocked came later: a count written without them reads as zero of each.
     return WaitingCount{j->at("waiting").get<uint64_t>(), j->at("at").get<int64_t>(),
-                        j->value("delayed", uint64_t{0}), j->value("held", uint64_t{0})};
+                        j->value("delayed", uint64_t{0}), j->value("held", uint64_t{0}),
+                        j->value("blocked", uint64_t{0})};
   } catch (const Json::exception&) {
     return std::nullopt;
   }

@@ -199,6 +199,7 @@ struct WaitingCount {
   uint64_t delayed = 0;  // of `waiting`: first runs whose run_at lies ahead, and dependents
                          // not released yet (what GET shows `waiting`)
   uint64_t held = 0;     // tasks in workers' chunks (assigned or running)
+  uint64_t blocked = 0;  // of `delayed`: dependents not released yet
   bool operator==(const WaitingCount&) const = default;
 };
 std::string encode(const WaitingCount& count);
