@@ -2,6 +2,7 @@
 // which the unit tests run against the fake tree.
 #include "api/batch_depends_cases.h"
 #include "api/batch_feed_cases.h"
+#include "api/batch_http_cases.h"
 #include "api/batch_retry_cases.h"
 #include "api/batch_store_suite.h"
 #include "coord/zk/zk_coordination.h"

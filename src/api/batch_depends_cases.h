@@ -95,18 +95,9 @@ TEST_P(BatchStoreSuite, DependsOnExistingTasksByTheirOutcome) {
 }
 
 TEST_P(BatchStoreSuite, DependsOnOverHttp) {
-  HttpOptions ho;
-  ho.port = 0;
-  ho.threads = 2;
-  HttpServer http(*store_, nullptr, ho);
-  auto port = http.start();
-  ASSERT_TRUE(port) << port.error();
-  httplib::Client client("127.0.0.1", *port);
+  startHttp();
   auto post = [&](const std::string& path, const std::string& body) {
-    auto r = client.Post(path, body, "application/json");
-    EXPECT_TRUE(r);
-    return r ? std::make_pair(r->status, tasks::Json::parse(r->body, nullptr, false))
-             : std::make_pair(0, tasks::Json());
+    return httpPost(path, body);
   };
   for (const char* bad :
        {R"({"type":"noop","depends_on":"a"})", R"({"type":"noop","depends_on":[1]})",
@@ -124,7 +115,6 @@ TEST_P(BatchStoreSuite, DependsOnOverHttp) {
       {"id":"p","type":"noop"},{"type":"noop","depends_on":["p"]},
       {"type":"noop","depends_on":["#0","#1"]}]})");
   EXPECT_EQ(ok, 202) << ids.dump();
-  http.stop();
 }
 
 }  // namespace drover::api::testing

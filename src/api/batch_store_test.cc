@@ -2,6 +2,7 @@
 // suite against a real ZooKeeper.
 #include "api/batch_depends_cases.h"
 #include "api/batch_feed_cases.h"
+#include "api/batch_http_cases.h"
 #include "api/batch_retry_cases.h"
 #include "api/batch_store_suite.h"
 #include "coord/fake/fake_coordination.h"
