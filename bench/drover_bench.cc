@@ -174,7 +174,8 @@ std::string shell(const std::string& cmd) {
 // utime + stime of a process in seconds, from /proc/PID/stat; -1 if unreadable.
 double cpuSeconds(pid_t pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::string s;
+  if (!std::getline(f, s)) return -1;  // exited meanwhile (an iterator would throw ESRCH)
   auto close = s.rfind(')');
   if (close == std::string::npos) return -1;
   std::istringstream in(s.substr(close + 2));

@@ -93,7 +93,8 @@ std::string stringField(const Json& body, const std::string& key) {
 // there is no such process.
 char processState(pid_t pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(f)), {});
+  std::string stat;
+  if (!std::getline(f, stat)) return '\0';  // (an iterator would throw if it exited meanwhile)
   auto paren = stat.rfind(')');
   return paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : '\0';
 }

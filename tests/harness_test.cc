@@ -118,7 +118,11 @@ std::vector<pid_t> processesMentioning(const std::string& needle) {
     const std::string name = entry.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
     std::ifstream in(entry.path() / "cmdline", std::ios::binary);
-    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // Through a stream, not an istreambuf_iterator: a process that exits after the open makes
+    // the read fail with ESRCH, which libstdc++ throws through an iterator.
+    std::ostringstream text;
+    text << in.rdbuf();
+    const std::string cmdline = text.str();
     if (cmdline.find(needle) != std::string::npos) found.push_back(std::stoi(name));
   }
   return found;

@@ -38,8 +38,12 @@ std::vector<pid_t> adoptedChildren(const std::set<pid_t>& ours) {
     char* end = nullptr;
     long pid = std::strtol(e->d_name, &end, 10);
     if (end == e->d_name || *end != '\0' || pid <= 0) continue;
+    // getline, not an istreambuf_iterator: the read of a process that exits after the open fails
+    // with ESRCH, which libstdc++'s filebuf throws through an iterator (it killed `drover up` in
+    // an ASan CI run); an istream operation turns it into a failed read.
     std::ifstream f(std::string("/proc/") + e->d_name + "/stat");
-    std::string stat((std::istreambuf_iterator<char>(f)), {});
+    std::string stat;
+    if (!std::getline(f, stat)) continue;  // gone meanwhile
     auto paren = stat.rfind(')');
     if (paren == std::string::npos) continue;
     std::istringstream rest(stat.substr(paren + 1));
