@@ -3,6 +3,7 @@
 #include "api/batch_depends_cases.h"
 #include "api/batch_feed_cases.h"
 #include "api/batch_http_cases.h"
+#include "api/batch_read_cases.h"
 #include "api/batch_retry_cases.h"
 #include "api/batch_store_suite.h"
 #include "coord/zk/zk_coordination.h"

@@ -55,16 +55,14 @@ StoreResult<std::vector<std::vector<std::string>>> BatchReader::childrenOfAll(
 // Every read is pipelined (listings by bucket, records by batch, options_.pipeline batches at a
 // time): a count costs a few round trips, not a few per batch, which under a loaded ensemble (or
 // a sanitizer build) was the difference between milliseconds and a minute.
-StoreResult<std::map<State, size_t>> BatchReader::countTasks() {
+StoreResult<std::map<State, size_t>> BatchReader::countTasks(const WorkersView& workers) {
   std::map<State, size_t> counts;
   for (State s : {State::kWaiting, State::kPending, State::kAssigned, State::kRunning,
                   State::kSucceeded, State::kFailed, State::kCancelled}) {
     counts[s] = 0;
   }
-  auto workers = v1_.workers();
-  if (!workers) return tl::unexpected(workers.error());
   std::set<std::string> running;
-  for (const auto& w : workers->workers) {
+  for (const auto& w : workers.workers) {
     for (const auto& [id, started] : w.info.running) running.insert(id);
   }
   // The batches not finished yet: those with a pending state (a listing per time bucket).
@@ -311,7 +309,7 @@ StoreResult<ClusterView> BatchReader::cluster() {
     counting_ = true;
   }
   const auto began = Clock::now();
-  auto counts = countTasks();
+  auto counts = countTasks(*workers);  // the workers just read: their running tasks
   std::lock_guard lock(counts_mu_);
   counting_ = false;
   if (!counts) return tl::unexpected(counts.error());

@@ -106,7 +106,8 @@ class BatchReader {
   StoreResult<TaskPage> page(bool newest, std::optional<tasks::State> state, size_t limit,
                              std::optional<tasks::TaskRef> after, const TaskFilter& filter);
   StoreResult<std::vector<std::string>> sortedChildren(const std::string& path);
-  StoreResult<std::map<tasks::State, size_t>> countTasks();
+  // `workers`: the live workers as cluster() read them (whose records tell running tasks).
+  StoreResult<std::map<tasks::State, size_t>> countTasks(const WorkersView& workers);
 
   coord::Coordination& coord_;
   const tasks::Layout layout_;
