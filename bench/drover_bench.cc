@@ -78,7 +78,10 @@ struct Config {
   std::string out;
   int nodes = 3;
   int slots = 8;
-  int prefetch = -1;  // the nodes' --prefetch; -1: the node's default
+  // The nodes' --prefetch (-1: the node's default, 16). 128 by default here: no-op tasks are what
+  // prefetch is for, and the tasks one assign and one commit write carry set the rate
+  // (docs/PERFORMANCE.md: 780 vs 3,071 tasks/s end to end at 16 and 128, same session).
+  int prefetch = 128;
   // The nodes' task protocol (docs/ZNODES.md). Under protocol 2 the throughput scenarios submit
   // without client ids (the server names the tasks {batch}.{index}): a client-chosen id is an id
   // entry, one znode per task, which is what batch records exist to avoid. `--protocol 1`
@@ -266,6 +269,63 @@ std::unique_ptr<httplib::Client> client(int port) {
   c->set_read_timeout(30);
   c->set_write_timeout(30);
   return c;
+}
+
+// The counters of the nodes' /metrics that break a run's requests down (docs/METRICS.md):
+// ZooKeeper requests per op, the leader's assign multis and tasks, the workers' commit multis.
+// Summed over `ports`; a node that does not answer adds nothing.
+std::map<std::string, double> scrapeCounters(const std::vector<int>& ports) {
+  static const std::string kOps = "drover_zookeeper_request_duration_seconds_count{op=\"";
+  std::map<std::string, double> out;
+  for (int port : ports) {
+    auto c = client(port);
+    auto r = c->Get("/metrics");
+    if (!r || r->status != 200) continue;
+    std::istringstream in(r->body);
+    std::string line;
+    while (std::getline(in, line)) {
+      auto space = line.rfind(' ');
+      if (space == std::string::npos) continue;
+      std::string key;
+      if (line.rfind(kOps, 0) == 0) {
+        auto end = line.find('"', kOps.size());
+        if (end == std::string::npos) continue;
+        key = "zk_" + line.substr(kOps.size(), end - kOps.size());
+      } else {
+        for (const char* name : {"drover_scheduler_assign_multis_total",
+                                 "drover_scheduler_assigned_total",
+                                 "drover_worker_commit_multis_total"}) {
+          if (line.rfind(std::string(name) + " ", 0) == 0) key = name;
+        }
+      }
+      if (key.empty()) continue;
+      out[key] += std::strtod(line.c_str() + space + 1, nullptr);
+    }
+  }
+  return out;
+}
+
+// Per task, what the nodes' counters grew by between two scrapes: requests by op, and the tasks
+// each assign and commit multi carried.
+Json requestBreakdown(const std::map<std::string, double>& before,
+                      const std::map<std::string, double>& after, int64_t tasks) {
+  auto grew = [&](const std::string& k) {
+    auto a = after.find(k);
+    auto b = before.find(k);
+    return (a == after.end() ? 0.0 : a->second) - (b == before.end() ? 0.0 : b->second);
+  };
+  Json per_op = Json::object();
+  for (const auto& [k, v] : after) {
+    if (k.rfind("zk_", 0) == 0 && grew(k) > 0) per_op[k.substr(3)] = grew(k) / tasks;
+  }
+  double assigns = grew("drover_scheduler_assign_multis_total");
+  double commits = grew("drover_worker_commit_multis_total");
+  return {{"node_requests_per_task_by_op", per_op},
+          {"assign_multis", assigns},
+          {"tasks_per_assign_multi",
+           assigns > 0 ? grew("drover_scheduler_assigned_total") / assigns : 0.0},
+          {"commit_multis", commits},
+          {"tasks_per_commit_multi", commits > 0 ? tasks / commits : 0.0}};
 }
 
 // --- a Drover cluster under a fresh root -------------------------------------------------------
@@ -738,6 +798,7 @@ struct Bench {
       std::vector<double> zcpu0;
       for (int i = 0; i < zk.size(); ++i) zcpu0.push_back(cpuSeconds(zk.pid(i)));
       double packets0 = packetsReceived(zk);
+      auto counters0 = scrapeCounters(cluster.ports());
 
       Submit s;
       auto t0 = SteadyClock::now();
@@ -778,6 +839,7 @@ struct Bench {
       figures["drover_core_us_per_task"] = node_cpu * 1e6 / n;
       figures["zookeeper_core_us_per_task"] = zk_cpu * 1e6 / n;
       figures["bench_poll_requests"] = cluster.pollRequests();
+      figures["requests"] = requestBreakdown(counters0, scrapeCounters(cluster.ports()), n);
       if (s.errors > 0) out.fail(std::to_string(s.errors) + " submit errors: " + s.first_error);
       if (!d.finished) out.fail(d.detail);
       verifySucceeded(cluster, s.ids, figures, out);
@@ -1345,7 +1407,7 @@ int main(int argc, char** argv) {
   app.add_option("--protocol", config.protocol, "Nodes' --protocol (1 or 2)")
       ->check(CLI::Range(1, 2))
       ->capture_default_str();
-  app.add_option("--prefetch", config.prefetch, "Nodes' --prefetch (-1: their default)")
+  app.add_option("--prefetch", config.prefetch, "Nodes' --prefetch (-1: their default, 16)")
       ->capture_default_str();
   app.add_option("--batch-tasks", config.batch_tasks)->capture_default_str();
   app.add_option("--batch-size", config.batch_size)->capture_default_str();

@@ -82,6 +82,13 @@ std::vector<base::CallbackHandle> registerNodeMetrics(const coord::Coordination&
         auto st = leader ? leader->stats() : std::nullopt;
         return st ? Samples{{{}, static_cast<double>(st->assigned_total)}} : Samples{};
       });
+  add("drover_scheduler_assign_multis_total",
+      "Assign multis committed by the current leadership (each gives chunks to one or more "
+      "workers)",
+      base::MetricType::kCounter, [&leader] {
+        auto st = leader ? leader->stats() : std::nullopt;
+        return st ? Samples{{{}, static_cast<double>(st->batches)}} : Samples{};
+      });
   add("drover_scheduler_requeued_total",
       "Tasks of dead workers moved back to pending by the current leadership",
       base::MetricType::kCounter, [&leader] {

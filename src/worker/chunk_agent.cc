@@ -490,7 +490,7 @@ void ChunkAgent::onRunDone(const Key& key, HandlerResult result, int64_t ended_m
   if (halted() || t.gone) {
     // Taken from its chunk (reclaimed or cancelled) while it ran: its outcome is not ours to
     // record. On shutdown or death the leader requeues it.
-    if (t.gone && !halted()) bumpStats([](AgentStats& s) { ++s.fenced_commits; });
+    if (t.gone && !halted()) countFenced();
     tasks_.erase(it);
     runningChanged();
     startQueued();
@@ -535,11 +535,19 @@ void ChunkAgent::onRunDone(const Key& key, HandlerResult result, int64_t ended_m
   startQueued();
 }
 
+void ChunkAgent::countFenced() {
+  bumpStats([](AgentStats& s) { ++s.fenced_commits; });
+  static auto& fenced_total = base::metrics().counter(
+      "drover_worker_fenced_commits_total",
+      "Worker commits refused because the assignment was gone (late results discarded)");
+  fenced_total.inc();
+}
+
 void ChunkAgent::onCommitDone(const Finished& f, bool landed) {
   if (!landed) {
     spdlog::info("worker {}: outcome of {} discarded (its chunk no longer holds it)", worker_id_,
                  f.item.id);
-    bumpStats([](AgentStats& s) { ++s.fenced_commits; });
+    countFenced();
     return;
   }
   if (f.retry) {

@@ -117,6 +117,8 @@ class ChunkAgent final : public Agent {
   bool sessionGone(const coord::Error& e);
   bool halted() const { return stopping_ || shared_->dead.load(); }
   void retryLater(uint32_t& tries, base::Task task);
+  // An outcome discarded because its chunk no longer holds the task: stats and metric.
+  void countFenced();
   template <class F>
   void bumpStats(F&& f) {
     std::lock_guard lock(stats_mu_);

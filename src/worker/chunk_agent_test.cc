@@ -35,7 +35,25 @@ class Tap final : public coord::ForwardingCoordination {
     auto r = inner_.multi(std::move(ops)).get();  // the fake answers at once
     ++multis;
     if (!r) ++failed_multis;
+    if (hold) {  // landed, but the reply waits for releaseHeld(): a commit in flight
+      std::lock_guard lock(mu_);
+      coord::Promise<std::vector<coord::OpResult>> p;
+      held_.emplace_back(p, std::move(r));
+      return p.future();
+    }
     return coord::Future<std::vector<coord::OpResult>>::ready(std::move(r));
+  }
+  size_t held() {
+    std::lock_guard lock(mu_);
+    return held_.size();
+  }
+  void releaseHeld() {
+    std::vector<Held> out;
+    {
+      std::lock_guard lock(mu_);
+      out.swap(held_);
+    }
+    for (auto& [p, r] : out) p.set(std::move(r));
   }
   coord::Future<coord::Node> get(const std::string& path, coord::Watcher watcher) override {
     std::lock_guard lock(mu_);
@@ -58,9 +76,13 @@ class Tap final : public coord::ForwardingCoordination {
   }
   std::atomic<int> multis{0};
   std::atomic<int> failed_multis{0};
+  std::atomic<bool> hold{false};
 
  private:
+  using Held = std::pair<coord::Promise<std::vector<coord::OpResult>>,
+                         coord::Result<std::vector<coord::OpResult>>>;
   std::mutex mu_;
+  std::vector<Held> held_;
   std::map<std::string, int> gets_;
   std::map<std::string, int> sets_;
 };
@@ -273,6 +295,38 @@ TEST_F(ChunkAgentTest, RunsAChunkAndCommitsWhatIsReadyTogetherInOneMulti) {
   }
   // One result record per chunk commit and batch.
   EXPECT_EQ(admin_.children(layout_.batch(batch), nullptr).get()->size(), 2u);
+}
+
+// One commit multi in flight per worker: outcomes that finish while it is out wait for its reply
+// and then share one multi, whatever chunk they come from (docs/ZNODES.md, the worker's side).
+TEST_F(ChunkAgentTest, OutcomesReadyWhileACommitIsInFlightGoOutTogetherAfterIt) {
+  startAgent();
+  std::string batch = submit({spec("record"), spec("gate"), spec("gate")});
+  tap_.hold = true;
+  assign(batch, {0});
+  ASSERT_TRUE(until([&] { return tap_.held() == 1; }));  // its commit is out, reply held
+  int sent = tap_.multis;
+  std::string c2 = assign(batch, {1});
+  std::string c3 = assign(batch, {2});
+  ASSERT_TRUE(until([&] { return gate_runs_ == 2; }));
+  release_ = true;
+  settle();
+  ASSERT_TRUE(until([&] { return agent_->stats().running == 0; }));
+  EXPECT_EQ(tap_.multis, sent);  // both wait: nothing sent while a commit is in flight
+  tap_.hold = false;
+  tap_.releaseHeld();
+  ASSERT_TRUE(until([&] { return agent_->stats().succeeded == 3; }));
+  EXPECT_EQ(tap_.multis, sent + 1);  // then one multi for both chunks
+  EXPECT_EQ(tap_.failed_multis, 0);
+  EXPECT_FALSE(chunk(c2));
+  EXPECT_FALSE(chunk(c3));
+  std::map<uint32_t, int> times;
+  auto out = outcomes(batch, &times);
+  ASSERT_EQ(out.size(), 3u);
+  for (uint32_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(out[i].state, State::kSucceeded) << i;
+    EXPECT_EQ(times[i], 1) << i;
+  }
 }
 
 // A chunk's name is never used again, so once it is deleted no watch may stay on its path: the

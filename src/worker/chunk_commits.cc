@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "base/clock.h"
+#include "base/metrics.h"
 #include "tasks/protocol.h"
 
 namespace drover::worker {
@@ -202,6 +203,10 @@ bool ChunkCommits::addTo(tasks::v2::Builder& b, const std::string& name, ChunkSt
 void ChunkCommits::flush() {
   flush_posted_ = false;
   if (halted_) return;
+  // One commit write in flight per worker: outcomes that finish meanwhile wait for its reply and
+  // go out together. Idle, a lone outcome goes at once; under load each write carries more tasks
+  // (a write costs the ensemble far more than the bytes of one more outcome in it).
+  if (multis_inflight_ > 0) return;
   std::vector<std::string> names;
   for (auto& [name, c] : chunks_) {
     if (c.phase != Phase::kIdle || !c.known || c.ready.empty()) continue;
@@ -245,6 +250,12 @@ void ChunkCommits::send(tasks::v2::Builder b, std::vector<std::string> chunks,
   }
   auto m = std::move(b).finish();
   auto post = hooks_.post;
+  // Tasks per commit multi is what the per-task request budget rests on (docs/PERFORMANCE.md).
+  static auto& multis = base::metrics().counter(
+      "drover_worker_commit_multis_total",
+      "Commit multis this node's worker sent (each holds the outcomes of one or more chunks)");
+  multis.inc();
+  ++multis_inflight_;
   coord_.multi(std::move(m.ops))
       .then([this, post, chunks = std::move(chunks), batches = std::move(batches),
              decoder = std::move(m.decoder)](const MultiResult& r) mutable {
@@ -256,6 +267,7 @@ void ChunkCommits::send(tasks::v2::Builder b, std::vector<std::string> chunks,
 void ChunkCommits::onSent(const std::vector<std::string>& chunks,
                           const std::set<std::string>& batches, const tasks::v2::Decoder& decoder,
                           const MultiResult& r) {
+  --multis_inflight_;
   if (halted_) return;
   // A pending state read for retries is used once (the leader writes it all the time); the
   // batches of a flush are written by one multi each, so none is in use by another.

@@ -2,7 +2,7 @@
 
 // The commit side of protocol v2's worker (docs/ZNODES.md "Protocol v2"): turns finished tasks
 // into commit multis. Outcomes ready together share one multi (several chunks' commits, up to
-// the byte limit); each chunk is written at the version last read, so a chunk the leader or the
+// the byte limit), and one multi is in flight at a time: what finishes meanwhile goes in the next; each chunk is written at the version last read, so a chunk the leader or the
 // API rewrote meanwhile fences the commit, and only the outcomes of tasks still in it are sent
 // again.
 
@@ -108,6 +108,7 @@ class ChunkCommits {
   const AgentOptions& options_;
   Hooks hooks_;
   bool halted_ = false;
+  size_t multis_inflight_ = 0;  // commit multis sent, reply not handled yet
   bool flush_posted_ = false;
   std::map<std::string, ChunkState> chunks_;
   std::map<std::string, PendingCopy> pending_;  // pending states read for retries, by batch
