@@ -12,7 +12,6 @@
 #include "api/http.h"
 #include "api/schedule_store.h"
 #include "api/stats_history.h"
-#include "api/store.h"
 #include "api/webhook_dispatcher.h"
 #include "app/config.h"
 #include "app/roles.h"
@@ -225,12 +224,7 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
 
   api::StoreOptions store_options;
   store_options.max_pending = static_cast<size_t>(config.max_pending_tasks);
-  std::unique_ptr<api::TaskService> store;
-  if (config.protocol == 2) {
-    store = std::make_unique<api::BatchStore>(c, layout, store_options);
-  } else {
-    store = std::make_unique<api::TaskStore>(c, layout, store_options);
-  }
+  auto store = std::make_unique<api::BatchStore>(c, layout, store_options);
   api::EventFeed events(c, layout);
   events.start();
   std::unique_ptr<WorkerRole> worker;
