@@ -659,17 +659,19 @@ TEST_F(ClusterTest, BadInputGetsAClearErrorAndWritesNothing) {
   EXPECT_TRUE(nodes_[0]->process->alive());
 }
 
-// A node started with --protocol 1 refuses the tree at start (exit 3, saying what to do) and
-// writes nothing to it; the cluster already on it runs on.
-TEST_F(ClusterTest, ANodeOfTheOtherProtocolRefusesTheTreeAndWritesNothing) {
+// A node started with --protocol 1 (removed) refuses to start (exit 2, saying what to do) and
+// writes nothing to the tree; the cluster already on it runs on.
+TEST_F(ClusterTest, ANodeOfTheRemovedFirstProtocolRefusesToStartAndWritesNothing) {
   startCluster(1, 2);
   Process node({DROVER_BINARY, "node", "--zk", zk().connectString(), "--zk-root", root_, "--http",
                 "127.0.0.1:0", "--protocol", "1", "--session-timeout-ms",
                 std::to_string(kSessionMs)});
   auto exit = node.wait(60s);
   ASSERT_TRUE(exit) << "a protocol-1 node runs on this tree: " << node.readStderr();
-  EXPECT_EQ(exit->code, 3) << node.readStderr();
-  EXPECT_NE(node.readStderr().find("--protocol 2"), std::string::npos) << node.readStderr();
+  EXPECT_EQ(exit->code, 2) << node.readStderr();
+  EXPECT_NE(node.readStderr().find("protocol 1 was removed; use a fresh --zk-root"),
+            std::string::npos)
+      << node.readStderr();
   syncWith(root_);
   for (const auto& path : {layout_.jobs(), layout_.statuses()}) {
     auto there = zkc_->exists(path, nullptr).get();

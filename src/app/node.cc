@@ -131,7 +131,8 @@ std::string validate(const NodeConfig& c) {
   }
   if (c.prefetch < 0 || c.prefetch > 4096) return "--prefetch must be from 0 to 4096";
   if (c.max_pending_tasks < 0) return "--max-pending-tasks must be 0 (no cap) or more";
-  if (c.protocol != 1 && c.protocol != 2) return "--protocol must be 1 or 2";
+  if (c.protocol == 1) return "protocol 1 was removed; use a fresh --zk-root";
+  if (c.protocol != 2) return "--protocol must be 2";
   if (c.retention_count < 0 || c.retention_count > 10000000) {
     return "--retention-count must be from 0 to 10000000";
   }
@@ -200,7 +201,7 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
   std::string refusal;
   if (auto st = retryAtStart(fmt::format("creating the znode tree under {}", config.zk_root), stop,
                              [&]() -> coord::Status {
-                               auto r = prepareTree(c, layout, config.protocol);
+                               auto r = prepareTree(c, layout);
                                if (!r) return tl::make_unexpected(r.error());
                                refusal = *r;
                                return {};
@@ -216,7 +217,7 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
     return 3;
   }
   std::vector<std::string> tree_paths = {config.zk_root};
-  for (const auto& d : treeDirectories(layout, config.protocol)) tree_paths.push_back(d);
+  for (const auto& d : treeDirectories(layout)) tree_paths.push_back(d);
   if (auto bad = checkTreeAcl(c, tree_paths, *credential); !bad.empty()) {
     spdlog::error("cannot use the znode tree under {}: {}", config.zk_root, bad);
     return 3;
