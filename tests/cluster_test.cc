@@ -38,16 +38,6 @@ using local::ZkCluster;
 
 constexpr int kSessionMs = 2000;
 
-// The task protocol the nodes run (docs/ZNODES.md): this suite runs once per protocol, as the
-// ctests cluster_test (1) and cluster_test_v2 (2), chosen by DROVER_TEST_PROTOCOL.
-int protocol() {
-  static const int p = [] {
-    const char* v = std::getenv("DROVER_TEST_PROTOCOL");
-    return v && std::string(v) == "2" ? 2 : 1;
-  }();
-  return p;
-}
-
 struct Node {
   std::string id;
   int port = 0;
@@ -147,9 +137,7 @@ class ClusterTest : public ::testing::Test {
                                      "--session-timeout-ms",
                                      std::to_string(kSessionMs),
                                      "--strategy",
-                                     strategy,
-                                     "--protocol",
-                                     std::to_string(protocol())};
+                                     strategy};
     for (auto& e : extra) argv.push_back(e);
     n->process = std::make_unique<Process>(argv);
     bool up = base::eventually(
@@ -234,16 +222,9 @@ class ClusterTest : public ::testing::Test {
   }
 
   std::optional<tasks::TaskStatus> status(const std::string& id) {
-    if (protocol() == 2) {
-      auto all = statuses({id});
-      auto it = all.find(id);
-      return it == all.end() ? std::nullopt : std::optional(it->second);
-    }
-    syncWith(layout_.status(id));
-    auto node = zkc_->get(layout_.status(id), nullptr).get();
-    if (!node) return std::nullopt;
-    auto j = tasks::parseJson(node->data);
-    return j ? tasks::statusFromJson(*j) : std::nullopt;
+    auto all = statuses({id});
+    auto it = all.find(id);
+    return it == all.end() ? std::nullopt : std::optional(it->second);
   }
 
   // Reads every status once (pipelined).
@@ -253,35 +234,22 @@ class ClusterTest : public ::testing::Test {
     return s ? std::optional(s->state) : std::nullopt;
   }
 
-  // Protocol 2: a task has a status here once it has an outcome (tasks/inspect.h); one that waits
-  // or runs has none, which is all these tests need (they wait for outcomes).
+  // A task has a status here once it has an outcome (tasks/inspect.h); one that waits or runs is
+  // what a live node's API says of it.
   std::map<std::string, tasks::TaskStatus> statuses(const std::vector<std::string>& ids) {
-    if (protocol() == 2) {
-      syncWith(layout_.root());
-      auto found = tasks::inspect::outcomes(*zkc_, layout_, ids);
-      EXPECT_TRUE(found) << "reading outcomes failed";
-      if (!found) return {};
-      // Not finished: what a live node's API says (waiting, assigned or running).
-      Node* node = aliveNode();
-      for (const auto& id : ids) {
-        if (!node || found->count(id)) continue;
-        auto r = request(node->url(), "GET", "/v1/tasks/" + id);
-        if (r.status != 200) continue;
-        if (auto st = tasks::statusFromJson(r.body)) found->emplace(id, *st);
-      }
-      return *found;
+    syncWith(layout_.root());
+    auto found = tasks::inspect::outcomes(*zkc_, layout_, ids);
+    EXPECT_TRUE(found) << "reading outcomes failed";
+    if (!found) return {};
+    // Not finished: what a live node's API says (waiting, assigned or running).
+    Node* node = aliveNode();
+    for (const auto& id : ids) {
+      if (!node || found->count(id)) continue;
+      auto r = request(node->url(), "GET", "/v1/tasks/" + id);
+      if (r.status != 200) continue;
+      if (auto st = tasks::statusFromJson(r.body)) found->emplace(id, *st);
     }
-    syncWith(layout_.statuses());
-    std::vector<coord::Future<coord::Node>> fs;
-    for (const auto& id : ids) fs.push_back(zkc_->get(layout_.status(id), nullptr));
-    std::map<std::string, tasks::TaskStatus> out;
-    for (size_t i = 0; i < ids.size(); ++i) {
-      auto& r = fs[i].get();
-      if (!r) continue;
-      auto j = tasks::parseJson(r->data);
-      if (auto s = j ? tasks::statusFromJson(*j) : std::nullopt) out.emplace(ids[i], *s);
-    }
-    return out;
+    return *found;
   }
 
   bool allTerminal(const std::vector<std::string>& ids, std::chrono::milliseconds timeout) {
@@ -299,48 +267,19 @@ class ClusterTest : public ::testing::Test {
   void expectNoTokensLeft(const std::vector<std::string>& ids) {
     std::set<std::string> want(ids.begin(), ids.end());
     ASSERT_TRUE(syncWith(layout_.root()));
-    if (protocol() == 2) {
-      auto left = tasks::inspect::unfinished(*zkc_, layout_);
-      ASSERT_TRUE(left);
-      for (const auto& id : *left) EXPECT_FALSE(want.count(id)) << "still waiting or held: " << id;
-      return;
-    }
-    auto workers = zkc_->children(layout_.assignments(), nullptr).get();
-    ASSERT_TRUE(workers);
-    for (const auto& w : *workers) {
-      auto kids = zkc_->children(layout_.assignmentsOf(w), nullptr).get();
-      if (!kids) continue;
-      for (const auto& k : *kids)
-        EXPECT_FALSE(want.count(k)) << "assignment left: " << w << "/" << k;
-    }
-    for (const auto& id : ids) {
-      auto job = zkc_->exists(layout_.job(id), nullptr).get();
-      ASSERT_TRUE(job);
-      EXPECT_FALSE(job->has_value()) << "job left for " << id;
-    }
+    auto left = tasks::inspect::unfinished(*zkc_, layout_);
+    ASSERT_TRUE(left);
+    for (const auto& id : *left) EXPECT_FALSE(want.count(id)) << "still waiting or held: " << id;
   }
 
-  // Statuses over the 256 status buckets (listed pipelined); protocol 2: batch records.
+  // The batch records in the tree.
   size_t statusCount() {
-    if (protocol() == 2) {
-      syncWith(layout_.root());
-      auto buckets = zkc_->children(layout_.batches(), nullptr).get();
-      if (!buckets) return 0;
-      size_t n = 0;
-      for (const auto& b : *buckets) {
-        auto kids = zkc_->children(layout_.batchBucket(b), nullptr).get();
-        if (kids) n += kids->size();
-      }
-      return n;
-    }
-    syncWith(layout_.statuses());
-    std::vector<coord::Future<std::vector<std::string>>> fs;
-    for (int b = 0; b < tasks::Layout::kJobBuckets; ++b) {
-      fs.push_back(zkc_->children(layout_.statusBucketAt(b), nullptr));
-    }
+    syncWith(layout_.root());
+    auto buckets = zkc_->children(layout_.batches(), nullptr).get();
+    if (!buckets) return 0;
     size_t n = 0;
-    for (auto& f : fs) {
-      auto& kids = f.get();
+    for (const auto& b : *buckets) {
+      auto kids = zkc_->children(layout_.batchBucket(b), nullptr).get();
       if (kids) n += kids->size();
     }
     return n;
@@ -720,26 +659,21 @@ TEST_F(ClusterTest, BadInputGetsAClearErrorAndWritesNothing) {
   EXPECT_TRUE(nodes_[0]->process->alive());
 }
 
-// A node of the other task protocol refuses the tree at start (exit 3, saying what to do) and
-// writes nothing to it; the cluster already on it runs on.
-TEST_F(ClusterTest, ANodeOfTheOtherProtocolRefusesTheTreeAndWritesNothing) {
+// A node started with --protocol 1 (removed) refuses to start (exit 2, saying what to do) and
+// writes nothing to the tree; the cluster already on it runs on.
+TEST_F(ClusterTest, ANodeOfTheRemovedFirstProtocolRefusesToStartAndWritesNothing) {
   startCluster(1, 2);
-  const int other = 3 - protocol();
   Process node({DROVER_BINARY, "node", "--zk", zk().connectString(), "--zk-root", root_, "--http",
-                "127.0.0.1:0", "--protocol", std::to_string(other), "--session-timeout-ms",
+                "127.0.0.1:0", "--protocol", "1", "--session-timeout-ms",
                 std::to_string(kSessionMs)});
   auto exit = node.wait(60s);
-  ASSERT_TRUE(exit) << "a protocol-" << other << " node runs on this tree: " << node.readStderr();
-  EXPECT_EQ(exit->code, 3) << node.readStderr();
-  EXPECT_NE(node.readStderr().find(other == 2 ? "fresh --zk-root" : "--protocol 2"),
+  ASSERT_TRUE(exit) << "a protocol-1 node runs on this tree: " << node.readStderr();
+  EXPECT_EQ(exit->code, 2) << node.readStderr();
+  EXPECT_NE(node.readStderr().find("protocol 1 was removed; use a fresh --zk-root"),
             std::string::npos)
       << node.readStderr();
   syncWith(root_);
-  std::vector<std::string> theirs =
-      other == 2
-          ? std::vector<std::string>{layout_.protocol(), layout_.batches(), layout_.pendingRoot()}
-          : std::vector<std::string>{layout_.jobs(), layout_.statuses()};
-  for (const auto& path : theirs) {
+  for (const auto& path : {layout_.jobs(), layout_.statuses()}) {
     auto there = zkc_->exists(path, nullptr).get();
     ASSERT_TRUE(there);
     EXPECT_FALSE(there->has_value()) << path << " was written by the refused node";
@@ -788,10 +722,10 @@ TEST_F(ClusterTest, AnEmbeddedNodeRunsItsOwnTaskType) {
     auto n = std::make_unique<Node>();
     n->id = "e" + std::to_string(i);
     n->port = local::freePort();
-    n->process = std::make_unique<Process>(std::vector<std::string>{
-        DROVER_EMBEDDED_NODE, "--zk", zk().connectString(), "--zk-root", root_, "--http",
-        "127.0.0.1:" + std::to_string(n->port), "--id", n->id, "--session-timeout-ms",
-        std::to_string(kSessionMs), "--protocol", std::to_string(protocol())});
+    n->process = std::make_unique<Process>(
+        std::vector<std::string>{DROVER_EMBEDDED_NODE, "--zk", zk().connectString(), "--zk-root",
+                                 root_, "--http", "127.0.0.1:" + std::to_string(n->port), "--id",
+                                 n->id, "--session-timeout-ms", std::to_string(kSessionMs)});
     ASSERT_TRUE(base::eventually(
         [&] { return n->process->readStderr().find("worker " + n->id) != std::string::npos; }, 30s))
         << n->process->readStderr();

@@ -20,7 +20,7 @@ expect_violation() {  # name, then the planting command run inside a fresh copy
   echo "caught $name: $(head -n 1 "$tmp/out")"
 }
 expect_violation "include from above" \
-  "echo '#include \"api/store.h\"' >> src/base/clock.h"
+  "echo '#include \"api/batch_store.h\"' >> src/base/clock.h"
 expect_violation "scheduler includes worker" \
   "echo '#include \"worker/agent.h\"' >> src/scheduler/strategy.h"
 expect_violation "ZooKeeper header outside coord/zk" \

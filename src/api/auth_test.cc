@@ -122,8 +122,9 @@ const std::map<std::pair<std::string, std::string>, Sample>& samples() {
       {{"GET", "/v1/tasks"}, {"/v1/tasks", "", Role::kRead}},
       {{"GET", R"(/v1/tasks/([\s\S]+))"}, {"/v1/tasks/known", "", Role::kRead}},
       {{"DELETE", R"(/v1/tasks/([\s\S]+))"}, {"/v1/tasks/known", "", Role::kSubmit}},
-      // This fixture's store is protocol 1: past the role check, a retry is refused (400).
-      {{"POST", R"(/v1/tasks/([\s\S]+)/retry)"}, {"/v1/tasks/known/retry", "", Role::kSubmit, 400}},
+      // Past the role check, a retry of a task still pending is refused (409).
+      {{"POST", R"(/v1/tasks/([\s\S]+)/retry)"},
+       {"/v1/tasks/waiting/retry", "", Role::kSubmit, 409}},
       {{"GET", "/v1/workers"}, {"/v1/workers", "", Role::kRead}},
       {{"POST", R"(/v1/workers/([^/]+)/drain)"}, {"/v1/workers/w1/drain", "", Role::kAdmin}},
       {{"DELETE", R"(/v1/workers/([^/]+)/drain)"}, {"/v1/workers/w1/drain", "", Role::kAdmin}},
@@ -151,6 +152,8 @@ const std::map<std::pair<std::string, std::string>, Sample>& samples() {
 
 TEST_F(AuthTest, EveryRouteAnswers401WithoutAValidToken403ForAWeakRoleAnd2xxOtherwise) {
   ASSERT_EQ(call("POST", "/v1/tasks", tokens_.admin, R"({"id":"known","type":"noop"})").status,
+            202);
+  ASSERT_EQ(call("POST", "/v1/tasks", tokens_.admin, R"({"id":"waiting","type":"noop"})").status,
             202);
   // A live worker for the drain route.
   tasks::WorkerInfo w1;
@@ -263,7 +266,7 @@ TEST(RouteTable, ARouteWithoutARoleCannotBeRegistered) {
   auto server = std::make_shared<coord::FakeServer>();
   coord::FakeCoordination c(server);
   tasks::Layout layout("/drover");
-  TaskStore store(c, layout);
+  BatchStore store(c, layout);
   HttpOptions ho;
   ho.port = 0;
   HttpServer http(store, nullptr, ho);

@@ -254,12 +254,11 @@ StoreResult<std::map<State, size_t>> BatchReader::countTasks(const WorkersView& 
   return counts;
 }
 
-// The first protocol's view counts a worker's assignment znodes; under v2 those are chunks of up
-// to 64 tasks, so `assigned` is the items of its chunks (the chunks of all workers read
-// pipelined: one listing per worker, one read per chunk), and `running` the ones in slots, as in
-// the first protocol.
+// A worker's assignment znodes are chunks of up to 64 tasks, so `assigned` is the items of its
+// chunks (the chunks of all workers read pipelined: one listing per worker, one read per chunk),
+// and `running` the ones in its slots.
 StoreResult<WorkersView> BatchReader::workers() {
-  auto view = v1_.workers();
+  auto view = registry_.workers();
   if (!view) return view;
   std::vector<coord::Future<std::vector<std::string>>> listings;
   for (const auto& w : view->workers) {
@@ -290,7 +289,7 @@ StoreResult<WorkersView> BatchReader::workers() {
 }
 
 StoreResult<ClusterView> BatchReader::cluster() {
-  auto workers = v1_.workers();
+  auto workers = registry_.workers();
   if (!workers) return tl::unexpected(workers.error());
   ClusterView view;
   view.leader = workers->leader;

@@ -95,7 +95,10 @@ struct BatchReader::WaitSignal {
 };
 
 BatchReader::BatchReader(coord::Coordination& coord, tasks::Layout layout, StoreOptions options)
-    : coord_(coord), layout_(std::move(layout)), options_(options), v1_(coord, layout_, options_) {}
+    : coord_(coord),
+      layout_(std::move(layout)),
+      options_(options),
+      registry_(coord, layout_, options_) {}
 
 void BatchReader::remember(const std::string& key, size_t bytes) {
   cache_order_.emplace_back(key, bytes);

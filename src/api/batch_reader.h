@@ -19,7 +19,7 @@
 
 #include "api/problem.h"
 #include "api/store_options.h"
-#include "api/task_reader.h"
+#include "api/workers_reader.h"
 #include "coord/coordination.h"
 #include "tasks/batch.h"
 #include "tasks/layout.h"
@@ -112,7 +112,7 @@ class BatchReader {
   coord::Coordination& coord_;
   const tasks::Layout layout_;
   const StoreOptions options_;
-  TaskReader v1_;  // workers() and the leader: the same records in both protocols
+  WorkersReader registry_;  // /workers and /leader
 
   // Immutable records, bounded by bytes (oldest entries go first).
   std::mutex cache_mu_;

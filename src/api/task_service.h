@@ -1,9 +1,8 @@
 #pragma once
 
 // What the HTTP layer (http.cc, http_routing.cc) and the other front ends ask of the task
-// protocol, whichever protocol the tree runs: TaskStore (api/store.h) is the first protocol's
-// (one znode per task), BatchStore (api/batch_store.h) protocol v2's (batch records,
-// docs/ZNODES.md "Protocol v2"). The node picks one by its `protocol` config key.
+// protocol: BatchStore (api/batch_store.h, batch records, docs/ZNODES.md "Protocol v2") is the
+// implementation; unit tests may put their own behind it.
 //
 // Thread-safe: every method may be called from many HTTP threads at once; each blocks for at
 // most about the store's deadlines. Failures are values (api/problem.h), one HTTP status each.

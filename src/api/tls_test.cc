@@ -11,8 +11,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "api/batch_store.h"
 #include "api/http.h"
-#include "api/store.h"
 #include "coord/fake/fake_coordination.h"
 #include "tasks/layout.h"
 
@@ -57,7 +57,7 @@ class TlsTest : public ::testing::Test {
   std::string dir_;
   std::shared_ptr<coord::FakeServer> zk_ = std::make_shared<coord::FakeServer>();
   coord::FakeCoordination coord_{zk_};
-  TaskStore store_{coord_, tasks::Layout("/drover")};
+  BatchStore store_{coord_, tasks::Layout("/drover")};
 };
 
 TEST_F(TlsTest, ServesHttpsToAClientThatTrustsTheCertificateAndNothingOverPlainHttp) {

@@ -212,6 +212,17 @@ TEST(Config, PrefetchIsValidatedLikeSlots) {
   EXPECT_EQ(validate(c), "");
 }
 
+// The flag and the config key stay for one release; only 2 is accepted.
+TEST(Config, ProtocolOneIsRefusedWithWhatToDo) {
+  NodeConfig c;
+  EXPECT_EQ(c.protocol, 2);
+  EXPECT_EQ(validate(c), "");
+  EXPECT_FALSE(setConfigKey(c, "protocol", "1").has_value());
+  EXPECT_EQ(validate(c), "protocol 1 was removed; use a fresh --zk-root");
+  c.protocol = 3;
+  EXPECT_EQ(validate(c), "--protocol must be 2");
+}
+
 TEST(Config, MaxPendingTasks) {
   NodeConfig c;
   EXPECT_EQ(c.max_pending_tasks, 1000000);  // the documented default

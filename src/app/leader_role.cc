@@ -96,32 +96,23 @@ bool LeaderRole::leading() const { return election_ && election_->isLeader(); }
 
 int32_t LeaderRole::epoch() const { return election_ ? election_->epoch() : -1; }
 
-std::optional<scheduler::Scheduler::Stats> LeaderRole::stats() const {
+std::optional<scheduler::LeaderStats> LeaderRole::stats() const {
   std::lock_guard lock(mu_);
   if (!scheduler_) return std::nullopt;
   return scheduler_->snapshot();
 }
 namespace {
 
-template <class S>
-struct AssignerOf final : LeaderRole::Assigner {
-  explicit AssignerOf(std::unique_ptr<S> s) : scheduler(std::move(s)) {}
-  void stop() override { scheduler->stop(); }
-  scheduler::Scheduler::Stats snapshot() const override { return scheduler->snapshot(); }
-  std::unique_ptr<S> scheduler;
-};
-
-template <class S>
-std::unique_ptr<LeaderRole::Assigner> startScheduler(
+std::unique_ptr<scheduler::BatchScheduler> startScheduler(
     coord::Coordination& c, const tasks::Layout& layout, const NodeConfig& config, int32_t epoch,
     std::function<void(const std::string&)> fenced) {
-  typename S::Options so;
+  scheduler::BatchScheduler::Options so;
   so.strategy = config.strategy;
   so.retention_count = static_cast<size_t>(config.retention_count);
   so.retention_age = std::chrono::seconds(config.retention_age_s);
-  auto s = std::make_unique<S>(c, layout, so, epoch, std::move(fenced));
+  auto s = std::make_unique<scheduler::BatchScheduler>(c, layout, so, epoch, std::move(fenced));
   s->start();
-  return std::make_unique<AssignerOf<S>>(std::move(s));
+  return s;
 }
 
 }  // namespace
@@ -134,9 +125,7 @@ void LeaderRole::onElected(int32_t epoch) {
     counter.inc();
     election_->stepDown(reason, epoch);
   };
-  auto s = config_.protocol == 2
-               ? startScheduler<scheduler::BatchScheduler>(coord_, layout_, config_, epoch, fenced)
-               : startScheduler<scheduler::Scheduler>(coord_, layout_, config_, epoch, fenced);
+  auto s = startScheduler(coord_, layout_, config_, epoch, fenced);
   // Completion webhooks are the leader's too, but off the assign path: the dispatcher has its
   // own threads and reads the event log through the node's feed (docs/API.md).
   auto d = std::make_unique<api::WebhookDispatcher>(coord_, layout_, events_, epoch, webhooks_);
@@ -154,7 +143,7 @@ void LeaderRole::onElected(int32_t epoch) {
   firing_ = std::move(f);
 }
 void LeaderRole::onLost(const std::string&) {
-  std::unique_ptr<Assigner> s;
+  std::unique_ptr<scheduler::BatchScheduler> s;
   std::unique_ptr<api::WebhookDispatcher> d;
   std::unique_ptr<ScheduleFiring> f;
   {

@@ -130,7 +130,7 @@ int main(int argc, char** argv) {
       {"retention_count", "Finished task statuses kept at most (the leader deletes the oldest)"},
       {"retention_age_s", "Finished task statuses are deleted after this many seconds"},
       {"max_pending_tasks", "Pending tasks past which submits get 429 (0: no cap)"},
-      {"protocol", "Task protocol of the znode tree: 1 (a znode per task) or 2 (batch records)"},
+      {"protocol", "Task protocol of the znode tree: 2 (batch records; protocol 1 was removed)"},
       {"log_level", "trace|debug|info|warn|error|critical|off"},
       {"log_format", "text | json"},
       {"allow_insecure_bind", "true: serve an API without tokens on a non-loopback address"},

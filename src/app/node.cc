@@ -12,7 +12,6 @@
 #include "api/http.h"
 #include "api/schedule_store.h"
 #include "api/stats_history.h"
-#include "api/store.h"
 #include "api/webhook_dispatcher.h"
 #include "app/config.h"
 #include "app/roles.h"
@@ -132,7 +131,8 @@ std::string validate(const NodeConfig& c) {
   }
   if (c.prefetch < 0 || c.prefetch > 4096) return "--prefetch must be from 0 to 4096";
   if (c.max_pending_tasks < 0) return "--max-pending-tasks must be 0 (no cap) or more";
-  if (c.protocol != 1 && c.protocol != 2) return "--protocol must be 1 or 2";
+  if (c.protocol == 1) return "protocol 1 was removed; use a fresh --zk-root";
+  if (c.protocol != 2) return "--protocol must be 2";
   if (c.retention_count < 0 || c.retention_count > 10000000) {
     return "--retention-count must be from 0 to 10000000";
   }
@@ -201,7 +201,7 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
   std::string refusal;
   if (auto st = retryAtStart(fmt::format("creating the znode tree under {}", config.zk_root), stop,
                              [&]() -> coord::Status {
-                               auto r = prepareTree(c, layout, config.protocol);
+                               auto r = prepareTree(c, layout);
                                if (!r) return tl::make_unexpected(r.error());
                                refusal = *r;
                                return {};
@@ -217,7 +217,7 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
     return 3;
   }
   std::vector<std::string> tree_paths = {config.zk_root};
-  for (const auto& d : treeDirectories(layout, config.protocol)) tree_paths.push_back(d);
+  for (const auto& d : treeDirectories(layout)) tree_paths.push_back(d);
   if (auto bad = checkTreeAcl(c, tree_paths, *credential); !bad.empty()) {
     spdlog::error("cannot use the znode tree under {}: {}", config.zk_root, bad);
     return 3;
@@ -225,12 +225,7 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
 
   api::StoreOptions store_options;
   store_options.max_pending = static_cast<size_t>(config.max_pending_tasks);
-  std::unique_ptr<api::TaskService> store;
-  if (config.protocol == 2) {
-    store = std::make_unique<api::BatchStore>(c, layout, store_options);
-  } else {
-    store = std::make_unique<api::TaskStore>(c, layout, store_options);
-  }
+  auto store = std::make_unique<api::BatchStore>(c, layout, store_options);
   api::EventFeed events(c, layout);
   events.start();
   std::unique_ptr<WorkerRole> worker;

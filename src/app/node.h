@@ -32,8 +32,8 @@ struct NodeConfig {
   int64_t retention_age_s = 24 * 3600;
   // Pending tasks (waiting for a worker) past which submits are refused with 429; 0 = no cap.
   int64_t max_pending_tasks = 1000000;
-  // The task protocol of the znode tree (docs/ZNODES.md): 1, one znode per task; 2, batch
-  // records. Every node of a cluster runs the same one; a node refuses a tree of the other.
+  // The task protocol of the znode tree (docs/ZNODES.md): 2, batch records, the only one (protocol
+  // 1, a znode per task, was removed: 1 is refused at start). A node refuses a tree of another.
   int protocol = 2;
   std::string log_level = "info";
   std::string log_format = "text";

@@ -24,7 +24,7 @@
 #include "recipes/election.h"
 #include "recipes/membership.h"
 #include "scheduler/batch_scheduler.h"
-#include "scheduler/scheduler.h"
+#include "scheduler/leader_stats.h"
 #include "tasks/layout.h"
 #include "worker/agent.h"
 #include "worker/chunk_agent.h"
@@ -83,13 +83,13 @@ class WorkerRole {
   base::ThreadExecutor executor_{"membership"};
   worker::Runner runner_;
   std::unique_ptr<recipes::Membership> membership_;
-  std::unique_ptr<worker::Agent> agent_;  // of config_.protocol
+  std::unique_ptr<worker::Agent> agent_;
   uint32_t retry_attempt_ = 0;
   std::chrono::steady_clock::time_point retry_at_{};
 };
 
-// The leader role: standing for election; while elected, a Scheduler fenced by the epoch, the
-// completion-webhook dispatcher and the cron schedules' firer (docs/WORKFLOWS.md).
+// The leader role: standing for election; while elected, a BatchScheduler fenced by the epoch,
+// the completion-webhook dispatcher and the cron schedules' firer (docs/WORKFLOWS.md).
 class LeaderRole {
  public:
   // `candidate_base`: the id to stand under, per session generation as the worker registers
@@ -103,15 +103,8 @@ class LeaderRole {
   void stop();
   bool leading() const;
   int32_t epoch() const;
-  std::optional<scheduler::Scheduler::Stats> stats() const;
+  std::optional<scheduler::LeaderStats> stats() const;
   uint64_t changes() const { return changes_.load(); }
-
-  // The elected leadership's scheduler, of config_.protocol (Scheduler or BatchScheduler).
-  struct Assigner {
-    virtual ~Assigner() = default;
-    virtual void stop() = 0;
-    virtual scheduler::Scheduler::Stats snapshot() const = 0;
-  };
 
  private:
   void onElected(int32_t epoch);
@@ -123,7 +116,7 @@ class LeaderRole {
   mutable std::mutex mu_;
   api::EventFeed& events_;
   const api::WebhookOptions webhooks_;
-  std::unique_ptr<Assigner> scheduler_;
+  std::unique_ptr<scheduler::BatchScheduler> scheduler_;
   std::unique_ptr<api::WebhookDispatcher> dispatcher_;
   api::TaskService& store_;
   struct ScheduleFiring;  // the cron schedules' firer and its thread (leader_role.cc)

@@ -8,6 +8,8 @@ namespace drover::app {
 
 namespace {
 
+constexpr int kProtocol = 2;
+
 // The protocol recorded in /protocol: "" when the marker is missing.
 coord::Result<std::string> marker(coord::Coordination& c, const tasks::Layout& layout) {
   auto node = c.get(layout.protocol(), nullptr).get();
@@ -37,48 +39,38 @@ coord::Status ensureAll(coord::Coordination& c, const std::vector<std::string>& 
 
 }  // namespace
 
-std::vector<std::string> treeDirectories(const tasks::Layout& layout, int protocol) {
-  return protocol == 2 ? layout.directoriesV2() : layout.directories();
+std::vector<std::string> treeDirectories(const tasks::Layout& layout) {
+  return layout.directoriesV2();
 }
 
-coord::Result<std::string> prepareTree(coord::Coordination& c, const tasks::Layout& layout,
-                                       int protocol) {
+coord::Result<std::string> prepareTree(coord::Coordination& c, const tasks::Layout& layout) {
   auto found = marker(c, layout);
   if (!found) return tl::make_unexpected(found.error());
-  const std::string wanted = std::to_string(protocol);
-  if (protocol == 1) {
-    if (!found->empty()) {
-      return fmt::format(
-          "the znode tree under {} was written by task protocol {} ({} holds it); start this "
-          "node with --protocol {}, or use a fresh --zk-root for protocol 1",
-          layout.root(), *found, layout.protocol(), *found);
-    }
-  } else {
-    if (!found->empty() && *found != wanted) {
-      return fmt::format(
-          "the znode tree under {} was written by task protocol {} ({} holds it), not {}; use a "
-          "fresh --zk-root",
-          layout.root(), *found, layout.protocol(), wanted);
-    }
-    if (found->empty()) {
-      // No marker: a tree of the first protocol (it never writes one), or a new tree.
-      for (const auto& v1 : {layout.jobs(), layout.statuses()}) {
-        auto there = exists(c, v1);
-        if (!there) return tl::make_unexpected(there.error());
-        if (*there) {
-          return fmt::format(
-              "the znode tree under {} was written by task protocol 1 (it has {}); protocol {} "
-              "keeps tasks elsewhere and cannot run on it: use a fresh --zk-root (or start "
-              "this node with --protocol 1)",
-              layout.root(), v1, wanted);
-        }
+  const std::string wanted = std::to_string(kProtocol);
+  if (!found->empty() && *found != wanted) {
+    return fmt::format(
+        "the znode tree under {} was written by task protocol {} ({} holds it), not {}; use a "
+        "fresh --zk-root",
+        layout.root(), *found, layout.protocol(), wanted);
+  }
+  if (found->empty()) {
+    // No marker: a tree of the first protocol (it never wrote one), or a new tree.
+    for (const auto& v1 : {layout.jobs(), layout.statuses()}) {
+      auto there = exists(c, v1);
+      if (!there) return tl::make_unexpected(there.error());
+      if (*there) {
+        return fmt::format(
+            "the znode tree under {} was written by task protocol 1 (it has {}), which was "
+            "removed; protocol {} keeps tasks elsewhere and cannot run on it: use a fresh "
+            "--zk-root",
+            layout.root(), v1, wanted);
       }
     }
   }
-  if (auto st = ensureAll(c, treeDirectories(layout, protocol), layout.epoch()); !st) {
+  if (auto st = ensureAll(c, treeDirectories(layout), layout.epoch()); !st) {
     return tl::make_unexpected(st.error());
   }
-  if (protocol == 2 && found->empty()) {
+  if (found->empty()) {
     // Written last: a tree with the marker has every directory.
     auto made = c.create({layout.protocol(), wanted, coord::CreateMode::kPersistent, {}}).get();
     if (!made && made.error().code() != coord::Code::kNodeExists) {

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "coord/fake/fake_coordination.h"
+#include "coord/paths.h"
 
 namespace drover::app {
 namespace {
@@ -28,8 +29,8 @@ class TreeTest : public ::testing::Test {
   tasks::Layout layout_{"/drover"};
 };
 
-TEST_F(TreeTest, ProtocolTwoOnANewTreeWritesTheMarkerAndItsDirectories) {
-  auto r = prepareTree(c_, layout_, 2);
+TEST_F(TreeTest, ANewTreeGetsTheMarkerAndItsDirectories) {
+  auto r = prepareTree(c_, layout_);
   ASSERT_TRUE(r.has_value()) << r.error().toString();
   EXPECT_EQ(*r, "");
   auto marker = c_.get(layout_.protocol(), nullptr).get();
@@ -39,17 +40,16 @@ TEST_F(TreeTest, ProtocolTwoOnANewTreeWritesTheMarkerAndItsDirectories) {
   EXPECT_TRUE(exists(layout_.epoch()));
   EXPECT_FALSE(exists(layout_.jobs()));
   // A second node (or a restart) on the same tree may run.
-  auto again = prepareTree(c_, layout_, 2);
+  auto again = prepareTree(c_, layout_);
   ASSERT_TRUE(again.has_value());
   EXPECT_EQ(*again, "");
 }
 
-TEST_F(TreeTest, ProtocolTwoRefusesATreeOfTheFirstProtocolAndWritesNothing) {
-  auto v1 = prepareTree(c_, layout_, 1);
-  ASSERT_TRUE(v1.has_value());
-  ASSERT_EQ(*v1, "");
+TEST_F(TreeTest, ATreeOfTheRemovedFirstProtocolIsRefusedAndNothingWritten) {
+  // The directories protocol 1 wrote (it wrote no marker).
+  for (const auto& dir : layout_.directories()) ASSERT_TRUE(coord::ensurePath(c_, dir));
   ASSERT_TRUE(exists(layout_.jobs()));
-  auto r = prepareTree(c_, layout_, 2);
+  auto r = prepareTree(c_, layout_);
   ASSERT_TRUE(r.has_value()) << r.error().toString();
   EXPECT_NE(r->find("protocol 1"), std::string::npos) << *r;
   EXPECT_NE(r->find("fresh --zk-root"), std::string::npos) << *r;
@@ -58,19 +58,11 @@ TEST_F(TreeTest, ProtocolTwoRefusesATreeOfTheFirstProtocolAndWritesNothing) {
   EXPECT_FALSE(exists(layout_.pendingRoot()));
 }
 
-TEST_F(TreeTest, ProtocolOneRefusesATreeOfProtocolTwo) {
-  ASSERT_EQ(prepareTree(c_, layout_, 2).value(), "");
-  auto r = prepareTree(c_, layout_, 1);
-  ASSERT_TRUE(r.has_value());
-  EXPECT_NE(r->find("--protocol 2"), std::string::npos) << *r;
-  EXPECT_FALSE(exists(layout_.jobs()));
-}
-
 TEST_F(TreeTest, AMarkerOfAnUnknownProtocolIsRefused) {
   ASSERT_TRUE(c_.create({"/drover", "", coord::CreateMode::kPersistent, {}}).get().has_value());
   ASSERT_TRUE(
       c_.create({layout_.protocol(), "7", coord::CreateMode::kPersistent, {}}).get().has_value());
-  auto r = prepareTree(c_, layout_, 2);
+  auto r = prepareTree(c_, layout_);
   ASSERT_TRUE(r.has_value());
   EXPECT_NE(r->find("protocol 7"), std::string::npos) << *r;
   EXPECT_FALSE(exists(layout_.batches()));
@@ -78,7 +70,7 @@ TEST_F(TreeTest, AMarkerOfAnUnknownProtocolIsRefused) {
 
 TEST_F(TreeTest, ACoordinationFailureIsAnErrorToRetryNotARefusal) {
   c_.failNext(coord::OpKind::kGet, coord::Code::kConnectionLoss);
-  auto r = prepareTree(c_, layout_, 2);
+  auto r = prepareTree(c_, layout_);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code(), coord::Code::kConnectionLoss);
   EXPECT_FALSE(exists(layout_.protocol()));

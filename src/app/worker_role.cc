@@ -84,11 +84,7 @@ coord::Status WorkerRole::start() {
       id, tasks::toJson(info).dump(),
       {coord::CreateOp{layout_.assignmentsOf(id), "", coord::CreateMode::kPersistent, {}}});
   if (!joined) return joined;
-  if (config_.protocol == 2) {
-    agent_ = std::make_unique<worker::ChunkAgent>(coord_, layout_, id, runner_, registry());
-  } else {
-    agent_ = std::make_unique<worker::WorkerAgent>(coord_, layout_, id, runner_, registry());
-  }
+  agent_ = std::make_unique<worker::ChunkAgent>(coord_, layout_, id, runner_, registry());
   agent_->start();
   {
     std::lock_guard lock(drain_mu_);

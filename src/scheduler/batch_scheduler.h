@@ -38,9 +38,9 @@
 #include "scheduler/dependency_tracker.h"
 #include "scheduler/job_index.h"
 #include "scheduler/leader_context.h"
+#include "scheduler/leader_stats.h"
 #include "scheduler/pending_tracker.h"
 #include "scheduler/queue_board.h"
-#include "scheduler/scheduler.h"
 #include "scheduler/strategy.h"
 #include "scheduler/waiting_publisher.h"
 #include "scheduler/worker_tracker.h"
@@ -72,8 +72,8 @@ class BatchScheduler {
     base::Duration waiting_interval = base::seconds(1);  // publishing the waiting count
     size_t max_watched = 2048;  // pending states with a data watch (PendingTracker::Options)
   };
-  using Stats = Scheduler::Stats;
-  using FencedCallback = Scheduler::FencedCallback;
+  using Stats = LeaderStats;
+  using FencedCallback = scheduler::FencedCallback;
 
   // Runs on a thread of its own.
   BatchScheduler(coord::Coordination& coord, tasks::Layout layout, Options options, int32_t epoch,

@@ -1,6 +1,6 @@
 #pragma once
 
-// What the scheduler's components (Requeuer, ...) get from the scheduler that drives them: its
+// What the scheduler's components (ChunkRequeue, ...) get from the scheduler that drives them: its
 // session and tree, its fencing token, and its executor. Every callback runs on, or posts to, the
 // scheduler's executor thread; components keep no locks.
 

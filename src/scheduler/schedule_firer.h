@@ -8,7 +8,7 @@
 // next try or the next leader without a second task: each slot fires exactly once.
 //
 // The firer knows nothing of how tasks are stored: it submits and looks tasks up through
-// callbacks its owner gives (node.cc adapts the API's TaskStore).
+// callbacks its owner gives (the leader role adapts the API's TaskService).
 
 #include <cstdint>
 #include <functional>
