@@ -292,9 +292,9 @@ std::map<std::string, double> scrapeCounters(const std::vector<int>& ports) {
         if (end == std::string::npos) continue;
         key = "zk_" + line.substr(kOps.size(), end - kOps.size());
       } else {
-        for (const char* name : {"drover_scheduler_assign_multis_total",
-                                 "drover_scheduler_assigned_total",
-                                 "drover_worker_commit_multis_total"}) {
+        for (const char* name :
+             {"drover_scheduler_assign_multis_total", "drover_scheduler_assigned_total",
+              "drover_worker_commit_multis_total"}) {
           if (line.rfind(std::string(name) + " ", 0) == 0) key = name;
         }
       }

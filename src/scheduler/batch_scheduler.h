@@ -2,8 +2,7 @@
 
 // The elected leader's work under protocol v2 (docs/ZNODES.md "Protocol v2"; issue 9): tasks
 // wait in batches' pending states, and the leader hands them to workers in chunks, one fenced
-// multi per assignment round. Same public surface as the first protocol's Scheduler (node.cc
-// picks one by the config key `protocol`), and the same fencing contract: every leader write
+// multi per assignment round. The fencing contract: every leader write
 // starts with check(/epoch); a multi refused there, or a lost session, stops all work and calls
 // on_fenced once.
 //

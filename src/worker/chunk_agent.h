@@ -37,7 +37,7 @@ namespace drover::worker {
 // (WorkerInfo.running), rewritten when the set changes, at most every 250 ms, leaving out tasks
 // that end within mark_running_after.
 //
-// Same surface and lifecycle as WorkerAgent (node.cc picks one by `protocol`): the worker id
+// Lifecycle (the Agent interface, worker/agent.h; node.cc starts it): the worker id
 // must be registered in /workers with /assignments/{worker_id} created; session expiry or the
 // folder's disappearance make it dead() (runs cancelled, nothing more written); stop() cancels
 // the runs (kShutdown) without committing them and waits for them.

@@ -2,9 +2,9 @@
 
 // The commit side of protocol v2's worker (docs/ZNODES.md "Protocol v2"): turns finished tasks
 // into commit multis. Outcomes ready together share one multi (several chunks' commits, up to
-// the byte limit), and one multi is in flight at a time: what finishes meanwhile goes in the next; each chunk is written at the version last read, so a chunk the leader or the
-// API rewrote meanwhile fences the commit, and only the outcomes of tasks still in it are sent
-// again.
+// the byte limit), and one multi is in flight at a time: what finishes meanwhile goes in the next;
+// each chunk is written at the version last read, so a chunk the leader or the API rewrote
+// meanwhile fences the commit, and only the outcomes of tasks still in it are sent again.
 
 #include <cstdint>
 #include <functional>
