@@ -82,11 +82,6 @@ struct Config {
   // prefetch is for, and the tasks one assign and one commit write carry set the rate
   // (docs/PERFORMANCE.md: 780 vs 3,071 tasks/s end to end at 16 and 128, same session).
   int prefetch = 128;
-  // The nodes' task protocol (docs/ZNODES.md). Under protocol 2 the throughput scenarios submit
-  // without client ids (the server names the tasks {batch}.{index}): a client-chosen id is an id
-  // entry, one znode per task, which is what batch records exist to avoid. `--protocol 1`
-  // measures the first protocol for comparison.
-  int protocol = 2;
   int session_ms = 2000;
   int batch_tasks = 100000;
   int batch_size = 500;
@@ -365,8 +360,6 @@ class Cluster {
                                      std::to_string(config_.slots),
                                      "--session-timeout-ms",
                                      std::to_string(session_ms_)};
-    argv.push_back("--protocol");
-    argv.push_back(std::to_string(config_.protocol));
     if (config_.prefetch >= 0) {
       argv.push_back("--prefetch");
       argv.push_back(std::to_string(config_.prefetch));
@@ -449,69 +442,27 @@ class Cluster {
     return sum;
   }
 
-  // Tokens (jobs + assignments) left: the tasks that are not terminal. -1 on a read error.
-  // 256 + workers cheap `exists` calls, pipelined.
+  // The tasks not terminal: those waiting in pending states plus those in chunks (read whole,
+  // only at the end of a drain). The requests are counted approximately: listings and reads.
+  // -1 on a read error.
   int64_t remaining() {
-    if (config_.protocol == 2) return remainingV2();
-    std::vector<coord::Future<std::optional<coord::Stat>>> fs;
-    for (int b = 0; b < tasks::Layout::kJobBuckets; ++b) {
-      fs.push_back(zkc_->exists(layout_.jobBucketAt(b), nullptr));
-    }
-    auto workers = zkc_->children(layout_.assignments(), nullptr).waitFor(10s);
-    if (!workers || !*workers) return -1;
-    for (const auto& w : **workers) fs.push_back(zkc_->exists(layout_.assignmentsOf(w), nullptr));
-    poll_requests_ += static_cast<int64_t>(fs.size()) + 1;
-    int64_t sum = 0;
-    for (auto& f : fs) {
-      auto r = f.waitFor(10s);
-      if (!r || !*r) return -1;
-      if (**r) sum += (**r)->num_children;
-    }
-    return sum;
-  }
-
-  // Every status once, pipelined in windows of 2000.
-  std::map<std::string, tasks::TaskStatus> statuses(const std::vector<std::string>& ids) {
-    if (config_.protocol == 2) return statusesV2(ids);
-    std::map<std::string, tasks::TaskStatus> out;
-    for (size_t start = 0; start < ids.size(); start += 2000) {
-      size_t end = std::min(ids.size(), start + 2000);
-      std::vector<coord::Future<coord::Node>> fs;
-      for (size_t i = start; i < end; ++i) {
-        fs.push_back(zkc_->get(layout_.status(ids[i]), nullptr));
-      }
-      for (size_t i = start; i < end; ++i) {
-        auto r = fs[i - start].waitFor(30s);
-        if (!r || !*r) continue;
-        auto j = tasks::parseJson((*r)->data);
-        if (auto s = j ? tasks::statusFromJson(*j) : std::nullopt) out.emplace(ids[i], *s);
-      }
-    }
-    return out;
-  }
-
-  // Protocol 2: the tasks waiting in pending states plus those in chunks (read whole, only at
-  // the end of a drain). The requests are counted approximately: listings and reads.
-  int64_t remainingV2() {
     auto left = tasks::inspect::unfinished(*zkc_, layout_);
     if (!left) return -1;
     poll_requests_ += 4 + static_cast<int64_t>(left->size());
     return static_cast<int64_t>(left->size());
   }
 
-  // Protocol 2: the outcomes of `ids` from their batches' result records (a task not finished
-  // is absent).
-  std::map<std::string, tasks::TaskStatus> statusesV2(const std::vector<std::string>& ids) {
+  // The outcomes of `ids` from their batches' result records (a task not finished is absent).
+  std::map<std::string, tasks::TaskStatus> statuses(const std::vector<std::string>& ids) {
     auto found = tasks::inspect::outcomes(*zkc_, layout_, ids);
     return found ? std::move(*found) : std::map<std::string, tasks::TaskStatus>{};
   }
 
-  // The failover scenarios' view: statuses() plus, under protocol 2 (where the records hold
-  // outcomes only), what a live node's API says of each task not finished yet (assigned or
-  // running, and where). One GET per unfinished id: for a handful of ids.
+  // The failover scenarios' view: statuses() (the records hold outcomes only) plus what a live
+  // node's API says of each task not finished yet (assigned or running, and where). One GET per
+  // unfinished id: for a handful of ids.
   std::map<std::string, tasks::TaskStatus> liveStatuses(const std::vector<std::string>& ids) {
     auto out = statuses(ids);
-    if (config_.protocol != 2) return out;
     auto live = ports();
     if (live.empty()) return out;
     auto cli = client(live.front());
@@ -802,9 +753,8 @@ struct Bench {
 
       Submit s;
       auto t0 = SteadyClock::now();
-      std::thread submitter([&] {
-        submitTasks(s, cluster.ports(), name + "-", n, per_batch, clients, config.protocol == 2);
-      });
+      std::thread submitter(
+          [&] { submitTasks(s, cluster.ports(), name + "-", n, per_batch, clients, true); });
       // submitTasks fills s.ids before any request: the drain only reads counters.
       auto stall = std::chrono::seconds(config.stall_seconds);
       Drain d = drain(cluster, t0, s.accepted, s.running, stall,
@@ -997,7 +947,7 @@ struct Bench {
       if (!handed) out.fail("the victim's tasks did not move within session + 20 s");
       bool all_done = waitFor(
           [&] {
-            auto all = cluster.statuses(ids);  // protocol 2: outcomes only
+            auto all = cluster.statuses(ids);  // outcomes only
             return all.size() == ids.size() &&
                    std::all_of(all.begin(), all.end(),
                                [](const auto& kv) { return tasks::isTerminal(kv.second.state); });
@@ -1404,9 +1354,6 @@ int main(int argc, char** argv) {
   app.add_option("--nodes", config.nodes, "Drover nodes in the main scenarios")
       ->capture_default_str();
   app.add_option("--slots", config.slots, "Slots per worker")->capture_default_str();
-  app.add_option("--protocol", config.protocol, "Nodes' --protocol (1 or 2)")
-      ->check(CLI::Range(1, 2))
-      ->capture_default_str();
   app.add_option("--prefetch", config.prefetch, "Nodes' --prefetch (-1: their default, 16)")
       ->capture_default_str();
   app.add_option("--batch-tasks", config.batch_tasks)->capture_default_str();
@@ -1505,7 +1452,7 @@ int main(int argc, char** argv) {
       {"date", drover::bench::isoNow()},
       {"machine", drover::bench::machine()},
       {"smoke", config.smoke},
-      {"protocol", config.protocol},
+      {"protocol", 2},
       {"zk_tick_ms", config.zk_tick_ms},
       {"total_seconds", drover::bench::secondsSince(t0)},
       {"scenarios", bench.scenarios},

@@ -10,7 +10,7 @@ namespace drover::api {
 
 using Clock = std::chrono::steady_clock;
 
-std::optional<size_t> Admission::readWaiting() {
+std::optional<size_t> Admission::countPending() {
   auto node = awaitFor(coord_.get(layout_.pendingRoot(), nullptr), options_.call_timeout);
   if (!node) return std::nullopt;
   auto count = tasks::decodeWaiting(node->data);
@@ -18,30 +18,14 @@ std::optional<size_t> Admission::readWaiting() {
   return static_cast<size_t>(count->waiting);
 }
 
-std::optional<size_t> Admission::countPending() {
-  if (source_ == Source::kWaitingCount) return readWaiting();
-  std::vector<coord::Future<std::optional<coord::Stat>>> buckets;
-  buckets.reserve(tasks::Layout::kJobBuckets);
-  for (int b = 0; b < tasks::Layout::kJobBuckets; ++b) {
-    buckets.push_back(coord_.exists(layout_.jobBucketAt(b), nullptr));
-  }
-  size_t pending = 0;
-  for (auto& f : buckets) {
-    auto stat = awaitFor(f, options_.call_timeout);
-    if (!stat) return std::nullopt;
-    if (*stat) pending += static_cast<size_t>(std::max(0, (*stat)->num_children));
-  }
-  return pending;
-}
-
 // How stale the estimate may be, and why that is fine: it is the count read at most
 // pending_ttl ago (1 s by default) plus every task this store admitted since, so it misses only
 // what other nodes accepted in that window (and errs high by what workers took meanwhile, and by
 // admitted submits that then wrote nothing). The cap is flood control, not a quota: passing it
 // by one second of the cluster's accepted submits, or refusing a little early for a second, is
-// harmless, while an exact count would cost a listing of /jobs per submit. A read costs 256 stat
-// reads per refresh per submitting node, whatever the backlog (protocol 2: one read of the
-// leader's count, itself up to its publishing interval old, so up to ~2 s stale in all).
+// harmless, while an exact count would cost a read of every pending state per submit. A refresh is
+// one read of the leader's count per submitting node, whatever the backlog; that count is itself up
+// to its publishing interval old, so the estimate is up to ~2 s stale in all.
 StoreResult<void> Admission::admit(size_t tasks) {
   if (options_.max_pending == 0) return {};
   auto fresh = [&] {

@@ -20,29 +20,22 @@ namespace drover::api {
 
 class Admission {
  public:
-  enum class Source {
-    kJobBuckets,    // protocol 1: the child counts of /jobs's buckets
-    kWaitingCount,  // protocol 2: the leader's count in /pending's data
-  };
-  Admission(coord::Coordination& coord, const tasks::Layout& layout, const StoreOptions& options,
-            Source source = Source::kJobBuckets)
-      : coord_(coord), layout_(layout), options_(options), source_(source) {}
+  // The count is the leader's, in /pending's data (docs/ZNODES.md "The waiting count").
+  Admission(coord::Coordination& coord, const tasks::Layout& layout, const StoreOptions& options)
+      : coord_(coord), layout_(layout), options_(options) {}
 
   // kTooMany if `tasks` more would pass the cap, else counts them in. Never lists ZooKeeper: see
   // countPending().
   StoreResult<void> admit(size_t tasks);
 
  private:
-  // The pending tasks: the sum of the job buckets' child counts (256 stat reads, pipelined, no
-  // listing); nullopt when they cannot be read.
+  // The pending tasks: the leader's published waiting count; nullopt when it cannot be read or
+  // no leader has published one yet.
   std::optional<size_t> countPending();
-  // Protocol v2: the leader's published count; nullopt when unreadable or not published yet.
-  std::optional<size_t> readWaiting();
 
   coord::Coordination& coord_;
   const tasks::Layout& layout_;
   const StoreOptions& options_;
-  const Source source_;
 
   // The last count of the pending tasks, when it was read, and the tasks admitted since (under
   // pending_mu_). One thread reads a new count at a time (pending_refresh_mu_); the others go on

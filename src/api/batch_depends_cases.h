@@ -117,4 +117,50 @@ TEST_P(BatchStoreSuite, DependsOnOverHttp) {
   EXPECT_EQ(ok, 202) << ids.dump();
 }
 
+// Same id and spec is a 200 whatever happened since: a dependent resubmitted after its
+// dependency failed is answered as it was first (not refused as a new dependent would be), a
+// different spec under its id is still a 409, and nothing is written.
+TEST_P(BatchStoreSuite, AnIdenticalResubmitOfADependentIsIdempotentAfterItsDependencyFailed) {
+  ASSERT_TRUE(store_->submitBatch({spec("dep")}));
+  auto first = store_->submit(dependent("child", {"dep"}));
+  ASSERT_TRUE(first) << first.error().detail;
+  ASSERT_TRUE(first->created);
+  const std::vector<tasks::TaskSpec> batch = {dependent("b1", {"dep"}), dependent("b2", {"#0"})};
+  ASSERT_TRUE(store_->submitBatch(batch));
+  registerWorker("wk");
+  const std::string chunk = assign({refOf("dep")}, "wk");
+  ASSERT_TRUE(commit("wk", chunk, {refOf("dep")}, State::kFailed));
+  const int multis = counting_->multis;
+  const auto names = batchNames();
+
+  auto again = store_->submit(dependent("child", {"dep"}));
+  ASSERT_TRUE(again) << again.error().detail;
+  EXPECT_FALSE(again->created);
+  EXPECT_EQ(again->status.spec.id, "child");
+  auto batch_again = store_->submitBatch(batch);
+  ASSERT_TRUE(batch_again) << batch_again.error().detail;
+  EXPECT_FALSE(batch_again->created);
+  EXPECT_EQ(batch_again->ids, (std::vector<std::string>{"b1", "b2"}));
+
+  auto other = dependent("child", {"dep"});
+  other.priority = 9;
+  auto differs = store_->submit(other);
+  ASSERT_FALSE(differs);
+  EXPECT_EQ(differs.error().failure, Failure::kConflict) << differs.error().detail;
+  auto changed = batch;
+  changed[1].priority = 9;
+  auto batch_differs = store_->submitBatch(changed);
+  ASSERT_FALSE(batch_differs);
+  EXPECT_EQ(batch_differs.error().failure, Failure::kConflict) << batch_differs.error().detail;
+  // A new dependent of the failed task, alone or beside existing ones, is still refused.
+  auto fresh = store_->submit(dependent("late", {"dep"}));
+  ASSERT_FALSE(fresh);
+  EXPECT_EQ(fresh.error().failure, Failure::kBadRequest);
+  auto mixed = store_->submitBatch({batch[0], dependent("late", {"dep"})});
+  ASSERT_FALSE(mixed);
+  EXPECT_EQ(mixed.error().failure, Failure::kBadRequest);
+  EXPECT_EQ(counting_->multis, multis);
+  EXPECT_EQ(batchNames(), names);
+}
+
 }  // namespace drover::api::testing

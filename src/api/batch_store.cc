@@ -72,7 +72,7 @@ BatchStore::BatchStore(coord::Coordination& coord, tasks::Layout layout, StoreOp
       options_(options),
       reader_(coord, layout_, options_),
       queues_(coord, layout_, options_.call_timeout),
-      admission_(coord, layout_, options_, Admission::Source::kWaitingCount) {}
+      admission_(coord, layout_, options_) {}
 
 size_t BatchStore::queuedSubmits() const {
   std::lock_guard lock(mu_);
@@ -253,7 +253,15 @@ StoreResult<SubmitResult> BatchStore::submit(const TaskSpec& spec) {
   if (!connected()) {
     return problem(Failure::kUnavailable, "not connected to ZooKeeper; try again later");
   }
-  if (auto bad = checkDepends({spec}, true)) return tl::unexpected(*bad);
+  if (auto bad = checkDepends({spec}, true)) {
+    // Idempotence does not depend on the dependencies' fate: an identical repeat of a task that
+    // exists is answered as the first submit was (200), also once a dependency has failed.
+    if (bad->failure != Failure::kBadRequest || spec.id.empty()) return tl::unexpected(*bad);
+    auto found = existing(spec);
+    if (!found) return tl::unexpected(found.error());  // 409 (another spec) or the read's error
+    if (*found) return std::move(**found);
+    return tl::unexpected(*bad);
+  }
   if (auto admitted = admission_.admit(1); !admitted) return tl::unexpected(admitted.error());
   for (int round = 0; round < kSubmitRounds; ++round) {
     auto entry = std::make_shared<Entry>();
@@ -320,7 +328,21 @@ StoreResult<BatchResult> BatchStore::submitBatch(const std::vector<TaskSpec>& sp
                                  builder.bytes(), options_.max_multi_bytes));
     }
   }
-  if (auto bad = checkDepends(specs, false)) return tl::unexpected(*bad);
+  if (auto bad = checkDepends(specs, false)) {
+    // As for a single submit: a batch whose every task exists with the same spec is an
+    // identical repeat (200) whatever its dependencies did since; one that differs is a 409.
+    if (bad->failure != Failure::kBadRequest || client.size() != specs.size()) {
+      return tl::unexpected(*bad);
+    }
+    for (const auto& spec : specs) {
+      auto found = existing(spec);
+      if (!found) return tl::unexpected(found.error());
+      if (!*found) return tl::unexpected(*bad);
+    }
+    std::vector<std::string> ids;
+    for (const auto& s : specs) ids.push_back(s.id);
+    return BatchResult{std::move(ids), false};
+  }
   if (auto admitted = admission_.admit(specs.size()); !admitted) {
     return tl::unexpected(admitted.error());
   }

@@ -34,7 +34,6 @@ class BatchStore final : public TaskService {
   BatchStore(coord::Coordination& coord, tasks::Layout layout, StoreOptions options = {});
 
   // An empty id: the task is named "{batch}.{index}". A client id of that shape is refused.
-  bool generatesIds() const override { return true; }
   StoreResult<SubmitResult> submit(const tasks::TaskSpec& spec) override;
   // One batch record. kTooLarge past 512 KiB (the record) or max_multi_bytes (the multi).
   StoreResult<BatchResult> submitBatch(const std::vector<tasks::TaskSpec>& specs) override;

@@ -338,19 +338,6 @@ bool hasId(const tasks::Json& task) {
 tl::expected<tasks::TaskSpec, tasks::ValidationError> HttpServer::parseTask(
     const Json& body) const {
   auto spec = tasks::parseSpec(body, options_.limits, options_.known_type);
-  if (spec && spec->retry && !store_.generatesIds()) {
-    return tl::unexpected(tasks::ValidationError{"retry", "needs protocol 2 (protocol: 2)"});
-  }
-  if (spec && spec->run_at != 0 && !store_.generatesIds()) {
-    // Only protocol 2 keeps a task's time (docs/ZNODES.md "Delayed tasks").
-    return tl::unexpected(
-        tasks::ValidationError{body.contains("run_at") ? "run_at" : "delay_s",
-                               "needs protocol 2 (this cluster runs protocol 1: set protocol: 2)"});
-  }
-  if (spec && !spec->depends_on.empty() && !store_.generatesIds()) {
-    return tl::unexpected(tasks::ValidationError{
-        "depends_on", "needs protocol 2 (this cluster runs protocol 1: set protocol: 2)"});
-  }
   if (!spec || !options_.validate_payload) return spec;
   if (auto e = options_.validate_payload(spec->type, spec->payload)) return tl::unexpected(*e);
   return spec;
@@ -382,8 +369,8 @@ void HttpServer::postTask(const Request& req, Response& res) {
     const auto& e = spec.error();
     return problem(res, 400, e.field.empty() ? e.detail : fmt::format("{}: {}", e.field, e.detail));
   }
-  // A task without an id: a store that names tasks itself (protocol v2) gets an empty one.
-  if (store_.generatesIds() && !hasId(*body)) spec->id.clear();
+  // A task without an id reaches the store with an empty one: it is named {batch}.{index}.
+  if (!hasId(*body)) spec->id.clear();
   auto r = store_.submit(*spec);
   if (!r) return fail(res, r.error());
   res.status = r->created ? 202 : 200;
@@ -424,7 +411,7 @@ void HttpServer::postBatch(const Request& req, Response& res) {
                      e.field.empty() ? fmt::format("tasks[{}]: {}", i, e.detail)
                                      : fmt::format("tasks[{}].{}: {}", i, e.field, e.detail));
     }
-    if (store_.generatesIds() && !hasId((*list)[i])) spec->id.clear();
+    if (!hasId((*list)[i])) spec->id.clear();
     specs.push_back(std::move(*spec));
   }
   auto r = store_.submitBatch(specs);

@@ -25,20 +25,16 @@ class TaskService {
  public:
   virtual ~TaskService() = default;
 
-  // Whether a task submitted without an id gets its id from the store: the HTTP layer then
-  // passes an empty id (protocol v2 names such tasks "{batch}.{index}", with no id entry).
-  virtual bool generatesIds() const { return false; }
-
+  // A task submitted without an id comes with an empty one: the store names it
+  // "{batch}.{index}" (docs/ZNODES.md), with no id entry.
   // Idempotent by id: an equal spec again -> created = false, another spec -> kConflict.
   virtual StoreResult<SubmitResult> submit(const tasks::TaskSpec& spec) = 0;
   // All or nothing.
   virtual StoreResult<BatchResult> submitBatch(const std::vector<tasks::TaskSpec>& specs) = 0;
   virtual StoreResult<CancelResult> cancel(const std::string& id) = 0;
-  // A failed or cancelled task back under its id (protocol 2: docs/WORKFLOWS.md "Retry and dead
-  // letters"): its status, waiting again. kConflict when it is not failed or cancelled.
-  virtual StoreResult<tasks::TaskStatus> retry(const std::string& /*id*/) {
-    return problem(Failure::kBadRequest, "retry needs protocol 2 (protocol: 2)");
-  }
+  // A failed or cancelled task back under its id (docs/WORKFLOWS.md "Retry and dead letters"):
+  // its status, waiting again. kConflict when it is not failed or cancelled.
+  virtual StoreResult<tasks::TaskStatus> retry(const std::string& id) = 0;
 
   virtual StoreResult<tasks::TaskStatus> get(const std::string& id) = 0;
   // Long poll: returns once the task is terminal, or at `timeout` with its state then.

@@ -78,7 +78,7 @@ BatchScheduler::BatchScheduler(coord::Coordination& coord, tasks::Layout layout,
   retention_->onExpired([this](const std::string& batch) { deps_->forgetBatch(batch); });
   queues_ = std::make_unique<QueueBoard>(ctx_, [this] { pump(); });
   cleanup_ = std::make_unique<Cleanup>(
-      coord_, layout_, Cleanup::Options{options_.events_keep, options_.retention_age, 0, 0},
+      coord_, layout_, Cleanup::Options{options_.events_keep},
       [gate = gate_, this](std::function<void()> fn) { postVia(gate, this, std::move(fn)); },
       [this] { return active(); });
   assigner_ = std::make_unique<ChunkAssigner>(

@@ -12,7 +12,7 @@
 //   ChunkAssigner   one round: who gets what, in chunks; which prefetched tasks to reclaim
 //   ChunkRequeue    a dead worker's chunks back to pending (or failed); reclaims
 //   BatchRetention  stale pointers, empty pending states, expired batches, old buckets
-//   Cleanup         the event log's trimming (shared with the first protocol)
+//   Cleanup         the event log's trimming
 //   QueueBoard      queue settings and draining workers (shared)
 //
 // Threads: all state lives on one executor: its own thread, or one given by the owner (tests

@@ -157,15 +157,15 @@ class Client:
         )
 
     def retry(self, task_id: str) -> Submitted:
-        """Puts a failed or cancelled task back under its id (``POST /v1/tasks/{id}/retry``,
-        protocol 2): it waits again at its next attempt, its ``history`` kept. Raises Conflict
+        """Puts a failed or cancelled task back under its id (``POST /v1/tasks/{id}/retry``):
+        it waits again at its next attempt, its ``history`` kept. Raises Conflict
         when the task is not failed or cancelled, NotFound when there is none."""
         _, body, _ = self._request("POST", self._task_path(task_id) + "/retry", {})
         return Submitted(id=body["id"], state=body["state"], created=True)
 
     def resubmit(self, task_id: str, *, new_id: str | None = None) -> Submitted:
         """Submits a task's spec again as a new task under ``new_id`` (generated when None); the
-        old one is left as it was. For protocol 1 nodes, which have no ``retry``."""
+        old one is left as it was, history and all (``retry`` reopens the same task instead)."""
         old = self.get(task_id)
         spec = old.spec()
         return self.submit_spec(TaskSpec(spec.type, spec.payload, new_id, spec.priority,
