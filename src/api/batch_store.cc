@@ -248,6 +248,30 @@ StoreResult<std::optional<SubmitResult>> BatchStore::existing(const TaskSpec& sp
   return std::optional<SubmitResult>(std::move(found));
 }
 
+StoreResult<BatchStore::Existing> BatchStore::existingIds(const std::vector<TaskSpec>& specs,
+                                                          const std::vector<size_t>& client) {
+  std::vector<coord::Future<coord::Node>> reads;
+  for (size_t i : client) reads.push_back(coord_.get(layout_.idEntry(specs[i].id), nullptr));
+  Existing out;
+  for (size_t k = 0; k < client.size(); ++k) {
+    const TaskSpec& spec = specs[client[k]];
+    auto node = await(reads[k]);
+    if (!node) {
+      if (node.error().code() == Code::kNoNode) continue;
+      return tl::unexpected(fromCoord(node.error(), "read task ids"));
+    }
+    auto ref = tasks::decodeRef(node->data);
+    if (!ref)
+      return problem(Failure::kInternal, fmt::format("id entry of '{}' is unreadable", spec.id));
+    auto record = reader_.batch(ref->batch);
+    if (!record) return tl::unexpected(record.error());
+    if (!*record || ref->index >= (*record)->tasks.size()) continue;
+    auto& into = tasks::sameTask((*record)->tasks[ref->index], spec) ? out.present : out.differ;
+    into.push_back(spec.id);
+  }
+  return out;
+}
+
 StoreResult<SubmitResult> BatchStore::submit(const TaskSpec& spec) {
   if (auto bad = badId(spec.id)) return tl::unexpected(*bad);
   if (!connected()) {
@@ -328,17 +352,25 @@ StoreResult<BatchResult> BatchStore::submitBatch(const std::vector<TaskSpec>& sp
                                  builder.bytes(), options_.max_multi_bytes));
     }
   }
+  auto names = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (size_t i = 0; i < v.size() && i < 10; ++i) s += (i ? ", " : "") + v[i];
+    if (v.size() > 10) s += fmt::format(" and {} more", v.size() - 10);
+    return s;
+  };
   if (auto bad = checkDepends(specs, false)) {
     // As for a single submit: a batch whose every task exists with the same spec is an
     // identical repeat (200) whatever its dependencies did since; one that differs is a 409.
     if (bad->failure != Failure::kBadRequest || client.size() != specs.size()) {
       return tl::unexpected(*bad);
     }
-    for (const auto& spec : specs) {
-      auto found = existing(spec);
-      if (!found) return tl::unexpected(found.error());
-      if (!*found) return tl::unexpected(*bad);
+    auto found = existingIds(specs, client);
+    if (!found) return tl::unexpected(found.error());
+    if (!found->differ.empty()) {
+      return problem(Failure::kConflict,
+                     fmt::format("tasks exist with a different spec: {}", names(found->differ)));
     }
+    if (found->present.size() != specs.size()) return tl::unexpected(*bad);
     std::vector<std::string> ids;
     for (const auto& s : specs) ids.push_back(s.id);
     return BatchResult{std::move(ids), false};
@@ -346,12 +378,6 @@ StoreResult<BatchResult> BatchStore::submitBatch(const std::vector<TaskSpec>& sp
   if (auto admitted = admission_.admit(specs.size()); !admitted) {
     return tl::unexpected(admitted.error());
   }
-  auto names = [](const std::vector<std::string>& v) {
-    std::string s;
-    for (size_t i = 0; i < v.size() && i < 10; ++i) s += (i ? ", " : "") + v[i];
-    if (v.size() > 10) s += fmt::format(" and {} more", v.size() - 10);
-    return s;
-  };
   for (int round = 0; round < kSubmitRounds; ++round) {
     Sent sent = send(specs, stamp);
     if (sent.kind == Sent::Kind::kFailed) return tl::unexpected(sent.problem);
@@ -362,25 +388,10 @@ StoreResult<BatchResult> BatchStore::submitBatch(const std::vector<TaskSpec>& sp
       }
       return out;
     }
-    // An id is taken: read every client id's entry (pipelined), then the records they name.
-    std::vector<coord::Future<coord::Node>> reads;
-    for (size_t i : client) reads.push_back(coord_.get(layout_.idEntry(specs[i].id), nullptr));
-    std::vector<std::string> differ, present;
-    for (size_t k = 0; k < client.size(); ++k) {
-      const TaskSpec& spec = specs[client[k]];
-      auto node = await(reads[k]);
-      if (!node) {
-        if (node.error().code() == Code::kNoNode) continue;
-        return tl::unexpected(fromCoord(node.error(), "read task ids"));
-      }
-      auto ref = tasks::decodeRef(node->data);
-      if (!ref)
-        return problem(Failure::kInternal, fmt::format("id entry of '{}' is unreadable", spec.id));
-      auto record = reader_.batch(ref->batch);
-      if (!record) return tl::unexpected(record.error());
-      if (!*record || ref->index >= (*record)->tasks.size()) continue;
-      (tasks::sameTask((*record)->tasks[ref->index], spec) ? present : differ).push_back(spec.id);
-    }
+    // An id is taken: which ones, and with which spec.
+    auto found = existingIds(specs, client);
+    if (!found) return tl::unexpected(found.error());
+    const auto& [present, differ] = *found;
     if (!differ.empty()) {
       return problem(Failure::kConflict,
                      fmt::format("tasks exist with a different spec: {}", names(differ)));

@@ -95,6 +95,13 @@ class BatchStore final : public TaskService {
   // An existing client id, resolved alone: equal spec -> the task (created = false), else
   // kConflict; nullopt when the id entry is gone again (submit once more).
   StoreResult<std::optional<SubmitResult>> existing(const tasks::TaskSpec& spec);
+  // The client ids of a batch (`client`: their places in `specs`) that exist, by whether their
+  // spec is the same (`present`) or not (`differ`); id entries read pipelined.
+  struct Existing {
+    std::vector<std::string> present, differ;
+  };
+  StoreResult<Existing> existingIds(const std::vector<tasks::TaskSpec>& specs,
+                                    const std::vector<size_t>& client);
   template <class T>
   coord::Result<T> await(const coord::Future<T>& future) const {
     return awaitFor(future, options_.call_timeout);
