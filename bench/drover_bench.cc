@@ -289,7 +289,7 @@ std::map<std::string, double> scrapeCounters(const std::vector<int>& ports) {
       } else {
         for (const char* name :
              {"drover_scheduler_assign_multis_total", "drover_scheduler_assigned_total",
-              "drover_worker_commit_multis_total"}) {
+              "drover_worker_commit_multis_total", "drover_zookeeper_write_bytes_total"}) {
           if (line.rfind(std::string(name) + " ", 0) == 0) key = name;
         }
       }
@@ -320,7 +320,10 @@ Json requestBreakdown(const std::map<std::string, double>& before,
           {"tasks_per_assign_multi",
            assigns > 0 ? grew("drover_scheduler_assigned_total") / assigns : 0.0},
           {"commit_multis", commits},
-          {"tasks_per_commit_multi", commits > 0 ? tasks / commits : 0.0}};
+          {"tasks_per_commit_multi", commits > 0 ? tasks / commits : 0.0},
+          // Data bytes the nodes wrote to ZooKeeper per task (creates and sets), against the
+          // bytes of the spec each client sent: the "payload bytes written" figure.
+          {"written_bytes_per_task", grew("drover_zookeeper_write_bytes_total") / tasks}};
 }
 
 // --- a Drover cluster under a fresh root -------------------------------------------------------

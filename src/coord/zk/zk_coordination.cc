@@ -434,6 +434,16 @@ class RequestTimer {
   std::chrono::steady_clock::time_point start_;
 };
 
+// Counts the data bytes of the writes this node sends (creates and sets, alone or in a multi):
+// what ZooKeeper logs, fsyncs and replicates for this node (drover_zookeeper_write_bytes_total,
+// docs/METRICS.md). Counted when sent, whether or not the write lands.
+void countWritten(size_t data_bytes) {
+  static auto& written = base::metrics().counter(
+      "drover_zookeeper_write_bytes_total",
+      "Data bytes of the creates and sets this node sent to ZooKeeper (alone or in multis)");
+  written.inc(static_cast<double>(data_bytes));
+}
+
 // One request in flight: freed by its completion (or at once when the client refuses it).
 template <class T>
 struct Call {
@@ -517,6 +527,7 @@ Future<std::string> ZkCoordination::create(CreateOp op) {
   bool sequential =
       op.mode == CreateMode::kPersistentSequential || op.mode == CreateMode::kEphemeralSequential;
   CAcl acl(op.acl, !impl_->options.digest_auth.empty());
+  countWritten(op.data.size());
   return issue<std::string>(
       *impl_, "create", op.path, sequential ? op.path + "0000000000" : op.path, nullptr,
       [&](zhandle_t* zh, void* call) {
@@ -543,6 +554,7 @@ Future<Stat> ZkCoordination::set(const std::string& path, std::string data, int3
   if (data.size() + path.size() > impl_->options.max_request_bytes) {
     return Future<Stat>::ready(tl::unexpected(impl_->sizeError(data.size())));
   }
+  countWritten(data.size());
   return issue<Stat>(*impl_, "set", path, path, nullptr, [&](zhandle_t* zh, void* call) {
     return zoo_aset(
         zh, path.c_str(), data.data(), static_cast<int>(data.size()), version,
@@ -698,6 +710,12 @@ Future<std::vector<OpResult>> ZkCoordination::multi(std::vector<Op> ops) {
     call->promise.set(tl::unexpected(impl_->sizeError(bytes)));
     return f;
   }
+  size_t written = 0;
+  for (const auto& op : ops) {
+    if (const auto* c = std::get_if<CreateOp>(&op)) written += c->data.size();
+    if (const auto* s = std::get_if<SetOp>(&op)) written += s->data.size();
+  }
+  countWritten(written);
   call->ops = std::move(ops);
   size_t n = call->ops.size();
   call->zops.resize(n);
