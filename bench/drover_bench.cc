@@ -282,7 +282,17 @@ std::map<std::string, double> scrapeCounters(const std::vector<int>& ports) {
       auto space = line.rfind(' ');
       if (space == std::string::npos) continue;
       std::string key;
-      if (line.rfind(kOps, 0) == 0) {
+      static const std::string kReads = "drover_zookeeper_reads_total{";
+      if (line.rfind(kReads, 0) == 0) {
+        // drover_zookeeper_reads_total{op="get",tree="pending"} 12 -> reads_get_pending
+        auto label = [&](const std::string& k) {
+          auto at = line.find(k + "=\"");
+          if (at == std::string::npos || at > space) return std::string();
+          at += k.size() + 2;
+          return line.substr(at, line.find('"', at) - at);
+        };
+        key = "reads_" + label("op") + "_" + label("tree");
+      } else if (line.rfind(kOps, 0) == 0) {
         auto end = line.find('"', kOps.size());
         if (end == std::string::npos) continue;
         key = "zk_" + line.substr(kOps.size(), end - kOps.size());
@@ -313,9 +323,14 @@ Json requestBreakdown(const std::map<std::string, double>& before,
   for (const auto& [k, v] : after) {
     if (k.rfind("zk_", 0) == 0 && grew(k) > 0) per_op[k.substr(3)] = grew(k) / tasks;
   }
+  Json reads = Json::object();  // reads per task by op and by the part of the tree read
+  for (const auto& [k, v] : after) {
+    if (k.rfind("reads_", 0) == 0 && grew(k) / tasks >= 0.001) reads[k.substr(6)] = grew(k) / tasks;
+  }
   double assigns = grew("drover_scheduler_assign_multis_total");
   double commits = grew("drover_worker_commit_multis_total");
   return {{"node_requests_per_task_by_op", per_op},
+          {"node_reads_per_task_by_tree", reads},
           {"assign_multis", assigns},
           {"tasks_per_assign_multi",
            assigns > 0 ? grew("drover_scheduler_assigned_total") / assigns : 0.0},

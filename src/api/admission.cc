@@ -30,32 +30,34 @@ StoreResult<void> Admission::admit(size_t tasks) {
   if (options_.max_pending == 0) return {};
   auto fresh = [&] {
     std::lock_guard lock(pending_mu_);
-    return pending_read_at_ && Clock::now() - *pending_read_at_ < options_.pending_ttl;
+    return checked_at_ && Clock::now() - *checked_at_ < options_.pending_ttl;
   };
   if (!fresh()) {
-    bool have_count = false;
+    bool checked = false;
     {
       std::lock_guard lock(pending_mu_);
-      have_count = pending_read_at_.has_value();
+      checked = checked_at_.has_value();
     }
-    // One thread reads at a time. While another reads, go on with the old count; with no count
-    // yet, wait for that read.
+    // One thread reads at a time. While another reads, go on with what the last read found;
+    // before the first read has ended, wait for it.
     std::unique_lock refresh(pending_refresh_mu_, std::defer_lock);
-    if (have_count) {
+    if (checked) {
       (void)refresh.try_lock();
     } else {
       refresh.lock();
     }
     if (refresh.owns_lock() && !fresh()) {
       auto read_at = Clock::now();
-      if (auto count = countPending()) {
-        std::lock_guard lock(pending_mu_);
+      auto count = countPending();
+      std::lock_guard lock(pending_mu_);
+      checked_at_ = Clock::now();
+      if (count) {
         pending_read_ = *count;
         pending_added_ = 0;
         pending_read_at_ = read_at;
       }
       // A failed read keeps the old count; with none, the submit goes on (it answers 503 itself
-      // if ZooKeeper is gone).
+      // if ZooKeeper is gone), and the count is tried again a ttl later.
     }
   }
   std::lock_guard lock(pending_mu_);

@@ -42,6 +42,11 @@ class Admission {
   // with the old one meanwhile.
   std::mutex pending_mu_;
   std::optional<std::chrono::steady_clock::time_point> pending_read_at_;
+  // When the last read of the count ended, whatever it found: with no count published yet (a
+  // leader still scanning a flood), or the read failed, the next read is one ttl later too.
+  // Without it every submit re-read the count, one at a time under pending_refresh_mu_: single
+  // submits queued behind each other's reads (docs/PERFORMANCE.md).
+  std::optional<std::chrono::steady_clock::time_point> checked_at_;
   size_t pending_read_ = 0;
   size_t pending_added_ = 0;
   std::mutex pending_refresh_mu_;

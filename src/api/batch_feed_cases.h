@@ -201,6 +201,19 @@ TEST_P(BatchStoreSuite, MaxPendingRefusesPastTheLeadersWaitingCount) {
   EXPECT_TRUE(drained.submitBatch(std::vector<tasks::TaskSpec>(10, spec(""))));
 }
 
+// Before any leader has published a count (a new cluster, or a leader still scanning a flood),
+// submits go on and the count is read again only a ttl later: they used to re-read it each, one
+// at a time, so that single submits queued behind each other's reads.
+TEST_P(BatchStoreSuite, WithNoPublishedCountTheCountIsReadOncePerTtl) {
+  options_.max_pending = 10;
+  options_.pending_ttl = 1h;
+  BatchStore capped(*counting_, layout_, options_);
+  const size_t from = counting_->gets();
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(capped.submit(spec("")));
+  auto paths = counting_->gotSince(from);
+  EXPECT_EQ(std::count(paths.begin(), paths.end(), layout_.pendingRoot()), 1);
+}
+
 // /v1/cluster under a large backlog: past exact_count_batches unfinished batches it reads no
 // pending state; waiting, delayed and held come from the leader's published counts, and the
 // ended tasks of unfinished batches from their outcomes. Before the leader has counted, it counts

@@ -219,11 +219,24 @@ void BatchStore::runUntilDone(const std::shared_ptr<Entry>& entry) {
       continue;
     }
     ++inflight_;
+    const size_t max_tasks = std::max<size_t>(1, options_.group_max_tasks);
+    if (options_.group_linger.count() > 0 && last_group_ > 1) {
+      // Under load: wait a little for more submits (another thread may take the queue
+      // meanwhile, ours included: the loop then waits for that group's reply).
+      const auto until = Clock::now() + options_.group_linger;
+      while (queue_.size() < max_tasks && cv_.wait_until(lock, until) != std::cv_status::timeout) {
+      }
+    }
     std::vector<std::shared_ptr<Entry>> group;
-    while (!queue_.empty() && group.size() < std::max<size_t>(1, options_.group_max_tasks)) {
+    while (!queue_.empty() && group.size() < max_tasks) {
       group.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
+    if (group.empty()) {  // taken by another thread while this one waited
+      --inflight_;
+      continue;
+    }
+    last_group_ = group.size();
     lock.unlock();
     sendGroup(std::move(group));
     lock.lock();

@@ -118,6 +118,7 @@ class BatchStore final : public TaskService {
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Entry>> queue_;
   size_t inflight_ = 0;
+  size_t last_group_ = 0;  // submits the last group carried (under mu_)
 };
 
 }  // namespace drover::api

@@ -41,6 +41,13 @@ struct StoreOptions {
   // sends its own multi.
   size_t group_inflight = 2;
   size_t group_max_tasks = 500;
+  // Under load (the last group carried more than one submit), a group waits this long for more
+  // submits before it goes out, so that it carries more: each group is a batch record, a
+  // multi, and reads and writes of the leader, so tasks per group set the cost of a single
+  // submit. Alone (the last group carried one), a submit goes at once. 0: no wait. 2 ms: 64
+  // clients of single submits, one run each (docs/PERFORMANCE.md), 1,199 -> 1,441 tasks/s and
+  // 1.15 -> 0.90 ZooKeeper requests per task.
+  std::chrono::microseconds group_linger{2000};
   // Flood control: a submit that would take the pending tasks (the jobs under /jobs: tasks
   // waiting for a worker, retries in backoff included) past this is refused with kTooMany and
   // writes nothing. 0: no cap.

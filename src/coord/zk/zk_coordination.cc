@@ -10,8 +10,10 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "base/executor.h"
 #include "base/metrics.h"
@@ -444,6 +446,39 @@ void countWritten(size_t data_bytes) {
   written.inc(static_cast<double>(data_bytes));
 }
 
+// Counts reads by the part of the tree they read (drover_zookeeper_reads_total, docs/METRICS.md):
+// the second path segment, below the root (/drover/pending/... -> "pending"), from a fixed set so
+// that the labels stay few. It says which component's reads a figure of requests per task is.
+void countRead(const char* op, const std::string& path) {
+  static const std::vector<std::string_view> kTrees = {
+      "batches", "pending",  "assignments", "events",   "workers",   "ids",     "leader",
+      "epoch",   "election", "queues",      "draining", "schedules", "webhooks"};
+  static std::mutex mu;
+  static std::map<std::pair<std::string_view, std::string_view>, base::Counter*> counters;
+  std::string_view tree = "other";
+  std::string_view rest(path);
+  if (auto first = rest.find('/', 1); first != std::string_view::npos) {
+    rest.remove_prefix(first + 1);
+    std::string_view segment = rest.substr(0, rest.find('/'));
+    for (auto t : kTrees) {
+      if (segment == t) tree = t;
+    }
+  }
+  base::Counter* c = nullptr;
+  {
+    std::lock_guard lock(mu);
+    auto& slot = counters[{op, tree}];
+    if (slot == nullptr) {
+      slot = &base::metrics().counter(
+          "drover_zookeeper_reads_total",
+          "Reads this node sent to ZooKeeper, by operation and by the part of the tree read",
+          {{"op", std::string(op)}, {"tree", std::string(tree)}});
+    }
+    c = slot;
+  }
+  c->inc();
+}
+
 // One request in flight: freed by its completion (or at once when the client refuses it).
 template <class T>
 struct Call {
@@ -460,6 +495,10 @@ template <class T, class Send>
 Future<T> issue(ZkCoordination::Impl& impl, const char* op, const std::string& path,
                 const std::string& check_path, Watcher watcher, Send send) {
   if (badPath(check_path)) return Future<T>::ready(tl::unexpected(pathError(path)));
+  if (std::strcmp(op, "get") == 0 || std::strcmp(op, "children") == 0 ||
+      std::strcmp(op, "exists") == 0) {
+    countRead(op, path);
+  }
   auto* call = new Call<T>{{}, path, nullptr, RequestTimer(op)};
   Future<T> f = call->promise.future();
   int rc = impl.withHandle([&](zhandle_t* zh) {
