@@ -50,7 +50,7 @@ BatchRetention::Pointer BatchRetention::judge(const std::string& w, const std::s
 }
 
 void BatchRetention::sweepPointers() {
-  if (!pending_.loaded() || !workers_.loaded()) return;
+  if (!pending_.scanned() || !workers_.loaded()) return;
   std::vector<tasks::v2::PendingWrite> writes;
   for (const auto& [name, b] : pending_.batches()) {
     if (b.version < 0 || b.busy > 0 || b.stale) continue;

@@ -86,7 +86,7 @@ BatchScheduler::BatchScheduler(coord::Coordination& coord, tasks::Layout layout,
   waiting_ = std::make_unique<WaitingPublisher>(
       ctx_, WaitingPublisher::Options{options_.waiting_interval},
       [this]() -> std::optional<tasks::WaitingCount> {
-        if (!pending_->loaded()) return std::nullopt;  // a partial count would let a flood in
+        if (!pending_->scanned()) return std::nullopt;  // a partial count would let a flood in
         tasks::WaitingCount count;
         // Dependents held out of the index wait too (GET shows them `waiting`).
         count.waiting = index_.ready() + index_.delayed() + deps_->blocked();
@@ -316,7 +316,7 @@ void BatchScheduler::onSession(const coord::SessionEvent& event) {
 void BatchScheduler::pump() {
   if (!active() || !connected_ || paused_ || round_inflight_) return;
   if (!initial_loaded_) {
-    if (!pending_->loaded() || !workers_->loaded()) {
+    if (!pending_->scanned() || !workers_->loaded()) {
       if (!assign_early_) return;
     } else {
       initial_loaded_ = true;  // the first scan is in: the backlog goes out in priority order

@@ -292,6 +292,69 @@ TEST_F(BatchSchedulerTest, RetentionCountExpiresTheOldestFinishedBatchesFirst) {
   EXPECT_EQ(scheduler_->snapshot().statuses_deleted, 3u);
 }
 
+// Holds the replies to reads of pending states while armed (a read of the leader still out),
+// and lets them through on release().
+class HoldingPendingReads : public coord::ForwardingCoordination {
+ public:
+  HoldingPendingReads(coord::Coordination& inner, std::string prefix)
+      : ForwardingCoordination(inner), prefix_(std::move(prefix)) {}
+  coord::Future<coord::Node> get(const std::string& path, coord::Watcher watcher) override {
+    auto reply = ForwardingCoordination::get(path, std::move(watcher));
+    std::lock_guard lock(mu_);
+    if (!armed_ || path.rfind(prefix_, 0) != 0) return reply;
+    coord::Promise<coord::Node> held;
+    held_.push_back([reply, held]() mutable {
+      reply.then([held](const coord::Result<coord::Node>& r) { held.set(r); });
+    });
+    return held.future();
+  }
+  void arm() {
+    std::lock_guard lock(mu_);
+    armed_ = true;
+  }
+  size_t held() {
+    std::lock_guard lock(mu_);
+    return held_.size();
+  }
+  void release() {
+    std::vector<std::function<void()>> held;
+    {
+      std::lock_guard lock(mu_);
+      armed_ = false;
+      held.swap(held_);
+    }
+    for (auto& h : held) h();
+  }
+
+ private:
+  const std::string prefix_;
+  std::mutex mu_;
+  bool armed_ = false;
+  std::vector<std::function<void()>> held_;
+};
+
+// Under a steady flood of single submits some read of a new batch is always out. The waiting
+// count is published all the same once the first scan is in: it used to wait for a moment with
+// no read out, which such a flood never gave, so the API's flood cap went unchecked.
+TEST_F(BatchSchedulerTest, PublishesTheWaitingCountWhileANewBatchIsStillBeingRead) {
+  HoldingPendingReads via(leader_, layout_.pendingRoot() + "/");
+  submit({spec(), spec(), spec()});
+  start(&via);
+  ASSERT_TRUE(settle([&] { return scheduler_->snapshot().pending == 3u; }));
+  via.arm();
+  submit({spec()});  // its pending state's read stays out
+  ASSERT_TRUE(settle([&] { return via.held() > 0; }));
+  exec_.advance(1s);
+  ASSERT_TRUE(settle([&] {
+    auto node = server_->peek(layout_.pendingRoot());
+    auto count = node ? tasks::decodeWaiting(node->data) : std::nullopt;
+    return count && count->waiting == 3u;  // the batch still being read is not counted yet
+  }));
+  via.release();
+  ASSERT_TRUE(settle([&] { return scheduler_->snapshot().pending == 4u; }));
+  EXPECT_TRUE(fenced().empty());
+}
+
 // The waiting count for the API's max_pending_tasks: published in /pending's data once the
 // first scan is in, at most once per interval, only when it changed; fenced by the epoch.
 TEST_F(BatchSchedulerTest, PublishesTheWaitingCountAtMostOncePerInterval) {

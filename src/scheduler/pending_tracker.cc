@@ -72,8 +72,13 @@ void PendingTracker::listRoot() {
             root_watch_ = false;
             ctx_.on_read_error(r.error(), [this] { listRoot(); });
           } else {
+            if (!scan_listed_) {
+              scan_listed_ = true;
+              scan_buckets_.insert(r->begin(), r->end());
+            }
             for (const auto& bucket : *r) listBucket(bucket);
           }
+          checkScan();
           settle();
         });
       });
@@ -116,12 +121,15 @@ void PendingTracker::listBucket(const std::string& bucket) {
             if (r.error().code() == Code::kNoNode) {  // the bucket went (retention)
               for (const auto& b : buckets_[bucket]) forget(b);
               buckets_.erase(bucket);
+              scan_buckets_.erase(bucket);
+              checkScan();
             } else {
               ctx_.on_read_error(r.error(), [this, bucket] { listBucket(bucket); });
             }
             settle();
             return;
           }
+          const bool first = scan_buckets_.erase(bucket) > 0;
           std::set<std::string> listed(r->begin(), r->end());
           auto& known = buckets_[bucket];
           for (auto it = known.begin(); it != known.end();) {
@@ -136,9 +144,11 @@ void PendingTracker::listBucket(const std::string& bucket) {
             if (!tasks::isBatchName(name) || !known.insert(name).second) continue;
             Batch& b = batches_[name];
             b.name = name;
+            if (first && !scanned_) scan_reads_[name] = 2;
             read(name);
             readRecord(name);
           }
+          checkScan();
           settle();
         });
       });
@@ -167,7 +177,10 @@ void PendingTracker::read(const std::string& batch) {
   ctx_.coord.get(ctx_.layout.pending(batch), std::move(watcher))
       .then([this, batch, post = ctx_.post](const Result<Node>& r) {
         post([this, batch, r] {
-          if (ctx_.active()) onRead(batch, r);
+          if (ctx_.active()) {
+            onRead(batch, r);
+            checkScan();
+          }
           settle();
         });
       });
@@ -201,6 +214,7 @@ void PendingTracker::onRead(const std::string& batch, const Result<Node>& r) {
     ctx_.on_read_error(r.error(), [this, batch] { read(batch); });
     return;
   }
+  scanRead(batch);
   if (b->busy > 0) {
     b->stale = true;
     return;
@@ -232,6 +246,8 @@ void PendingTracker::readRecord(const std::string& batch) {
       apply(*b, known);  // index what waits, now that the specs are known
       changed_();
     }
+    scanRead(batch);
+    checkScan();
     settle();
   });
 }
@@ -323,11 +339,24 @@ void PendingTracker::forget(const std::string& batch) {
       if (left_) left_({b.name, i});
     }
   }
+  scan_reads_.erase(batch);
   if (b.watched) setWatched(b, false);  // the watch fires on a node we no longer track
   unwatched_.erase(batch);
   batches_.erase(it);
   records_.erase(batch);
   watchMore();
+}
+
+void PendingTracker::scanRead(const std::string& batch) {
+  auto it = scan_reads_.find(batch);
+  if (it != scan_reads_.end() && --it->second <= 0) scan_reads_.erase(it);
+}
+
+void PendingTracker::checkScan() {
+  if (scanned_ || !scan_listed_ || !scan_buckets_.empty() || !scan_reads_.empty()) return;
+  scanned_ = true;
+  scan_reads_.clear();
+  changed_();
 }
 
 void PendingTracker::setWatched(Batch& b, bool watched) {

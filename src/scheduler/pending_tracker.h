@@ -61,8 +61,14 @@ class PendingTracker {
 
   // Lists /pending and every bucket (again, after a reconnect or for reconciliation).
   void follow();
-  // True once the first listing of every bucket and the reads it started are in.
+  // True while no listing or read is out (after follow()). Under a steady flood of new batches
+  // that may never hold: retention's expiry by count waits for it (it must not judge a batch
+  // finished whose pending state is being read), nothing else does.
   bool loaded() const { return loading_ == 0 && followed_; }
+  // True once the first scan is in: the buckets of the first listing of /pending each listed
+  // once, and the batches those listings named each read (pending state and record). Stays
+  // true. What the waiting count, the sweep and the first assignment in priority order wait for.
+  bool scanned() const { return scanned_ || loaded(); }
 
   Batch* find(const std::string& batch);
   const std::map<std::string, Batch>& batches() const { return batches_; }
@@ -134,6 +140,14 @@ class PendingTracker {
   std::set<std::string> unwatched_;  // read without a watch (the cap), oldest name first
   bool followed_ = false;
   size_t loading_ = 0;
+  // The first scan (scanned()): its buckets not yet listed, and the batches their first
+  // listings named with the reads of each not yet in (2: the pending state and the record).
+  void scanRead(const std::string& batch);
+  void checkScan();
+  bool scan_listed_ = false;
+  std::set<std::string> scan_buckets_;
+  std::map<std::string, int> scan_reads_;
+  bool scanned_ = false;
   std::set<std::string> dirty_buckets_;
   bool relist_timer_ = false;
   int64_t delay_due_ = 0;  // when the armed delay timer fires (wall ms); 0: none armed
