@@ -19,6 +19,7 @@
 #include "base/metrics.h"
 #include "coord/paths.h"
 #include "coord/zk/zk_errors.h"
+#include "coord/zk/zk_request_metrics.h"
 
 namespace drover::coord {
 namespace {
@@ -405,87 +406,13 @@ void ZkCoordination::Impl::sessionWatcher(zhandle_t*, int type, int zstate, cons
 namespace {
 
 // Completion contexts: one heap object per call, freed by its completion.
-// Times one request from its submission to its completion, by op
-// (drover_zookeeper_request_duration_seconds, docs/METRICS.md). Calls refused before they reach
-// the client library are not timed.
-class RequestTimer {
- public:
-  explicit RequestTimer(const char* op = "other")
-      : op_(op), start_(std::chrono::steady_clock::now()) {}
-  // Called once, by the completion.
-  void completed() const {
-    static const std::map<std::string_view, base::Histogram*> histograms = [] {
-      std::map<std::string_view, base::Histogram*> m;
-      for (const char* op : {"create", "delete", "set", "get", "exists", "children", "multi",
-                             "sync", "auth", "other"}) {
-        m[op] = &base::metrics().histogram(
-            "drover_zookeeper_request_duration_seconds",
-            "Time from sending a ZooKeeper request to its completion, by operation",
-            base::kRequestDurationBuckets, {{"op", op}});
-      }
-      return m;
-    }();
-    auto it = histograms.find(op_);
-    if (it == histograms.end()) return;
-    it->second->observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
-  }
-
- private:
-  const char* op_;
-  std::chrono::steady_clock::time_point start_;
-};
-
-// Counts the data bytes of the writes this node sends (creates and sets, alone or in a multi):
-// what ZooKeeper logs, fsyncs and replicates for this node (drover_zookeeper_write_bytes_total,
-// docs/METRICS.md). Counted when sent, whether or not the write lands.
-void countWritten(size_t data_bytes) {
-  static auto& written = base::metrics().counter(
-      "drover_zookeeper_write_bytes_total",
-      "Data bytes of the creates and sets this node sent to ZooKeeper (alone or in multis)");
-  written.inc(static_cast<double>(data_bytes));
-}
-
-// Counts reads by the part of the tree they read (drover_zookeeper_reads_total, docs/METRICS.md):
-// the second path segment, below the root (/drover/pending/... -> "pending"), from a fixed set so
-// that the labels stay few. It says which component's reads a figure of requests per task is.
-void countRead(const char* op, const std::string& path) {
-  static const std::vector<std::string_view> kTrees = {
-      "batches", "pending",  "assignments", "events",   "workers",   "ids",     "leader",
-      "epoch",   "election", "queues",      "draining", "schedules", "webhooks"};
-  static std::mutex mu;
-  static std::map<std::pair<std::string_view, std::string_view>, base::Counter*> counters;
-  std::string_view tree = "other";
-  std::string_view rest(path);
-  if (auto first = rest.find('/', 1); first != std::string_view::npos) {
-    rest.remove_prefix(first + 1);
-    std::string_view segment = rest.substr(0, rest.find('/'));
-    for (auto t : kTrees) {
-      if (segment == t) tree = t;
-    }
-  }
-  base::Counter* c = nullptr;
-  {
-    std::lock_guard lock(mu);
-    auto& slot = counters[{op, tree}];
-    if (slot == nullptr) {
-      slot = &base::metrics().counter(
-          "drover_zookeeper_reads_total",
-          "Reads this node sent to ZooKeeper, by operation and by the part of the tree read",
-          {{"op", std::string(op)}, {"tree", std::string(tree)}});
-    }
-    c = slot;
-  }
-  c->inc();
-}
-
 // One request in flight: freed by its completion (or at once when the client refuses it).
 template <class T>
 struct Call {
   Promise<T> promise;
   std::string path;
   void* watch = nullptr;
-  RequestTimer timer;
+  zk_metrics::RequestTimer timer;
 };
 
 // Sends one request: checks `check_path`, registers `watcher` (if any) with the session's
@@ -497,9 +424,9 @@ Future<T> issue(ZkCoordination::Impl& impl, const char* op, const std::string& p
   if (badPath(check_path)) return Future<T>::ready(tl::unexpected(pathError(path)));
   if (std::strcmp(op, "get") == 0 || std::strcmp(op, "children") == 0 ||
       std::strcmp(op, "exists") == 0) {
-    countRead(op, path);
+    zk_metrics::countRead(op, path);
   }
-  auto* call = new Call<T>{{}, path, nullptr, RequestTimer(op)};
+  auto* call = new Call<T>{{}, path, nullptr, zk_metrics::RequestTimer(op)};
   Future<T> f = call->promise.future();
   int rc = impl.withHandle([&](zhandle_t* zh) {
     if (watcher) call->watch = registerWatch(std::move(watcher), &impl, impl.handle->generation);
@@ -566,7 +493,7 @@ Future<std::string> ZkCoordination::create(CreateOp op) {
   bool sequential =
       op.mode == CreateMode::kPersistentSequential || op.mode == CreateMode::kEphemeralSequential;
   CAcl acl(op.acl, !impl_->options.digest_auth.empty());
-  countWritten(op.data.size());
+  zk_metrics::countWritten(op.data.size());
   return issue<std::string>(
       *impl_, "create", op.path, sequential ? op.path + "0000000000" : op.path, nullptr,
       [&](zhandle_t* zh, void* call) {
@@ -593,7 +520,7 @@ Future<Stat> ZkCoordination::set(const std::string& path, std::string data, int3
   if (data.size() + path.size() > impl_->options.max_request_bytes) {
     return Future<Stat>::ready(tl::unexpected(impl_->sizeError(data.size())));
   }
-  countWritten(data.size());
+  zk_metrics::countWritten(data.size());
   return issue<Stat>(*impl_, "set", path, path, nullptr, [&](zhandle_t* zh, void* call) {
     return zoo_aset(
         zh, path.c_str(), data.data(), static_cast<int>(data.size()), version,
@@ -687,7 +614,7 @@ struct CPaths {
 struct MultiCall {
   Promise<std::vector<OpResult>> promise;
   CPaths c_paths;
-  RequestTimer timer{"multi"};
+  zk_metrics::RequestTimer timer{"multi"};
   std::vector<Op> ops;
   std::vector<std::unique_ptr<CAcl>> acls;
   std::vector<zoo_op_t> zops;
@@ -754,7 +681,7 @@ Future<std::vector<OpResult>> ZkCoordination::multi(std::vector<Op> ops) {
     if (const auto* c = std::get_if<CreateOp>(&op)) written += c->data.size();
     if (const auto* s = std::get_if<SetOp>(&op)) written += s->data.size();
   }
-  countWritten(written);
+  zk_metrics::countWritten(written);
   call->ops = std::move(ops);
   size_t n = call->ops.size();
   call->zops.resize(n);
