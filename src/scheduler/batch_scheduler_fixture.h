@@ -186,7 +186,7 @@ class BatchSchedulerTest : public ::testing::Test {
   uint32_t random_ = 0;
   int32_t epoch_ = 0;
   BatchScheduler::Options options_;
-  std::unique_ptr<HookedCoordination> via_;  // outlives the scheduler
+  std::unique_ptr<coord::ForwardingCoordination> via_;  // outlives the scheduler
   std::unique_ptr<BatchScheduler> scheduler_;
   std::mutex mu_;
   std::vector<std::string> fenced_;

@@ -337,7 +337,9 @@ class HoldingPendingReads : public coord::ForwardingCoordination {
 // count is published all the same once the first scan is in: it used to wait for a moment with
 // no read out, which such a flood never gave, so the API's flood cap went unchecked.
 TEST_F(BatchSchedulerTest, PublishesTheWaitingCountWhileANewBatchIsStillBeingRead) {
-  HoldingPendingReads via(leader_, layout_.pendingRoot() + "/");
+  auto owned = std::make_unique<HoldingPendingReads>(leader_, layout_.pendingRoot() + "/");
+  HoldingPendingReads& via = *owned;
+  via_ = std::move(owned);  // the fixture keeps it past the scheduler's stop
   submit({spec(), spec(), spec()});
   start(&via);
   ASSERT_TRUE(settle([&] { return scheduler_->snapshot().pending == 3u; }));
