@@ -29,7 +29,7 @@ Round ChunkAssigner::plan(JobIndex& index, std::vector<WorkerLoad>& workers,
   while (round.tasks < limits_.max_round_tasks && bytes < limits_.max_round_bytes) {
     const JobIndex::Entry* next = index.nextExcept(blocked);
     if (!next) break;
-    const tasks::TaskSpec& spec = next->job.spec;
+    const tasks::TaskSpec& spec = next->spec();  // in the batch record the entry shares
     Route route = routeOf(spec);
     auto [match, fresh] = eligible.try_emplace(route);
     if (fresh) {
@@ -63,18 +63,18 @@ Round ChunkAssigner::plan(JobIndex& index, std::vector<WorkerLoad>& workers,
     ++worker.assigned;
     ++taken[route.queue];
 
-    JobIndex::Entry entry = index.take(spec.id);  // `next` and `spec` go with it
+    JobIndex::Entry entry = index.take(next->key());  // `next` goes; `spec` stays with the record
     size_t spec_bytes = tasks::kInlineSpecBytes + 1;
     if (const auto* b = [&]() -> const PendingTracker::Batch* {
-          auto it = pending.batches().find(entry.batch);
+          auto it = pending.batches().find(entry.batch());
           return it == pending.batches().end() ? nullptr : &it->second;
         }();
         b && entry.index < b->spec_bytes.size()) {
       spec_bytes = b->spec_bytes[entry.index];
     }
     bool inline_spec = spec_bytes <= tasks::kInlineSpecBytes;
-    size_t item_bytes = kItemOverhead + entry.job.spec.id.size() + entry.error.size() +
-                        (inline_spec ? spec_bytes : 0);
+    size_t item_bytes =
+        kItemOverhead + spec.id.size() + entry.error.size() + (inline_spec ? spec_bytes : 0);
     auto oc = open_chunk.find(worker.id);
     if (oc == open_chunk.end() ||
         round.chunks[oc->second].chunk.items.size() >= tasks::kMaxChunkTasks ||
@@ -85,12 +85,12 @@ Round ChunkAssigner::plan(JobIndex& index, std::vector<WorkerLoad>& workers,
     }
     PlannedChunk& chunk = round.chunks[oc->second];
     tasks::ChunkItem item;
-    item.ref = tasks::TaskRef{entry.batch, entry.index};
-    item.id = entry.job.spec.id;
-    item.attempt = entry.job.attempt;
-    item.submitted_at = entry.submitted_at;
+    item.ref = tasks::TaskRef{entry.batch(), entry.index};
+    item.id = spec.id;
+    item.attempt = entry.attempt;
+    item.submitted_at = entry.record->submitted_at;
     item.error = entry.error;
-    if (inline_spec) item.spec = std::move(entry.job.spec);
+    if (inline_spec) item.spec = spec;
     chunk.chunk.items.push_back(std::move(item));
     chunk.bytes += item_bytes;
     chunk.entries.push_back(std::move(entry));

@@ -5,42 +5,41 @@
 namespace drover::scheduler {
 
 void JobIndex::add(Entry entry, int64_t now) {
-  const std::string id = entry.job.spec.id;
-  drop(id);
-  if (entry.job.not_before > now) {
-    delayed_.emplace(entry.job.not_before, id);
+  const Key key = entry.key();
+  drop(key);
+  if (entry.not_before > now) {
+    delayed_.emplace(entry.not_before, key);
   } else {
-    ready_.insert(ReadyKey{entry.job.spec.priority, entry.czxid, id});
-    ready_by_route_[routeOf(entry.job.spec)].insert(
-        ReadyKey{entry.job.spec.priority, entry.czxid, id});
-    ++ready_by_priority_[entry.job.spec.priority];
+    const ReadyKey ready = readyKey(entry);
+    ready_.insert(ready);
+    ready_by_route_[routeOf(entry.spec())].insert(ready);
+    ++ready_by_priority_[ready.priority];
   }
-  jobs_.emplace(id, std::move(entry));
+  jobs_.emplace(key, std::move(entry));
 }
 
 void JobIndex::unlink(const Entry& entry) {
-  const auto& spec = entry.job.spec;
-  const ReadyKey key{spec.priority, entry.czxid, spec.id};
+  const ReadyKey key = readyKey(entry);
   if (ready_.erase(key) != 0) {
-    if (--ready_by_priority_[spec.priority] == 0) ready_by_priority_.erase(spec.priority);
-    auto route = ready_by_route_.find(routeOf(spec));
+    if (--ready_by_priority_[key.priority] == 0) ready_by_priority_.erase(key.priority);
+    auto route = ready_by_route_.find(routeOf(entry.spec()));
     if (route != ready_by_route_.end()) {
       route->second.erase(key);
       if (route->second.empty()) ready_by_route_.erase(route);
     }
   }
-  delayed_.erase({entry.job.not_before, spec.id});
+  delayed_.erase({entry.not_before, key.key});
 }
 
-void JobIndex::drop(const std::string& id) {
-  auto it = jobs_.find(id);
+void JobIndex::drop(Key key) {
+  auto it = jobs_.find(key);
   if (it == jobs_.end()) return;
   unlink(it->second);
   jobs_.erase(it);
 }
 
-JobIndex::Entry JobIndex::take(const std::string& id) {
-  auto it = jobs_.find(id);
+JobIndex::Entry JobIndex::take(Key key) {
+  auto it = jobs_.find(key);
   unlink(it->second);
   Entry entry = std::move(it->second);
   jobs_.erase(it);
@@ -53,7 +52,7 @@ const JobIndex::Entry* JobIndex::nextExcept(const std::set<Route>& blocked) cons
     if (blocked.count(route) != 0) continue;
     if (best == nullptr || *keys.begin() < *best) best = &*keys.begin();
   }
-  return best == nullptr ? nullptr : &jobs_.at(best->id);
+  return best == nullptr ? nullptr : &jobs_.at(best->key);
 }
 
 std::map<Route, size_t> JobIndex::readyByRoute() const {
@@ -70,9 +69,8 @@ std::optional<int64_t> JobIndex::nextDue() const {
 size_t JobIndex::promote(int64_t now) {
   size_t n = 0;
   while (!delayed_.empty() && delayed_.begin()->first <= now) {
-    std::string id = delayed_.begin()->second;
-    Entry entry = take(id);
-    entry.job.not_before = 0;  // due now
+    Entry entry = take(delayed_.begin()->second);
+    entry.not_before = 0;  // due now
     add(std::move(entry), now);
     ++n;
   }
@@ -81,9 +79,9 @@ size_t JobIndex::promote(int64_t now) {
 
 size_t JobIndex::delayedFirstRuns() const {
   size_t n = 0;
-  for (const auto& [due, id] : delayed_) {
-    auto it = jobs_.find(id);
-    if (it != jobs_.end() && it->second.job.attempt <= 1) ++n;
+  for (const auto& [due, key] : delayed_) {
+    auto it = jobs_.find(key);
+    if (it != jobs_.end() && it->second.attempt <= 1) ++n;
   }
   return n;
 }

@@ -290,16 +290,8 @@ void PendingTracker::withRecord(
 std::optional<JobIndex::Entry> PendingTracker::entryFor(const Batch& b, uint32_t index) const {
   const tasks::Waiting* w = b.state.waitingAt(index);
   if (!w || !b.record || index >= b.record->tasks.size()) return std::nullopt;
-  JobIndex::Entry e;
-  e.job = tasks::Job{b.record->tasks[index], w->attempt, w->not_before, b.record->submitted_at,
-                     w->error};
-  e.version = b.version;
-  e.czxid = (b.czxid << 20) + index;
-  e.submitted_at = b.record->submitted_at;
-  e.error = w->error;
-  e.batch = b.name;
-  e.index = index;
-  return e;
+  return JobIndex::Entry{b.record, index, w->attempt, w->not_before, (b.czxid << 20) + index,
+                         w->error};
 }
 
 void PendingTracker::apply(Batch& b, const tasks::PendingState& next) {
@@ -310,7 +302,7 @@ void PendingTracker::apply(Batch& b, const tasks::PendingState& next) {
   const auto& tasks = b.record->tasks;
   for (const auto& [i, w] : b.state.waiting()) {
     const tasks::Waiting* now = next.waitingAt(i);
-    if ((!now || !(*now == w)) && i < tasks.size()) index_.drop(tasks[i].id);
+    if ((!now || !(*now == w)) && i < tasks.size()) index_.drop(JobIndex::keyOf(b.record.get(), i));
     if (!now && left_) left_({b.name, i});
   }
   const auto old = std::move(b.state);
@@ -335,7 +327,7 @@ void PendingTracker::forget(const std::string& batch) {
   Batch& b = it->second;
   if (b.record) {
     for (const auto& [i, w] : b.state.waiting()) {
-      if (i < b.record->tasks.size()) index_.drop(b.record->tasks[i].id);
+      index_.drop(JobIndex::keyOf(b.record.get(), i));
       if (left_) left_({b.name, i});
     }
   }
@@ -413,7 +405,7 @@ void PendingTracker::wrote(const std::string& batch, int32_t version,
 void PendingTracker::restore(const std::vector<JobIndex::Entry>& entries) {
   const int64_t now = wall_();
   for (const auto& e : entries) {
-    Batch* b = find(e.batch);
+    Batch* b = find(e.batch());
     if (!b) continue;
     if (hold_ && hold_(*b, e.index)) continue;
     auto entry = entryFor(*b, e.index);  // from the state as known now

@@ -56,27 +56,32 @@ TEST(Routing, QueueSettingsRoundTripAndRefuseBadValues) {
 }
 
 TEST(Routing, JobIndexSkipsBlockedRoutesWithoutLosingOrder) {
+  auto record = std::make_shared<tasks::BatchRecord>();
   JobIndex index;
-  auto add = [&](const std::string& id, int priority, std::string queue, int64_t czxid) {
-    JobIndex::Entry e;
-    e.job.spec.id = id;
-    e.job.spec.type = "noop";
-    e.job.spec.priority = priority;
-    e.job.spec.queue = std::move(queue);
-    e.czxid = czxid;
-    index.add(std::move(e), 0);
+  std::map<std::string, JobIndex::Key> keys;
+  auto add = [&](const std::string& id, int priority, std::string queue, int64_t order) {
+    tasks::TaskSpec spec;
+    spec.id = id;
+    spec.type = "noop";
+    spec.priority = priority;
+    spec.queue = std::move(queue);
+    record->tasks.push_back(std::move(spec));
   };
   add("a", 9, "etl", 1);
   add("b", 5, "default", 2);
   add("c", 9, "default", 3);
-  EXPECT_EQ(index.nextExcept({})->job.spec.id, "a");
+  for (uint32_t i = 0; i < record->tasks.size(); ++i) {
+    index.add(JobIndex::Entry{record, i, 1, 0, i + 1, ""}, 0);
+    keys[record->tasks[i].id] = JobIndex::keyOf(record.get(), i);
+  }
+  EXPECT_EQ(index.nextExcept({})->spec().id, "a");
   std::set<Route> blocked{route("etl", {}, "noop")};
-  EXPECT_EQ(index.nextExcept(blocked)->job.spec.id, "c");
+  EXPECT_EQ(index.nextExcept(blocked)->spec().id, "c");
   blocked.insert(route("default", {}, "noop"));
   EXPECT_EQ(index.nextExcept(blocked), nullptr);
   EXPECT_EQ(index.readyByRoute().at(route("default", {}, "noop")), 2u);
-  index.take("c");
-  index.take("b");
+  index.take(keys.at("c"));
+  index.take(keys.at("b"));
   EXPECT_EQ(index.readyByRoute().count(route("default", {}, "noop")), 0u);
 }
 
