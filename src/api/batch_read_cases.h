@@ -55,6 +55,39 @@ TEST_P(BatchStoreSuite, GetInEveryStateAndFinishedCostsTwoReads) {
   EXPECT_EQ(store_->get(tasks::generatedId({r0.batch, 7})).error().failure, Failure::kNotFound);
 }
 
+// The cache of batch and result records is bounded by the memory the decoded records take, not
+// by their encoded size (a decoded spec is ~10x its encoding): with room for one batch of 100
+// tasks, reading a second one evicts the first, which costs a read again.
+TEST_P(BatchStoreSuite, TheRecordCacheIsBoundedByDecodedSize) {
+  std::vector<std::string> names;
+  for (int b = 0; b < 2; ++b) {
+    std::vector<tasks::TaskSpec> specs(100, spec(""));
+    auto r = store_->submitBatch(specs);
+    ASSERT_TRUE(r) << r.error().detail;
+    names.push_back(refOf(r->ids[0]).batch);
+  }
+  ASSERT_NE(names[0], names[1]);
+  StoreOptions small = options_;
+  // One batch of 100 no-op specs decodes to more than 100 specs' structs, two to less than 3.
+  small.record_cache_bytes = 150 * sizeof(tasks::TaskSpec) + 64 * 1024 / 4;
+  BatchReader reader(*counting_, layout_, small);
+  auto reads = [&](BatchReader& from, const std::string& name) {
+    const int before = counting_->reads;
+    auto record = from.batch(name);
+    EXPECT_TRUE(record && *record) << name;
+    return counting_->reads - before;
+  };
+  EXPECT_EQ(reads(reader, names[0]), 1);
+  EXPECT_EQ(reads(reader, names[0]), 0);  // cached
+  EXPECT_EQ(reads(reader, names[1]), 1);  // evicts the first
+  EXPECT_EQ(reads(reader, names[1]), 0);
+  EXPECT_EQ(reads(reader, names[0]), 1);
+  // The default budget keeps both.
+  BatchReader roomy(*counting_, layout_, options_);
+  for (const auto& n : names) EXPECT_EQ(reads(roomy, n), 1);
+  for (const auto& n : names) EXPECT_EQ(reads(roomy, n), 0);
+}
+
 TEST_P(BatchStoreSuite, ListNewestFirstWithFiltersAndPaging) {
   std::vector<std::string> order;  // submit order
   for (int b = 0; b < 3; ++b) {

@@ -48,6 +48,11 @@ struct StoreOptions {
   // clients of single submits, one run each (docs/PERFORMANCE.md), 1,199 -> 1,441 tasks/s and
   // 1.15 -> 0.90 ZooKeeper requests per task.
   std::chrono::microseconds group_linger{2000};
+  // Each node's cache of immutable records (batch and result records, per BatchReader): at most
+  // about this many bytes of memory, oldest records out first. Counted as decoded, not as
+  // encoded: a no-op task is ~25 bytes in its batch record and ~400 decoded (a 64 MiB budget of
+  // encoded bytes held ~1 GiB; docs/PERFORMANCE.md).
+  size_t record_cache_bytes = 32 * 1024 * 1024;
   // Flood control: a submit that would take the pending tasks (the jobs under /jobs: tasks
   // waiting for a worker, retries in backoff included) past this is refused with kTooMany and
   // writes nothing. 0: no cap.
