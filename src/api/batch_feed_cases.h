@@ -42,12 +42,6 @@ TEST_P(BatchStoreSuite, EventFeedDecodesV2Records) {
 // a queue's worth (it used to be dropped with nothing queued, so the same resume overflowed
 // again, forever, while trimming overtook its position), and resuming after the last event
 // popped reaches the end: every terminal event once, in order, no gap.
-
-// A resume from far behind on v2 (the webhook dispatcher after a pause): one record's
-// EventGroups hold more events than a subscriber's queue. The replay comes back truncated with
-// a queue's worth (it used to be dropped with nothing queued, so the same resume overflowed
-// again, forever, while trimming overtook its position), and resuming after the last event
-// popped reaches the end: every terminal event once, in order, no gap.
 TEST_P(BatchStoreSuite, ResumeFromFarBehindAdvancesAQueueAtATime) {
   ASSERT_TRUE(coord::ensurePath(*other_, layout_.events()));
   const std::string batch = tasks::makeBatchName(base::wallMillis(), 7);
@@ -74,7 +68,7 @@ TEST_P(BatchStoreSuite, ResumeFromFarBehindAdvancesAQueueAtATime) {
   int resumes = 0;
   while (seen.size() < 3 * kTasks && resumes < 20) {
     ++resumes;
-    auto sub = feed.subscribe("", after, /*terminal_only=*/true);
+    auto sub = feed.subscribe("", after, Want::kTerminal);
     EXPECT_FALSE(sub->dropped());
     if (resumes > 1) {
       EXPECT_FALSE(sub->gap());
@@ -89,6 +83,64 @@ TEST_P(BatchStoreSuite, ResumeFromFarBehindAdvancesAQueueAtATime) {
   ASSERT_EQ(seen.size(), 3u * kTasks) << "after " << resumes << " resumes";
   for (uint32_t i = 0; i < seen.size(); ++i) ASSERT_EQ(seen[i], i);
   EXPECT_EQ(resumes, 5);  // 2,100 events, 500 a queue: four truncated replays, then live
+  feed.stop();
+}
+
+// The webhook dispatcher's subscription (Want::kCallbacks) does not read the records named as
+// holding no callback ("n-"), replayed or live, unless another subscriber needs them read; it
+// gets nothing from them either way, and idleThrough() tells it how far the feed went past.
+TEST_P(BatchStoreSuite, ACallbacksOnlySubscriberSkipsRecordsThatNeedNoWebhook) {
+  ASSERT_TRUE(coord::ensurePath(*other_, layout_.events()));
+  const std::string batch = tasks::makeBatchName(base::wallMillis(), 9);
+  uint32_t next = 0;
+  auto write = [&](bool may_call_back) {
+    tasks::EventGroup done;
+    done.batch = batch;
+    done.state = State::kSucceeded;
+    done.indices = {next++};
+    auto created = other_->create(tasks::v2::eventGroupsOp(layout_, {done}, may_call_back)).get();
+    EXPECT_TRUE(created);
+    return created ? coord::sequenceOf(*created) : -1;
+  };
+  write(false);
+  write(true);  // index 1
+  const int64_t third = write(false);
+  auto feed_coord = env_->connect();
+  Counting counted(*feed_coord);
+  EventFeedOptions fo;
+  fo.min_interval = 1ms;
+  EventFeed feed(counted, layout_, fo);
+  feed.start();
+  auto readSkipped = [&] {
+    for (const auto& path : counted.gotSince(0)) {
+      if (!tasks::v2::mayHoldCallbacks(path.substr(path.rfind('/') + 1))) return true;
+    }
+    return false;
+  };
+  auto sub = feed.subscribe("", EventPosition{-1, 0}, Want::kCallbacks);
+  auto e = sub->next(2s);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->ref.index, 1u);
+  EXPECT_FALSE(sub->next(50ms));
+  EXPECT_EQ(sub->idleThrough(), third);
+  EXPECT_FALSE(readSkipped());
+  // Live: an "n-" record is passed by unread, an "e-" one delivered.
+  write(false);
+  const int64_t fifth = write(true);  // index 4
+  e = sub->next(5s);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->ref.index, 4u);
+  ASSERT_TRUE(base::eventually([&] { return sub->idleThrough() >= fifth; }));
+  EXPECT_FALSE(readSkipped());
+  // With a subscriber that wants everything, every record is read; the webhook one still gets
+  // nothing from an "n-" record.
+  auto all = feed.subscribe();
+  write(false);  // index 5
+  e = all->next(5s);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->ref.index, 5u);
+  EXPECT_TRUE(readSkipped());
+  EXPECT_FALSE(sub->next(50ms));
   feed.stop();
 }
 

@@ -11,6 +11,7 @@
 #include "api/problem.h"
 #include "coord/paths.h"
 #include "tasks/batch.h"
+#include "tasks/protocol.h"
 
 namespace drover::api {
 
@@ -73,7 +74,18 @@ void Subscription::close() {
 
 bool Subscription::wanted(const FeedEvent& event) const {
   if (!id_filter_.empty() && event.id != id_filter_) return false;
-  return !terminal_only_ || tasks::isTerminal(event.state);
+  return want_ == Want::kAll || tasks::isTerminal(event.state);
+}
+
+void Subscription::pass(int64_t seq) {
+  std::lock_guard lock(mu_);
+  passed_ = std::max(passed_, seq);
+}
+
+std::optional<int64_t> Subscription::idleThrough() const {
+  std::lock_guard lock(mu_);
+  if (!queue_.empty() || passed_ < 0) return std::nullopt;
+  return passed_;
 }
 
 bool Subscription::fill(const FeedEvent& event) {
@@ -182,9 +194,8 @@ std::shared_ptr<Subscription> EventFeed::subscribe(std::string id_filter) {
 }
 
 std::shared_ptr<Subscription> EventFeed::subscribe(std::string id_filter, EventPosition after,
-                                                   bool terminal_only) {
-  auto sub =
-      std::make_shared<Subscription>(std::move(id_filter), options_.queue_capacity, terminal_only);
+                                                   Want want) {
+  auto sub = std::make_shared<Subscription>(std::move(id_filter), options_.queue_capacity, want);
   {
     std::lock_guard lock(mu_);
     if (stopped_) {
@@ -220,7 +231,9 @@ void EventFeed::replay(const std::shared_ptr<Subscription>& sub, EventPosition a
   std::vector<std::pair<int64_t, std::string>> wanted;
   for (const auto& r : records) {
     if (r.first == after.record) held = true;
-    if (r.first >= after.record && r.first <= upto) wanted.push_back(r);
+    if (r.first < after.record || r.first > upto) continue;
+    if (sub->want() == Want::kCallbacks && !tasks::v2::mayHoldCallbacks(r.second)) continue;
+    wanted.push_back(r);
   }
   if (!held) sub->gap_ = true;
   // Read in windows of pipelined reads, so that a replay that fills the queue early (a v2
@@ -254,6 +267,7 @@ void EventFeed::replay(const std::shared_ptr<Subscription>& sub, EventPosition a
       }
     }
   }
+  sub->pass(upto);
   {
     std::lock_guard lock(mu_);
     subscribers_.push_back(sub);
@@ -392,28 +406,60 @@ void EventFeed::refresh() {
     return;
   }
   std::erase_if(records, [&](const auto& r) { return r.first <= last_seen_.load(); });
-  std::vector<coord::Future<coord::Node>> futures;
+  // With only the webhook dispatcher listening, records named as holding no callback are not
+  // read: without webhooks in use that is nearly every record (docs/ZNODES.md "/events").
+  const bool callbacks_only = onlyCallbacks();
+  std::vector<std::optional<coord::Future<coord::Node>>> futures;
   futures.reserve(records.size());
-  for (const auto& r : records)
-    futures.push_back(coord_.get(coord::join(layout_.events(), r.second), nullptr));
+  for (const auto& r : records) {
+    if (callbacks_only && !tasks::v2::mayHoldCallbacks(r.second)) {
+      futures.emplace_back();
+    } else {
+      futures.emplace_back(coord_.get(coord::join(layout_.events(), r.second), nullptr));
+    }
+  }
   for (size_t i = 0; i < records.size(); ++i) {
-    auto node = futures[i].waitFor(options_.call_timeout);
+    if (!futures[i]) {
+      last_seen_ = records[i].first;
+      continue;
+    }
+    auto node = futures[i]->waitFor(options_.call_timeout);
     if (!node || (!*node && (*node).error().code() != Code::kNoNode)) {
       scheduleRetry();  // read the rest later; last_seen_ stays at the last one delivered
       return;
     }
-    if (*node) dispatch(decodeRecord(records[i].first, (*node)->data));
+    if (*node) {
+      dispatch(decodeRecord(records[i].first, (*node)->data),
+               tasks::v2::mayHoldCallbacks(records[i].second));
+    }
     // else: trimmed before we read it
     last_seen_ = records[i].first;
   }
+  if (!records.empty()) passed(records.back().first);
 }
 
-void EventFeed::dispatch(const std::vector<FeedEvent>& events) {
+bool EventFeed::onlyCallbacks() {
+  std::lock_guard lock(mu_);
+  return std::all_of(subscribers_.begin(), subscribers_.end(), [](const auto& w) {
+    auto s = w.lock();
+    return !s || s->want() == Want::kCallbacks;
+  });
+}
+
+void EventFeed::passed(int64_t seq) {
+  std::lock_guard lock(mu_);
+  for (const auto& w : subscribers_) {
+    if (auto s = w.lock()) s->pass(seq);
+  }
+}
+
+void EventFeed::dispatch(const std::vector<FeedEvent>& events, bool may_call_back) {
   if (events.empty()) return;
   std::lock_guard lock(mu_);
   std::erase_if(subscribers_, [&](const std::weak_ptr<Subscription>& w) {
     auto s = w.lock();
     if (!s) return true;
+    if (!may_call_back && s->want() == Want::kCallbacks) return s->closed();
     for (const auto& e : events) s->push(e);
     return s->closed();
   });

@@ -46,11 +46,21 @@ struct FeedEvent : tasks::TaskEvent {
   tasks::TaskRef ref;
 };
 
+// Which events a subscription takes.
+enum class Want {
+  kAll,
+  kTerminal,  // events of terminal states only
+  // Terminal events of records that may end a task with a callback_url (the webhook
+  // dispatcher's): records named as holding none (tasks::v2::mayHoldCallbacks) are not read for
+  // it at all.
+  kCallbacks,
+};
+
 // One subscriber's queue of events. The feed pushes, the subscriber pops. Thread-safe.
 class Subscription {
  public:
-  Subscription(std::string id_filter, size_t capacity, bool terminal_only = false)
-      : id_filter_(std::move(id_filter)), capacity_(capacity), terminal_only_(terminal_only) {}
+  Subscription(std::string id_filter, size_t capacity, Want want = Want::kAll)
+      : id_filter_(std::move(id_filter)), capacity_(capacity), want_(want) {}
 
   // The next event, waiting at most `timeout`; nullopt on timeout or once closed.
   std::optional<FeedEvent> next(std::chrono::milliseconds timeout);
@@ -70,6 +80,12 @@ class Subscription {
   // Protocol v2 records hold many events each (one per task of an EventGroup), so a resume from
   // far behind can exceed any fixed capacity; it then advances a queue's worth per resume.
   bool truncated() const;
+  // With nothing queued: the newest record of the log the feed has gone past for this
+  // subscriber (every event it wants up to there was queued, and has been popped); nullopt
+  // while something is queued or before the feed passed a record. A subscriber that reads few
+  // records (Want::kCallbacks) can move its resume point up to it.
+  std::optional<int64_t> idleThrough() const;
+  Want want() const { return want_; }
 
  private:
   friend class EventFeed;
@@ -80,11 +96,14 @@ class Subscription {
   // Closes it keeping what is queued (truncated()).
   void truncate();
   bool wanted(const FeedEvent& event) const;
+  // The feed went past record `seq` for this subscriber (after queuing what it wanted of it).
+  void pass(int64_t seq);
 
   const std::string id_filter_;
   const size_t capacity_;
-  const bool terminal_only_;  // only events of terminal states
+  const Want want_;
   bool truncated_ = false;
+  int64_t passed_ = -1;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<FeedEvent> queue_;
@@ -133,10 +152,10 @@ class EventFeed {
   // position, then the live ones, with none missed or repeated in between. When the log no
   // longer holds `after`'s record, the subscription's gap() is set. Blocks up to call_timeout.
   // When the log holds more events after `after` than a queue takes, the subscription comes
-  // back truncated() after the first queue's worth. `terminal_only`: only events of terminal
-  // states are queued (the webhook dispatcher's).
+  // back truncated() after the first queue's worth. `want`: which events are queued (the
+  // webhook dispatcher's: Want::kCallbacks).
   std::shared_ptr<Subscription> subscribe(std::string id_filter, EventPosition after,
-                                          bool terminal_only = false);
+                                          Want want = Want::kAll);
   size_t subscribers();
   // The sequence number of the newest record read (-1 before the first read).
   int64_t lastSeen() const { return last_seen_.load(); }
@@ -156,7 +175,13 @@ class EventFeed {
   void markInitialized(const std::vector<std::pair<int64_t, std::string>>& records);
   // The events of one record, in order.
   static std::vector<FeedEvent> decodeRecord(int64_t seq, const std::string& data);
-  void dispatch(const std::vector<FeedEvent>& events);
+  // `may_call_back`: the record's name allows a callback (Want::kCallbacks subscribers get
+  // nothing from the others).
+  void dispatch(const std::vector<FeedEvent>& events, bool may_call_back);
+  // Every live subscriber wants only Want::kCallbacks: records that cannot hold one go unread.
+  bool onlyCallbacks();
+  // Tells every subscriber the feed went past record `seq`.
+  void passed(int64_t seq);
   // Executor thread: replays the log after `after` into `sub`, then makes it a live subscriber.
   void replay(const std::shared_ptr<Subscription>& sub, EventPosition after);
 

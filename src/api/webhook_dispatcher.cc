@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "base/clock.h"
 #include "base/metrics.h"
@@ -192,8 +193,9 @@ void WebhookDispatcher::follow() {
       std::lock_guard lock(mu_);
       from = read_;
     }
-    // Only terminal events: the others cannot need a delivery, and would fill the queue.
-    auto sub = feed_.subscribe("", from, /*terminal_only=*/true);
+    // Only terminal events of records that may end a task with a callback_url: the others
+    // cannot need a delivery (and are not even read while no one else follows the log).
+    auto sub = feed_.subscribe("", from, Want::kCallbacks);
     {
       std::lock_guard lock(mu_);
       sub_ = sub;
@@ -220,6 +222,7 @@ void WebhookDispatcher::follow() {
       auto event = sub->next(200ms);
       if (!event) {
         if (sub->closed()) break;
+        passIdle(*sub);
         updateGauges();
         continue;
       }
@@ -236,6 +239,16 @@ void WebhookDispatcher::follow() {
   }
   std::lock_guard lock(mu_);
   sub_.reset();
+}
+
+void WebhookDispatcher::passIdle(const Subscription& sub) {
+  // Records the feed passed without anything for us: the cursor may move past them, or it
+  // would stay at the last callback event while the log is trimmed past it (a false gap on the
+  // next leader's resume). The position's index is past any record's last event.
+  auto through = sub.idleThrough();
+  if (!through) return;
+  std::lock_guard lock(mu_);
+  if (*through > read_.record) read_ = EventPosition{*through, std::numeric_limits<int>::max()};
 }
 
 void WebhookDispatcher::take(const FeedEvent& event) {

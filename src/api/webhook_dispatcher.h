@@ -84,6 +84,8 @@ class WebhookDispatcher {
   // superseded or undecodable), kLater when ZooKeeper did not answer.
   Prepared prepare(Delivery& d);
   void take(const FeedEvent& event);  // the follower thread
+  // The follower thread, with nothing queued: moves read_ past the records the feed went by.
+  void passIdle(const Subscription& sub);
   void retryLater(const std::shared_ptr<Delivery>& d, base::Duration delay);
   void finish(const Delivery& d);
   void saveCursor();  // the timer thread: saves and schedules the next save

@@ -196,6 +196,7 @@ void ChunkRequeue::send(const std::shared_ptr<Move>& move) {
   std::map<std::string, tasks::ResultRecord> failed;
   std::vector<tasks::ChunkItem> moved;
   std::vector<tasks::TaskRef> refs;
+  bool callbacks = false;  // a task that fails here has a callback_url (or its spec is unknown)
   for (const auto& item : move->taken) {
     auto& state = move->states[item.ref.batch].second;
     refs.push_back(item.ref);
@@ -211,6 +212,7 @@ void ChunkRequeue::send(const std::shared_ptr<Move>& move) {
     }
     int max_attempts = spec ? spec->max_attempts : 1;
     if (item.attempt >= max_attempts) {
+      callbacks = callbacks || !spec || !spec->callback_url.empty();
       state.erase(item.ref.index);
       tasks::Outcome o;
       o.index = item.ref.index;
@@ -246,6 +248,7 @@ void ChunkRequeue::send(const std::shared_ptr<Move>& move) {
   auto builder = tasks::v2::Builder::fenced(ctx_.layout, ctx_.epoch);
   if (move->requeue) {
     builder.requeue(chunk, back, moved, failed, now);
+    builder.callbacks(callbacks);
   } else {
     builder.reclaim(chunk, moved, back, now);
   }

@@ -289,15 +289,26 @@ void Builder::publishWaiting(const WaitingCount& count) {
   push(coord::SetOp{layout_->pendingRoot(), encode(count), coord::kAnyVersion}, Part::kWaiting, "");
 }
 
-coord::CreateOp eventGroupsOp(const Layout& layout, const std::vector<EventGroup>& groups) {
+coord::CreateOp eventGroupsOp(const Layout& layout, const std::vector<EventGroup>& groups,
+                              bool may_call_back) {
   Json arr = Json::array();
   for (const auto& g : groups) arr.push_back(toJson(g));
-  return coord::CreateOp{
-      layout.events() + "/e-", arr.dump(), coord::CreateMode::kPersistentSequential, {}};
+  return coord::CreateOp{layout.events() + (may_call_back ? "/e-" : "/n-"),
+                         arr.dump(),
+                         coord::CreateMode::kPersistentSequential,
+                         {}};
 }
 
+bool mayHoldCallbacks(std::string_view record_name) { return record_name.substr(0, 2) != "n-"; }
+
+void Builder::callbacks(bool any) { callbacks_ = callbacks_.value_or(false) || any; }
+
 Multi Builder::finish() && {
-  if (!events_.empty()) push(eventGroupsOp(*layout_, events_), Part::kEvent, "");
+  const bool terminal = std::any_of(events_.begin(), events_.end(),
+                                    [](const EventGroup& g) { return isTerminal(g.state); });
+  if (!events_.empty()) {
+    push(eventGroupsOp(*layout_, events_, terminal && callbacks_.value_or(true)), Part::kEvent, "");
+  }
   return Multi{std::move(ops_), std::move(decoder_)};
 }
 

@@ -157,6 +157,12 @@ class Builder {
   // max_pending_tasks. Any version: the (fenced) leader is its only writer. No event.
   void publishWaiting(const WaitingCount& count);
 
+  // Whether a terminal outcome this multi records is of a task with a callback_url, as the
+  // caller knows from the specs (`any`; calls add up). It names the event record: "n-" when no
+  // terminal event in it can need a webhook delivery (none is terminal, or every caller said
+  // false), else "e-". Without a call, a multi with a terminal event is taken to have one.
+  void callbacks(bool any);
+
   // The multi: the ops in order, then one event record (none if nothing reports an event).
   Multi finish() &&;
 
@@ -173,10 +179,16 @@ class Builder {
   std::vector<coord::Op> ops_;
   Decoder decoder_;
   std::vector<EventGroup> events_;
+  std::optional<bool> callbacks_;
   size_t bytes_ = 0;
 };
 
-// The event record op (JSON array of EventGroup) appended to the log by finish().
-coord::CreateOp eventGroupsOp(const Layout& layout, const std::vector<EventGroup>& groups);
+// The event record op (JSON array of EventGroup) appended to the log by finish(): a persistent
+// sequential "e-" child of layout.events(), or "n-" when `may_call_back` is false.
+coord::CreateOp eventGroupsOp(const Layout& layout, const std::vector<EventGroup>& groups,
+                              bool may_call_back = true);
+// Whether an event record (by its name) may hold a terminal event of a task with a
+// callback_url: false only for "n-" records. The webhook dispatcher reads only these.
+bool mayHoldCallbacks(std::string_view record_name);
 
 }  // namespace drover::tasks::v2

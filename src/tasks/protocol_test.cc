@@ -87,7 +87,10 @@ class ProtocolTest : public ::testing::Test {
   std::vector<TaskEvent> lastEvents() {
     auto names = coord_->children(layout_.events(), nullptr).get();
     if (!names || names->empty()) return {};
-    std::sort(names->begin(), names->end());
+    // "e-" and "n-" records share one sequence: the last is the highest number.
+    std::sort(names->begin(), names->end(), [](const std::string& a, const std::string& b) {
+      return coord::sequenceOf(a) < coord::sequenceOf(b);
+    });
     auto r = coord_->get(layout_.events() + "/" + names->back(), nullptr).get();
     std::vector<TaskEvent> out;
     for (const auto& g : Json::parse(r->data)) {
@@ -248,6 +251,42 @@ TEST_F(ProtocolTest, CommitRecordsOutcomesRetriesAndFencesAZombie) {
   EXPECT_EQ(role.part, Part::kChunk);
   EXPECT_EQ(role.key, layout_.chunk("w1", "c-1"));
   EXPECT_EQ(results(batch_).size(), 1u);
+}
+
+// An event record is named "n-" when no terminal event in it can need a webhook delivery, so
+// that the webhook dispatcher skips it unread: records with no terminal event, and multis whose
+// writer said none of its ended tasks has a callback_url. Unknown is "e-" (read).
+TEST_F(ProtocolTest, EventRecordsSayWhetherTheyMayNeedAWebhook) {
+  submitAndAssign(4, 4, "c-1");
+  auto names = [&] {
+    auto kids = coord_->children(layout_.events(), nullptr).get();
+    std::vector<std::string> out = kids ? *kids : std::vector<std::string>{};
+    std::sort(out.begin(), out.end(), [](const std::string& a, const std::string& b) {
+      return coord::sequenceOf(a) < coord::sequenceOf(b);
+    });
+    return out;
+  };
+  auto commit = [&](uint32_t index, std::vector<bool> said) {
+    auto [c, cv] = chunk("c-1");
+    ResultRecord done;
+    done.outcomes.push_back(Outcome{index, "", State::kSucceeded, 1, "w1", 1, 2, "", nullptr});
+    Builder b(layout_);
+    b.commit(ChunkWrite{"w1", "c-1", cv, c.without({{batch_, index}})}, {{batch_, done}}, {}, {},
+             3);
+    for (bool any : said) b.callbacks(any);
+    apply(std::move(b));
+    return names().back();
+  };
+  auto first = names();
+  ASSERT_EQ(first.size(), 2u);  // submit and assign: nothing terminal
+  EXPECT_EQ(first[0].substr(0, 2), "n-");
+  EXPECT_EQ(first[1].substr(0, 2), "n-");
+  EXPECT_EQ(commit(0, {false}).substr(0, 2), "n-");
+  EXPECT_EQ(commit(1, {}).substr(0, 2), "e-");  // the writer did not say
+  EXPECT_EQ(commit(2, {false, true}).substr(0, 2), "e-");
+  EXPECT_FALSE(mayHoldCallbacks(first[0]));
+  EXPECT_TRUE(mayHoldCallbacks(names().back()));
+  EXPECT_EQ(names().size(), 5u);
 }
 
 TEST_F(ProtocolTest, CommitOfTheLastTasksDeletesTheChunk) {

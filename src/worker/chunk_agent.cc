@@ -426,6 +426,7 @@ void ChunkAgent::reject(const Key& key, const std::string& why) {
   spdlog::warn("worker {}: task {} fails without running: {}", worker_id_, it->second.item.id, why);
   Finished f;
   f.item = std::move(it->second.item);
+  f.callback = !f.item.spec || !f.item.spec->callback_url.empty();
   f.item.spec.reset();
   f.outcome.index = key.second.index;
   f.outcome.id = storedId(f.item);
@@ -498,6 +499,7 @@ void ChunkAgent::onRunDone(const Key& key, HandlerResult result, int64_t ended_m
   }
   const tasks::TaskSpec& spec = *t.item.spec;
   Finished f;
+  f.callback = !spec.callback_url.empty();
   f.outcome.index = key.second.index;
   f.outcome.id = storedId(t.item);
   f.outcome.attempt = t.item.attempt;

@@ -297,6 +297,29 @@ TEST_F(ChunkAgentTest, RunsAChunkAndCommitsWhatIsReadyTogetherInOneMulti) {
   EXPECT_EQ(admin_.children(layout_.batch(batch), nullptr).get()->size(), 2u);
 }
 
+// A commit names its event record for the webhook dispatcher: "n-" when no task it ends has a
+// callback_url (the dispatcher skips it unread), "e-" when one has.
+TEST_F(ChunkAgentTest, ACommitSaysWhetherATaskItEndsHasACallback) {
+  startAgent();
+  auto newest = [&] {
+    auto kids = admin_.children(layout_.events(), nullptr).get();
+    std::string best;
+    for (const auto& k : *kids) {
+      if (best.empty() || coord::sequenceOf(k) > coord::sequenceOf(best)) best = k;
+    }
+    return best;
+  };
+  tasks::TaskSpec hooked = spec("record");
+  hooked.callback_url = "http://127.0.0.1:9/hook";
+  std::string batch = submit({spec("record"), hooked});
+  assign(batch, {0});
+  ASSERT_TRUE(until([&] { return agent_->stats().succeeded == 1; }));
+  ASSERT_TRUE(until([&] { return newest().rfind("n-", 0) == 0 && outcomes(batch).size() == 1; }));
+  assign(batch, {1});
+  ASSERT_TRUE(until([&] { return outcomes(batch).size() == 2; }));
+  EXPECT_EQ(newest().substr(0, 2), "e-");
+}
+
 // One commit multi in flight per worker: outcomes that finish while it is out wait for its reply
 // and then share one multi, whatever chunk they come from (docs/ZNODES.md, the worker's side).
 TEST_F(ChunkAgentTest, OutcomesReadyWhileACommitIsInFlightGoOutTogetherAfterIt) {

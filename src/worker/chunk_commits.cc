@@ -164,12 +164,14 @@ bool ChunkCommits::addTo(tasks::v2::Builder& b, const std::string& name, ChunkSt
   std::map<std::string, tasks::ResultRecord> outcomes;
   std::map<std::string, tasks::v2::PendingWrite> retries;
   std::vector<tasks::ChunkItem> retried;
+  bool callbacks = false;
   refs.reserve(c.ready.size());
   for (const auto& f : c.ready) {
     refs.push_back(f.item.ref);
     const std::string& batch = f.item.ref.batch;
     if (!f.retry) {
       outcomes[batch].outcomes.push_back(f.outcome);
+      callbacks = callbacks || f.callback;
       continue;
     }
     // One write per pending state per multi: a batch another chunk of this multi puts tasks
@@ -197,6 +199,7 @@ bool ChunkCommits::addTo(tasks::v2::Builder& b, const std::string& name, ChunkSt
   tasks::v2::ChunkWrite write{worker_id_, name, c.version,
                               c.content ? c.content->without(refs) : tasks::Chunk{}};
   b.commit(write, outcomes, writes, retried, base::wallMillis());
+  b.callbacks(callbacks);
   return true;
 }
 

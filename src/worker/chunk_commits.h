@@ -31,6 +31,9 @@ struct Finished {
   tasks::Outcome outcome;  // terminal (kSucceeded or kFailed) unless `retry`
   std::optional<tasks::Waiting> retry;
   bool rejected = false;  // failed without running
+  // The task has a callback_url, or its spec is not known here (the webhook dispatcher reads
+  // the event records of multis that may end such a task: tasks::v2::Builder::callbacks).
+  bool callback = true;
 };
 
 // Owned by ChunkAgent and driven on its executor thread only (every method, every hook).

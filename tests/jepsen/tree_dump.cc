@@ -7,6 +7,7 @@
 #include <optional>
 #include <set>
 
+#include "coord/paths.h"
 #include "tasks/batch.h"
 
 namespace drover::jepsen {
@@ -304,7 +305,10 @@ tl::expected<Tree, std::string> dumpTree(coord::Coordination& c, const tasks::La
   t.election = (*top)[1];
 
   Names names = (*top)[2];
-  std::sort(names.begin(), names.end());  // e-NNNNNNNNNN: zero-padded, so text order is seq order
+  // "e-" and "n-" records share one zero-padded sequence: order by it, not by the name.
+  std::sort(names.begin(), names.end(), [](const std::string& a, const std::string& b) {
+    return coord::sequenceOf(a) < coord::sequenceOf(b);
+  });
   Names paths;
   for (const auto& n : names) paths.push_back(l.events() + "/" + n);
   auto events = dataOf(c, paths);
