@@ -49,6 +49,8 @@ int64_t sequenceOf(std::string_view name) {
   return value;
 }
 
+bool bySequence(std::string_view a, std::string_view b) { return sequenceOf(a) < sequenceOf(b); }
+
 Status ensurePath(Coordination& coord, const std::string& path) {
   if (path == "/") return {};
   auto exists = coord.exists(path, nullptr).get();

@@ -17,6 +17,9 @@ std::string_view baseName(std::string_view path);
 bool isValidPath(std::string_view path);
 // The 10-digit counter a sequential create appended to `name`; -1 if there is none.
 int64_t sequenceOf(std::string_view name);
+// Orders names of sequential znodes by that counter, which a parent shares between prefixes
+// ("e-" and "n-" records, election candidates): for std::sort, std::min_element and the like.
+bool bySequence(std::string_view a, std::string_view b);
 
 // Creates `path` and any missing ancestors as persistent nodes with empty data; succeeds when it
 // already exists. Blocking; not for use on an event thread.

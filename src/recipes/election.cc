@@ -151,9 +151,7 @@ void LeaderElection::check() {
     return;  // session loss: onSession() takes over
   }
   std::vector<std::string> sorted = *kids;
-  std::sort(sorted.begin(), sorted.end(), [](const std::string& a, const std::string& b) {
-    return coord::sequenceOf(a) < coord::sequenceOf(b);
-  });
+  std::sort(sorted.begin(), sorted.end(), coord::bySequence);
   auto me = std::find(sorted.begin(), sorted.end(), node_);
   if (me == sorted.end()) {  // our node is gone (deleted by hand?): stand again
     node_.clear();
@@ -297,9 +295,7 @@ void LeaderElection::verify() {
     }
     return;
   }
-  auto lowest = std::min_element(kids->begin(), kids->end(), [](const auto& a, const auto& b) {
-    return coord::sequenceOf(a) < coord::sequenceOf(b);
-  });
+  auto lowest = std::min_element(kids->begin(), kids->end(), coord::bySequence);
   if (lowest == kids->end() || *lowest != node_ || epoch->stat.version != epoch_) {
     lose("leadership changed while disconnected", true);
   }

@@ -88,9 +88,7 @@ class ProtocolTest : public ::testing::Test {
     auto names = coord_->children(layout_.events(), nullptr).get();
     if (!names || names->empty()) return {};
     // "e-" and "n-" records share one sequence: the last is the highest number.
-    std::sort(names->begin(), names->end(), [](const std::string& a, const std::string& b) {
-      return coord::sequenceOf(a) < coord::sequenceOf(b);
-    });
+    std::sort(names->begin(), names->end(), coord::bySequence);
     auto r = coord_->get(layout_.events() + "/" + names->back(), nullptr).get();
     std::vector<TaskEvent> out;
     for (const auto& g : Json::parse(r->data)) {
@@ -261,9 +259,7 @@ TEST_F(ProtocolTest, EventRecordsSayWhetherTheyMayNeedAWebhook) {
   auto names = [&] {
     auto kids = coord_->children(layout_.events(), nullptr).get();
     std::vector<std::string> out = kids ? *kids : std::vector<std::string>{};
-    std::sort(out.begin(), out.end(), [](const std::string& a, const std::string& b) {
-      return coord::sequenceOf(a) < coord::sequenceOf(b);
-    });
+    std::sort(out.begin(), out.end(), coord::bySequence);
     return out;
   };
   auto commit = [&](uint32_t index, std::vector<bool> said) {

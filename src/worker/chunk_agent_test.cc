@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <memory>
@@ -303,11 +304,8 @@ TEST_F(ChunkAgentTest, ACommitSaysWhetherATaskItEndsHasACallback) {
   startAgent();
   auto newest = [&] {
     auto kids = admin_.children(layout_.events(), nullptr).get();
-    std::string best;
-    for (const auto& k : *kids) {
-      if (best.empty() || coord::sequenceOf(k) > coord::sequenceOf(best)) best = k;
-    }
-    return best;
+    auto last = std::max_element(kids->begin(), kids->end(), coord::bySequence);
+    return last == kids->end() ? std::string() : *last;
   };
   tasks::TaskSpec hooked = spec("record");
   hooked.callback_url = "http://127.0.0.1:9/hook";

@@ -306,9 +306,7 @@ tl::expected<Tree, std::string> dumpTree(coord::Coordination& c, const tasks::La
 
   Names names = (*top)[2];
   // "e-" and "n-" records share one zero-padded sequence: order by it, not by the name.
-  std::sort(names.begin(), names.end(), [](const std::string& a, const std::string& b) {
-    return coord::sequenceOf(a) < coord::sequenceOf(b);
-  });
+  std::sort(names.begin(), names.end(), coord::bySequence);
   Names paths;
   for (const auto& n : names) paths.push_back(l.events() + "/" + n);
   auto events = dataOf(c, paths);
