@@ -27,7 +27,7 @@ Round ChunkAssigner::plan(JobIndex& index, std::vector<WorkerLoad>& workers,
   std::vector<WorkerLoad> candidates;
   size_t bytes = 0;
   while (round.tasks < limits_.max_round_tasks && bytes < limits_.max_round_bytes) {
-    const JobIndex::Entry* next = index.nextExcept(blocked);
+    std::optional<JobIndex::Entry> next = index.nextExcept(blocked);
     if (!next) break;
     const tasks::TaskSpec& spec = next->spec();  // in the batch record the entry shares
     Route route = routeOf(spec);
@@ -63,7 +63,7 @@ Round ChunkAssigner::plan(JobIndex& index, std::vector<WorkerLoad>& workers,
     ++worker.assigned;
     ++taken[route.queue];
 
-    JobIndex::Entry entry = index.take(next->key());  // `next` goes; `spec` stays with the record
+    JobIndex::Entry entry = index.take(next->key());  // `spec` stays with the record it shares
     size_t spec_bytes = tasks::kInlineSpecBytes + 1;
     if (const auto* b = [&]() -> const PendingTracker::Batch* {
           auto it = pending.batches().find(entry.batch());

@@ -1,14 +1,17 @@
 #pragma once
 
 // The leader's in-memory index of the waiting tasks: the ones ready to assign in assignment
-// order (higher priority first, then FIFO: the batch's pending state creation zxid, then the
-// task's index in the batch), the delayed ones (a run_at or a retry's backoff ahead) by the
-// wall-clock ms they become due. A cache of /pending: the tree is the truth, and a stale entry
-// can only make a versioned assign fail.
+// order (higher priority first, then FIFO: the batch's order, which is its pending state's
+// creation zxid, then the task's index in the batch), the delayed ones (a run_at or a retry's
+// backoff ahead) by the wall-clock ms they become due. A cache of /pending: the tree is the
+// truth, and a stale entry can only make a versioned assign fail.
 //
-// An entry shares its batch record (the PendingTracker's cached copy, immutable) instead of
-// copying the spec, and is found by (record, index) instead of by id: a waiting task costs the
-// leader a few dozen bytes here, not a spec and three copies of its id (docs/PERFORMANCE.md).
+// Memory is what bounds a backlog (docs/PERFORMANCE.md "Leader memory"), so ready tasks are not
+// kept one node each: the ready tasks of one batch record that share a priority and a route are
+// a run, a bitmap over the record's indices (a fresh 1,000-task batch is one run of 128 bytes).
+// The spec stays in the record the runs share (the PendingTracker's cached copy, immutable); a
+// ready task's attempt and previous error are stored only when they are not a first attempt's.
+// Delayed tasks are kept one entry each (a delayed backlog is the rarer case).
 //
 // Not thread-safe: owned by the scheduler's executor thread.
 
@@ -19,7 +22,9 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "scheduler/routing.h"
 #include "tasks/batch.h"
@@ -44,8 +49,10 @@ class JobIndex {
     std::shared_ptr<const tasks::BatchRecord> record;  // holds the spec; never null
     uint32_t index = 0;                                // in record->tasks
     int attempt = 1;                                   // the attempt it will run as
-    int64_t not_before = 0;  // wall-clock ms before which it must not be assigned
-    int64_t order = 0;       // FIFO within a priority (smaller first)
+    int64_t not_before = 0;  // wall-clock ms before which it must not be assigned (a ready
+                             // entry read back from the index says 0)
+    int64_t order = 0;       // its batch's FIFO place within a priority (smaller first): one value
+                             // for every entry of one record; the index breaks ties
     std::string error;       // the previous attempt's error ("" if none)
 
     const tasks::TaskSpec& spec() const { return record->tasks[index]; }
@@ -54,28 +61,28 @@ class JobIndex {
   };
 
   // Adds the entry, or replaces the one with the same key. Ready when its not_before is at or
-  // before `now` (wall-clock ms), else delayed until then. Precondition: entry.record holds
-  // entry.index.
+  // before `now` (wall-clock ms), else delayed until then. Preconditions: entry.record holds
+  // entry.index; while the index holds ready entries of a record, they all carry one order.
   void add(Entry entry, int64_t now);
   // Forgets `key` (absent: nothing happens).
   void drop(Key key);
   // Removes and returns `key`'s entry. Precondition: contains(key).
   Entry take(Key key);
-  bool contains(Key key) const { return jobs_.count(key) != 0; }
+  bool contains(Key key) const;
 
   // The first ready entry in assignment order. Precondition: ready() > 0.
-  const Entry& next() const { return jobs_.at(ready_.begin()->key); }
+  Entry next() const { return *nextExcept({}); }
   // The first ready entry in assignment order among the routes not in `blocked` (routes that
-  // cannot take a task now must not hold up the others); nullptr when there is none.
-  const Entry* nextExcept(const std::set<Route>& blocked) const;
+  // cannot take a task now must not hold up the others); nullopt when there is none.
+  std::optional<Entry> nextExcept(const std::set<Route>& blocked) const;
   // How many ready entries each route has.
   std::map<Route, size_t> readyByRoute() const;
-  size_t ready() const { return ready_.size(); }
+  size_t ready() const { return ready_count_; }
   size_t delayed() const { return delayed_.size(); }
   // Of the delayed, those not yet run (a run_at ahead): what GET shows `waiting`; the rest wait
   // out a retry's backoff, which GET shows `pending`. O(delayed).
   size_t delayedFirstRuns() const;
-  size_t size() const { return jobs_.size(); }
+  size_t size() const { return ready_count_ + delayed_jobs_.size(); }
   const std::map<int, size_t>& readyByPriority() const { return ready_by_priority_; }
 
   // When the first delayed entry becomes due (wall-clock ms); nullopt when none waits.
@@ -84,24 +91,56 @@ class JobIndex {
   size_t promote(int64_t now);
 
  private:
-  struct ReadyKey {
+  // The ready tasks of one record with one priority and route: a bitmap over its indices.
+  struct Run {
+    std::vector<uint64_t> bits;
+    size_t count = 0;
+    mutable size_t low = 0;  // no bit is set in the words before this one (first() moves it)
+    bool test(uint32_t index) const;
+    void set(uint32_t index);
+    void clear(uint32_t index);
+    uint32_t first() const;  // precondition: count > 0
+  };
+  struct RunKey {
     int priority;
     int64_t order;
-    Key key;
-    bool operator<(const ReadyKey& o) const {
+    uintptr_t record;
+    bool operator<(const RunKey& o) const {
       if (priority != o.priority) return priority > o.priority;
       if (order != o.order) return order < o.order;
-      return key < o.key;
+      return record < o.record;
     }
   };
-  static ReadyKey readyKey(const Entry& e) { return ReadyKey{e.spec().priority, e.order, e.key()}; }
-  void unlink(const Entry& entry);
+  struct RouteRuns {
+    std::map<RunKey, Run> runs;
+    size_t count = 0;
+  };
+  // A record with ready tasks: kept alive by the index while it has any.
+  struct Held {
+    std::shared_ptr<const tasks::BatchRecord> record;
+    int64_t order = 0;
+    size_t ready = 0;
+  };
+  // A ready entry's fields when they are not a first attempt's (attempt 1, no error).
+  struct Retry {
+    int attempt = 1;
+    std::string error;
+  };
 
-  std::map<Key, Entry> jobs_;  // every entry, ready or delayed
-  std::set<ReadyKey> ready_;
-  std::map<Route, std::set<ReadyKey>> ready_by_route_;
-  std::set<std::pair<int64_t, Key>> delayed_;  // (not_before, key)
+  void addReady(Entry entry);
+  // The run `key` would be in, when its record has ready entries; nullptr otherwise.
+  Run* runOf(Key key, RouteRuns** route_runs, std::map<RunKey, Run>::iterator* at);
+  // Removes a ready entry; returns it when `out`. False: it was not ready.
+  bool dropReady(Key key, Entry* out);
+  Entry makeEntry(const Held& held, uint32_t index) const;
+
+  std::unordered_map<uintptr_t, Held> records_;
+  std::map<Route, RouteRuns> ready_;
+  std::map<Key, Retry> retries_;
+  size_t ready_count_ = 0;
   std::map<int, size_t> ready_by_priority_;
+  std::map<Key, Entry> delayed_jobs_;
+  std::set<std::pair<int64_t, Key>> delayed_;  // (not_before, key)
 };
 
 }  // namespace drover::scheduler

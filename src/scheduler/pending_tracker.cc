@@ -290,8 +290,7 @@ void PendingTracker::withRecord(
 std::optional<JobIndex::Entry> PendingTracker::entryFor(const Batch& b, uint32_t index) const {
   const tasks::Waiting* w = b.state.waitingAt(index);
   if (!w || !b.record || index >= b.record->tasks.size()) return std::nullopt;
-  return JobIndex::Entry{b.record, index, w->attempt, w->not_before, (b.czxid << 20) + index,
-                         w->error};
+  return JobIndex::Entry{b.record, index, w->attempt, w->not_before, b.czxid, w->error};
 }
 
 void PendingTracker::apply(Batch& b, const tasks::PendingState& next) {

@@ -59,7 +59,7 @@ TEST(Routing, JobIndexSkipsBlockedRoutesWithoutLosingOrder) {
   auto record = std::make_shared<tasks::BatchRecord>();
   JobIndex index;
   std::map<std::string, JobIndex::Key> keys;
-  auto add = [&](const std::string& id, int priority, std::string queue, int64_t order) {
+  auto add = [&](const std::string& id, int priority, std::string queue) {
     tasks::TaskSpec spec;
     spec.id = id;
     spec.type = "noop";
@@ -67,18 +67,18 @@ TEST(Routing, JobIndexSkipsBlockedRoutesWithoutLosingOrder) {
     spec.queue = std::move(queue);
     record->tasks.push_back(std::move(spec));
   };
-  add("a", 9, "etl", 1);
-  add("b", 5, "default", 2);
-  add("c", 9, "default", 3);
+  add("a", 9, "etl");
+  add("b", 5, "default");
+  add("c", 9, "default");
   for (uint32_t i = 0; i < record->tasks.size(); ++i) {
-    index.add(JobIndex::Entry{record, i, 1, 0, i + 1, ""}, 0);
+    index.add(JobIndex::Entry{record, i, 1, 0, 1, ""}, 0);
     keys[record->tasks[i].id] = JobIndex::keyOf(record.get(), i);
   }
   EXPECT_EQ(index.nextExcept({})->spec().id, "a");
   std::set<Route> blocked{route("etl", {}, "noop")};
   EXPECT_EQ(index.nextExcept(blocked)->spec().id, "c");
   blocked.insert(route("default", {}, "noop"));
-  EXPECT_EQ(index.nextExcept(blocked), nullptr);
+  EXPECT_FALSE(index.nextExcept(blocked));
   EXPECT_EQ(index.readyByRoute().at(route("default", {}, "noop")), 2u);
   index.take(keys.at("c"));
   index.take(keys.at("b"));

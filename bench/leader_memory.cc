@@ -1,0 +1,122 @@
+// The protocol-v2 leader's memory per waiting task (docs/PERFORMANCE.md, "Leader memory"): N
+// tasks submitted in batches to the in-memory tree, no workers, then the BatchScheduler started
+// on a ManualExecutor and run until every task is indexed as waiting. Prints the heap the leader
+// added (glibc's mallinfo2, in-use bytes, before the start and once all are indexed) per task,
+// and its parts: the decoded batch records alone (decoded here the same way), and the rest (the
+// pending states, the JobIndex). A tool run by hand, not a test: the in-memory tree shares the
+// heap, so the figure is taken as a difference with nothing else running.
+//
+//   leader_memory [tasks] [batch size]
+
+#include <malloc.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/executor.h"
+#include "coord/fake/fake_coordination.h"
+#include "coord/paths.h"
+#include "scheduler/batch_scheduler.h"
+#include "scheduler/batch_test_actors.h"
+
+using namespace drover;
+namespace actors = drover::scheduler::testing;
+
+namespace {
+
+size_t heapInUse() { return mallinfo2().uordblks; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const size_t total = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 200'000;
+  const size_t batch_size = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 1000;
+
+  tasks::Layout layout("/bench");
+  auto server = std::make_shared<coord::FakeServer>();
+  coord::FakeCoordination admin(server);
+  coord::FakeCoordination leader(server);
+  for (const auto& dir : layout.directoriesV2()) {
+    if (!coord::ensurePath(admin, dir)) return 1;
+  }
+  (void)admin.create({layout.epoch(), "", coord::CreateMode::kPersistent, {}}).get();
+  int32_t epoch = admin.set(layout.epoch(), "bench", -1).get()->version;
+
+  // The same specs as drover_bench's backlog scenario: a no-op type and a small payload.
+  const int64_t t_submit = 1'760'000'000'000;
+  uint32_t random = 0;
+  std::vector<std::string> names;
+  for (size_t done = 0; done < total; done += batch_size) {
+    std::vector<tasks::TaskSpec> specs(std::min(batch_size, total - done));
+    for (size_t i = 0; i < specs.size(); ++i) {
+      specs[i].type = "noop";
+      specs[i].payload = {{"n", done + i}};
+    }
+    std::string name =
+        actors::submitBatch(admin, layout, std::move(specs), t_submit + done, ++random);
+    if (name.empty()) {
+      std::fprintf(stderr, "submit failed\n");
+      return 1;
+    }
+    names.push_back(name);
+  }
+
+  // The decoded records alone, for the breakdown.
+  size_t records_bytes = 0;
+  {
+    malloc_trim(0);
+    size_t before = heapInUse();
+    std::vector<tasks::BatchRecord> records;
+    for (const auto& name : names) {
+      auto node = admin.get(layout.batch(name), nullptr).get();
+      auto record = node ? tasks::decodeBatch(name, node->data) : std::nullopt;
+      if (!record) {
+        std::fprintf(stderr, "cannot read %s\n", name.c_str());
+        return 1;
+      }
+      records.push_back(std::move(*record));
+    }
+    records_bytes = heapInUse() - before;
+  }
+
+  base::ManualExecutor exec;
+  scheduler::BatchScheduler::Options options;
+  options.sweep_interval = std::chrono::hours(1);
+  options.first_assign_after = std::chrono::milliseconds(0);
+  malloc_trim(0);
+  const size_t before = heapInUse();
+  scheduler::BatchScheduler s(
+      leader, layout, options, epoch,
+      [](std::string reason) {
+        std::fprintf(stderr, "fenced: %s\n", reason.c_str());
+        std::exit(1);
+      },
+      exec);
+  s.start();
+  auto start = std::chrono::steady_clock::now();
+  while (s.snapshot().pending < total) {
+    if (exec.runReady() == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    if (std::chrono::steady_clock::now() - start > std::chrono::minutes(5)) {
+      std::fprintf(stderr, "indexed %zu of %zu\n", s.snapshot().pending, total);
+      return 1;
+    }
+  }
+  while (exec.runReady() != 0) {
+  }
+  const size_t after = heapInUse();
+  s.stop();
+  const double per_task = static_cast<double>(after - before) / total;
+  const double records = static_cast<double>(records_bytes) / total;
+  std::printf("tasks %zu in batches of %zu, all waiting\n", total, batch_size);
+  std::printf("leader heap: %.0f bytes per waiting task (%.1f MiB)\n", per_task,
+              (after - before) / 1048576.0);
+  std::printf("  decoded batch records: %.0f bytes per task\n", records);
+  std::printf("  the rest (pending states, JobIndex, tracking): %.0f bytes per task\n",
+              per_task - records);
+  return 0;
+}
