@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <limits>
 
 namespace drover::tasks {
 
@@ -145,24 +146,74 @@ std::optional<BatchRecord> decodeBatch(std::string_view name, std::string_view d
 
 // --- Pending state ---
 
+PendingState::WaitingView::iterator& PendingState::WaitingView::iterator::operator++() {
+  if (index_ == run_->second.last) {
+    ++run_;
+    index_ = run_ == end_ ? 0 : run_->first;
+  } else {
+    ++index_;
+  }
+  return *this;
+}
+
+void PendingState::stopWaiting(uint32_t index) {
+  auto it = waiting_.upper_bound(index);
+  if (it == waiting_.begin()) return;
+  --it;
+  const uint32_t first = it->first;
+  Run& run = it->second;
+  if (index > run.last) return;
+  --waiting_count_;
+  if (index < run.last) waiting_.emplace(index + 1, Run{run.last, run.w});
+  if (index == first) {
+    waiting_.erase(it);
+  } else {
+    run.last = index - 1;
+  }
+}
+
 void PendingState::wait(uint32_t index, Waiting w) {
   held_.erase(index);
-  waiting_[index] = std::move(w);
+  stopWaiting(index);
+  ++waiting_count_;
+  // Joins the run ending at index - 1 and the one starting at index + 1 when their values match.
+  auto after = waiting_.end();
+  if (index != std::numeric_limits<uint32_t>::max()) {
+    auto it = waiting_.find(index + 1);
+    if (it != waiting_.end() && it->second.w == w) after = it;
+  }
+  auto before = waiting_.lower_bound(index);
+  if (before != waiting_.begin()) {
+    --before;
+    if (before->second.last + 1 == index && before->second.w == w) {
+      before->second.last = after == waiting_.end() ? index : after->second.last;
+      if (after != waiting_.end()) waiting_.erase(after);
+      return;
+    }
+  }
+  uint32_t last = index;
+  if (after != waiting_.end()) {
+    last = after->second.last;
+    waiting_.erase(after);
+  }
+  waiting_.emplace(index, Run{last, std::move(w)});
 }
 
 void PendingState::hold(uint32_t index, Held h) {
-  waiting_.erase(index);
+  stopWaiting(index);
   held_[index] = std::move(h);
 }
 
 void PendingState::erase(uint32_t index) {
-  waiting_.erase(index);
+  stopWaiting(index);
   held_.erase(index);
 }
 
 const Waiting* PendingState::waitingAt(uint32_t index) const {
-  auto it = waiting_.find(index);
-  return it == waiting_.end() ? nullptr : &it->second;
+  auto it = waiting_.upper_bound(index);
+  if (it == waiting_.begin()) return nullptr;
+  --it;
+  return index <= it->second.last ? &it->second.w : nullptr;
 }
 
 const Held* PendingState::heldAt(uint32_t index) const {
@@ -179,7 +230,7 @@ void PendingState::forgetChunk(std::string_view worker, std::string_view chunk) 
 std::string encode(const PendingState& state) {
   Json plain = Json::array();  // waiting with default values: ranges
   Json special = Json::array();
-  forRuns(state.waiting(), [&](uint32_t lo, uint32_t hi, const Waiting& w) {
+  state.forWaitingRuns([&](uint32_t lo, uint32_t hi, const Waiting& w) {
     if (w == Waiting{}) {
       plain.push_back(range(lo, hi));
       return;

@@ -81,16 +81,60 @@ struct Held {
 
 // The mutable state of one batch: every task not known to be terminal, by index. A task neither
 // waiting nor held is terminal (its outcome is in a result record).
+//
+// Waiting tasks are kept as runs of consecutive indices with one Waiting value, as they are
+// encoded: a fresh 1,000-task batch is one run, not a thousand map nodes, which is what a
+// leader holding a large backlog pays per batch (docs/PERFORMANCE.md "Leader memory").
 class PendingState {
+  struct Run {
+    uint32_t last = 0;  // the run is [its key, last]
+    Waiting w;
+    bool operator==(const Run&) const = default;
+  };
+  using Runs = std::map<uint32_t, Run>;
+
  public:
+  // The waiting tasks as (index, Waiting) pairs in index order; for range-for, as a map would.
+  class WaitingView {
+   public:
+    class iterator {
+     public:
+      using value_type = std::pair<uint32_t, const Waiting&>;
+      iterator(Runs::const_iterator run, Runs::const_iterator end)
+          : run_(run), end_(end), index_(run == end ? 0 : run->first) {}
+      value_type operator*() const { return {index_, run_->second.w}; }
+      iterator& operator++();
+      bool operator==(const iterator& o) const { return run_ == o.run_ && index_ == o.index_; }
+
+     private:
+      Runs::const_iterator run_;
+      Runs::const_iterator end_;
+      uint32_t index_;
+    };
+    WaitingView(const Runs& runs, size_t count) : runs_(runs), count_(count) {}
+    iterator begin() const { return {runs_.begin(), runs_.end()}; }
+    iterator end() const { return {runs_.end(), runs_.end()}; }
+    size_t size() const { return count_; }
+    bool empty() const { return count_ == 0; }
+
+   private:
+    const Runs& runs_;
+    size_t count_;
+  };
+
   void wait(uint32_t index, Waiting w);
   void hold(uint32_t index, Held h);  // the task leaves `waiting`
   void erase(uint32_t index);         // the task is terminal
 
-  const std::map<uint32_t, Waiting>& waiting() const { return waiting_; }
+  WaitingView waiting() const { return {waiting_, waiting_count_}; }
   const std::map<uint32_t, Held>& held() const { return held_; }
   const Waiting* waitingAt(uint32_t index) const;
   const Held* heldAt(uint32_t index) const;
+  // Calls f(first, last, waiting) for each run of consecutive waiting indices with one value.
+  template <typename F>
+  void forWaitingRuns(F&& f) const {
+    for (const auto& [first, run] : waiting_) f(first, run.last, run.w);
+  }
   // Held pointers to `chunk` are dropped (the leader's sweep, once that chunk is gone).
   void forgetChunk(std::string_view worker, std::string_view chunk);
   bool empty() const { return waiting_.empty() && held_.empty(); }
@@ -98,7 +142,10 @@ class PendingState {
   bool operator==(const PendingState&) const = default;
 
  private:
-  std::map<uint32_t, Waiting> waiting_;
+  void stopWaiting(uint32_t index);  // splits the run holding `index`, if any
+
+  Runs waiting_;  // first index -> run; adjacent runs never have equal values
+  size_t waiting_count_ = 0;
   std::map<uint32_t, Held> held_;
 };
 // Compact: runs of indices with default Waiting values, and runs held by one chunk, are ranges,

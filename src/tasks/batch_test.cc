@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <random>
+
 #include "tasks/layout.h"
 
 namespace drover::tasks {
@@ -89,6 +92,55 @@ TEST(BatchRecords, PendingStateKeepsRetriesAndHeldPointers) {
   back->forgetChunk("w1", "c-1");
   EXPECT_EQ(back->held().size(), 1u);
   EXPECT_FALSE(back->empty());
+}
+
+// The waiting tasks are stored as runs; against a plain map of index -> Waiting driven by the same
+// random waits, holds and erases, every read agrees, the runs stay merged (so == compares
+// states, not histories) and the encoding round-trips.
+TEST(BatchRecords, PendingStateRunsAgreeWithAPlainMap) {
+  std::mt19937 random(20261203);
+  const Waiting values[] = {Waiting{}, Waiting{2, 0, "exit 1"}, Waiting{3, 500, ""}};
+  PendingState state;
+  std::map<uint32_t, Waiting> model;
+  for (int step = 0; step < 20'000; ++step) {
+    const uint32_t index = random() % 300;
+    switch (random() % 4) {
+      case 0:
+      case 1: {
+        const Waiting& w = values[random() % 3];
+        state.wait(index, w);
+        model[index] = w;
+        break;
+      }
+      case 2:
+        state.hold(index, Held{"w1", "c-1"});
+        model.erase(index);
+        break;
+      default:
+        state.erase(index);
+        model.erase(index);
+    }
+    if (step % 500 != 0) continue;
+    ASSERT_EQ(state.waiting().size(), model.size()) << step;
+    std::map<uint32_t, Waiting> seen;
+    for (const auto& [i, w] : state.waiting()) seen.emplace(i, w);
+    ASSERT_EQ(seen, model) << step;
+    for (uint32_t i = 0; i < 300; ++i) {
+      const Waiting* at = state.waitingAt(i);
+      auto m = model.find(i);
+      ASSERT_EQ(at != nullptr, m != model.end()) << i;
+      if (at) {
+        ASSERT_EQ(*at, m->second) << i;
+      }
+    }
+    PendingState rebuilt;  // the same tasks waited on in another order: an equal state
+    for (auto it = model.rbegin(); it != model.rend(); ++it) rebuilt.wait(it->first, it->second);
+    for (const auto& [i, h] : state.held()) rebuilt.hold(i, h);
+    ASSERT_EQ(rebuilt, state) << step;
+    auto back = decodePending(encode(state));
+    ASSERT_TRUE(back);
+    ASSERT_EQ(*back, state) << step;
+  }
 }
 
 TEST(BatchRecords, BadPendingStatesAreRefused) {
