@@ -154,9 +154,16 @@ TEST(BatchRecords, BadPendingStatesAreRefused) {
 TEST(BatchRecords, ChunkCarriesSmallSpecsAndClientIds) {
   std::string batch = makeBatchName(1, 1);
   Chunk chunk;
-  chunk.items.push_back(ChunkItem{{batch, 0}, generatedId({batch, 0}), 1, 100, "", spec("x")});
-  chunk.items.back().spec->id = generatedId({batch, 0});
-  chunk.items.push_back(ChunkItem{{batch, 1}, "mine", 3, 100, "timed out", std::nullopt});
+  chunk.items.resize(2);
+  chunk.items[0].ref = TaskRef{batch, 0};
+  chunk.items[0].id = generatedId({batch, 0});
+  chunk.items[0].submitted_at = 100;
+  chunk.items[0].spec = spec(generatedId({batch, 0}));
+  chunk.items[1].ref = TaskRef{batch, 1};
+  chunk.items[1].id = "mine";
+  chunk.items[1].attempt = 3;
+  chunk.items[1].submitted_at = 100;
+  chunk.items[1].error = "timed out";
   auto back = decodeChunk(encode(chunk));
   ASSERT_TRUE(back);
   EXPECT_EQ(*back, chunk);

@@ -2,6 +2,8 @@
 
 // The worker side of protocol v2 (docs/ZNODES.md "Protocol v2"): runs the chunks the leader
 // assigns to one worker id and commits their outcomes, one multi for the outcomes ready together.
+// chunk_agent.cc follows the chunks and owns the lifecycle; chunk_agent_tasks.cc takes, runs and
+// commits their tasks and writes the running report; chunk_commits.cc groups the commits.
 
 #include <atomic>
 #include <condition_variable>
