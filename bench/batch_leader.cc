@@ -16,11 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "base/executor.h"
-#include "coord/fake/fake_coordination.h"
-#include "coord/paths.h"
-#include "scheduler/batch_scheduler.h"
-#include "scheduler/batch_test_actors.h"
+#include "leader_tree.h"
 
 using namespace drover;
 namespace actors = drover::scheduler::testing;
@@ -41,51 +37,24 @@ int main(int argc, char** argv) {
   const int n_workers = argc > 2 ? std::atoi(argv[2]) : 16;
   const size_t batch_size = argc > 3 ? std::strtoul(argv[3], nullptr, 10) : 1000;
 
-  tasks::Layout layout("/bench");
-  auto server = std::make_shared<coord::FakeServer>();
-  coord::FakeCoordination admin(server);
-  coord::FakeCoordination leader(server);
-  for (const auto& dir : layout.directoriesV2()) {
-    if (!coord::ensurePath(admin, dir)) return 1;
-  }
-  (void)admin.create({layout.epoch(), "", coord::CreateMode::kPersistent, {}}).get();
-  int32_t epoch = admin.set(layout.epoch(), "bench", -1).get()->version;
-
+  bench::LeaderTree tree;
   std::vector<std::string> workers;
   for (int i = 0; i < n_workers; ++i) {
     std::string id = "w" + std::to_string(i);
     tasks::WorkerInfo info{id, "host", 1, 8, {}, "", 0, 56, {"default"}, {}};
-    (void)coord::ensurePath(admin, layout.assignmentsOf(id));
-    (void)admin
-        .create({layout.worker(id), tasks::toJson(info).dump(), coord::CreateMode::kEphemeral, {}})
+    (void)coord::ensurePath(tree.admin, tree.layout.assignmentsOf(id));
+    (void)tree.admin
+        .create(
+            {tree.layout.worker(id), tasks::toJson(info).dump(), coord::CreateMode::kEphemeral, {}})
         .get();
     workers.push_back(id);
   }
-  const int64_t t_submit = 1'760'000'000'000;
-  uint32_t random = 0;
-  for (size_t done = 0; done < total; done += batch_size) {
-    std::vector<tasks::TaskSpec> specs(std::min(batch_size, total - done));
-    for (auto& s : specs) {
-      s.type = "noop";
-      s.payload = {{"n", done}};
-    }
-    if (actors::submitBatch(admin, layout, std::move(specs), t_submit + done, ++random).empty()) {
-      std::fprintf(stderr, "submit failed\n");
-      return 1;
-    }
-  }
+  const int64_t t_submit = 1'760'000'000'000;  // the commits' time
+  tree.submitNoops(total, batch_size);
 
   base::ManualExecutor exec;
-  scheduler::BatchScheduler::Options options;
-  options.sweep_interval = std::chrono::hours(1);
-  options.first_assign_after = std::chrono::milliseconds(0);
-  scheduler::BatchScheduler s(
-      leader, layout, options, epoch,
-      [](std::string reason) {
-        std::fprintf(stderr, "fenced: %s\n", reason.c_str());
-        std::exit(1);
-      },
-      exec);
+  auto scheduler = tree.scheduler(exec);
+  auto& s = *scheduler;
 
   auto start = std::chrono::steady_clock::now();
   int64_t leader_cpu = 0;
@@ -101,8 +70,8 @@ int main(int argc, char** argv) {
     size_t ran = turn();
     size_t now_committed = committed;
     for (const auto& w : workers) {
-      for (const auto& c : actors::chunksOf(admin, layout, w)) {
-        if (actors::commit(admin, layout, w, c, actors::refsOf(c.chunk), t_submit)) {
+      for (const auto& c : actors::chunksOf(tree.admin, tree.layout, w)) {
+        if (actors::commit(tree.admin, tree.layout, w, c, actors::refsOf(c.chunk), t_submit)) {
           committed += c.chunk.items.size();
         }
       }

@@ -18,14 +18,9 @@
 #include <thread>
 #include <vector>
 
-#include "base/executor.h"
-#include "coord/fake/fake_coordination.h"
-#include "coord/paths.h"
-#include "scheduler/batch_scheduler.h"
-#include "scheduler/batch_test_actors.h"
+#include "leader_tree.h"
 
 using namespace drover;
-namespace actors = drover::scheduler::testing;
 
 namespace {
 
@@ -42,34 +37,8 @@ int main(int argc, char** argv) {
   const size_t total = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 200'000;
   const size_t batch_size = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 1000;
 
-  tasks::Layout layout("/bench");
-  auto server = std::make_shared<coord::FakeServer>();
-  coord::FakeCoordination admin(server);
-  coord::FakeCoordination leader(server);
-  for (const auto& dir : layout.directoriesV2()) {
-    if (!coord::ensurePath(admin, dir)) return 1;
-  }
-  (void)admin.create({layout.epoch(), "", coord::CreateMode::kPersistent, {}}).get();
-  int32_t epoch = admin.set(layout.epoch(), "bench", -1).get()->version;
-
-  // The same specs as drover_bench's backlog scenario: a no-op type and a small payload.
-  const int64_t t_submit = 1'760'000'000'000;
-  uint32_t random = 0;
-  std::vector<std::string> names;
-  for (size_t done = 0; done < total; done += batch_size) {
-    std::vector<tasks::TaskSpec> specs(std::min(batch_size, total - done));
-    for (size_t i = 0; i < specs.size(); ++i) {
-      specs[i].type = "noop";
-      specs[i].payload = {{"n", done + i}};
-    }
-    std::string name =
-        actors::submitBatch(admin, layout, std::move(specs), t_submit + done, ++random);
-    if (name.empty()) {
-      std::fprintf(stderr, "submit failed\n");
-      return 1;
-    }
-    names.push_back(name);
-  }
+  bench::LeaderTree tree;
+  const std::vector<std::string> names = tree.submitNoops(total, batch_size);
 
   // The decoded records alone, for the breakdown.
   size_t records_bytes = 0;
@@ -78,7 +47,7 @@ int main(int argc, char** argv) {
     size_t before = heapInUse();
     std::vector<tasks::BatchRecord> records;
     for (const auto& name : names) {
-      auto node = admin.get(layout.batch(name), nullptr).get();
+      auto node = tree.admin.get(tree.layout.batch(name), nullptr).get();
       auto record = node ? tasks::decodeBatch(name, node->data) : std::nullopt;
       if (!record) {
         std::fprintf(stderr, "cannot read %s\n", name.c_str());
@@ -90,18 +59,10 @@ int main(int argc, char** argv) {
   }
 
   base::ManualExecutor exec;
-  scheduler::BatchScheduler::Options options;
-  options.sweep_interval = std::chrono::hours(1);
-  options.first_assign_after = std::chrono::milliseconds(0);
   malloc_trim(0);
   const size_t before = heapInUse();
-  scheduler::BatchScheduler s(
-      leader, layout, options, epoch,
-      [](std::string reason) {
-        std::fprintf(stderr, "fenced: %s\n", reason.c_str());
-        std::exit(1);
-      },
-      exec);
+  auto scheduler = tree.scheduler(exec);
+  auto& s = *scheduler;
   s.start();
   auto start = std::chrono::steady_clock::now();
   while (s.snapshot().pending < total) {
