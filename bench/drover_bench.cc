@@ -117,6 +117,10 @@ struct Config {
   // session ends between session_timeout and session_timeout + tickTime after it went silent:
   // the tick is the slack of every kill -9 failover figure.
   int zk_tick_ms = 250;
+  // Empty: no evidence kept. Set: the servers' logs, zoo.cfg and JVM GC logs go to
+  // <dir>/ensemble/server-<n>/ (and <dir>/standalone/), every drover node's output to
+  // <dir>/nodes/<root>/<id>.log, all kept after the run.
+  std::string keep_zk_logs;
   bool smoke = false;
   // The Celery peer (bench/celery_peer.py; empty: none), run after Drover's scenarios with the
   // same sizes, and the Redis persistence of each of its runs ("everysec", "none").
@@ -384,7 +388,14 @@ class Cluster {
     }
     if (!worker) argv.push_back("--no-worker");
     if (!leader) argv.push_back("--no-leader");
-    n->process = std::make_unique<Process>(local::ProcessOptions{.argv = argv});
+    std::string log;
+    if (!config_.keep_zk_logs.empty()) {
+      std::string dir = config_.keep_zk_logs + "/nodes" + layout_.root();
+      std::filesystem::create_directories(dir);
+      log = dir + "/" + id + ".log";
+    }
+    n->process = std::make_unique<Process>(
+        local::ProcessOptions{.argv = argv, .stdout_path = log, .stderr_path = log});
     std::string needle = worker ? "worker " + id + " registered" : "serving the API on";
     if (!waitFor([&] { return n->process->readStderr().find(needle) != std::string::npos; }, 30s,
                  10ms)) {
@@ -1283,6 +1294,7 @@ struct Bench {
     zo.jvm_heap = config.zk_heap;
     zo.tick_time_ms = config.zk_tick_ms;
     zo.max_session_timeout_ms = 20000;
+    if (!config.keep_zk_logs.empty()) zo.keep_logs_dir = config.keep_zk_logs + "/ensemble";
     std::cout << "[ run ] starting a 3-node ZooKeeper ensemble (forceSync=yes, tickTime "
               << config.zk_tick_ms << " ms)" << std::endl;
     ensemble = ZkCluster::ensemble(3, zo);
@@ -1328,6 +1340,7 @@ struct Bench {
     if (config.wants("zk-limits")) rawLimits("zk-limits-ensemble", *ensemble);
     if (config.standalone && (config.wants("zk-limits") || config.wants("throughput-batch"))) {
       std::cout << "[ run ] starting a standalone ZooKeeper (forceSync=yes)" << std::endl;
+      if (!config.keep_zk_logs.empty()) zo.keep_logs_dir = config.keep_zk_logs + "/standalone";
       standalone = ZkCluster::standalone(zo);
       if (config.wants("zk-limits")) rawLimits("zk-limits-standalone", *standalone);
       if (config.wants("throughput-batch")) {
@@ -1402,6 +1415,9 @@ int main(int argc, char** argv) {
                  "The servers' tickTime (session expiry granularity), ms")
       ->check(CLI::Range(50, 2000))
       ->capture_default_str();
+  app.add_option("--keep-zk-logs", config.keep_zk_logs,
+                 "Keep evidence in this directory: each ZooKeeper server's log, zoo.cfg and JVM "
+                 "GC log, and every drover node's output (off by default)");
   app.add_option("--warmup-tasks", config.warmup_tasks,
                  "No-op tasks run before measuring, to warm the ZooKeeper JVMs (0: none)")
       ->capture_default_str();

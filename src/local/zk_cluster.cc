@@ -142,11 +142,17 @@ ZkCluster::ZkCluster(int n, bool ensemble, Options options)
       s.election_port = ports[3 * i + 2];
     }
   }
-  for (const Server& s : servers_) writeConfig(s);
+  for (int i = 0; i < n; ++i) {
+    if (!options_.keep_logs_dir.empty()) std::filesystem::create_directories(logDir(i));
+    writeConfig(servers_[i]);
+  }
 }
 
 ZkCluster::~ZkCluster() {
   for (Server& s : servers_) s.process.reset();  // SIGKILL + reap
+  if (!options_.keep_logs_dir.empty()) {
+    std::fprintf(stderr, "drover: ZooKeeper logs kept in %s\n", options_.keep_logs_dir.c_str());
+  }
   for (const Server& s : servers_) removeTestDir(s.dir, "ZooKeeper server dir");
 }
 
@@ -180,15 +186,24 @@ void ZkCluster::writeConfig(const Server& s) const {
   for (const std::string& line : options_.extra_config) cfg << line << "\n";
   cfg.flush();
   if (!cfg) throw std::runtime_error("ZkCluster: cannot write " + s.dir + "/zoo.cfg");
+  if (!options_.keep_logs_dir.empty()) {
+    std::filesystem::copy_file(s.dir + "/zoo.cfg", logDir(s.id - 1) + "/zoo.cfg",
+                               std::filesystem::copy_options::overwrite_existing);
+  }
 }
 
 void ZkCluster::launch(int i) {
   Server& s = server(i);
   const std::string run = std::to_string(s.runs++);
+  const std::string logs = logDir(i);
   std::vector<std::string> argv = {"java", "-Xmx" + options_.jvm_heap};
+  if (!options_.keep_logs_dir.empty()) {
+    argv.push_back("-Xlog:gc*,safepoint:file=" + logs + "/gc." + run +
+                   ".log:time,uptime,level,tags:filecount=0");
+  }
   for (const std::string& arg : options_.jvm_args) argv.push_back(arg);
   for (std::string arg : {
-           "-Dorg.slf4j.simpleLogger.logFile=" + s.dir + "/zookeeper." + run + ".log",
+           "-Dorg.slf4j.simpleLogger.logFile=" + logs + "/zookeeper." + run + ".log",
            "-Dorg.slf4j.simpleLogger.defaultLogLevel=" + options_.log_level,
            std::string("-Dorg.slf4j.simpleLogger.showDateTime=true"),
            std::string("-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSS"),
@@ -205,8 +220,8 @@ void ZkCluster::launch(int i) {
       .argv = std::move(argv),
       .env = {},
       .working_dir = s.dir,
-      .stdout_path = s.dir + "/stdout." + run + ".log",
-      .stderr_path = s.dir + "/stderr." + run + ".log",
+      .stdout_path = logs + "/stdout." + run + ".log",
+      .stderr_path = logs + "/stderr." + run + ".log",
   });
 }
 
@@ -412,16 +427,21 @@ std::string ZkCluster::configPath(int i) const { return dir(i) + "/zoo.cfg"; }
 
 std::string ZkCluster::dataDir(int i) const { return dir(i) + "/data"; }
 
+std::string ZkCluster::logDir(int i) const {
+  if (options_.keep_logs_dir.empty()) return dir(i);
+  return options_.keep_logs_dir + "/server-" + std::to_string(server(i).id);
+}
+
 std::string ZkCluster::logPath(int i) const {
   const Server& s = server(i);
-  return s.dir + "/zookeeper." + std::to_string(s.runs > 0 ? s.runs - 1 : 0) + ".log";
+  return logDir(i) + "/zookeeper." + std::to_string(s.runs > 0 ? s.runs - 1 : 0) + ".log";
 }
 
 std::string ZkCluster::logTail(int i, int lines) const {
   const Server& s = server(i);
   const std::string run = std::to_string(s.runs > 0 ? s.runs - 1 : 0);
   std::string out = lastLines(readFile(logPath(i)), lines);
-  const std::string err = readFile(s.dir + "/stderr." + run + ".log");
+  const std::string err = readFile(logDir(i) + "/stderr." + run + ".log");
   if (!err.empty()) out += "--- stderr:\n" + lastLines(err, lines);
   return out;
 }

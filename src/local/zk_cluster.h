@@ -52,6 +52,11 @@ struct ZkClusterOptions {
   std::string log_level = "info";
   // Lines appended verbatim to every server's zoo.cfg ("key=value"). A later key overrides.
   std::vector<std::string> extra_config = {};
+  // Evidence of a run. Empty: each server's log, stdout and stderr stay in its temp dir, removed
+  // with it. Set: they go to <keep_logs_dir>/server-<myid>/ instead, beside a copy of its zoo.cfg
+  // and a JVM log of every GC and safepoint (gc.<run>.log, wall clock and uptime stamps), and
+  // are never removed. The path must not contain ':' or ',' (the JVM's -Xlog syntax).
+  std::string keep_logs_dir = {};
 };
 
 class ZkCluster {
@@ -119,6 +124,8 @@ class ZkCluster {
   std::string configPath(int i) const;
   std::string dataDir(int i) const;
   std::string logPath(int i) const;  // the current run's log file
+  // Where server i's log files go: options().keep_logs_dir + "/server-<myid>", else dir(i).
+  std::string logDir(int i) const;
   const Options& options() const { return options_; }
 
  private:
