@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "leader_tree.h"
+#include "scheduler/packed_record.h"
 
 using namespace drover;
 
@@ -40,15 +41,15 @@ int main(int argc, char** argv) {
   bench::LeaderTree tree;
   const std::vector<std::string> names = tree.submitNoops(total, batch_size);
 
-  // The decoded records alone, for the breakdown.
+  // The records alone as the leader keeps them (scheduler/packed_record.h), for the breakdown.
   size_t records_bytes = 0;
   {
     malloc_trim(0);
     size_t before = heapInUse();
-    std::vector<tasks::BatchRecord> records;
+    std::vector<scheduler::PackedRecord> records;
     for (const auto& name : names) {
       auto node = tree.admin.get(tree.layout.batch(name), nullptr).get();
-      auto record = node ? tasks::decodeBatch(name, node->data) : std::nullopt;
+      auto record = node ? scheduler::PackedRecord::decode(name, node->data) : std::nullopt;
       if (!record) {
         std::fprintf(stderr, "cannot read %s\n", name.c_str());
         return 1;
@@ -81,7 +82,7 @@ int main(int argc, char** argv) {
   std::printf("tasks %zu in batches of %zu, all waiting\n", total, batch_size);
   std::printf("leader heap: %.0f bytes per waiting task (%.1f MiB)\n", per_task,
               (after - before) / 1048576.0);
-  std::printf("  decoded batch records: %.0f bytes per task\n", records);
+  std::printf("  batch records (specs kept encoded): %.0f bytes per task\n", records);
   std::printf("  the rest (pending states, JobIndex, tracking): %.0f bytes per task\n",
               per_task - records);
   return 0;

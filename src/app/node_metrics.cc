@@ -58,6 +58,12 @@ std::vector<base::CallbackHandle> registerNodeMetrics(const coord::Coordination&
         out.push_back({{{"state", "assigned"}, {"priority", "any"}}, assigned});
         return out;
       });
+  add("drover_leader_batch_records",
+      "Batch records the leader holds in memory: one per batch with a task waiting or held", kGauge,
+      [&leader] {
+        auto st = leader ? leader->stats() : std::nullopt;
+        return st ? Samples{{{}, static_cast<double>(st->batch_records)}} : Samples{};
+      });
   add("drover_cluster_workers", "Live workers (on the leader)", kGauge, [&leader] {
     auto st = leader ? leader->stats() : std::nullopt;
     return st ? Samples{{{}, static_cast<double>(st->workers.size())}} : Samples{};

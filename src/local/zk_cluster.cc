@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <filesystem>
@@ -159,8 +160,11 @@ ZkCluster::~ZkCluster() {
 void ZkCluster::writeConfig(const Server& s) const {
   std::filesystem::create_directories(s.dir + "/data");
   std::ofstream cfg(s.dir + "/zoo.cfg");
+  // initLimit is in ticks: at least 10 s for a follower to load and sync a large tree (a
+  // 1,000,000-task backlog is ~200 MB) whatever the tick; 10 ticks of 250 ms gave it 2.5 s.
+  const int init_limit = std::max(10, (10'000 + options_.tick_time_ms - 1) / options_.tick_time_ms);
   cfg << "tickTime=" << options_.tick_time_ms << "\n"
-      << "initLimit=10\n"
+      << "initLimit=" << init_limit << "\n"
       << "syncLimit=5\n"
       << "dataDir=" << s.dir << "/data\n"
       << "clientPort=" << s.client_port << "\n"

@@ -165,15 +165,13 @@ void BatchRetention::expireBatch(const std::string& batch, std::shared_ptr<size_
                 post([this, batch, finish, children] {
                   if (!ctx_.active()) return;
                   if (!children) return finish();
-                  pending_.withRecord(batch, [this, batch, finish, children](
-                                                 std::shared_ptr<const tasks::BatchRecord> rec) {
+                  pending_.withRecord(batch, [this, batch, finish,
+                                              children](std::shared_ptr<const PackedRecord> rec) {
                     if (!ctx_.active()) return;
                     std::vector<std::string> ids;
                     if (rec) {
-                      for (uint32_t i = 0; i < rec->tasks.size(); ++i) {
-                        if (rec->tasks[i].id != tasks::generatedId({batch, i})) {
-                          ids.push_back(rec->tasks[i].id);
-                        }
+                      for (uint32_t i = 0; i < rec->size(); ++i) {
+                        if (rec->customId(i)) ids.push_back(rec->id(i));
                       }
                     }
                     // An unreadable record is expired without id entries (they cannot be named);

@@ -210,6 +210,7 @@ void BatchScheduler::publish() {
   s.pending = index_.ready();
   s.delayed = index_.delayed();
   s.dependency_outcomes = deps_->outcomesKept();
+  s.batch_records = pending_->recordsHeld();
   s.pending_by_priority = index_.readyByPriority();
   s.workers = workers_->loads([this](const std::string& w) { return draining(w); });
   std::lock_guard lock(stats_mu_);

@@ -292,6 +292,41 @@ TEST_F(BatchSchedulerTest, RetentionCountExpiresTheOldestFinishedBatchesFirst) {
   EXPECT_EQ(scheduler_->snapshot().statuses_deleted, 3u);
 }
 
+// The leader holds a batch's record while a task of it waits or is held, and not after: retention
+// reads a finished batch's record (for its client-chosen ids) right before deleting it, and
+// keeping that copy grew the leader by every expired batch (1M tasks: ~110 MiB).
+TEST_F(BatchSchedulerTest, AFinishedOrExpiredBatchsRecordIsNotKept) {
+  options_.retention_count = 2;
+  addWorker("w1", 16, 0);
+  const int64_t t = wall() - 10 * 60 * 1000;
+  std::vector<std::string> done;
+  for (int i = 0; i < 3; ++i) {
+    const std::string n = std::to_string(i);
+    done.push_back(
+        submit({spec(5, 3, "default", "a" + n), spec(5, 3, "default", "b" + n)}, 0, t + i * 1000));
+  }
+  start();
+  ASSERT_TRUE(settle([&] { return held("w1") == 6; }));
+  EXPECT_EQ(scheduler_->snapshot().batch_records, 3u);
+  commitAll("w1");
+  quiesce();
+  scheduler_->sweepNow();  // drops the finished batches' pending states
+  ASSERT_TRUE(settle([&] {
+    for (const auto& b : done) {
+      if (pendingOf(b)) return false;
+    }
+    return true;
+  }));
+  quiesce();
+  EXPECT_EQ(scheduler_->snapshot().batch_records, 0u);
+  scheduler_->sweepNow();  // 6 finished tasks, 2 kept at most: the two oldest batches go
+  ASSERT_TRUE(settle([&] { return !server_->peek(layout_.batch(done[1])); }));
+  quiesce();
+  EXPECT_FALSE(server_->peek(layout_.idEntry("a0")));  // named by the record, read to delete it
+  EXPECT_TRUE(server_->peek(layout_.batch(done[2])));
+  EXPECT_EQ(scheduler_->snapshot().batch_records, 0u);
+}
+
 // Holds the replies to reads of pending states while armed (a read of the leader still out),
 // and lets them through on release().
 class HoldingPendingReads : public coord::ForwardingCoordination {

@@ -29,8 +29,8 @@ Round ChunkAssigner::plan(JobIndex& index, std::vector<WorkerLoad>& workers,
   while (round.tasks < limits_.max_round_tasks && bytes < limits_.max_round_bytes) {
     std::optional<JobIndex::Entry> next = index.nextExcept(blocked);
     if (!next) break;
-    const tasks::TaskSpec& spec = next->spec();  // in the batch record the entry shares
-    Route route = routeOf(spec);
+    const int priority = next->priority();
+    Route route = next->route();
     auto [match, fresh] = eligible.try_emplace(route);
     if (fresh) {
       for (size_t i = 0; i < workers.size(); ++i) {
@@ -43,38 +43,34 @@ Round ChunkAssigner::plan(JobIndex& index, std::vector<WorkerLoad>& workers,
     }
     std::optional<size_t> chosen;
     if (match->second.size() == workers.size()) {
-      chosen = picker_.pick(workers, spec);  // every worker may take it: no copy
+      chosen = picker_.pick(workers, route);  // every worker may take it: no copy
     } else {
       candidates.clear();
       for (size_t i : match->second) candidates.push_back(workers[i]);
-      if (auto pick = picker_.pick(candidates, spec)) chosen = match->second[*pick];
+      if (auto pick = picker_.pick(candidates, route)) chosen = match->second[*pick];
     }
     if (!chosen) {  // no capable worker has room
       int& behind = round.behind[route];
-      behind = std::max(behind, spec.priority);
+      behind = std::max(behind, priority);
       blocked.insert(std::move(route));
       continue;
     }
     WorkerLoad& worker = workers[*chosen];
     if (worker.assigned >= worker.slots) {  // to a prefetch queue: it waits there
-      auto [b, added] = round.behind.try_emplace(route, spec.priority);
-      if (!added) b->second = std::max(b->second, spec.priority);
+      auto [b, added] = round.behind.try_emplace(route, priority);
+      if (!added) b->second = std::max(b->second, priority);
     }
     ++worker.assigned;
     ++taken[route.queue];
 
-    JobIndex::Entry entry = index.take(next->key());  // `spec` stays with the record it shares
-    size_t spec_bytes = tasks::kInlineSpecBytes + 1;
-    if (const auto* b = [&]() -> const PendingTracker::Batch* {
-          auto it = pending.batches().find(entry.batch());
-          return it == pending.batches().end() ? nullptr : &it->second;
-        }();
-        b && entry.index < b->spec_bytes.size()) {
-      spec_bytes = b->spec_bytes[entry.index];
-    }
-    bool inline_spec = spec_bytes <= tasks::kInlineSpecBytes;
-    size_t item_bytes =
-        kItemOverhead + spec.id.size() + entry.error.size() + (inline_spec ? spec_bytes : 0);
+    JobIndex::Entry entry = index.take(next->key());
+    const PackedRecord& record = *entry.record;
+    std::string id = record.id(entry.index);
+    // The spec travels inline when it is small (decoded from the record's copy only now).
+    const size_t spec_bytes = record.specBytes(entry.index);
+    std::optional<tasks::TaskSpec> spec;
+    if (spec_bytes <= tasks::kInlineSpecBytes) spec = record.spec(entry.index);
+    size_t item_bytes = kItemOverhead + id.size() + entry.error.size() + (spec ? spec_bytes : 0);
     auto oc = open_chunk.find(worker.id);
     if (oc == open_chunk.end() ||
         round.chunks[oc->second].chunk.items.size() >= tasks::kMaxChunkTasks ||
@@ -86,11 +82,11 @@ Round ChunkAssigner::plan(JobIndex& index, std::vector<WorkerLoad>& workers,
     PlannedChunk& chunk = round.chunks[oc->second];
     tasks::ChunkItem item;
     item.ref = tasks::TaskRef{entry.batch(), entry.index};
-    item.id = spec.id;
+    item.id = std::move(id);
     item.attempt = entry.attempt;
-    item.submitted_at = entry.record->submitted_at;
+    item.submitted_at = record.submittedAt();
     item.error = entry.error;
-    if (inline_spec) item.spec = spec;
+    item.spec = std::move(spec);
     chunk.chunk.items.push_back(std::move(item));
     chunk.bytes += item_bytes;
     chunk.entries.push_back(std::move(entry));
@@ -126,9 +122,15 @@ ChunkAssigner::reclaimable(const Round& round,
       for (size_t i = 0; i < c.chunk.items.size(); ++i) {
         const auto& item = c.chunk.items[i];
         if (info.running.count(item.id)) continue;
-        const tasks::TaskSpec* spec = item.spec ? &*item.spec : pending.spec(item.ref);
-        if (!spec || spec->priority >= top) continue;
-        unstarted.emplace_back(spec->priority, name, i, item.ref);
+        std::optional<int> priority;
+        if (item.spec) {
+          priority = item.spec->priority;
+        } else if (const PackedRecord* record = pending.record(item.ref.batch);
+                   record && item.ref.index < record->size()) {
+          priority = record->priority(item.ref.index);
+        }
+        if (!priority || *priority >= top) continue;
+        unstarted.emplace_back(*priority, name, i, item.ref);
       }
     }
     std::sort(unstarted.begin(), unstarted.end(), [](const auto& a, const auto& b) {

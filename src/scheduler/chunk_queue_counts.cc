@@ -10,9 +10,11 @@ std::optional<QueueHeld> heldPerQueue(const std::map<std::string, WorkerTracker:
     if (!worker.ready() || worker.reserved > 0) return std::nullopt;
     for (const auto& [name, c] : worker.chunks) {
       for (const auto& item : c.chunk.items) {
-        const tasks::TaskSpec* spec = item.spec ? &*item.spec : pending.spec(item.ref);
-        if (spec) {
-          ++held.counts[spec->queue];
+        const PackedRecord* record = item.spec ? nullptr : pending.record(item.ref.batch);
+        if (item.spec) {
+          ++held.counts[item.spec->queue];
+        } else if (record && item.ref.index < record->size()) {
+          ++held.counts[record->route(item.ref.index).queue];
         } else {
           ++held.unknown;
         }

@@ -176,7 +176,7 @@ void ChunkRequeue::start(std::shared_ptr<Move> move) {
             readDone(move);
           });
         });
-    pending_.withRecord(batch, [this, move, batch](std::shared_ptr<const tasks::BatchRecord> rec) {
+    pending_.withRecord(batch, [this, move, batch](std::shared_ptr<const PackedRecord> rec) {
       move->records[batch] = std::move(rec);
       readDone(move);
     });
@@ -205,14 +205,19 @@ void ChunkRequeue::send(const std::shared_ptr<Move>& move) {
       moved.push_back(item);
       continue;
     }
-    const tasks::TaskSpec* spec = item.spec ? &*item.spec : nullptr;
-    const auto& record = move->records[item.ref.batch];
-    if (!spec && record && item.ref.index < record->tasks.size()) {
-      spec = &record->tasks[item.ref.index];
+    // What the requeue reads of the spec: from the chunk's inline copy, else from the record.
+    std::optional<int> max_attempts;
+    bool callback = true;  // unknown counts as one
+    if (item.spec) {
+      max_attempts = item.spec->max_attempts;
+      callback = !item.spec->callback_url.empty();
+    } else if (const auto& record = move->records[item.ref.batch];
+               record && item.ref.index < record->size()) {
+      max_attempts = record->maxAttempts(item.ref.index);
+      callback = record->hasCallback(item.ref.index);
     }
-    int max_attempts = spec ? spec->max_attempts : 1;
-    if (item.attempt >= max_attempts) {
-      callbacks = callbacks || !spec || !spec->callback_url.empty();
+    if (item.attempt >= max_attempts.value_or(1)) {
+      callbacks = callbacks || callback;
       state.erase(item.ref.index);
       tasks::Outcome o;
       o.index = item.ref.index;

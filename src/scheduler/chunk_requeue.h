@@ -63,7 +63,7 @@ class ChunkRequeue {
     std::vector<tasks::ChunkItem> taken;
     // Read for the move: each batch's pending state (version, state) and record.
     std::map<std::string, std::pair<int32_t, tasks::PendingState>> states;
-    std::map<std::string, std::shared_ptr<const tasks::BatchRecord>> records;
+    std::map<std::string, std::shared_ptr<const PackedRecord>> records;
     size_t outstanding = 0;
     bool failed = false;
     std::function<void(bool ok)> done;  // the move committed (true) or was given up

@@ -43,10 +43,11 @@ DependencyTracker::DependencyTracker(const LeaderContext& ctx, PendingTracker& p
     : ctx_(ctx), pending_(pending), wall_(std::move(wall)) {}
 
 bool DependencyTracker::hold(const PendingTracker::Batch& b, uint32_t index) {
-  if (!b.record || index >= b.record->tasks.size()) return false;
-  const tasks::BatchRecord& rec = *b.record;
-  const tasks::TaskSpec& spec = rec.tasks[index];
-  if (spec.depends_on.empty()) return false;
+  if (!b.record || index >= b.record->size()) return false;
+  const PackedRecord& rec = *b.record;
+  if (!rec.hasDependencies(index)) return false;
+  const std::optional<tasks::TaskSpec> spec = rec.spec(index);  // decoded for its depends_on
+  if (!spec) return false;
   const TaskRef ref{b.name, index};
   if (released_.count(ref)) return false;
   if (index_.blocked(ref) || resolving_.count(ref)) return true;
@@ -54,15 +55,15 @@ bool DependencyTracker::hold(const PendingTracker::Batch& b, uint32_t index) {
   std::vector<TaskRef> deps;
   std::vector<std::string> ids, external;
   std::map<std::string, uint32_t, std::less<>> by_id;  // built only for a plain id
-  for (const auto& dep : spec.depends_on) {
+  for (const auto& dep : spec->depends_on) {
     if (auto at = tasks::parseIndexRef(dep)) {
-      if (*at >= rec.tasks.size()) continue;  // refused at submit; nothing to wait for
+      if (*at >= rec.size()) continue;  // refused at submit; nothing to wait for
       deps.push_back({b.name, *at});
-      ids.push_back(rec.tasks[*at].id);
+      ids.push_back(rec.id(*at));
       continue;
     }
     if (by_id.empty()) {
-      for (uint32_t i = 0; i < rec.tasks.size(); ++i) by_id.emplace(rec.tasks[i].id, i);
+      for (uint32_t i = 0; i < rec.size(); ++i) by_id.emplace(rec.id(i), i);
     }
     if (auto it = by_id.find(dep); it != by_id.end()) {
       deps.push_back({b.name, it->second});
@@ -75,8 +76,8 @@ bool DependencyTracker::hold(const PendingTracker::Batch& b, uint32_t index) {
     }
   }
   if (external.empty()) {
-    ids_[ref] = spec.id;
-    auto changes = index_.add(ref, spec.id, deps, ids);
+    ids_[ref] = spec->id;
+    auto changes = index_.add(ref, spec->id, deps, ids);
     const bool self =
         std::find(changes.released.begin(), changes.released.end(), ref) != changes.released.end();
     if (self) {
@@ -96,7 +97,7 @@ bool DependencyTracker::hold(const PendingTracker::Batch& b, uint32_t index) {
   gather->left = external.size();
   for (size_t k = 0; k < external.size(); ++k) {
     ctx_.coord.get(ctx_.layout.idEntry(external[k]), nullptr)
-        .then([this, k, gather, ref, id = spec.id, deps, ids, external,
+        .then([this, k, gather, ref, id = spec->id, deps, ids, external,
                post = ctx_.post](const Result<Node>& r) {
           post([this, k, gather, ref, id, deps, ids, external, r]() mutable {
             gather->answers[k] = r;
@@ -271,14 +272,13 @@ void DependencyTracker::writeCancels(const std::string& batch) {
   std::vector<uint32_t> written;
   for (auto c = it->second.begin(); c != it->second.end();) {
     const tasks::Waiting* w = b->state.waitingAt(c->first);
-    if (!w || c->first >= b->record->tasks.size()) {
+    if (!w || c->first >= b->record->size()) {
       c = it->second.erase(c);  // no longer waiting: someone else decided it
       continue;
     }
     tasks::Outcome o;
     o.index = c->first;
-    const std::string& id = b->record->tasks[c->first].id;
-    if (id != tasks::generatedId({batch, c->first})) o.id = id;
+    if (b->record->customId(c->first)) o.id = b->record->id(c->first);
     o.state = State::kCancelled;
     o.attempt = w->attempt - 1;
     o.finished_at = now;

@@ -45,18 +45,18 @@ void JobIndex::add(Entry entry, int64_t now) {
 
 void JobIndex::addReady(Entry entry) {
   const Key key = entry.key();
-  const tasks::TaskSpec& spec = entry.spec();
+  const int priority = entry.priority();
   auto [held, fresh] = records_.try_emplace(key.record);
   if (fresh) {
     held->second.record = entry.record;
     held->second.order = entry.order;
   }
   ++held->second.ready;
-  RouteRuns& route = ready_[routeOf(spec)];
-  route.runs[RunKey{spec.priority, held->second.order, key.record}].set(entry.index);
+  RouteRuns& route = ready_[entry.route()];
+  route.runs[RunKey{priority, held->second.order, key.record}].set(entry.index);
   ++route.count;
   ++ready_count_;
-  ++ready_by_priority_[spec.priority];
+  ++ready_by_priority_[priority];
   if (entry.attempt != 1 || !entry.error.empty()) {
     retries_[key] = Retry{entry.attempt, std::move(entry.error)};
   }
@@ -66,12 +66,12 @@ JobIndex::Run* JobIndex::runOf(Key key, RouteRuns** route_runs,
                                std::map<RunKey, Run>::iterator* at) {
   auto held = records_.find(key.record);
   if (held == records_.end()) return nullptr;
-  const auto& tasks = held->second.record->tasks;
-  if (key.index >= tasks.size()) return nullptr;
-  const tasks::TaskSpec& spec = tasks[key.index];
-  auto route = ready_.find(routeOf(spec));
+  const PackedRecord& record = *held->second.record;
+  if (key.index >= record.size()) return nullptr;
+  auto route = ready_.find(record.route(key.index));
   if (route == ready_.end()) return nullptr;
-  auto run = route->second.runs.find(RunKey{spec.priority, held->second.order, key.record});
+  auto run =
+      route->second.runs.find(RunKey{record.priority(key.index), held->second.order, key.record});
   if (run == route->second.runs.end() || !run->second.test(key.index)) return nullptr;
   *route_runs = &route->second;
   *at = run;
@@ -87,8 +87,9 @@ bool JobIndex::dropReady(Key key, Entry* out) {
   if (out != nullptr) *out = makeEntry(held->second, key.index);
   run->clear(key.index);
   if (run->count == 0) route->runs.erase(at);
-  if (--route->count == 0) ready_.erase(routeOf(held->second.record->tasks[key.index]));
-  const int priority = held->second.record->tasks[key.index].priority;
+  const PackedRecord& record = *held->second.record;
+  if (--route->count == 0) ready_.erase(record.route(key.index));
+  const int priority = record.priority(key.index);
   if (--ready_by_priority_[priority] == 0) ready_by_priority_.erase(priority);
   --ready_count_;
   retries_.erase(key);

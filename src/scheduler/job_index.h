@@ -9,7 +9,7 @@
 // Memory is what bounds a backlog (docs/PERFORMANCE.md "Leader memory"), so ready tasks are not
 // kept one node each: the ready tasks of one batch record that share a priority and a route are
 // a run, a bitmap over the record's indices (a fresh 1,000-task batch is one run of 128 bytes).
-// The spec stays in the record the runs share (the PendingTracker's cached copy, immutable); a
+// The spec stays in the record the runs share (the PendingTracker's packed copy, immutable); a
 // ready task's attempt and previous error are stored only when they are not a first attempt's.
 // Delayed tasks are kept one entry each (a delayed backlog is the rarer case).
 //
@@ -26,9 +26,8 @@
 #include <utility>
 #include <vector>
 
+#include "scheduler/packed_record.h"
 #include "scheduler/routing.h"
-#include "tasks/batch.h"
-#include "tasks/task.h"
 
 namespace drover::scheduler {
 
@@ -41,22 +40,24 @@ class JobIndex {
     uint32_t index = 0;
     auto operator<=>(const Key&) const = default;
   };
-  static Key keyOf(const tasks::BatchRecord* record, uint32_t index) {
+  static Key keyOf(const PackedRecord* record, uint32_t index) {
     return Key{reinterpret_cast<uintptr_t>(record), index};
   }
 
   struct Entry {
-    std::shared_ptr<const tasks::BatchRecord> record;  // holds the spec; never null
-    uint32_t index = 0;                                // in record->tasks
-    int attempt = 1;                                   // the attempt it will run as
+    std::shared_ptr<const PackedRecord> record;  // holds the spec; never null
+    uint32_t index = 0;                          // in the record
+    int attempt = 1;                             // the attempt it will run as
     int64_t not_before = 0;  // wall-clock ms before which it must not be assigned (a ready
                              // entry read back from the index says 0)
     int64_t order = 0;       // its batch's FIFO place within a priority (smaller first): one value
                              // for every entry of one record; the index breaks ties
     std::string error;       // the previous attempt's error ("" if none)
 
-    const tasks::TaskSpec& spec() const { return record->tasks[index]; }
-    const std::string& batch() const { return record->name; }
+    int priority() const { return record->priority(index); }
+    std::string id() const { return record->id(index); }
+    const Route& route() const { return record->route(index); }
+    const std::string& batch() const { return record->name(); }
     Key key() const { return keyOf(record.get(), index); }
   };
 
@@ -117,7 +118,7 @@ class JobIndex {
   };
   // A record with ready tasks: kept alive by the index while it has any.
   struct Held {
-    std::shared_ptr<const tasks::BatchRecord> record;
+    std::shared_ptr<const PackedRecord> record;
     int64_t order = 0;
     size_t ready = 0;
   };

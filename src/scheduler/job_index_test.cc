@@ -10,28 +10,37 @@ namespace drover::scheduler {
 namespace {
 
 // A batch record whose tasks are named by `ids`, with the given priorities.
-std::shared_ptr<const tasks::BatchRecord> record(const std::vector<std::string>& ids,
-                                                 const std::vector<int>& priorities) {
-  auto r = std::make_shared<tasks::BatchRecord>();
-  r->name = "1a22ee6b0000f3a1";
+tasks::BatchRecord batch(const std::vector<std::string>& ids, const std::vector<int>& priorities) {
+  tasks::BatchRecord r;
+  r.name = "1a22ee6b0000f3a1";
   for (size_t i = 0; i < ids.size(); ++i) {
     tasks::TaskSpec spec;
     spec.id = ids[i];
     spec.type = "noop";
     spec.priority = priorities[i];
-    r->tasks.push_back(std::move(spec));
+    r.tasks.push_back(std::move(spec));
   }
   return r;
 }
 
-JobIndex::Entry entry(const std::shared_ptr<const tasks::BatchRecord>& r, uint32_t index,
-                      int64_t order, int64_t not_before = 0) {
+// The record as the leader holds it.
+std::shared_ptr<const PackedRecord> packed(const tasks::BatchRecord& r) {
+  return std::make_shared<const PackedRecord>(PackedRecord::pack(r));
+}
+
+std::shared_ptr<const PackedRecord> record(const std::vector<std::string>& ids,
+                                           const std::vector<int>& priorities) {
+  return packed(batch(ids, priorities));
+}
+
+JobIndex::Entry entry(const std::shared_ptr<const PackedRecord>& r, uint32_t index, int64_t order,
+                      int64_t not_before = 0) {
   return JobIndex::Entry{r, index, 1, not_before, order, ""};
 }
 
 std::vector<std::string> drain(JobIndex& index) {
   std::vector<std::string> out;
-  while (index.ready() > 0) out.push_back(index.take(index.next().key()).spec().id);
+  while (index.ready() > 0) out.push_back(index.take(index.next().key()).id());
   return out;
 }
 
@@ -56,8 +65,9 @@ TEST(JobIndex, ReadyJobsGoHigherPriorityFirstThenOldestBatchFirstThenByIndex) {
 TEST(JobIndex, ARecordsTasksKeepIndexOrderAcrossRoutesAndWhenPutBack) {
   std::vector<std::string> ids;
   for (int i = 0; i < 200; ++i) ids.push_back("t" + std::to_string(i));
-  auto r = std::const_pointer_cast<tasks::BatchRecord>(record(ids, std::vector<int>(200, 5)));
-  for (size_t i = 0; i < r->tasks.size(); i += 2) r->tasks[i].queue = "etl";
+  tasks::BatchRecord b = batch(ids, std::vector<int>(200, 5));
+  for (size_t i = 0; i < b.tasks.size(); i += 2) b.tasks[i].queue = "etl";
+  auto r = packed(b);
   JobIndex index;
   for (uint32_t i = 200; i-- > 0;) index.add(entry(r, i, 7), 0);
   EXPECT_EQ(index.ready(), 200u);
@@ -67,7 +77,7 @@ TEST(JobIndex, ARecordsTasksKeepIndexOrderAcrossRoutesAndWhenPutBack) {
   EXPECT_FALSE(index.contains(JobIndex::keyOf(r.get(), 130)));
   EXPECT_TRUE(index.contains(JobIndex::keyOf(r.get(), 131)));
   std::vector<std::string> first;
-  for (int i = 0; i < 3; ++i) first.push_back(index.take(index.next().key()).spec().id);
+  for (int i = 0; i < 3; ++i) first.push_back(index.take(index.next().key()).id());
   EXPECT_EQ(first, (std::vector<std::string>{"t0", "t2", "t3"}));
   index.add(entry(r, 2, 7), 0);  // put back
   std::vector<std::string> rest = drain(index);
@@ -90,7 +100,7 @@ TEST(JobIndex, ARetrysAttemptAndErrorComeBackWithItsEntry) {
   index.add(entry(r, 0, 1), 0);
   index.add(JobIndex::Entry{r, 1, 3, 0, 1, "boom"}, 0);
   JobIndex::Entry head = index.take(index.next().key());
-  EXPECT_EQ(head.spec().id, "first");
+  EXPECT_EQ(head.id(), "first");
   EXPECT_EQ(head.attempt, 1);
   EXPECT_EQ(head.error, "");
   EXPECT_EQ(index.next().attempt, 3);
@@ -141,10 +151,10 @@ TEST(JobIndex, EntriesAreKeyedByRecordAndIndexAndShareTheRecord) {
   index.add(entry(second, 0, 2), 0);
   EXPECT_EQ(index.size(), 2u);
   const auto key = JobIndex::keyOf(first.get(), 0);
-  std::weak_ptr<const tasks::BatchRecord> held = first;
+  std::weak_ptr<const PackedRecord> held = first;
   first.reset();
   ASSERT_FALSE(held.expired());
-  EXPECT_EQ(index.next().spec().id, "x");
+  EXPECT_EQ(index.next().id(), "x");
   index.take(key);
   EXPECT_TRUE(held.expired());
   EXPECT_EQ(drain(index), (std::vector<std::string>{"y"}));

@@ -31,6 +31,9 @@ struct LeaderStats {
   size_t delayed = 0;  // waiting for their not_before
   // Outcomes of dependencies kept in memory (forgotten as retention expires their batches).
   size_t dependency_outcomes = 0;
+  // Batch records held in memory: one per batch with a task waiting or held, none for a
+  // finished batch (docs/PERFORMANCE.md "Leader memory").
+  size_t batch_records = 0;
   std::map<int, size_t> pending_by_priority;
   std::vector<WorkerLoad> workers;  // live workers, sorted by id
 };

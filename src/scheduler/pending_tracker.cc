@@ -36,16 +36,9 @@ PendingTracker::Batch* PendingTracker::find(const std::string& batch) {
   return it == batches_.end() ? nullptr : &it->second;
 }
 
-const tasks::TaskSpec* PendingTracker::spec(const tasks::TaskRef& ref) const {
-  auto it = batches_.find(ref.batch);
-  const tasks::BatchRecord* record = nullptr;
-  if (it != batches_.end() && it->second.record) {
-    record = it->second.record.get();
-  } else if (auto r = records_.find(ref.batch); r != records_.end() && r->second) {
-    record = r->second.get();
-  }
-  if (!record || ref.index >= record->tasks.size()) return nullptr;
-  return &record->tasks[ref.index];
+const PackedRecord* PendingTracker::record(const std::string& batch) const {
+  auto it = batches_.find(batch);
+  return it == batches_.end() ? nullptr : it->second.record.get();
 }
 
 void PendingTracker::settle() {
@@ -233,14 +226,11 @@ void PendingTracker::onRead(const std::string& batch, const Result<Node>& r) {
 
 void PendingTracker::readRecord(const std::string& batch) {
   ++loading_;
-  withRecord(batch, [this, batch](std::shared_ptr<const tasks::BatchRecord> record) {
+  withRecord(batch, [this, batch](std::shared_ptr<const PackedRecord> record) {
     Batch* b = find(batch);
     if (b && record && !b->record) {
       b->record = record;
-      b->spec_bytes.reserve(record->tasks.size());
-      for (const auto& spec : record->tasks) {
-        b->spec_bytes.push_back(static_cast<uint32_t>(tasks::toJson(spec).dump().size()));
-      }
+      ++records_held_;
       tasks::PendingState known = std::move(b->state);
       b->state = tasks::PendingState{};
       apply(*b, known);  // index what waits, now that the specs are known
@@ -252,10 +242,8 @@ void PendingTracker::readRecord(const std::string& batch) {
   });
 }
 
-void PendingTracker::withRecord(
-    const std::string& batch, std::function<void(std::shared_ptr<const tasks::BatchRecord>)> done) {
+void PendingTracker::withRecord(const std::string& batch, RecordDone done) {
   if (Batch* b = find(batch); b && b->record) return done(b->record);
-  if (auto it = records_.find(batch); it != records_.end()) return done(it->second);
   auto& waiters = record_waiters_[batch];
   waiters.push_back(std::move(done));
   if (waiters.size() > 1) return;  // a read is out
@@ -270,16 +258,15 @@ void PendingTracker::withRecord(
             });
             return;
           }
-          std::shared_ptr<const tasks::BatchRecord> record;
+          std::shared_ptr<const PackedRecord> record;
           if (r) {
-            auto decoded = tasks::decodeBatch(batch, r->data);
+            auto decoded = PackedRecord::decode(batch, r->data);
             if (decoded) {
-              record = std::make_shared<const tasks::BatchRecord>(std::move(*decoded));
+              record = std::make_shared<const PackedRecord>(std::move(*decoded));
             } else {
               spdlog::error("scheduler: unreadable batch record {}", batch);
             }
           }
-          if (record && !find(batch)) records_[batch] = record;
           auto waiters = std::move(record_waiters_[batch]);
           record_waiters_.erase(batch);
           for (auto& w : waiters) w(record);
@@ -289,7 +276,7 @@ void PendingTracker::withRecord(
 
 std::optional<JobIndex::Entry> PendingTracker::entryFor(const Batch& b, uint32_t index) const {
   const tasks::Waiting* w = b.state.waitingAt(index);
-  if (!w || !b.record || index >= b.record->tasks.size()) return std::nullopt;
+  if (!w || !b.record || index >= b.record->size()) return std::nullopt;
   return JobIndex::Entry{b.record, index, w->attempt, w->not_before, b.czxid, w->error};
 }
 
@@ -298,10 +285,10 @@ void PendingTracker::apply(Batch& b, const tasks::PendingState& next) {
     b.state = next;  // indexed once the record is in
     return;
   }
-  const auto& tasks = b.record->tasks;
   for (const auto& [i, w] : b.state.waiting()) {
     const tasks::Waiting* now = next.waitingAt(i);
-    if ((!now || !(*now == w)) && i < tasks.size()) index_.drop(JobIndex::keyOf(b.record.get(), i));
+    if ((!now || !(*now == w)) && i < b.record->size())
+      index_.drop(JobIndex::keyOf(b.record.get(), i));
     if (!now && left_) left_({b.name, i});
   }
   const auto old = std::move(b.state);
@@ -333,8 +320,8 @@ void PendingTracker::forget(const std::string& batch) {
   scan_reads_.erase(batch);
   if (b.watched) setWatched(b, false);  // the watch fires on a node we no longer track
   unwatched_.erase(batch);
+  if (b.record) --records_held_;
   batches_.erase(it);
-  records_.erase(batch);
   watchMore();
 }
 

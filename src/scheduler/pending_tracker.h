@@ -22,6 +22,7 @@
 
 #include "scheduler/job_index.h"
 #include "scheduler/leader_context.h"
+#include "scheduler/packed_record.h"
 #include "tasks/batch.h"
 
 namespace drover::scheduler {
@@ -48,11 +49,10 @@ class PendingTracker {
     int32_t version = -1;  // of the pending state; -1 until read
     int64_t czxid = 0;     // FIFO order of batches within a priority
     tasks::PendingState state;
-    std::shared_ptr<const tasks::BatchRecord> record;
-    std::vector<uint32_t> spec_bytes;  // encoded size of each spec, for the chunk cut
-    bool watched = false;              // a data watch on the pending state is armed
-    int busy = 0;                      // multis of ours in flight that write it
-    bool stale = false;                // changed while busy: re-read once they are back
+    std::shared_ptr<const PackedRecord> record;
+    bool watched = false;  // a data watch on the pending state is armed
+    int busy = 0;          // multis of ours in flight that write it
+    bool stale = false;    // changed while busy: re-read once they are back
   };
   using Wall = std::function<int64_t()>;
 
@@ -72,8 +72,10 @@ class PendingTracker {
 
   Batch* find(const std::string& batch);
   const std::map<std::string, Batch>& batches() const { return batches_; }
-  // The spec of a task, when its batch record is cached.
-  const tasks::TaskSpec* spec(const tasks::TaskRef& ref) const;
+  // A tracked batch's record, when it has been read.
+  const PackedRecord* record(const std::string& batch) const;
+  // Batch records held (tracked batches whose record has been read).
+  size_t recordsHeld() const { return records_held_; }
 
   // A multi of ours that writes `batch` is sent / came back. While one is out, watch-triggered
   // re-reads wait for it.
@@ -92,10 +94,12 @@ class PendingTracker {
   // The JobIndex entry for a waiting task of a loaded batch.
   std::optional<JobIndex::Entry> entryFor(const Batch& batch, uint32_t index) const;
 
-  // Reads a batch record once (from the cache if there), then calls `done` with it (nullptr:
-  // gone or unreadable). For requeue and retention.
-  void withRecord(const std::string& batch,
-                  std::function<void(std::shared_ptr<const tasks::BatchRecord>)> done);
+  // Calls `done` with a batch's record (nullptr: gone or unreadable): the tracked batch's copy,
+  // else one read shared by the callers waiting for it. Only tracked batches keep their record
+  // (a finished batch's, read by retention before it deletes the batch, is not kept: caching
+  // those grew the leader by every expired batch's record). For requeue and retention.
+  using RecordDone = std::function<void(std::shared_ptr<const PackedRecord>)>;
+  void withRecord(const std::string& batch, RecordDone done);
 
   // Makes delayed tasks whose time came ready; re-arms the timer.
   void promote();
@@ -151,9 +155,8 @@ class PendingTracker {
   std::set<std::string> dirty_buckets_;
   bool relist_timer_ = false;
   int64_t delay_due_ = 0;  // when the armed delay timer fires (wall ms); 0: none armed
-  std::map<std::string, std::vector<std::function<void(std::shared_ptr<const tasks::BatchRecord>)>>>
-      record_waiters_;
-  std::map<std::string, std::shared_ptr<const tasks::BatchRecord>> records_;  // beyond batches_
+  std::map<std::string, std::vector<RecordDone>> record_waiters_;
+  size_t records_held_ = 0;
 };
 
 }  // namespace drover::scheduler

@@ -56,27 +56,29 @@ TEST(Routing, QueueSettingsRoundTripAndRefuseBadValues) {
 }
 
 TEST(Routing, JobIndexSkipsBlockedRoutesWithoutLosingOrder) {
-  auto record = std::make_shared<tasks::BatchRecord>();
-  JobIndex index;
-  std::map<std::string, JobIndex::Key> keys;
+  tasks::BatchRecord batch;
+  batch.name = "1a22ee6b0000f3a1";
   auto add = [&](const std::string& id, int priority, std::string queue) {
     tasks::TaskSpec spec;
     spec.id = id;
     spec.type = "noop";
     spec.priority = priority;
     spec.queue = std::move(queue);
-    record->tasks.push_back(std::move(spec));
+    batch.tasks.push_back(std::move(spec));
   };
   add("a", 9, "etl");
   add("b", 5, "default");
   add("c", 9, "default");
-  for (uint32_t i = 0; i < record->tasks.size(); ++i) {
+  auto record = std::make_shared<const PackedRecord>(PackedRecord::pack(batch));
+  JobIndex index;
+  std::map<std::string, JobIndex::Key> keys;
+  for (uint32_t i = 0; i < record->size(); ++i) {
     index.add(JobIndex::Entry{record, i, 1, 0, 1, ""}, 0);
-    keys[record->tasks[i].id] = JobIndex::keyOf(record.get(), i);
+    keys[record->id(i)] = JobIndex::keyOf(record.get(), i);
   }
-  EXPECT_EQ(index.nextExcept({})->spec().id, "a");
+  EXPECT_EQ(index.nextExcept({})->id(), "a");
   std::set<Route> blocked{route("etl", {}, "noop")};
-  EXPECT_EQ(index.nextExcept(blocked)->spec().id, "c");
+  EXPECT_EQ(index.nextExcept(blocked)->id(), "c");
   blocked.insert(route("default", {}, "noop"));
   EXPECT_FALSE(index.nextExcept(blocked));
   EXPECT_EQ(index.readyByRoute().at(route("default", {}, "noop")), 2u);

@@ -19,7 +19,7 @@ int roomOf(const WorkerLoad& w, bool idle_only) {
 }  // namespace
 
 std::optional<size_t> RoundRobinPicker::pick(const std::vector<WorkerLoad>& workers,
-                                             const tasks::TaskSpec& /*task*/) {
+                                             const Route& /*route*/) {
   if (workers.empty()) return std::nullopt;
   // Start at the first worker whose id comes after the last one picked, wrapping around.
   size_t start = 0;
@@ -41,7 +41,7 @@ std::optional<size_t> RoundRobinPicker::pick(const std::vector<WorkerLoad>& work
 RandomPicker::RandomPicker(uint64_t seed) : rng_(seed) {}
 
 std::optional<size_t> RandomPicker::pick(const std::vector<WorkerLoad>& workers,
-                                         const tasks::TaskSpec& /*task*/) {
+                                         const Route& /*route*/) {
   std::vector<size_t> free;
   const bool idle_only = preferIdle(workers);
   for (size_t i = 0; i < workers.size(); ++i) {
@@ -53,7 +53,7 @@ std::optional<size_t> RandomPicker::pick(const std::vector<WorkerLoad>& workers,
 }
 
 std::optional<size_t> LeastLoadedPicker::pick(const std::vector<WorkerLoad>& workers,
-                                              const tasks::TaskSpec& /*task*/) {
+                                              const Route& /*route*/) {
   std::optional<size_t> best;
   const bool idle_only = preferIdle(workers);
   for (size_t i = 0; i < workers.size(); ++i) {

@@ -41,7 +41,7 @@ class WorkerPicker {
  public:
   virtual ~WorkerPicker() = default;
   virtual std::optional<size_t> pick(const std::vector<WorkerLoad>& workers,
-                                     const tasks::TaskSpec& task) = 0;
+                                     const Route& route) = 0;
   virtual std::string_view name() const = 0;
 };
 
@@ -49,8 +49,7 @@ class WorkerPicker {
 // last (by id, so joins and departures do not reset it), skipping full ones.
 class RoundRobinPicker final : public WorkerPicker {
  public:
-  std::optional<size_t> pick(const std::vector<WorkerLoad>& workers,
-                             const tasks::TaskSpec& task) override;
+  std::optional<size_t> pick(const std::vector<WorkerLoad>& workers, const Route& route) override;
   std::string_view name() const override { return "round-robin"; }
 
  private:
@@ -61,8 +60,7 @@ class RoundRobinPicker final : public WorkerPicker {
 class RandomPicker final : public WorkerPicker {
  public:
   explicit RandomPicker(uint64_t seed = std::random_device{}());
-  std::optional<size_t> pick(const std::vector<WorkerLoad>& workers,
-                             const tasks::TaskSpec& task) override;
+  std::optional<size_t> pick(const std::vector<WorkerLoad>& workers, const Route& route) override;
   std::string_view name() const override { return "random"; }
 
  private:
@@ -73,8 +71,7 @@ class RandomPicker final : public WorkerPicker {
 // room); ties go to the lowest load ratio (assigned / capacity), then to the lowest id.
 class LeastLoadedPicker final : public WorkerPicker {
  public:
-  std::optional<size_t> pick(const std::vector<WorkerLoad>& workers,
-                             const tasks::TaskSpec& task) override;
+  std::optional<size_t> pick(const std::vector<WorkerLoad>& workers, const Route& route) override;
   std::string_view name() const override { return "least-loaded"; }
 };
 

@@ -7,7 +7,7 @@
 namespace drover::scheduler {
 namespace {
 
-tasks::TaskSpec spec() { return tasks::TaskSpec{.id = "t", .type = "noop"}; }
+Route route() { return Route{"default", {}, "noop"}; }
 
 std::vector<WorkerLoad> threeWorkers(int slots) {
   return {{"a", slots, 0, {}}, {"b", slots, 0, {}}, {"c", slots, 0, {}}};
@@ -17,7 +17,7 @@ std::vector<WorkerLoad> threeWorkers(int slots) {
 std::map<std::string, int> pickMany(WorkerPicker& picker, std::vector<WorkerLoad>& workers, int n) {
   std::map<std::string, int> picks;
   for (int k = 0; k < n; ++k) {
-    auto i = picker.pick(workers, spec());
+    auto i = picker.pick(workers, route());
     if (!i) break;
     EXPECT_GT(workers[*i].freeSlots(), 0);
     ++workers[*i].assigned;
@@ -31,7 +31,7 @@ TEST(RoundRobinPickerTest, CyclesEvenlyInIdOrder) {
   auto workers = threeWorkers(100);
   std::vector<std::string> order;
   for (int k = 0; k < 6; ++k) {
-    auto i = picker.pick(workers, spec());
+    auto i = picker.pick(workers, route());
     ASSERT_TRUE(i);
     order.push_back(workers[*i].id);
   }
@@ -49,39 +49,39 @@ TEST(RoundRobinPickerTest, SkipsFullWorkersAndNeverOverfills) {
   EXPECT_EQ(picks["a"], 1);
   EXPECT_EQ(picks["b"], 0);
   EXPECT_EQ(picks["c"], 3);
-  EXPECT_FALSE(picker.pick(workers, spec()));
+  EXPECT_FALSE(picker.pick(workers, route()));
 }
 
 TEST(RoundRobinPickerTest, SurvivesMembershipChanges) {
   RoundRobinPicker picker;
   auto workers = threeWorkers(10);
-  ASSERT_EQ(*picker.pick(workers, spec()), 0u);  // a
-  ASSERT_EQ(*picker.pick(workers, spec()), 1u);  // b
+  ASSERT_EQ(*picker.pick(workers, route()), 0u);  // a
+  ASSERT_EQ(*picker.pick(workers, route()), 1u);  // b
   // b leaves: the next after "b" in id order is c.
   std::vector<WorkerLoad> fewer{{"a", 10, 0, {}}, {"c", 10, 0, {}}};
-  auto i = picker.pick(fewer, spec());
+  auto i = picker.pick(fewer, route());
   ASSERT_TRUE(i);
   EXPECT_EQ(fewer[*i].id, "c");
-  i = picker.pick(fewer, spec());
+  i = picker.pick(fewer, route());
   ASSERT_TRUE(i);
   EXPECT_EQ(fewer[*i].id, "a");
 }
 
 TEST(RoundRobinPickerTest, NoWorkers) {
   RoundRobinPicker picker;
-  EXPECT_FALSE(picker.pick({}, spec()));
+  EXPECT_FALSE(picker.pick({}, route()));
 }
 
 TEST(RandomPickerTest, OnlyPicksWorkersWithFreeSlots) {
   RandomPicker picker(42);
   std::vector<WorkerLoad> workers{{"a", 2, 2, {}}, {"b", 5, 0, {}}, {"c", 1, 1, {}}};
   for (int k = 0; k < 50; ++k) {
-    auto i = picker.pick(workers, spec());
+    auto i = picker.pick(workers, route());
     ASSERT_TRUE(i);
     EXPECT_EQ(workers[*i].id, "b");
   }
   workers[1].assigned = 5;
-  EXPECT_FALSE(picker.pick(workers, spec()));
+  EXPECT_FALSE(picker.pick(workers, route()));
 }
 
 TEST(RandomPickerTest, SpreadsAndHonoursSlots) {
@@ -97,11 +97,11 @@ TEST(LeastLoadedPickerTest, PrefersMostFreeSlotsThenRatioThenId) {
   LeastLoadedPicker picker;
   std::vector<WorkerLoad> workers{{"a", 4, 3, {}}, {"b", 8, 4, {}}, {"c", 4, 0, {}}};
   // b and c both have 4 free; c's ratio (0/4) beats b's (4/8).
-  EXPECT_EQ(workers[*picker.pick(workers, spec())].id, "c");
+  EXPECT_EQ(workers[*picker.pick(workers, route())].id, "c");
   workers[2].assigned = 1;  // b: 4 free, c: 3 free
-  EXPECT_EQ(workers[*picker.pick(workers, spec())].id, "b");
+  EXPECT_EQ(workers[*picker.pick(workers, route())].id, "b");
   std::vector<WorkerLoad> same{{"y", 2, 0, {}}, {"x", 2, 0, {}}};
-  EXPECT_EQ(same[*picker.pick(same, spec())].id, "x");
+  EXPECT_EQ(same[*picker.pick(same, route())].id, "x");
 }
 
 TEST(LeastLoadedPickerTest, NeverExceedsSlots) {
@@ -112,7 +112,7 @@ TEST(LeastLoadedPickerTest, NeverExceedsSlots) {
   EXPECT_EQ(picks["b"], 2);
   EXPECT_EQ(picks["c"], 5);
   for (const auto& w : workers) EXPECT_LE(w.assigned, w.slots);
-  EXPECT_FALSE(picker.pick(workers, spec()));
+  EXPECT_FALSE(picker.pick(workers, route()));
 }
 
 TEST(LeastLoadedPickerTest, BalancesEqualWorkers) {
@@ -137,7 +137,7 @@ TEST(StrategyTest, IdleSlotsAnywhereComeBeforeAnyPrefetchQueue) {
     auto rest = pickMany(*picker, workers, 2);
     EXPECT_EQ(rest["a"], 2) << name;  // only A has room left: its queue
     workers[1].assigned = 1;          // B finished one
-    EXPECT_EQ(workers[*picker->pick(workers, spec())].id, "b") << name;
+    EXPECT_EQ(workers[*picker->pick(workers, route())].id, "b") << name;
   }
 }
 
@@ -152,7 +152,7 @@ TEST(MakePickerTest, KnowsTheThreeNames) {
 TEST(StrategyTest, ZeroSlotWorkersNeverPicked) {
   std::vector<WorkerLoad> workers{{"a", 0, 0, {}}};
   for (const char* name : {"round-robin", "random", "least-loaded"}) {
-    EXPECT_FALSE(makePicker(name)->pick(workers, spec())) << name;
+    EXPECT_FALSE(makePicker(name)->pick(workers, route())) << name;
   }
 }
 

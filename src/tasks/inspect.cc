@@ -1,5 +1,6 @@
 #include "tasks/inspect.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "coord/paths.h"
@@ -11,31 +12,57 @@ namespace {
 
 using Names = std::vector<std::string>;
 
+// Requests in flight at once. Bounded: the ZooKeeper client sends no ping while requests are
+// outstanding and the server counts a session alive only when a request arrives, so a million
+// reads sent at once expired the reader's session while it was still taking in the replies
+// (docs/PERFORMANCE.md "The 1,000,000-task backlog").
+constexpr size_t kWindow = 1000;
+
+// Calls `send(i)` for each i in [0, n), at most kWindow outstanding, and `take(i, result)` in
+// order; false as soon as `take` does.
+template <typename Send, typename Take>
+bool windowed(size_t n, Send&& send, Take&& take) {
+  for (size_t begin = 0; begin < n; begin += kWindow) {
+    const size_t end = std::min(n, begin + kWindow);
+    std::vector<decltype(send(size_t{0}))> fs;
+    fs.reserve(end - begin);
+    for (size_t i = begin; i < end; ++i) fs.push_back(send(i));
+    for (size_t i = begin; i < end; ++i) {
+      if (!take(fs[i - begin].get())) return false;
+    }
+  }
+  return true;
+}
+
 // Children of each of `parents`, pipelined; nullopt if a listing failed (a parent gone since
 // it was named counts as empty).
 std::optional<std::vector<Names>> listAll(coord::Coordination& c, const Names& parents) {
-  std::vector<coord::Future<Names>> fs;
-  for (const auto& p : parents) fs.push_back(c.children(p, nullptr));
   std::vector<Names> out;
-  for (auto& f : fs) {
-    auto& r = f.get();
-    if (!r && r.error().code() != coord::Code::kNoNode) return std::nullopt;
-    out.push_back(r ? *r : Names{});
-  }
+  out.reserve(parents.size());
+  bool ok = windowed(
+      parents.size(), [&](size_t i) { return c.children(parents[i], nullptr); },
+      [&](const coord::Result<Names>& r) {
+        if (!r && r.error().code() != coord::Code::kNoNode) return false;
+        out.push_back(r ? *r : Names{});
+        return true;
+      });
+  if (!ok) return std::nullopt;
   return out;
 }
 
 // Data of each of `paths`, pipelined; a missing node is nullopt in its slot.
 std::optional<std::vector<std::optional<std::string>>> readAll(coord::Coordination& c,
                                                                const Names& paths) {
-  std::vector<coord::Future<coord::Node>> fs;
-  for (const auto& p : paths) fs.push_back(c.get(p, nullptr));
   std::vector<std::optional<std::string>> out;
-  for (auto& f : fs) {
-    auto& r = f.get();
-    if (!r && r.error().code() != coord::Code::kNoNode) return std::nullopt;
-    out.push_back(r ? std::optional(r->data) : std::nullopt);
-  }
+  out.reserve(paths.size());
+  bool ok = windowed(
+      paths.size(), [&](size_t i) { return c.get(paths[i], nullptr); },
+      [&](const coord::Result<coord::Node>& r) {
+        if (!r && r.error().code() != coord::Code::kNoNode) return false;
+        out.push_back(r ? std::optional(r->data) : std::nullopt);
+        return true;
+      });
+  if (!ok) return std::nullopt;
   return out;
 }
 
