@@ -32,7 +32,6 @@
 #include "coord/forwarding.h"
 #include "coord/paths.h"
 #include "tasks/protocol.h"
-#include "tasks/transitions.h"
 
 namespace drover::api::testing {
 
@@ -111,7 +110,7 @@ class Counting final : public coord::ForwardingCoordination {
     }
     if (hook) hook();
     ++multis;
-    for (const auto& op : ops) multi_bytes += tasks::opBytes(op);
+    for (const auto& op : ops) multi_bytes += coord::opBytes(op);
     auto r = inner_.multi(std::move(ops)).get();
     std::lock_guard lock(mu_);
     if (!held_) return coord::Future<std::vector<coord::OpResult>>::ready(std::move(r));

@@ -72,6 +72,22 @@ struct CheckOp {
 };
 using Op = std::variant<CreateOp, DeleteOp, SetOp, CheckOp>;
 
+// An estimate of what an op adds to a multi request on the wire: its path and data plus a
+// framing allowance (the multi header, lengths, a create's flags and ACL list). The one estimate
+// both the multi builders (tasks/protocol.h) and the client's packet-limit check use.
+inline size_t opBytes(const Op& op) {
+  constexpr size_t kOpFraming = 64;
+  return std::visit(
+      [](const auto& o) -> size_t {
+        if constexpr (requires { o.data; }) {
+          return o.path.size() + o.data.size() + kOpFraming;
+        } else {
+          return o.path.size() + kOpFraming;
+        }
+      },
+      op);
+}
+
 struct OpResult {
   Code code = Code::kOk;
   std::string path;  // create: the path made (with its sequence suffix)

@@ -4,7 +4,6 @@
 
 #include "tasks/records.h"
 #include "tasks/task.h"
-#include "tasks/transitions.h"
 
 namespace drover::tasks {
 namespace {
@@ -124,30 +123,6 @@ TEST(CallbackUrl, TheEventFlagRoundTrips) {
   e.callback = false;
   EXPECT_FALSE(toJson(e).contains("callback"));
   EXPECT_FALSE(eventFromJson(toJson(e))->callback);
-}
-
-TEST(CallbackUrl, OnlyTerminalChangesOfTasksWithOneAreFlagged) {
-  Layout layout("/r");
-  TaskStatus s;
-  s.spec.id = "t";
-  s.spec.type = "noop";
-  s.spec.callback_url = "http://h/";
-  s.attempts = 1;
-  s.state = State::kSucceeded;
-  EXPECT_TRUE(commit(layout, "w", 0, s, std::nullopt, true, 1).event->callback);
-  s.state = State::kPending;  // a retry: not terminal
-  EXPECT_FALSE(commit(layout, "w", 0, s, Job(s.spec, 2), true, 1).event->callback);
-  s.state = State::kFailed;
-  EXPECT_TRUE(requeue(layout, "w", "t", 0, s, std::nullopt, 1).event->callback);
-  TaskStatus cancelled = s;
-  cancelled.state = State::kCancelled;
-  s.state = State::kPending;
-  EXPECT_TRUE(cancel(layout, s, cancelled).event->callback);
-  TaskStatus pending = s;
-  EXPECT_FALSE(submit(layout, pending).event->callback);
-  s.spec.callback_url.clear();
-  s.state = State::kSucceeded;
-  EXPECT_FALSE(commit(layout, "w", 0, s, std::nullopt, true, 1).event->callback);
 }
 
 }  // namespace

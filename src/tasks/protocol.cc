@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <utility>
 
-#include "tasks/transitions.h"
-
 namespace drover::tasks::v2 {
 
 namespace {
@@ -83,7 +81,7 @@ Builder Builder::fenced(const Layout& layout, int32_t epoch) {
 }
 
 void Builder::push(coord::Op op, Part part, std::string key) {
-  bytes_ += opBytes(op);
+  bytes_ += coord::opBytes(op);
   ops_.push_back(std::move(op));
   decoder_.roles_.push_back(Role{part, std::move(key)});
 }

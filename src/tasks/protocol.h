@@ -8,8 +8,8 @@
 // multi, appends the event record, and keeps a `Decoder` that turns a failed op index back into
 // which record failed. Nobody outside this module knows op orders.
 //
-// What nodes started with `protocol: 2` run (api::BatchStore, scheduler::BatchScheduler,
-// worker::ChunkAgent); src/tasks/transitions.h is the first protocol's, still the default.
+// What every node runs (api::BatchStore, scheduler::BatchScheduler, worker::ChunkAgent); the
+// first protocol (a znode per task) was removed.
 //
 // Thread safety: plain values.
 

@@ -23,7 +23,6 @@
 #include "tasks/layout.h"
 #include "tasks/records.h"
 #include "tasks/task.h"
-#include "tasks/transitions.h"
 #include "worker/handler.h"
 #include "worker/runner.h"
 

@@ -152,17 +152,6 @@ Error pathError(const std::string& path) {
 
 void zkLog(const char* message) { spdlog::debug("zookeeper client: {}", message); }
 
-size_t opBytes(const Op& op) {
-  return std::visit(
-      [](const auto& o) -> size_t {
-        using T = std::decay_t<decltype(o)>;
-        size_t n = o.path.size() + 64;
-        if constexpr (std::is_same_v<T, CreateOp> || std::is_same_v<T, SetOp>) n += o.data.size();
-        return n;
-      },
-      op);
-}
-
 const std::string& opPath(const Op& op) {
   return std::visit([](const auto& o) -> const std::string& { return o.path; }, op);
 }
