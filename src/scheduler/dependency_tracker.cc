@@ -46,12 +46,12 @@ bool DependencyTracker::hold(const PendingTracker::Batch& b, uint32_t index) {
   if (!b.record || index >= b.record->size()) return false;
   const PackedRecord& rec = *b.record;
   if (!rec.hasDependencies(index)) return false;
-  const std::optional<tasks::TaskSpec> spec = rec.spec(index);  // decoded for its depends_on
-  if (!spec) return false;
   const TaskRef ref{b.name, index};
   if (released_.count(ref)) return false;
   if (index_.blocked(ref) || resolving_.count(ref)) return true;
   if (auto c = cancels_.find(b.name); c != cancels_.end() && c->second.count(index)) return true;
+  const std::optional<tasks::TaskSpec> spec = rec.spec(index);  // decoded for its depends_on
+  if (!spec) return false;
   std::vector<TaskRef> deps;
   std::vector<std::string> ids, external;
   std::map<std::string, uint32_t, std::less<>> by_id;  // built only for a plain id
