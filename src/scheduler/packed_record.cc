@@ -102,9 +102,12 @@ std::string PackedRecord::id(uint32_t index) const {
 
 size_t PackedRecord::specBytes(uint32_t index) const {
   size_t bytes = encoded(index).size();
-  // A generated id is left out of the stored spec; the chunk's copy carries it ("id":"...",).
-  if (!customId(index)) bytes += tasks::generatedId({name_, index}).size() + 8;
-  return bytes;
+  if (customId(index)) return bytes;
+  // A generated id ("<batch>.<index>") is left out of the stored spec; the chunk's copy carries
+  // it as "id":"...", (8 bytes besides the id). Counted, not formatted: this is the assign path.
+  size_t digits = 1;
+  for (uint32_t n = index; n >= 10; n /= 10) ++digits;
+  return bytes + name_.size() + 1 + digits + 8;
 }
 
 std::optional<tasks::TaskSpec> PackedRecord::spec(uint32_t index) const {

@@ -52,20 +52,15 @@ TEST_F(ProtocolTest, CancelWaitingRecordsEveryReasonInOneFencedMulti) {
 TEST_F(ProtocolTest, CancelTakesTheTokenFromWhereverItIs) {
   submitAndAssign(3, 1, "c-1");
   // Waiting task 2: only the pending state changes.
-  auto [state, pv] = pending(batch_);
-  state.erase(2);
-  Builder w(layout_);
-  w.cancel(item(batch_, 2), PendingWrite{batch_, pv, state}, std::nullopt,
-           Outcome{2, "", State::kCancelled, 0, "", 0, 700, "cancelled", nullptr});
-  apply(std::move(w));
+  cancelOneWaiting(2, 700);
   EXPECT_EQ(pending(batch_).first.waitingAt(2), nullptr);
 
   // Held task 0: its chunk loses it (the chunk is deleted: it was the only task).
   auto [c, cv] = chunk("c-1");
-  auto [state2, pv2] = pending(batch_);
-  state2.erase(0);
+  auto [state, pv] = pending(batch_);
+  state.erase(0);
   Builder h(layout_);
-  h.cancel(item(batch_, 0), PendingWrite{batch_, pv2, state2},
+  h.cancel(item(batch_, 0), PendingWrite{batch_, pv, state},
            ChunkWrite{"w1", "c-1", cv, c.without({{batch_, 0}})},
            Outcome{0, "", State::kCancelled, 1, "w1", 0, 710, "cancelled", nullptr});
   apply(std::move(h));
@@ -80,12 +75,7 @@ TEST_F(ProtocolTest, CancelTakesTheTokenFromWhereverItIs) {
 
 TEST_F(ProtocolTest, RetryReopensAFinishedTaskAndIsFencedByThePendingState) {
   submitAndAssign(2, 0, "c-1");
-  auto [state, pv] = pending(batch_);
-  state.erase(1);
-  Builder w(layout_);
-  w.cancel(item(batch_, 1), PendingWrite{batch_, pv, state}, std::nullopt,
-           Outcome{1, "", State::kCancelled, 0, "", 0, 700, "cancelled", nullptr});
-  apply(std::move(w));
+  cancelOneWaiting(1, 700);
 
   // Set at the version read: task 1 waits again; its re-open is its latest outcome.
   auto [now_state, now_v] = pending(batch_);

@@ -123,6 +123,16 @@ class ProtocolTest : public ::testing::Test {
     apply(std::move(a));
   }
 
+  // Cancels waiting task `i` of `batch_` at wall-clock ms `at` (the pending state read now).
+  void cancelOneWaiting(uint32_t i, int64_t at) {
+    auto [state, version] = pending(batch_);
+    state.erase(i);
+    Builder b(layout_);
+    b.cancel(item(batch_, i), PendingWrite{batch_, version, state}, std::nullopt,
+             Outcome{i, "", State::kCancelled, 0, "", 0, at, "cancelled", nullptr});
+    apply(std::move(b));
+  }
+
   Layout layout_{"/drover"};
   std::string batch_ = makeBatchName(1'796'083'200'000, 1);
   std::string other_ = makeBatchName(1'796'083'200'000, 2);
