@@ -113,6 +113,8 @@ struct Config {
   int warmup_tasks = 20000;
   // Each ZooKeeper server's heap: the whole tree lives in it (a 1M-task backlog needs ~3g).
   std::string zk_heap = "1g";
+  // Extra JVM arguments for every ZooKeeper server (e.g. a GC choice), recorded in the results.
+  std::vector<std::string> zk_jvm_args;
   // The servers' tickTime. ZooKeeper expires sessions on tick boundaries, so a dead worker's
   // session ends between session_timeout and session_timeout + tickTime after it went silent:
   // the tick is the slack of every kill -9 failover figure.
@@ -1292,6 +1294,7 @@ struct Bench {
     ZkCluster::Options zo;
     zo.force_sync = true;
     zo.jvm_heap = config.zk_heap;
+    zo.jvm_args = config.zk_jvm_args;
     zo.tick_time_ms = config.zk_tick_ms;
     zo.max_session_timeout_ms = 20000;
     if (!config.keep_zk_logs.empty()) zo.keep_logs_dir = config.keep_zk_logs + "/ensemble";
@@ -1411,6 +1414,8 @@ int main(int argc, char** argv) {
   app.add_option("--raw-multis", config.raw_multis)->capture_default_str();
   app.add_option("--zk-heap", config.zk_heap, "Each ZooKeeper server's -Xmx")
       ->capture_default_str();
+  app.add_option("--zk-jvm-arg", config.zk_jvm_args,
+                 "An extra JVM argument for every ZooKeeper server (repeatable)");
   app.add_option("--zk-tick-ms", config.zk_tick_ms,
                  "The servers' tickTime (session expiry granularity), ms")
       ->check(CLI::Range(50, 2000))
@@ -1488,6 +1493,7 @@ int main(int argc, char** argv) {
       {"smoke", config.smoke},
       {"protocol", 2},
       {"zk_tick_ms", config.zk_tick_ms},
+      {"zk_jvm_args", config.zk_jvm_args},
       {"total_seconds", drover::bench::secondsSince(t0)},
       {"scenarios", bench.scenarios},
       {"ratios_to_zookeeper_limits", bench.ratios()},
