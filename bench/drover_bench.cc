@@ -34,6 +34,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/ids.h"
 #include "coord/zk/zk_coordination.h"
 #include "local/ports.h"
@@ -938,6 +939,7 @@ struct Bench {
       auto victims = by_worker[victim];
       Node* node = cluster.byId(victim);
       auto t0 = SteadyClock::now();
+      const int64_t t0_wall = base::wallMillis();
       if (graceful) {
         node->process->terminate();
       } else {
@@ -985,6 +987,18 @@ struct Bench {
           },
           std::chrono::milliseconds(2 * sleep_ms) + 30s, 50ms);
       if (!all_done) out.fail("tasks not terminal after the failover");
+      // When the victim's tasks really started elsewhere: their outcomes' started_at (wall ms,
+      // set when the new worker launched them). tasks_running_elsewhere_ms above is when the API
+      // showed them running, which also waits for the new worker's running report (written at
+      // most every 250 ms, and only for runs older than mark_running_after).
+      int64_t started_ms = -1;
+      size_t started_n = 0;
+      for (const auto& [id, s] : cluster.statuses(victims)) {
+        if (s.worker == victim || s.started_at <= 0) continue;
+        started_ms = std::max(started_ms, s.started_at - t0_wall);
+        ++started_n;
+      }
+      figures["tasks_started_elsewhere_ms"] = started_n == victims.size() ? started_ms : -1;
       verifySucceeded(cluster, ids, figures, out);
     });
   }

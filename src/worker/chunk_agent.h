@@ -36,8 +36,8 @@ namespace drover::worker {
 // record (read once per batch, cached). Tasks run on the Runner in priority order; the surplus
 // beyond its slots (the worker's prefetch) waits unstarted and starts as slots free. Outcomes go
 // to ChunkCommits. The tasks it runs now are listed in its /workers/{worker_id} record
-// (WorkerInfo.running), rewritten when the set changes, at most every 250 ms, leaving out tasks
-// that end within mark_running_after.
+// (WorkerInfo.running), rewritten when the set changes (at most about every 250 ms, two at once
+// after a quiet spell: kReportInterval), leaving out tasks that end within mark_running_after.
 //
 // Lifecycle (the Agent interface, worker/agent.h; node.cc starts it): the worker id
 // must be registered in /workers with /assignments/{worker_id} created; session expiry or the
@@ -63,7 +63,10 @@ class ChunkAgent final : public Agent {
   AgentStats stats() const override;
   const std::string& workerId() const { return worker_id_; }
 
-  // The running report is rewritten at most this often.
+  // The running report is rewritten at most once per interval on average, with a burst of two:
+  // after a quiet spell a change goes out at once (a task handed over shows as running ~20 ms
+  // after it started, not up to 250 ms later), while a worker whose runs change all the time
+  // still writes at most four times a second.
   static constexpr base::Duration kReportInterval = std::chrono::milliseconds(250);
 
  private:
@@ -162,7 +165,9 @@ class ChunkAgent final : public Agent {
   bool report_timer_ = false;
   bool report_inflight_ = false;
   bool report_again_ = false;
-  base::TimePoint last_report_{};
+  // Rate of the report (a generic cell rate rule): a write may go once now >= report_due_ -
+  // kReportInterval; each write moves report_due_ to max(report_due_, now) + kReportInterval.
+  base::TimePoint report_due_{};
   std::optional<tasks::WorkerInfo> info_;  // our /workers record, as read
   int32_t info_version_ = 0;
   uint32_t report_tries_ = 0;

@@ -284,10 +284,8 @@ void ChunkAgent::runningChanged() {
   if (report_timer_ || halted()) return;
   report_timer_ = true;
   auto now = executor_.clock().now();
-  base::Duration delay = options_.mark_running_after;
-  if (last_report_ != base::TimePoint{}) {
-    delay = std::max(delay, last_report_ + kReportInterval - now);
-  }
+  base::Duration delay =
+      std::max<base::Duration>(options_.mark_running_after, report_due_ - kReportInterval - now);
   shared_->postAfter(delay, [this] { reportTick(); });
 }
 
@@ -305,12 +303,12 @@ void ChunkAgent::reportTick() {
       younger = true;
     }
   }
-  bool due = last_report_ == base::TimePoint{} || now - last_report_ >= kReportInterval;
+  bool due = now >= report_due_ - kReportInterval;  // a burst of two, then one per interval
   if (running != reported_) {
     if (report_inflight_) {
       report_again_ = true;
     } else if (due) {
-      last_report_ = now;
+      report_due_ = std::max(report_due_, now) + kReportInterval;
       report_inflight_ = true;
       reported_ = running;
       writeReport();
