@@ -1,7 +1,8 @@
 #pragma once
 
 // The ZooKeeper client's request metrics (docs/METRICS.md): each request's duration by op, the
-// data bytes written, and the reads by the part of the tree they read. Used by zk_coordination.
+// data bytes written, and the reads by the part of the tree they read. Used by ZkCoordination's
+// requests (zk_calls.cc, zk_multi.cc).
 
 #include <chrono>
 #include <cstddef>
