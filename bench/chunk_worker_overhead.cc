@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
   coord::FakeCoordination session(server);
   tasks::Layout layout("/bench");
   const std::string w = "w1";
-  for (const auto& dir : layout.directoriesV2()) (void)coord::ensurePath(admin, dir);
+  for (const auto& dir : layout.directories()) (void)coord::ensurePath(admin, dir);
   (void)coord::ensurePath(admin, layout.epoch());
   (void)coord::ensurePath(admin, layout.workers());
   (void)coord::ensurePath(admin, layout.assignmentsOf(w));

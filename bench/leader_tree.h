@@ -27,7 +27,7 @@ struct LeaderTree {
   int32_t epoch = -1;
 
   LeaderTree() {
-    for (const auto& dir : layout.directoriesV2()) {
+    for (const auto& dir : layout.directories()) {
       if (!coord::ensurePath(admin, dir)) fail("cannot create " + dir);
     }
     (void)admin.create({layout.epoch(), "", coord::CreateMode::kPersistent, {}}).get();

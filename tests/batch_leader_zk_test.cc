@@ -31,7 +31,7 @@ TEST(BatchLeaderZkTest, DrivesTenThousandTasksThroughChunks) {
   auto leader = coord::ZkCoordination::connect({zk.connectString(), 10000ms});
   ASSERT_TRUE(admin && leader);
   tasks::Layout layout("/v2lead-" + base::randomHex(8));
-  for (const auto& dir : layout.directoriesV2()) ASSERT_TRUE(coord::ensurePath(**admin, dir));
+  for (const auto& dir : layout.directories()) ASSERT_TRUE(coord::ensurePath(**admin, dir));
   ASSERT_TRUE((*admin)->create({layout.epoch(), "", coord::CreateMode::kPersistent, {}}).get());
   auto stat = (*admin)->set(layout.epoch(), "leader", coord::kAnyVersion).get();
   ASSERT_TRUE(stat);

@@ -29,7 +29,7 @@ TEST(ChunkAgentZkTest, RunsAThousandTasksInChunks) {
   coord::Coordination& a = **admin;
   tasks::Layout layout("/chunk-agent-" + base::randomHex(4));
   const std::string w = "w1";
-  for (const auto& dir : layout.directoriesV2()) ASSERT_TRUE(coord::ensurePath(a, dir)) << dir;
+  for (const auto& dir : layout.directories()) ASSERT_TRUE(coord::ensurePath(a, dir)) << dir;
   ASSERT_TRUE(coord::ensurePath(a, layout.epoch()));
   ASSERT_TRUE(coord::ensurePath(a, layout.workers()));
   ASSERT_TRUE(coord::ensurePath(a, layout.assignmentsOf(w)));

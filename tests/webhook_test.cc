@@ -410,7 +410,7 @@ TEST_F(WebhookTest, ABadCallbackUrlIsA400AndWritesNothing) {
     EXPECT_EQ(r.status, 400) << url << ": " << r.raw;
     EXPECT_NE(r.raw.find("callback_url"), std::string::npos) << r.raw;
     EXPECT_EQ(request(n.url(), "GET", "/v1/tasks/" + id).status, 404);
-    EXPECT_FALSE(zkc_->get(layout_.status(id), nullptr).get()) << "a status was written";
+    EXPECT_FALSE(zkc_->get(layout_.idEntry(id), nullptr).get()) << "the id was indexed";
   }
   std::string long_url = "http://h/" + std::string(2100, 'a');
   auto r =

@@ -134,7 +134,7 @@ class BatchStoreSuite : public ::testing::TestWithParam<BatchParam> {
     fault_ = std::make_unique<coord::FaultInjectingCoordination>(*api_);
     counting_ = std::make_unique<Counting>(*fault_);
     layout_ = tasks::Layout("/v2api-" + base::randomHex(6));
-    for (const auto& d : layout_.directoriesV2()) ASSERT_TRUE(coord::ensurePath(*other_, d));
+    for (const auto& d : layout_.directories()) ASSERT_TRUE(coord::ensurePath(*other_, d));
     options_.call_timeout = 5s;
     options_.settle_deadline = 5s;
     options_.counts_ttl = 0ms;

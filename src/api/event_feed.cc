@@ -298,9 +298,9 @@ std::vector<FeedEvent> EventFeed::decodeRecord(int64_t seq, const std::string& d
   std::vector<FeedEvent> events;
   auto j = tasks::parseJson(data);
   if (!j || !j->is_array()) return events;
-  // Two shapes: protocol 1 writes TaskEvents (one per task), protocol v2 EventGroups (one per
-  // batch and state, tasks as index ranges; tasks::EventGroup::expand spells them out). An
-  // event's index counts the tasks of the record in order, in either shape.
+  // A record is an array of EventGroups (one per batch and state, tasks as index ranges;
+  // tasks::EventGroup::expand spells them out). An event's index counts the tasks of the record
+  // in order.
   int index = 0;
   auto add = [&](TaskEvent e) {
     FeedEvent f;
@@ -309,19 +309,14 @@ std::vector<FeedEvent> EventFeed::decodeRecord(int64_t seq, const std::string& d
     events.push_back(std::move(f));
   };
   for (const auto& item : *j) {
-    if (item.is_object() && item.contains("b")) {
-      if (auto g = tasks::eventGroupFromJson(item)) {
-        auto expanded = g->expand();
-        for (size_t k = 0; k < expanded.size(); ++k) {
-          add(std::move(expanded[k]));
-          events.back().ref = tasks::TaskRef{g->batch, g->indices[k]};
-          ++index;
-        }
-      }
-      continue;
+    auto g = tasks::eventGroupFromJson(item);
+    if (!g) continue;  // not a group (nothing writes other items): skipped
+    auto expanded = g->expand();
+    for (size_t k = 0; k < expanded.size(); ++k) {
+      add(std::move(expanded[k]));
+      events.back().ref = tasks::TaskRef{g->batch, g->indices[k]};
+      ++index;
     }
-    if (auto e = tasks::eventFromJson(item)) add(std::move(*e));
-    ++index;
   }
   return events;
 }

@@ -44,7 +44,7 @@ class ApiFixture : public ::testing::Test {
     coord_ = std::make_unique<coord::FakeCoordination>(server_);
     other_ = std::make_unique<coord::FakeCoordination>(server_);
     feed_coord_ = std::make_unique<coord::FakeCoordination>(server_);
-    for (const auto& d : layout_.directoriesV2()) ASSERT_TRUE(coord::ensurePath(*other_, d));
+    for (const auto& d : layout_.directories()) ASSERT_TRUE(coord::ensurePath(*other_, d));
     StoreOptions so;
     so.settle_deadline = 2s;
     so.call_timeout = 2s;

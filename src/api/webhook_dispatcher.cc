@@ -292,30 +292,14 @@ void WebhookDispatcher::sendLoop(size_t slot) {
 WebhookDispatcher::Prepared WebhookDispatcher::prepare(Delivery& d) {
   const auto& e = d.event;
   std::optional<tasks::TaskStatus> status;
-  if (!e.ref.batch.empty()) {
-    auto place = v2_.locate(e.ref);
-    if (!place) {
-      if (place.error().failure == Failure::kUnavailable) return Prepared::kLater;
-    } else if (!*place) {
-      outcome("lost").inc();
-      spdlog::warn("webhooks: task {} is gone (retention) before its completion was delivered",
-                   e.id);
-      return Prepared::kDone;
-    } else {
-      status = std::move((*place)->status);
-    }
+  if (auto place = v2_.locate(e.ref); !place) {
+    if (place.error().failure == Failure::kUnavailable) return Prepared::kLater;
+  } else if (!*place) {
+    outcome("lost").inc();
+    spdlog::warn("webhooks: task {} is gone (retention) before its completion was delivered", e.id);
+    return Prepared::kDone;
   } else {
-    auto node = coord_.get(layout_.status(e.id), nullptr).waitFor(options_.call_timeout);
-    if (!node) return Prepared::kLater;
-    if (!*node) {
-      if (node->error().code() != Code::kNoNode) return Prepared::kLater;
-      outcome("lost").inc();
-      spdlog::warn("webhooks: task {} is gone (retention) before its completion was delivered",
-                   e.id);
-      return Prepared::kDone;
-    }
-    auto json = tasks::parseJson((*node)->data);
-    status = json ? tasks::statusFromJson(*json) : std::nullopt;
+    status = std::move((*place)->status);
   }
   if (!status) {
     outcome("gave_up").inc();

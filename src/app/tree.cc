@@ -40,7 +40,7 @@ coord::Status ensureAll(coord::Coordination& c, const std::vector<std::string>& 
 }  // namespace
 
 std::vector<std::string> treeDirectories(const tasks::Layout& layout) {
-  return layout.directoriesV2();
+  return layout.directories();
 }
 
 coord::Result<std::string> prepareTree(coord::Coordination& c, const tasks::Layout& layout) {

@@ -36,7 +36,7 @@ TEST_F(TreeTest, ANewTreeGetsTheMarkerAndItsDirectories) {
   auto marker = c_.get(layout_.protocol(), nullptr).get();
   ASSERT_TRUE(marker.has_value());
   EXPECT_EQ(marker->data, "2");
-  for (const auto& dir : layout_.directoriesV2()) EXPECT_TRUE(exists(dir)) << dir;
+  for (const auto& dir : layout_.directories()) EXPECT_TRUE(exists(dir)) << dir;
   EXPECT_TRUE(exists(layout_.epoch()));
   EXPECT_FALSE(exists(layout_.jobs()));
   // A second node (or a restart) on the same tree may run.
@@ -46,8 +46,12 @@ TEST_F(TreeTest, ANewTreeGetsTheMarkerAndItsDirectories) {
 }
 
 TEST_F(TreeTest, ATreeOfTheRemovedFirstProtocolIsRefusedAndNothingWritten) {
-  // The directories protocol 1 wrote (it wrote no marker).
-  for (const auto& dir : layout_.directories()) ASSERT_TRUE(coord::ensurePath(c_, dir));
+  // The directories protocol 1 wrote (it wrote no marker): /jobs and /status with a bucket each.
+  for (const std::string& dir :
+       {layout_.workers(), layout_.election(), layout_.jobs() + "/00", layout_.assignments(),
+        layout_.statuses() + "/00", layout_.events()}) {
+    ASSERT_TRUE(coord::ensurePath(c_, dir));
+  }
   ASSERT_TRUE(exists(layout_.jobs()));
   auto r = prepareTree(c_, layout_);
   ASSERT_TRUE(r.has_value()) << r.error().toString();

@@ -49,7 +49,7 @@ class HookedCoordination : public coord::ForwardingCoordination {
 class BatchSchedulerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    for (const auto& dir : layout_.directoriesV2()) ASSERT_TRUE(coord::ensurePath(admin_, dir));
+    for (const auto& dir : layout_.directories()) ASSERT_TRUE(coord::ensurePath(admin_, dir));
     ASSERT_TRUE(admin_.create(CreateOp{layout_.epoch(), "", CreateMode::kPersistent, {}}).get());
     auto stat = admin_.set(layout_.epoch(), "leader-1", coord::kAnyVersion).get();
     ASSERT_TRUE(stat);

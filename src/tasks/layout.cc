@@ -18,33 +18,11 @@ int Layout::bucketIndex(std::string_view task_id) {
     h ^= c;
     h *= 16777619u;
   }
-  return static_cast<int>(h % kJobBuckets);
-}
-
-std::string Layout::jobBucketAt(int index) const { return fmt::format("{}/{:02x}", jobs(), index); }
-
-std::string Layout::jobBucket(std::string_view task_id) const {
-  return jobBucketAt(bucketIndex(task_id));
-}
-
-std::string Layout::job(std::string_view task_id) const {
-  return fmt::format("{}/{}", jobBucket(task_id), task_id);
+  return static_cast<int>(h % kIdBuckets);
 }
 
 std::string Layout::assignmentsOf(std::string_view worker_id) const {
   return fmt::format("{}/{}", assignments(), worker_id);
-}
-
-std::string Layout::assignment(std::string_view worker_id, std::string_view task_id) const {
-  return fmt::format("{}/{}/{}", assignments(), worker_id, task_id);
-}
-
-std::string Layout::statusBucketAt(int index) const {
-  return fmt::format("{}/{:02x}", statuses(), index);
-}
-
-std::string Layout::status(std::string_view task_id) const {
-  return fmt::format("{}/{}", statusBucketAt(bucketIndex(task_id)), task_id);
 }
 
 std::string Layout::queue(std::string_view name) const {
@@ -53,14 +31,6 @@ std::string Layout::queue(std::string_view name) const {
 
 std::string Layout::drain(std::string_view worker_id) const {
   return fmt::format("{}/{}", draining(), worker_id);
-}
-
-std::vector<std::string> Layout::directories() const {
-  std::vector<std::string> dirs{root_,      workers(), election(), jobs(),    assignments(),
-                                statuses(), events(),  queues(),   draining()};
-  for (int i = 0; i < kJobBuckets; ++i) dirs.push_back(jobBucketAt(i));
-  for (int i = 0; i < kJobBuckets; ++i) dirs.push_back(statusBucketAt(i));
-  return dirs;
 }
 
 std::string Layout::batchBucket(std::string_view bucket) const {
@@ -92,10 +62,10 @@ std::string Layout::idEntry(std::string_view task_id) const {
   return fmt::format("{}/{}", idsBucketAt(bucketIndex(task_id)), task_id);
 }
 
-std::vector<std::string> Layout::directoriesV2() const {
+std::vector<std::string> Layout::directories() const {
   std::vector<std::string> dirs{root_,         workers(), election(), assignments(), batches(),
                                 pendingRoot(), idsRoot(), events(),   queues(),      draining()};
-  for (int i = 0; i < kJobBuckets; ++i) dirs.push_back(idsBucketAt(i));
+  for (int i = 0; i < kIdBuckets; ++i) dirs.push_back(idsBucketAt(i));
   return dirs;
 }
 

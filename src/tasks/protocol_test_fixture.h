@@ -23,7 +23,7 @@ class ProtocolTest : public ::testing::Test {
   void SetUp() override {
     server_ = std::make_shared<coord::FakeServer>();
     coord_ = std::make_unique<coord::FakeCoordination>(server_);
-    for (const auto& d : layout_.directoriesV2()) ASSERT_TRUE(coord::ensurePath(*coord_, d));
+    for (const auto& d : layout_.directories()) ASSERT_TRUE(coord::ensurePath(*coord_, d));
     for (const auto& b : {batch_, other_}) {
       ASSERT_TRUE(coord::ensurePath(*coord_, layout_.batchBucket(b.substr(0, 7))));
       ASSERT_TRUE(coord::ensurePath(*coord_, layout_.pendingBucket(b.substr(0, 7))));

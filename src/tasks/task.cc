@@ -264,22 +264,6 @@ Json toJson(const TaskStatus& status) {
   return j;
 }
 
-Json toJson(const Job& job) {
-  Json j = {
-      {"spec", toJson(job.spec)}, {"attempt", job.attempt}, {"submitted_at", job.submitted_at}};
-  if (job.not_before != 0) j["not_before"] = job.not_before;
-  if (!job.error.empty()) j["error"] = job.error;
-  return j;
-}
-
-Json toJson(const Assignment& assignment) {
-  Json j = {{"spec", toJson(assignment.spec)},
-            {"attempt", assignment.attempt},
-            {"submitted_at", assignment.submitted_at}};
-  if (!assignment.error.empty()) j["error"] = assignment.error;
-  return j;
-}
-
 std::optional<TaskSpec> specFromJson(const Json& j) {
   try {
     TaskSpec spec;
@@ -326,37 +310,6 @@ std::optional<TaskStatus> statusFromJson(const Json& j) {
     s.started_at = valueOr<int64_t>(j, "started_at", 0);
     s.finished_at = valueOr<int64_t>(j, "finished_at", 0);
     return s;
-  } catch (const Json::exception&) {
-    return std::nullopt;
-  }
-}
-
-std::optional<Job> jobFromJson(const Json& j) {
-  try {
-    auto spec = specFromJson(j.at("spec"));
-    if (!spec) return std::nullopt;
-    Job job{std::move(*spec), j.value("attempt", 1), valueOr<int64_t>(j, "not_before", 0)};
-    // Jobs written before they carried these have neither: the leader reads the status.
-    job.has_status = j.contains("submitted_at");
-    job.submitted_at = valueOr<int64_t>(j, "submitted_at", 0);
-    job.error = valueOr<std::string>(j, "error", "");
-    return job;
-  } catch (const Json::exception&) {
-    return std::nullopt;
-  }
-}
-
-std::optional<Assignment> assignmentFromJson(const Json& j) {
-  try {
-    auto spec = specFromJson(j.at("spec"));
-    if (!spec) return std::nullopt;
-    Assignment a{std::move(*spec), j.value("attempt", 1)};
-    // Records written before assignments carried these have neither: the reader falls back to
-    // the status.
-    a.has_status = j.contains("submitted_at");
-    a.submitted_at = valueOr<int64_t>(j, "submitted_at", 0);
-    a.error = j.value("error", "");
-    return a;
   } catch (const Json::exception&) {
     return std::nullopt;
   }

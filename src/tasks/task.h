@@ -98,46 +98,6 @@ struct TaskStatus {
   std::vector<std::string> waiting_for{};
 };
 
-// A task waiting for assignment: /jobs/{bucket}/{id}.
-// It also carries what the leader's `assigned` status keeps from the pending one (submitted_at
-// and the last attempt's error), so the leader assigns it without reading /status/{id}.
-struct Job {
-  Job() = default;
-  Job(TaskSpec spec_, int attempt_, int64_t not_before_ = 0, int64_t submitted_at_ = 0,
-      std::string error_ = {})
-      : spec(std::move(spec_)),
-        attempt(attempt_),
-        not_before(not_before_),
-        submitted_at(submitted_at_),
-        error(std::move(error_)),
-        has_status(true) {}
-
-  TaskSpec spec;
-  int attempt = 1;           // the attempt number it will run as
-  int64_t not_before = 0;    // wall-clock ms before which it must not be assigned (retry backoff)
-  int64_t submitted_at = 0;  // as in the status
-  std::string error;         // the previous attempt's error ("" if none)
-  bool has_status = false;   // decoded: the record carried submitted_at (newer writers)
-};
-
-// A task given to a worker: /assignments/{worker}/{id}.
-// It also carries what the worker's `running` status needs from the current status (submitted_at
-// and the last attempt's error), so the worker starts the task without reading /status/{id}.
-struct Assignment {
-  Assignment() = default;
-  Assignment(TaskSpec spec_, int attempt_, int64_t submitted_at_ = 0, std::string error_ = {})
-      : spec(std::move(spec_)),
-        attempt(attempt_),
-        submitted_at(submitted_at_),
-        error(std::move(error_)) {}
-
-  TaskSpec spec;
-  int attempt = 1;
-  int64_t submitted_at = 0;
-  std::string error;        // the previous attempt's error ("" if none)
-  bool has_status = false;  // decoded: the record carried the two fields above (newer writers)
-};
-
 // Limits on what a client may submit.
 struct SubmitLimits {
   size_t max_payload_bytes = 256 * 1024;  // serialised payload; well under ZooKeeper's 1 MiB
@@ -168,14 +128,10 @@ Json toJson(const TaskSpec& spec);
 Json toJson(const TaskStatus& status);
 Json toJson(const RetryPolicy& policy);
 Json toJson(const AttemptRecord& attempt);
-Json toJson(const Job& job);
-Json toJson(const Assignment& assignment);
 
 // Decoders for data read back from ZooKeeper; nullopt for data this version cannot read.
 std::optional<TaskSpec> specFromJson(const Json& j);
 std::optional<TaskStatus> statusFromJson(const Json& j);
-std::optional<Job> jobFromJson(const Json& j);
-std::optional<Assignment> assignmentFromJson(const Json& j);
 
 // Parses `data` as JSON without throwing; nullopt when it is not JSON.
 std::optional<Json> parseJson(std::string_view data);

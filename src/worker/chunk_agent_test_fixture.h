@@ -94,7 +94,7 @@ class Tap final : public coord::ForwardingCoordination {
 class ChunkAgentTest : public ::testing::Test {
  protected:
   ChunkAgentTest() {
-    for (const auto& dir : layout_.directoriesV2()) {
+    for (const auto& dir : layout_.directories()) {
       EXPECT_TRUE(coord::ensurePath(admin_, dir).has_value()) << dir;
     }
     EXPECT_TRUE(coord::ensurePath(admin_, layout_.epoch()).has_value());
