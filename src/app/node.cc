@@ -312,7 +312,9 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
   http.stop();
   if (leader) leader->stop();
   events.stop();
-  c.close();  // ephemerals go now: the leader moves this worker's tasks at once
+  // Our other ephemerals go now: the election candidate, /leader if leading, and /workers/{id}
+  // if the worker could not remove it.
+  c.close();
   return 0;
 }
 
