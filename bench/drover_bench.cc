@@ -989,8 +989,8 @@ struct Bench {
       if (!all_done) out.fail("tasks not terminal after the failover");
       // When the victim's tasks really started elsewhere: their outcomes' started_at (wall ms,
       // set when the new worker launched them). tasks_running_elsewhere_ms above is when the API
-      // showed them running, which also waits for the new worker's running report (written at
-      // most every 250 ms, and only for runs older than mark_running_after).
+      // showed them running, which also waits for the new worker's running report (rate-limited
+      // to about one per 250 ms, and only for runs older than mark_running_after).
       int64_t started_ms = -1;
       size_t started_n = 0;
       for (const auto& [id, s] : cluster.statuses(victims)) {

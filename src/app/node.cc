@@ -217,7 +217,7 @@ int runNode(const NodeConfig& config, const base::StopFlag& stop) {
     return 3;
   }
   std::vector<std::string> tree_paths = {config.zk_root};
-  for (const auto& d : treeDirectories(layout)) tree_paths.push_back(d);
+  for (const auto& d : layout.directories()) tree_paths.push_back(d);
   if (auto bad = checkTreeAcl(c, tree_paths, *credential); !bad.empty()) {
     spdlog::error("cannot use the znode tree under {}: {}", config.zk_root, bad);
     return 3;

@@ -39,10 +39,6 @@ coord::Status ensureAll(coord::Coordination& c, const std::vector<std::string>& 
 
 }  // namespace
 
-std::vector<std::string> treeDirectories(const tasks::Layout& layout) {
-  return layout.directories();
-}
-
 coord::Result<std::string> prepareTree(coord::Coordination& c, const tasks::Layout& layout) {
   auto found = marker(c, layout);
   if (!found) return tl::make_unexpected(found.error());
@@ -67,7 +63,7 @@ coord::Result<std::string> prepareTree(coord::Coordination& c, const tasks::Layo
       }
     }
   }
-  if (auto st = ensureAll(c, treeDirectories(layout), layout.epoch()); !st) {
+  if (auto st = ensureAll(c, layout.directories(), layout.epoch()); !st) {
     return tl::make_unexpected(st.error());
   }
   if (found->empty()) {

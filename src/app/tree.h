@@ -13,9 +13,6 @@
 
 namespace drover::app {
 
-// The persistent directories of a tree.
-std::vector<std::string> treeDirectories(const tasks::Layout& layout);
-
 // Creates the directories once (cheap when they exist) and the /protocol marker. The value is ""
 // when the node may run, else why it must not (the tree was written by another protocol) and
 // what to do. An error is a coordination failure: retry. Blocking; not for an event thread.

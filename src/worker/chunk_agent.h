@@ -168,6 +168,8 @@ class ChunkAgent final : public Agent {
   // Rate of the report (a generic cell rate rule): a write may go once now >= report_due_ -
   // kReportInterval; each write moves report_due_ to max(report_due_, now) + kReportInterval.
   base::TimePoint report_due_{};
+  // The first moment the next report may be written (the burst of two: one interval early).
+  base::TimePoint reportAllowedAt() const { return report_due_ - kReportInterval; }
   std::optional<tasks::WorkerInfo> info_;  // our /workers record, as read
   int32_t info_version_ = 0;
   uint32_t report_tries_ = 0;

@@ -285,7 +285,7 @@ void ChunkAgent::runningChanged() {
   report_timer_ = true;
   auto now = executor_.clock().now();
   base::Duration delay =
-      std::max<base::Duration>(options_.mark_running_after, report_due_ - kReportInterval - now);
+      std::max<base::Duration>(options_.mark_running_after, reportAllowedAt() - now);
   shared_->postAfter(delay, [this] { reportTick(); });
 }
 
@@ -303,7 +303,7 @@ void ChunkAgent::reportTick() {
       younger = true;
     }
   }
-  bool due = now >= report_due_ - kReportInterval;  // a burst of two, then one per interval
+  bool due = now >= reportAllowedAt();
   if (running != reported_) {
     if (report_inflight_) {
       report_again_ = true;
