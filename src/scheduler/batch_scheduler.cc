@@ -327,6 +327,7 @@ void BatchScheduler::pump() {
   auto draining = [this](const std::string& w) { return this->draining(w); };
   std::vector<WorkerLoad> loads = workers_->loads(draining);
   if (loads.empty()) return;
+  holdBackSmallRefills(loads);
   // Queue limits: held tasks per queue, counted from the chunks only while some queue has one.
   std::optional<QueueHeld> held;
   if (queues_->limited()) held = heldPerQueue(workers_->workers(), *pending_);

@@ -161,6 +161,34 @@ TEST_F(BatchSchedulerTest, FreeSlotsAnywhereComeBeforePrefetch) {
   EXPECT_EQ(held("a"), 4u);
 }
 
+TEST_F(BatchSchedulerTest, APrefetchQueueIsToppedUpOnceHalfOfItIsFree) {
+  // The refill watermark: W has 2 slots and a prefetch queue of 16; 40 tasks wait.
+  addWorker("w", 2, 16);
+  submit(std::vector<tasks::TaskSpec>(40, spec()));
+  start();
+  ASSERT_TRUE(settle([&] { return held("w") == 18; }));
+  auto leaderSees = [&](int n) {
+    auto s = scheduler_->snapshot();
+    return s.workers.size() == 1 && s.workers[0].assigned == n;
+  };
+  auto commitFirst = [&](size_t n) {
+    auto c = chunks("w").front();
+    std::vector<tasks::TaskRef> refs = actors::refsOf(c.chunk);
+    refs.resize(n);
+    ASSERT_TRUE(actors::commit(admin_, layout_, "w", c, refs, wall()));
+  };
+  // Four end: a quarter of the queue is free, and nothing is added while the leader knows it.
+  commitFirst(4);
+  ASSERT_TRUE(settle([&] { return leaderSees(14); }));
+  quiesce();
+  EXPECT_EQ(held("w"), 14u);
+  EXPECT_EQ(chunks("w").size(), 1u);
+  // Four more: half of it is free, and it is filled in one chunk.
+  commitFirst(4);
+  ASSERT_TRUE(settle([&] { return held("w") == 18; }));
+  EXPECT_EQ(chunks("w").size(), 2u);
+}
+
 TEST_F(BatchSchedulerTest, HigherPriorityTaskDoesNotWaitBehindUnstartedPrefetch) {
   // Issue 9, case 2: priority-1 long tasks fill A's slots and prefetch; a priority-9 task comes.
   addWorker("a", 2, 16);

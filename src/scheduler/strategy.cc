@@ -1,5 +1,7 @@
 #include "scheduler/strategy.h"
 
+#include <algorithm>
+
 namespace drover::scheduler {
 
 bool preferIdle(const std::vector<WorkerLoad>& workers) {
@@ -7,6 +9,13 @@ bool preferIdle(const std::vector<WorkerLoad>& workers) {
     if (w.idleSlots() > 0) return true;
   }
   return false;
+}
+
+void holdBackSmallRefills(std::vector<WorkerLoad>& workers) {
+  for (auto& w : workers) {
+    if (w.idleSlots() > 0 || w.prefetch <= 1) continue;
+    if (2 * w.freeSlots() < w.prefetch) w.prefetch = std::max(0, w.assigned - w.slots);
+  }
 }
 
 namespace {

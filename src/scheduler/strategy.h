@@ -78,6 +78,15 @@ class LeastLoadedPicker final : public WorkerPicker {
 // Whether the pick is restricted to workers with an idle slot: true when at least one has one.
 bool preferIdle(const std::vector<WorkerLoad>& workers);
 
+// The refill watermark, applied to a round's loads before any pick: a worker with no idle slot
+// whose prefetch queue has room for less than half of it is shown as full for the round (its
+// prefetch lowered to what it holds beyond its slots). Its queue is then topped up in one chunk
+// once it has worked down to half, not in a small chunk after every commit: each chunk costs the
+// leader a watch, the worker a listing and a read. Idle slots are never held back (a task never
+// waits while a slot is free), and a task that finds every capable worker full this way counts as
+// waiting behind, so lower-priority unstarted work still gives way to it (docs/ZNODES.md).
+void holdBackSmallRefills(std::vector<WorkerLoad>& workers);
+
 // "round-robin" | "random" | "least-loaded"; nullptr for any other name.
 std::unique_ptr<WorkerPicker> makePicker(std::string_view name);
 

@@ -141,6 +141,34 @@ TEST(StrategyTest, IdleSlotsAnywhereComeBeforeAnyPrefetchQueue) {
   }
 }
 
+// The refill watermark: a worker without an idle slot takes more only once half of its prefetch
+// queue is free; idle slots and small queues are never held back.
+TEST(StrategyTest, SmallRefillsAreHeldBackUntilHalfTheQueueIsFree) {
+  std::vector<WorkerLoad> workers{{"busy", 8, 136, {}, 128},     // room 0
+                                  {"quarter", 8, 104, {}, 128},  // room 32
+                                  {"half", 8, 72, {}, 128},      // room 64
+                                  {"idle", 8, 7, {}, 128},       // an idle slot
+                                  {"small", 2, 2, {}, 1},        // prefetch 1: room 1
+                                  {"none", 2, 1, {}, 0}};        // no prefetch, an idle slot
+  holdBackSmallRefills(workers);
+  EXPECT_EQ(workers[0].freeSlots(), 0);
+  EXPECT_EQ(workers[1].freeSlots(), 0);
+  EXPECT_EQ(workers[1].assigned, 104);  // what it holds is unchanged
+  EXPECT_EQ(workers[2].freeSlots(), 64);
+  EXPECT_EQ(workers[3].freeSlots(), 129);
+  EXPECT_EQ(workers[4].freeSlots(), 1);
+  EXPECT_EQ(workers[5].freeSlots(), 1);
+  // Shown full, the quarter-free worker is not picked; the half-free one is, up to its room.
+  for (const char* name : {"round-robin", "random", "least-loaded"}) {
+    std::vector<WorkerLoad> two{{"a", 2, 14, {}, 16}, {"b", 2, 10, {}, 16}};
+    holdBackSmallRefills(two);
+    auto picker = makePicker(name);
+    auto picks = pickMany(*picker, two, 10);
+    EXPECT_EQ(picks["a"], 0) << name;
+    EXPECT_EQ(picks["b"], 8) << name;
+  }
+}
+
 TEST(MakePickerTest, KnowsTheThreeNames) {
   EXPECT_EQ(makePicker("round-robin")->name(), "round-robin");
   EXPECT_EQ(makePicker("random")->name(), "random");

@@ -174,7 +174,7 @@ struct Chunk {
 // Specs up to this size travel inline in a chunk.
 inline constexpr size_t kInlineSpecBytes = 2048;
 // A chunk holds at most this many tasks and this many bytes (the leader cuts there).
-inline constexpr size_t kMaxChunkTasks = 64;
+inline constexpr size_t kMaxChunkTasks = 256;
 inline constexpr size_t kMaxChunkBytes = 64 * 1024;
 std::string encode(const Chunk& chunk);
 std::optional<Chunk> decodeChunk(std::string_view data);
