@@ -64,31 +64,75 @@ void BatchRetention::sweepPointers() {
     }
     if (changed || after.empty()) writes.push_back(tasks::v2::PendingWrite{name, b.version, after});
   }
-  for (auto& write : writes) {
-    auto builder = tasks::v2::Builder::fenced(ctx_.layout, ctx_.epoch);
+  if (!writes.empty()) {
+    sendSweeps(std::make_shared<std::vector<tasks::v2::PendingWrite>>(std::move(writes)), 0);
+  }
+}
+
+void BatchRetention::sendSweeps(std::shared_ptr<std::vector<tasks::v2::PendingWrite>> writes,
+                                size_t from) {
+  if (from >= writes->size()) return;
+  auto builder = tasks::v2::Builder::fenced(ctx_.layout, ctx_.epoch);
+  std::vector<size_t> group;  // indices into *writes
+  size_t bytes = 0;
+  for (size_t i = from; i < writes->size() && group.size() < kSweepsPerMulti; ++i) {
+    const auto& write = (*writes)[i];
+    const size_t size = write.after.empty() ? 0 : tasks::encode(write.after).size();
+    if (!group.empty() && bytes + size > kSweepMultiBytes) break;
+    bytes += size;
+    group.push_back(i);
+  }
+  const size_t next = group.back() + 1;
+  size_t dropped = 0;
+  std::erase_if(group, [&](size_t i) {
+    const auto& write = (*writes)[i];
+    const PendingTracker::Batch* b = pending_.find(write.batch);
+    if (!b) return true;  // forgotten since the sweep judged it
     builder.sweep(write);
-    auto multi = std::move(builder).finish();
     pending_.begin(write.batch);
-    size_t dropped = pending_.find(write.batch)->state.held().size() - write.after.held().size();
-    ctx_.coord.multi(std::move(multi.ops))
-        .then([this, write, dropped,
-               decoder = std::make_shared<tasks::v2::Decoder>(std::move(multi.decoder)),
-               post = ctx_.post](const Result<std::vector<coord::OpResult>>& r) {
-          post([this, write, dropped, decoder, r] {
-            pending_.end(write.batch);
-            if (!ctx_.active()) return;
-            if (r) {
-              pointers_dropped_ += dropped;
+    dropped += b->state.held().size() - write.after.held().size();
+    return false;
+  });
+  if (group.empty()) return sendSweeps(writes, next);
+  auto multi = std::move(builder).finish();
+  ctx_.coord.multi(std::move(multi.ops))
+      .then([this, writes, group, next, dropped,
+             decoder = std::make_shared<tasks::v2::Decoder>(std::move(multi.decoder)),
+             post = ctx_.post](const Result<std::vector<coord::OpResult>>& r) {
+        post([this, writes, group, next, dropped, decoder, r] {
+          if (r && ctx_.active()) {
+            // What the writes did, before the busy marks go: a deleted state is forgotten here,
+            // so the watch its own delete fired reads nothing more.
+            pointers_dropped_ += dropped;
+            for (size_t i : group) {
+              const auto& write = (*writes)[i];
               if (write.after.empty()) ++pending_deleted_;
               pending_.wrote(write.batch, write.version, write.after, write.after.empty());
-              return;
+              pending_.end(write.batch);
             }
-            const coord::Error& e = r.error();
-            if (ctx_.fencedBy(e, decoder->failed(e))) return;
-            pending_.reread(write.batch);  // changed meanwhile: judged again next sweep
-          });
+            sendSweeps(writes, next);
+            return;
+          }
+          for (size_t i : group) pending_.end((*writes)[i].batch);
+          if (r || !ctx_.active()) return;
+          const coord::Error& e = r.error();
+          const std::optional<tasks::v2::Role> role = decoder->failed(e);
+          if (ctx_.fencedBy(e, role)) return;
+          if (!role || role->part != tasks::v2::Part::kPending) {
+            // Not one batch's op (connection loss, say): each is read again and judged next sweep.
+            for (size_t i : group) pending_.reread((*writes)[i].batch);
+            return;
+          }
+          // That batch changed since it was read: judged again next sweep; the rest go again.
+          pending_.reread(role->key);
+          auto rest = std::make_shared<std::vector<tasks::v2::PendingWrite>>();
+          for (size_t i : group) {
+            if ((*writes)[i].batch != role->key) rest->push_back((*writes)[i]);
+          }
+          for (size_t i = next; i < writes->size(); ++i) rest->push_back((*writes)[i]);
+          sendSweeps(rest, 0);
         });
-  }
+      });
 }
 
 // --- Expiry ---

@@ -48,8 +48,12 @@ class BatchRetention {
   // Called with each batch this retention expired.
   void onExpired(std::function<void(const std::string& batch)> fn) { on_expired_ = std::move(fn); }
 
-  // Drops stale pointers and deletes empty pending states (one fenced multi per batch).
+  // Drops stale pointers and deletes empty pending states: fenced multis of up to
+  // kSweepsPerMulti batches (a flood of single submits ends as many small batches, and a write
+  // per batch was as many writes as the submits themselves).
   void sweepPointers();
+  static constexpr size_t kSweepsPerMulti = 256;
+  static constexpr size_t kSweepMultiBytes = 512 * 1024;
   // One expiry pass: by count first (when retention_count is set and the finished tasks pass
   // it), else over the time buckets older than the retention age.
   void expire();
@@ -73,6 +77,8 @@ class BatchRetention {
   void expireBatch(const std::string& batch, std::shared_ptr<size_t> left,
                    const std::string& bucket);
   void bucketDone(const std::string& bucket);
+  // Sends writes[from..] in multis; a multi that fails on one batch's op goes again without it.
+  void sendSweeps(std::shared_ptr<std::vector<tasks::v2::PendingWrite>> writes, size_t from);
 
   const LeaderContext& ctx_;
   const Options options_;

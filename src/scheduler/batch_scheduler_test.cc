@@ -478,6 +478,47 @@ TEST_F(BatchSchedulerTest, SweepsStalePointersThenDeletesTheEmptyPendingState) {
   EXPECT_EQ(outcomesOf(b).size(), 3u);
 }
 
+// Many small batches end together (a flood of single submits): the sweep deletes their pending
+// states in one fenced multi, not one each. A batch written by someone else since the leader read
+// it fails that multi on its own op only: the rest go again at once without it.
+TEST_F(BatchSchedulerTest, OneSweepDeletesManyEndedPendingStatesInOneMulti) {
+  addWorker("w1", 8, 0);
+  std::vector<std::string> batches;
+  for (int i = 0; i < 6; ++i) batches.push_back(submit({spec()}));
+  const std::string changed = batches[2];
+  std::atomic<int> sweeps{0};
+  via_ = std::make_unique<HookedCoordination>(leader_, [&](const std::vector<coord::Op>& ops) {
+    bool sweep = false;
+    for (const auto& op : ops) {
+      const auto* del = std::get_if<coord::DeleteOp>(&op);
+      if (del && del->path.starts_with(layout_.pendingRoot() + "/")) sweep = true;
+    }
+    if (!sweep || sweeps++ > 0) return;
+    // Before the first sweep multi lands, another writer rewrites one of its pending states.
+    auto node = server_->peek(layout_.pending(changed));
+    ASSERT_TRUE(node);
+    ASSERT_TRUE(admin_.set(layout_.pending(changed), node->data, coord::kAnyVersion).get());
+  });
+  start(via_.get());
+  ASSERT_TRUE(settle([&] { return held("w1") == 6; }));
+  commitAll("w1");
+  ASSERT_TRUE(settle([&] { return scheduler_->snapshot().workers.at(0).assigned == 0; }));
+  quiesce();
+  scheduler_->sweepNow();
+  ASSERT_TRUE(settle([&] {
+    for (const auto& b : batches) {
+      if (b != changed && pendingOf(b)) return false;
+    }
+    return true;
+  }));
+  quiesce();
+  EXPECT_EQ(sweeps.load(), 2);  // the one that met the change, then the other five together
+  EXPECT_TRUE(pendingOf(changed));
+  scheduler_->sweepNow();  // read again since, it goes on the next pass
+  ASSERT_TRUE(settle([&] { return !pendingOf(changed); }));
+  EXPECT_EQ(sweeps.load(), 3);
+}
+
 // A backlog of many small batches must not cost the leader one watch each (the C client's
 // session-event handling is quadratic in its watches): past max_watched, batches are read
 // without a watch and get one, oldest first, as watched ones end. No task waits for it.
