@@ -74,25 +74,21 @@ void BatchRetention::sendSweeps(std::shared_ptr<std::vector<tasks::v2::PendingWr
   if (from >= writes->size()) return;
   auto builder = tasks::v2::Builder::fenced(ctx_.layout, ctx_.epoch);
   std::vector<size_t> group;  // indices into *writes
-  size_t bytes = 0;
-  for (size_t i = from; i < writes->size() && group.size() < kSweepsPerMulti; ++i) {
-    const auto& write = (*writes)[i];
-    const size_t size = write.after.empty() ? 0 : tasks::encode(write.after).size();
-    if (!group.empty() && bytes + size > kSweepMultiBytes) break;
-    bytes += size;
-    group.push_back(i);
-  }
-  const size_t next = group.back() + 1;
   size_t dropped = 0;
-  std::erase_if(group, [&](size_t i) {
-    const auto& write = (*writes)[i];
+  size_t next = from;
+  // The byte cap (the builder's op-size estimate) is checked before each write goes in, as the
+  // assign round does: it stops at half of ZooKeeper's 1 MiB, leaving room for the last state.
+  for (; next < writes->size() && group.size() < kSweepsPerMulti &&
+         builder.bytes() < kSweepMultiBytes;
+       ++next) {
+    const auto& write = (*writes)[next];
     const PendingTracker::Batch* b = pending_.find(write.batch);
-    if (!b) return true;  // forgotten since the sweep judged it
+    if (!b) continue;  // forgotten since the sweep judged it
     builder.sweep(write);
     pending_.begin(write.batch);
     dropped += b->state.held().size() - write.after.held().size();
-    return false;
-  });
+    group.push_back(next);
+  }
   if (group.empty()) return sendSweeps(writes, next);
   auto multi = std::move(builder).finish();
   ctx_.coord.multi(std::move(multi.ops))
